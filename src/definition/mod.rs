@@ -1,0 +1,17 @@
+//! Workflow files: their schema, loading and validation.
+
+mod load;
+mod model;
+mod problem;
+mod raw;
+mod validate;
+
+pub use load::{Catalog, REGISTRY_FILE, load_file, load_folder};
+pub use model::*;
+pub use problem::{Problem, line_and_column};
+pub use validate::{
+    DEFAULT_BACKOFF, DEFAULT_KEEP_RUNS, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY, coerce, parse_duration,
+};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+//! Validated workflow definitions: what the engine, scheduler and console work from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::schedule::Schedule;
+
+#[derive(Debug, Clone)]
+pub struct Workflow {
+    pub id: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub trigger: Trigger,
+    pub params: Vec<Param>,
+    pub overlap: Overlap,
+    pub catchup: Catchup,
+    pub max_active_runs: u32,
+    pub timeout: Option<Duration>,
+    pub jitter: Option<Duration>,
+    pub keep_runs: u32,
+    pub on_failure: Option<Task>,
+    pub on_success: Option<Task>,
+    pub tasks: Vec<Task>,
+}
+
+impl Workflow {
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|task| task.name == name)
+    }
+
+    /// A workflow whose tasks name no `depends_on` runs its list in order.
+    pub fn is_dag(&self) -> bool {
+        self.tasks.iter().any(|task| !task.depends_on.is_empty())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    Schedule(Box<Schedule>),
+    /// One run per new file matching `watch` (a glob, relative to the workflows folder or absolute).
+    Event {
+        watch: String,
+    },
+    Manual,
+}
+
+impl Trigger {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Schedule(_) => "schedule",
+            Trigger::Event { .. } => "event",
+            Trigger::Manual => "manual",
+        }
+    }
+
+    /// One line for lists: `schedule 0 2 * * * (America/New_York)`, `event inbox/*.json`, `manual`.
+    pub fn summary(&self) -> String {
+        match self {
+            Trigger::Schedule(schedule) => format!("schedule {} ({})", schedule.expression(), schedule.zone()),
+            Trigger::Event { watch } => format!("event {watch}"),
+            Trigger::Manual => "manual".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    Skip,
+    Queue,
+    CancelPrevious,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Catchup {
+    None,
+    Latest,
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Param {
+    pub name: String,
+    pub kind: ParamType,
+    pub default: Option<serde_json::Value>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamType {
+    String,
+    Integer,
+    Float,
+    Boolean,
+}
+
+impl ParamType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Integer => "integer",
+            ParamType::Float => "float",
+            ParamType::Boolean => "boolean",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub name: String,
+    pub kind: TaskKind,
+    pub action: Option<String>,
+    pub retries: u32,
+    pub retry_delay: Duration,
+    pub backoff: f64,
+    pub timeout: Option<Duration>,
+    /// Registered services or agents tried in order once the task's own attempts are exhausted.
+    pub fallback: Vec<String>,
+    /// A CEL expression over `input`; the task is skipped when it is false.
+    pub when: Option<String>,
+    pub depends_on: Vec<String>,
+    pub continue_on_failure: bool,
+    pub env: BTreeMap<String, String>,
+    /// Where the task starts in its file, for messages that point back at it.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskKind {
+    Service(String),
+    Agent(String),
+    Layer(String),
+    /// An inline shell line, run with `sh -c`.
+    Run(String),
+    /// An inline argument vector, run without a shell.
+    Command(Vec<String>),
+}
+
+impl TaskKind {
+    pub fn label(&self) -> String {
+        match self {
+            TaskKind::Service(name) => format!("service {name}"),
+            TaskKind::Agent(name) => format!("agent {name}"),
+            TaskKind::Layer(name) => format!("layer {name}"),
+            TaskKind::Run(_) => "run".to_string(),
+            TaskKind::Command(_) => "command".to_string(),
+        }
+    }
+}
+
+/// `workflows/conveyor.toml`: the services, agents and governance layers that tasks refer to by name.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    pub services: BTreeMap<String, Endpoint>,
+    pub agents: BTreeMap<String, Endpoint>,
+    pub layers: BTreeMap<String, Layer>,
+    pub alerts: Alerts,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub description: Option<String>,
+    pub target: Target,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Program and arguments; relative paths are resolved against the workflows folder.
+    Command(Vec<String>),
+    /// POST `{url}/{action}` with JSON in and JSON out.
+    Url(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Layer {
+    pub description: Option<String>,
+    pub items: Option<String>,
+    pub rules: Vec<Rule>,
+    pub approval: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub expr: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Alerts {
+    pub command: Option<Vec<String>>,
+    pub webhook: Option<String>,
+}

@@ -1,0 +1,108 @@
+//! The workflow and registry files exactly as written, with the position of every value that a later
+//! check may need to point at. Validation turns these into the types in `model`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkflow {
+    pub id: Spanned<String>,
+    pub description: Option<String>,
+    pub trigger: Option<Spanned<RawTrigger>>,
+    #[serde(default)]
+    pub params: BTreeMap<String, Spanned<toml::Value>>,
+    pub overlap: Option<Spanned<String>>,
+    pub catchup: Option<Spanned<String>>,
+    pub max_active_runs: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<String>>,
+    pub jitter: Option<Spanned<String>>,
+    pub keep_runs: Option<Spanned<i64>>,
+    pub on_failure: Option<Spanned<RawTask>>,
+    pub on_success: Option<Spanned<RawTask>>,
+    pub tasks: Option<Spanned<Vec<Spanned<RawTask>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrigger {
+    #[serde(rename = "type")]
+    pub kind: Spanned<String>,
+    pub cron: Option<Spanned<String>>,
+    pub timezone: Option<Spanned<String>>,
+    pub watch: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    pub name: Option<Spanned<String>>,
+    pub service: Option<Spanned<String>>,
+    pub agent: Option<Spanned<String>>,
+    pub layer: Option<Spanned<String>>,
+    pub run: Option<Spanned<String>>,
+    pub command: Option<Spanned<Vec<String>>>,
+    pub action: Option<String>,
+    pub retries: Option<Spanned<i64>>,
+    pub retry_delay: Option<Spanned<String>>,
+    pub backoff: Option<Spanned<f64>>,
+    pub timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub fallback: Vec<Spanned<String>>,
+    pub when: Option<Spanned<String>>,
+    #[serde(default)]
+    pub depends_on: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub continue_on_failure: bool,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegistry {
+    #[serde(default)]
+    pub services: BTreeMap<String, Spanned<RawEndpoint>>,
+    #[serde(default)]
+    pub agents: BTreeMap<String, Spanned<RawEndpoint>>,
+    #[serde(default)]
+    pub layers: BTreeMap<String, Spanned<RawLayer>>,
+    pub alerts: Option<Spanned<RawAlerts>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub description: Option<String>,
+    pub command: Option<Spanned<Vec<String>>>,
+    pub url: Option<Spanned<String>>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayer {
+    pub description: Option<String>,
+    pub items: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RawRule>>,
+    pub approval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: String,
+    pub expr: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub command: Option<Spanned<Vec<String>>>,
+    pub webhook: Option<Spanned<String>>,
+}

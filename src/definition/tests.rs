@@ -1,0 +1,442 @@
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+const REGISTRY: &str = r#"
+[services.Fetch]
+command = ["sh", "fetch.sh"]
+[services.Backup]
+url = "http://127.0.0.1:9/backup"
+[agents.Scorer]
+command = ["sh", "score.sh"]
+[layers.Gate]
+items = "applications"
+rules = [ { name = "eligible", expr = "item.score >= 0.7" } ]
+approval = "item.amount > 100000"
+"#;
+
+const SEED: &str = include_str!("../../workflows/daily_grant_pipeline.toml");
+const SEED_REGISTRY: &str = include_str!("../../workflows/conveyor.toml");
+
+/// Loads `files` (name, text) from a fresh folder; returns the catalog and its problems as
+/// `name:line:column: message`.
+fn load(files: &[(&str, &str)]) -> (Catalog, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+    let catalog = load_folder(dir.path());
+    let mut problems: Vec<&Problem> = catalog.problems().collect();
+    problems.sort();
+    let problems = problems
+        .into_iter()
+        .map(|p| {
+            let name = p.file.strip_prefix(dir.path()).unwrap_or(&p.file).display().to_string();
+            format!("{name}:{}:{}: {}", p.line, p.column, p.message)
+        })
+        .collect();
+    (catalog, problems)
+}
+
+fn problems_of(workflow: &str) -> Vec<String> {
+    load(&[("conveyor.toml", REGISTRY), ("w.toml", workflow)]).1
+}
+
+fn task_with(extra: &str) -> String {
+    format!("id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"true\"\n{extra}\n")
+}
+
+#[test]
+fn the_seed_pipeline_loads_exactly_as_written() {
+    let (catalog, problems) = load(&[("conveyor.toml", SEED_REGISTRY), ("seed.toml", SEED)]);
+    assert_eq!(problems, Vec::<String>::new());
+    let workflow = catalog.workflow("DailyGrantPipeline").unwrap();
+    let Trigger::Schedule(schedule) = &workflow.trigger else { panic!("a schedule trigger") };
+    assert_eq!(schedule.expression(), "0 2 * * *");
+    assert_eq!(schedule.zone().to_string(), "America/New_York");
+    let kinds: Vec<(&str, TaskKind, Option<&str>)> =
+        workflow.tasks.iter().map(|t| (t.name.as_str(), t.kind.clone(), t.action.as_deref())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("Ingest", TaskKind::Service("GrantIngestionService".into()), Some("fetch_new")),
+            ("Score", TaskKind::Agent("EligibilityAgent".into()), Some("analyze_and_suggest")),
+            ("Review", TaskKind::Layer("GovernanceLayer".into()), Some("enforce")),
+            ("Award", TaskKind::Service("PolicyService".into()), Some("update")),
+            ("Notify", TaskKind::Service("NotificationService".into()), Some("send")),
+        ]
+    );
+    assert!(!workflow.is_dag());
+    assert_eq!(workflow.overlap, Overlap::Skip);
+    assert_eq!(workflow.catchup, Catchup::Latest);
+    assert_eq!(workflow.keep_runs, DEFAULT_KEEP_RUNS);
+}
+
+#[test]
+fn every_option_is_read_into_the_definition() {
+    let (catalog, problems) = load(&[
+        ("conveyor.toml", REGISTRY),
+        (
+            "w.toml",
+            r#"
+id = "Full"
+description = "all the options"
+overlap = "cancel_previous"
+catchup = "all"
+max_active_runs = 3
+timeout = "1h30m"
+jitter = "30s"
+keep_runs = 7
+[trigger]
+type = "schedule"
+cron = "*/15 * * * * *"
+timezone = "UTC"
+[params]
+label = "x"
+limit = { type = "integer", default = 5, description = "at most" }
+ratio = { type = "float", default = 1 }
+[on_failure]
+run = "echo failed"
+[[tasks]]
+name = "A"
+service = "Fetch"
+action = "go"
+retries = 3
+retry_delay = "250ms"
+backoff = 1.5
+timeout = "5m"
+fallback = ["Backup", "Scorer"]
+when = "input.ok"
+continue_on_failure = true
+env = { MODE = "fast" }
+[[tasks]]
+name = "B"
+command = ["echo", "hi"]
+depends_on = ["A"]
+"#,
+        ),
+    ]);
+    assert_eq!(problems, Vec::<String>::new());
+    let w = catalog.workflow("Full").unwrap();
+    assert_eq!(w.description.as_deref(), Some("all the options"));
+    assert_eq!((w.overlap, w.catchup, w.max_active_runs, w.keep_runs), (Overlap::CancelPrevious, Catchup::All, 3, 7));
+    assert_eq!(w.timeout, Some(Duration::from_secs(5400)));
+    assert_eq!(w.jitter, Some(Duration::from_secs(30)));
+    assert_eq!(
+        w.on_failure.as_ref().map(|t| (t.name.as_str(), t.kind.clone())),
+        Some(("on_failure", TaskKind::Run("echo failed".into())))
+    );
+    let params: Vec<(&str, ParamType, Option<serde_json::Value>)> =
+        w.params.iter().map(|p| (p.name.as_str(), p.kind, p.default.clone())).collect();
+    assert_eq!(
+        params,
+        vec![
+            ("label", ParamType::String, Some("x".into())),
+            ("limit", ParamType::Integer, Some(5.into())),
+            ("ratio", ParamType::Float, Some(1.0.into())),
+        ]
+    );
+    let a = w.task("A").unwrap();
+    assert_eq!((a.retries, a.retry_delay, a.backoff), (3, Duration::from_millis(250), 1.5));
+    assert_eq!(a.timeout, Some(Duration::from_secs(300)));
+    assert_eq!(a.fallback, vec!["Backup", "Scorer"]);
+    assert_eq!(a.when.as_deref(), Some("input.ok"));
+    assert!(a.continue_on_failure);
+    assert_eq!(a.env.get("MODE").map(String::as_str), Some("fast"));
+    assert_eq!(a.line, 20);
+    let b = w.task("B").unwrap();
+    assert_eq!(b.kind, TaskKind::Command(vec!["echo".into(), "hi".into()]));
+    assert_eq!(b.depends_on, vec!["A"]);
+    assert!(w.is_dag());
+}
+
+#[test]
+fn defaults_apply_when_options_are_left_out() {
+    let (catalog, problems) = load(&[("w.toml", &task_with(""))]);
+    assert!(problems.is_empty(), "{problems:?}");
+    let w = catalog.workflow("W").unwrap();
+    assert!(matches!(w.trigger, Trigger::Manual));
+    assert_eq!(w.max_active_runs, DEFAULT_MAX_ACTIVE_RUNS);
+    let t = &w.tasks[0];
+    assert_eq!((t.retries, t.retry_delay, t.backoff, t.timeout), (0, DEFAULT_RETRY_DELAY, DEFAULT_BACKOFF, None));
+}
+
+#[test]
+fn unknown_keys_are_refused_where_they_are() {
+    assert_eq!(
+        problems_of(&task_with("retrys = 3")),
+        vec![
+            "w.toml:5:1: unknown field `retrys`, expected one of `name`, `service`, `agent`, `layer`, `run`, `command`, `action`, `retries`, `retry_delay`, `backoff`, `timeout`, `fallback`, `when`, `depends_on`, `continue_on_failure`, `env`"
+        ]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\nschedule = \"daily\"\n"),
+        vec![
+            "w.toml:2:1: unknown field `schedule`, expected one of `id`, `description`, `trigger`, `params`, `overlap`, `catchup`, `max_active_runs`, `timeout`, `jitter`, `keep_runs`, `on_failure`, `on_success`, `tasks`"
+        ]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\n[trigger]\ntype = \"schedule\"\ncorn = \"* * * * *\"\n"),
+        vec!["w.toml:4:1: unknown field `corn`, expected one of `type`, `cron`, `timezone`, `watch`"]
+    );
+}
+
+#[test]
+fn duplicate_workflow_ids_are_refused_in_the_second_file() {
+    let (catalog, problems) = load(&[("a.toml", &task_with("")), ("b.toml", &task_with(""))]);
+    assert_eq!(catalog.workflows.len(), 1);
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].starts_with("b.toml:1:6: duplicate workflow id `W`: already defined in "), "{problems:?}");
+    assert!(problems[0].ends_with("a.toml"), "{problems:?}");
+}
+
+#[test]
+fn duplicate_task_names_point_at_the_first_use() {
+    let text = "id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"a\"\n[[tasks]]\nname = \"T\"\nrun = \"b\"\n";
+    assert_eq!(problems_of(text), vec!["w.toml:6:8: duplicate task name `T`: already used on line 3"]);
+}
+
+#[test]
+fn a_task_needs_exactly_one_kind() {
+    assert_eq!(
+        problems_of("id = \"W\"\n[[tasks]]\nname = \"T\"\naction = \"x\"\n"),
+        vec!["w.toml:2:1: task `T` has no kind: expected one of `service`, `agent`, `layer`, `run` or `command`"]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\n[[tasks]]\nname = \"T\"\nservice = \"Fetch\"\nagent = \"Scorer\"\n"),
+        vec![
+            "w.toml:5:9: task `T` has several kinds (`service`, `agent`): expected exactly one of `service`, `agent`, `layer`, `run` or `command`"
+        ]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\n[[tasks]]\nname = \"T\"\ncommand = []\n"),
+        vec!["w.toml:4:11: task `T` has an empty `command`: expected a program and its arguments"]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\n[[tasks]]\nrun = \"x\"\n"),
+        vec!["w.toml:2:1: a task has no `name`: expected e.g. `name = \"Ingest\"`"]
+    );
+}
+
+#[test]
+fn references_to_unknown_registry_entries_are_refused() {
+    let text = "id = \"W\"\n[[tasks]]\nname = \"A\"\nservice = \"Fetchh\"\n[[tasks]]\nname = \"B\"\nagent = \"Nobody\"\n[[tasks]]\nname = \"C\"\nlayer = \"Fetch\"\n[[tasks]]\nname = \"D\"\nrun = \"x\"\nfallback = [\"Gate\"]\n";
+    assert_eq!(
+        problems_of(text),
+        vec![
+            "w.toml:4:11: unknown service `Fetchh`: expected a service defined in conveyor.toml (known: Backup, Fetch)",
+            "w.toml:7:9: unknown agent `Nobody`: expected a agent defined in conveyor.toml (known: Scorer)",
+            "w.toml:10:9: unknown layer `Fetch`: expected a layer defined in conveyor.toml (known: Gate)",
+            "w.toml:14:13: unknown fallback `Gate`: expected a service or agent defined in conveyor.toml (known: Backup, Fetch, Scorer)",
+        ]
+    );
+    let (_, without_registry) = load(&[("w.toml", "id = \"W\"\n[[tasks]]\nname = \"A\"\nservice = \"X\"\n")]);
+    assert_eq!(
+        without_registry,
+        vec!["w.toml:4:11: unknown service `X`: expected a service defined in conveyor.toml (it defines none)"]
+    );
+}
+
+#[test]
+fn bad_cron_expressions_are_refused() {
+    let schedule = |cron: &str| {
+        format!("id = \"W\"\n[trigger]\ntype = \"schedule\"\ncron = \"{cron}\"\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n")
+    };
+    assert_eq!(
+        problems_of(&schedule("0 2 * *")),
+        vec![
+            "w.toml:4:8: bad cron expression `0 2 * *`: it has 4 field(s); expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a macro such as @daily"
+        ]
+    );
+    let out_of_range = problems_of(&schedule("0 25 * * *"));
+    assert_eq!(out_of_range.len(), 1);
+    assert!(out_of_range[0].starts_with("w.toml:4:8: bad cron expression `0 25 * * *`: "), "{out_of_range:?}");
+    for good in ["0 2 * * *", "*/5 0 2 * * *", "@daily", "@hourly", "@weekly", "@monthly", "@yearly", "0 9 * * MON-FRI"]
+    {
+        assert_eq!(problems_of(&schedule(good)), Vec::<String>::new(), "{good}");
+    }
+    assert_eq!(
+        problems_of("id = \"W\"\n[trigger]\ntype = \"schedule\"\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n"),
+        vec!["w.toml:3:8: a `schedule` trigger needs `cron`: expected e.g. `cron = \"0 2 * * *\"`"]
+    );
+}
+
+#[test]
+fn triggers_are_checked_by_type() {
+    let trigger = |body: &str| format!("id = \"W\"\n[trigger]\n{body}\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n");
+    assert_eq!(
+        problems_of(&trigger("type = \"schedule\"\ncron = \"0 2 * * *\"\ntimezone = \"America/New_Yrok\"")),
+        vec![
+            "w.toml:5:12: unknown time zone `America/New_Yrok`: expected an IANA zone name such as `America/New_York`, `Europe/Berlin` or `UTC`"
+        ]
+    );
+    assert_eq!(
+        problems_of(&trigger("type = \"cron\"")),
+        vec!["w.toml:3:8: unknown trigger type `cron`: expected `schedule`, `event` or `manual`"]
+    );
+    assert_eq!(
+        problems_of(&trigger("type = \"event\"")),
+        vec![
+            "w.toml:3:8: an `event` trigger needs `watch`: expected a file pattern such as `watch = \"inbox/*.json\"`"
+        ]
+    );
+    assert_eq!(
+        problems_of(&trigger("type = \"manual\"\ncron = \"0 2 * * *\"")),
+        vec!["w.toml:4:8: `cron` does not apply to a `manual` trigger: it belongs to `type = \"schedule\"`"]
+    );
+    assert_eq!(problems_of(&trigger("type = \"event\"\nwatch = \"inbox/*.json\"")), Vec::<String>::new());
+}
+
+#[test]
+fn depends_on_must_name_tasks_without_cycles() {
+    let text = "id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"x\"\ndepends_on = [\"C\"]\n[[tasks]]\nname = \"B\"\nrun = \"x\"\ndepends_on = [\"A\"]\n[[tasks]]\nname = \"C\"\nrun = \"x\"\ndepends_on = [\"B\"]\n";
+    assert_eq!(problems_of(text), vec!["w.toml:5:15: cycle in `depends_on`: A → C → B → A"]);
+    assert_eq!(
+        problems_of(&task_with("depends_on = [\"Ghost\"]")),
+        vec!["w.toml:5:15: task `T` depends on unknown task `Ghost`: expected one of T"]
+    );
+    assert_eq!(problems_of(&task_with("depends_on = [\"T\"]")), vec!["w.toml:5:15: task `T` depends on itself"]);
+}
+
+#[test]
+fn durations_need_a_number_and_a_unit() {
+    for good in ["10s", "5m", "1h30m", "250ms", "2d"] {
+        assert!(parse_duration(good).is_ok(), "{good}");
+    }
+    assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+    assert_eq!(
+        problems_of(&task_with("timeout = \"5 parsecs\"")),
+        vec![
+            "w.toml:5:11: bad duration for `timeout`: `5 parsecs`: unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); expected a number and a unit such as `10s`, `5m`, `1h30m` or `250ms`"
+        ]
+    );
+    assert_eq!(
+        problems_of(&task_with("retry_delay = \"10\"")),
+        vec![
+            "w.toml:5:15: bad duration for `retry_delay`: `10` has no unit; expected a number and a unit such as `10s`, `5m`, `1h30m` or `250ms`"
+        ]
+    );
+}
+
+#[test]
+fn numbers_and_choices_are_range_checked() {
+    assert_eq!(
+        problems_of(&task_with("retries = -1")),
+        vec!["w.toml:5:11: bad `retries` -1: expected a whole number of 0 or more"]
+    );
+    assert_eq!(
+        problems_of(&task_with("backoff = 0.5")),
+        vec!["w.toml:5:11: bad `backoff` 0.5: expected a factor from 1.0 (fixed delay) to 100.0"]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\noverlap = \"sometimes\"\nkeep_runs = 0\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n"),
+        vec![
+            "w.toml:2:11: bad `overlap` `sometimes`: expected one of `skip`, `queue`, `cancel_previous`, `allow`",
+            "w.toml:3:13: bad `keep_runs` 0: expected a whole number of 1 or more",
+        ]
+    );
+}
+
+#[test]
+fn params_are_typed() {
+    let params = |body: &str| format!("id = \"W\"\n[params]\n{body}\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n");
+    assert_eq!(
+        problems_of(&params("limit = { type = \"integer\", default = \"ten\" }")),
+        vec!["w.toml:3:9: `default` of parameter `limit` is not a integer: got \"ten\""]
+    );
+    assert_eq!(
+        problems_of(&params("limit = { type = \"decimal\" }")),
+        vec!["w.toml:3:9: bad type `decimal` of parameter `limit`: expected `string`, `integer`, `float` or `boolean`"]
+    );
+    assert_eq!(
+        problems_of(&params("limit = { typ = \"integer\" }")),
+        vec!["w.toml:3:9: unknown key `typ` in parameter `limit`: expected `type`, `default` or `description`"]
+    );
+}
+
+#[test]
+fn bad_ids_and_names_are_refused() {
+    assert_eq!(
+        problems_of("id = \"my workflow\"\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n"),
+        vec![
+            "w.toml:1:6: bad workflow id `my workflow`: expected letters, digits, `_`, `-` or `.`, starting with a letter or digit"
+        ]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\n"),
+        vec!["w.toml:1:6: workflow `W` has no tasks: expected at least one `[[tasks]]` entry"]
+    );
+}
+
+#[test]
+fn unparsable_and_empty_files_are_refused_and_others_still_load() {
+    let (catalog, problems) = load(&[
+        ("good.toml", &task_with("")),
+        ("empty.toml", "# only a comment\n\n"),
+        ("broken.toml", "id = \"X\"\n[[tasks]\n"),
+        ("nested/deep.toml", "id = \"Deep\"\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n"),
+    ]);
+    assert_eq!(
+        problems,
+        vec![
+            "broken.toml:2:9: unclosed array table, expected `]`",
+            "empty.toml:1:1: the file is empty: expected a workflow with `id`, a `[trigger]` and `[[tasks]]`",
+        ]
+    );
+    let ids: Vec<&str> = catalog.workflows.iter().map(|w| w.id.as_str()).collect();
+    assert_eq!(ids, vec!["W", "Deep"]);
+    assert_eq!(catalog.broken.len(), 2);
+}
+
+#[test]
+fn the_registry_is_checked_too() {
+    let (catalog, problems) = load(&[(
+        "conveyor.toml",
+        "[services.A]\ndescription = \"nothing to run\"\n[services.B]\ncommand = [\"x\"]\nurl = \"http://h\"\n[agents.C]\nurl = \"ftp://h\"\n[layers.L]\nitems = \"x\"\n[alerts]\nwebhook = \"nope\"\n[servces.D]\n",
+    )]);
+    assert_eq!(
+        problems,
+        vec!["conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`"]
+    );
+    assert!(catalog.registry.services.is_empty());
+    let (catalog, problems) = load(&[(
+        "conveyor.toml",
+        "[services.A]\ndescription = \"nothing to run\"\n[services.B]\ncommand = [\"x\"]\nurl = \"http://h\"\n[agents.C]\nurl = \"ftp://h\"\n[layers.L]\nitems = \"x\"\n[alerts]\nwebhook = \"nope\"\n",
+    )]);
+    assert_eq!(
+        problems,
+        vec![
+            "conveyor.toml:1:1: service `A` has neither `command` nor `url`: expected exactly one",
+            "conveyor.toml:5:7: service `B` has both `command` and `url`: expected exactly one",
+            "conveyor.toml:7:7: bad `url` `ftp://h`: expected an http:// or https:// address",
+            "conveyor.toml:8:1: layer `L` has neither `rules` nor `approval`: expected at least one",
+            "conveyor.toml:11:11: bad `alerts.webhook` `nope`: expected an http:// or https:// address",
+        ]
+    );
+    assert!(catalog.registry.services.is_empty() && catalog.registry.agents.is_empty());
+}
+
+#[test]
+fn a_single_file_is_checked_against_the_registry_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("conveyor.toml"), REGISTRY).unwrap();
+    fs::write(dir.path().join("w.toml"), "id = \"W\"\n[[tasks]]\nname = \"A\"\nservice = \"Fetch\"\n").unwrap();
+    let catalog = load_file(&dir.path().join("w.toml"));
+    assert_eq!(catalog.problem_count(), 0);
+    assert_eq!(catalog.workflows.len(), 1);
+    let missing = load_file(Path::new("/nonexistent/w.toml"));
+    assert_eq!(missing.problems().next().unwrap().line, 1);
+    assert!(missing.problems().next().unwrap().message.starts_with("cannot read the file: "));
+}
+
+#[test]
+fn the_bundled_workflows_folder_is_valid() {
+    let catalog = load_folder(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/workflows")));
+    let problems: Vec<String> = catalog.problems().map(ToString::to_string).collect();
+    assert_eq!(problems, Vec::<String>::new());
+    assert!(catalog.workflows.len() >= 4);
+}

@@ -1,0 +1,714 @@
+//! Turns files as written (`raw`) into checked definitions (`model`), collecting every problem with
+//! the line and column it comes from rather than stopping at the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::model::*;
+use super::problem::Problem;
+use super::raw::*;
+use crate::schedule::{Schedule, Zone};
+
+pub const DEFAULT_KEEP_RUNS: u32 = 100;
+pub const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(10);
+pub const DEFAULT_BACKOFF: f64 = 2.0;
+
+const TASK_KINDS: &str = "`service`, `agent`, `layer`, `run` or `command`";
+
+pub(crate) struct Checker<'a> {
+    file: &'a Path,
+    source: &'a str,
+    pub problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(file: &'a Path, source: &'a str) -> Self {
+        Checker { file, source, problems: Vec::new() }
+    }
+
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.problems.push(Problem::at_span(self.file, self.source, span, message));
+    }
+
+    fn line_of(&self, span: &Range<usize>) -> usize {
+        super::problem::line_and_column(self.source, span.start).0
+    }
+
+    fn duration(&mut self, value: &Option<Spanned<String>>, what: &str) -> Option<Duration> {
+        let value = value.as_ref()?;
+        match parse_duration(value.get_ref()) {
+            Ok(duration) => Some(duration),
+            Err(message) => {
+                self.at(value.span(), format!("bad duration for `{what}`: {message}"));
+                None
+            }
+        }
+    }
+
+    fn whole_number(&mut self, value: &Option<Spanned<i64>>, what: &str, minimum: i64, default: u32) -> u32 {
+        let Some(value) = value else { return default };
+        match u32::try_from(*value.get_ref()) {
+            Ok(number) if i64::from(number) >= minimum => number,
+            _ => {
+                self.at(
+                    value.span(),
+                    format!("bad `{what}` {}: expected a whole number of {minimum} or more", value.get_ref()),
+                );
+                default
+            }
+        }
+    }
+
+    fn name(&mut self, value: &Spanned<String>, what: &str) {
+        if !is_name(value.get_ref()) {
+            self.at(
+                value.span(),
+                format!(
+                    "bad {what} `{}`: expected letters, digits, `_`, `-` or `.`, starting with a letter or digit",
+                    value.get_ref()
+                ),
+            );
+        }
+    }
+
+    pub fn registry(&mut self, raw: RawRegistry) -> Registry {
+        let mut registry = Registry::default();
+        for (kind, entries, out) in
+            [("service", raw.services, &mut registry.services), ("agent", raw.agents, &mut registry.agents)]
+        {
+            for (name, endpoint) in entries {
+                if let Some(endpoint) = self.endpoint(kind, &name, endpoint) {
+                    out.insert(name, endpoint);
+                }
+            }
+        }
+        for (name, layer) in raw.layers {
+            let span = layer.span();
+            let layer = layer.into_inner();
+            if layer.rules.is_empty() && layer.approval.is_none() {
+                self.at(
+                    span.clone(),
+                    format!("layer `{name}` has neither `rules` nor `approval`: expected at least one"),
+                );
+            }
+            let mut rule_names = BTreeSet::new();
+            let mut rules = Vec::new();
+            for rule in layer.rules {
+                let span = rule.span();
+                let rule = rule.into_inner();
+                if !rule_names.insert(rule.name.clone()) {
+                    self.at(span.clone(), format!("duplicate rule name `{}` in layer `{name}`", rule.name));
+                }
+                if rule.expr.get_ref().trim().is_empty() {
+                    self.at(
+                        rule.expr.span(),
+                        format!(
+                            "rule `{}` of layer `{name}` has an empty `expr`: expected a CEL expression",
+                            rule.name
+                        ),
+                    );
+                }
+                rules.push(Rule { name: rule.name, expr: rule.expr.into_inner() });
+            }
+            let approval = layer.approval.map(Spanned::into_inner);
+            registry.layers.insert(name, Layer { description: layer.description, items: layer.items, rules, approval });
+        }
+        if let Some(alerts) = raw.alerts {
+            let alerts = alerts.into_inner();
+            if let Some(command) = &alerts.command
+                && command.get_ref().is_empty()
+            {
+                self.at(command.span(), "`alerts.command` is empty: expected a program and its arguments");
+            }
+            if let Some(webhook) = &alerts.webhook {
+                self.url(webhook, "alerts.webhook");
+            }
+            registry.alerts = Alerts {
+                command: alerts.command.map(Spanned::into_inner),
+                webhook: alerts.webhook.map(Spanned::into_inner),
+            };
+        }
+        registry
+    }
+
+    fn endpoint(&mut self, kind: &str, name: &str, raw: Spanned<RawEndpoint>) -> Option<Endpoint> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let timeout = self.duration(&raw.timeout, "timeout");
+        let target = match (raw.command, raw.url) {
+            (Some(command), None) if command.get_ref().is_empty() => {
+                self.at(
+                    command.span(),
+                    format!("{kind} `{name}` has an empty `command`: expected a program and its arguments"),
+                );
+                None
+            }
+            (Some(command), None) => Some(Target::Command(command.into_inner())),
+            (None, Some(url)) => self.url(&url, "url").then(|| Target::Url(url.into_inner())),
+            (Some(_), Some(url)) => {
+                self.at(url.span(), format!("{kind} `{name}` has both `command` and `url`: expected exactly one"));
+                None
+            }
+            (None, None) => {
+                self.at(span, format!("{kind} `{name}` has neither `command` nor `url`: expected exactly one"));
+                None
+            }
+        }?;
+        Some(Endpoint { description: raw.description, target, env: raw.env, timeout })
+    }
+
+    fn url(&mut self, url: &Spanned<String>, what: &str) -> bool {
+        let text = url.get_ref();
+        let ok = (text.starts_with("http://") || text.starts_with("https://")) && text.len() > "https://".len();
+        if !ok {
+            self.at(url.span(), format!("bad `{what}` `{text}`: expected an http:// or https:// address"));
+        }
+        ok
+    }
+
+    pub fn workflow(&mut self, raw: RawWorkflow, registry: &Registry) -> Option<Workflow> {
+        let before = self.problems.len();
+        self.name(&raw.id, "workflow id");
+        let trigger = self.trigger(raw.trigger);
+        let params = self.params(raw.params);
+        let overlap = self.choice(
+            &raw.overlap,
+            "overlap",
+            Overlap::Skip,
+            &[
+                ("skip", Overlap::Skip),
+                ("queue", Overlap::Queue),
+                ("cancel_previous", Overlap::CancelPrevious),
+                ("allow", Overlap::Allow),
+            ],
+        );
+        let catchup = self.choice(
+            &raw.catchup,
+            "catchup",
+            Catchup::Latest,
+            &[("none", Catchup::None), ("latest", Catchup::Latest), ("all", Catchup::All)],
+        );
+        let max_active_runs = self.whole_number(&raw.max_active_runs, "max_active_runs", 1, DEFAULT_MAX_ACTIVE_RUNS);
+        let keep_runs = self.whole_number(&raw.keep_runs, "keep_runs", 1, DEFAULT_KEEP_RUNS);
+        let timeout = self.duration(&raw.timeout, "timeout");
+        let jitter = self.duration(&raw.jitter, "jitter");
+        let on_failure = raw.on_failure.and_then(|task| self.handler(task, "on_failure", registry));
+        let on_success = raw.on_success.and_then(|task| self.handler(task, "on_success", registry));
+        let tasks = match raw.tasks {
+            Some(tasks) if tasks.get_ref().is_empty() => {
+                self.at(tasks.span(), "`tasks` is empty: expected at least one task");
+                Vec::new()
+            }
+            Some(tasks) => self.tasks(tasks.into_inner(), registry),
+            None => {
+                self.at(
+                    raw.id.span(),
+                    format!("workflow `{}` has no tasks: expected at least one `[[tasks]]` entry", raw.id.get_ref()),
+                );
+                Vec::new()
+            }
+        };
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Workflow {
+            id: raw.id.into_inner(),
+            description: raw.description,
+            file: self.file.to_path_buf(),
+            trigger: trigger?,
+            params,
+            overlap,
+            catchup,
+            max_active_runs,
+            timeout,
+            jitter,
+            keep_runs,
+            on_failure,
+            on_success,
+            tasks,
+        })
+    }
+
+    fn choice<T: Copy>(&mut self, value: &Option<Spanned<String>>, what: &str, default: T, options: &[(&str, T)]) -> T {
+        let Some(value) = value else { return default };
+        match options.iter().find(|(name, _)| name == value.get_ref()) {
+            Some((_, choice)) => *choice,
+            None => {
+                let names: Vec<String> = options.iter().map(|(name, _)| format!("`{name}`")).collect();
+                self.at(
+                    value.span(),
+                    format!("bad `{what}` `{}`: expected one of {}", value.get_ref(), names.join(", ")),
+                );
+                default
+            }
+        }
+    }
+
+    fn trigger(&mut self, raw: Option<Spanned<RawTrigger>>) -> Option<Trigger> {
+        let Some(raw) = raw else { return Some(Trigger::Manual) };
+        let raw = raw.into_inner();
+        let kind = raw.kind.get_ref().as_str();
+        let misplaced = |key: &str, field: &Option<Spanned<String>>, allowed: &str| {
+            field.as_ref().filter(|_| kind != allowed).map(|value| {
+                (
+                    value.span(),
+                    format!("`{key}` does not apply to a `{kind}` trigger: it belongs to `type = \"{allowed}\"`"),
+                )
+            })
+        };
+        let stray: Vec<_> = [
+            misplaced("cron", &raw.cron, "schedule"),
+            misplaced("timezone", &raw.timezone, "schedule"),
+            misplaced("watch", &raw.watch, "event"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let valid_kind = matches!(kind, "schedule" | "event" | "manual");
+        if valid_kind {
+            for (span, message) in stray {
+                self.at(span, message);
+            }
+        }
+        match kind {
+            "schedule" => {
+                let zone = match &raw.timezone {
+                    None => Some(Zone::Local),
+                    Some(name) => Zone::parse(name.get_ref()).map_err(|message| self.at(name.span(), message)).ok(),
+                };
+                let Some(cron) = &raw.cron else {
+                    self.at(raw.kind.span(), "a `schedule` trigger needs `cron`: expected e.g. `cron = \"0 2 * * *\"`");
+                    return None;
+                };
+                let schedule = Schedule::parse(cron.get_ref(), zone.unwrap_or(Zone::Local));
+                let schedule = schedule.map_err(|message| self.at(cron.span(), message)).ok()?;
+                zone.map(|_| Trigger::Schedule(Box::new(schedule)))
+            }
+            "event" => {
+                let Some(watch) = raw.watch else {
+                    self.at(
+                        raw.kind.span(),
+                        "an `event` trigger needs `watch`: expected a file pattern such as `watch = \"inbox/*.json\"`",
+                    );
+                    return None;
+                };
+                if watch.get_ref().trim().is_empty() {
+                    self.at(watch.span(), "`watch` is empty: expected a file pattern such as `inbox/*.json`");
+                    return None;
+                }
+                Some(Trigger::Event { watch: watch.into_inner() })
+            }
+            "manual" => Some(Trigger::Manual),
+            other => {
+                self.at(
+                    raw.kind.span(),
+                    format!("unknown trigger type `{other}`: expected `schedule`, `event` or `manual`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn params(&mut self, raw: BTreeMap<String, Spanned<toml::Value>>) -> Vec<Param> {
+        let mut params = Vec::new();
+        for (name, value) in raw {
+            let span = value.span();
+            if !is_identifier(&name) {
+                self.at(
+                    span.clone(),
+                    format!("bad parameter name `{name}`: expected letters, digits and `_`, not starting with a digit"),
+                );
+                continue;
+            }
+            match self.param(&name, value.into_inner()) {
+                Ok(param) => params.push(param),
+                Err(message) => self.at(span, message),
+            }
+        }
+        params
+    }
+
+    fn param(&mut self, name: &str, value: toml::Value) -> Result<Param, String> {
+        let toml::Value::Table(mut table) = value else {
+            let kind = scalar_type(&value).ok_or_else(|| {
+                format!("bad parameter `{name}`: expected a default value (string, integer, float or boolean) or a table with `type`, `default`, `description`")
+            })?;
+            return Ok(Param { name: name.to_string(), kind, default: Some(to_json(value)), description: None });
+        };
+        let description = match table.remove("description") {
+            None => None,
+            Some(toml::Value::String(text)) => Some(text),
+            Some(_) => return Err(format!("bad `description` of parameter `{name}`: expected a string")),
+        };
+        let default = table.remove("default");
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(kind)) => match kind.as_str() {
+                "string" => ParamType::String,
+                "integer" | "int" => ParamType::Integer,
+                "float" | "number" => ParamType::Float,
+                "boolean" | "bool" => ParamType::Boolean,
+                other => {
+                    return Err(format!(
+                        "bad type `{other}` of parameter `{name}`: expected `string`, `integer`, `float` or `boolean`"
+                    ));
+                }
+            },
+            Some(_) => return Err(format!("bad `type` of parameter `{name}`: expected a string such as \"integer\"")),
+            None => match &default {
+                Some(value) => scalar_type(value).ok_or_else(|| {
+                    format!("bad `default` of parameter `{name}`: expected a string, integer, float or boolean")
+                })?,
+                None => ParamType::String,
+            },
+        };
+        if let Some(key) = table.keys().next() {
+            return Err(format!(
+                "unknown key `{key}` in parameter `{name}`: expected `type`, `default` or `description`"
+            ));
+        }
+        let default =
+            match default {
+                None => None,
+                Some(value) => Some(coerce(&value, kind).ok_or_else(|| {
+                    format!("`default` of parameter `{name}` is not a {}: got {}", kind.name(), value)
+                })?),
+            };
+        Ok(Param { name: name.to_string(), kind, default, description })
+    }
+
+    fn handler(&mut self, raw: Spanned<RawTask>, role: &str, registry: &Registry) -> Option<Task> {
+        if let Some(dependency) = raw.get_ref().depends_on.first() {
+            self.at(
+                dependency.span(),
+                format!("`depends_on` does not apply to the `{role}` handler: it runs after the whole run"),
+            );
+        }
+        self.task(raw, Some(role), registry)
+    }
+
+    fn tasks(&mut self, raw: Vec<Spanned<RawTask>>, registry: &Registry) -> Vec<Task> {
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut tasks = Vec::new();
+        for raw_task in raw {
+            if let Some(name) = &raw_task.get_ref().name {
+                let line = self.line_of(&name.span());
+                if let Some(first) = seen.get(name.get_ref()) {
+                    self.at(
+                        name.span(),
+                        format!("duplicate task name `{}`: already used on line {first}", name.get_ref()),
+                    );
+                } else {
+                    seen.insert(name.get_ref().clone(), line);
+                }
+            }
+            let dependencies: Vec<Spanned<String>> = raw_task.get_ref().depends_on.clone();
+            if let Some(task) = self.task(raw_task, None, registry) {
+                tasks.push((task, dependencies));
+            }
+        }
+        self.dependencies(&tasks, &seen);
+        tasks.into_iter().map(|(task, _)| task).collect()
+    }
+
+    fn dependencies(&mut self, tasks: &[(Task, Vec<Spanned<String>>)], names: &BTreeMap<String, usize>) {
+        let mut unknown = false;
+        for (task, dependencies) in tasks {
+            for dependency in dependencies {
+                let target = dependency.get_ref();
+                if target == &task.name {
+                    self.at(dependency.span(), format!("task `{}` depends on itself", task.name));
+                    unknown = true;
+                } else if !names.contains_key(target) {
+                    let known: Vec<&str> = names.keys().map(String::as_str).collect();
+                    self.at(
+                        dependency.span(),
+                        format!(
+                            "task `{}` depends on unknown task `{target}`: expected one of {}",
+                            task.name,
+                            known.join(", ")
+                        ),
+                    );
+                    unknown = true;
+                }
+            }
+        }
+        if unknown {
+            return;
+        }
+        if let Some(cycle) = find_cycle(tasks.iter().map(|(task, _)| task)) {
+            let (_, dependencies) =
+                tasks.iter().find(|(task, _)| task.name == cycle[0]).expect("a cycle starts at a task");
+            let span = dependencies.iter().find(|d| d.get_ref() == &cycle[1]).map_or(0..0, Spanned::span);
+            self.at(span, format!("cycle in `depends_on`: {}", cycle.join(" → ")));
+        }
+    }
+
+    fn task(&mut self, raw: Spanned<RawTask>, role: Option<&str>, registry: &Registry) -> Option<Task> {
+        let span = raw.span();
+        let line = self.line_of(&span);
+        let raw = raw.into_inner();
+        let before = self.problems.len();
+        let name = match (&raw.name, role) {
+            (Some(name), _) => {
+                self.name(name, "task name");
+                name.get_ref().clone()
+            }
+            (None, Some(role)) => role.to_string(),
+            (None, None) => {
+                self.at(span.clone(), "a task has no `name`: expected e.g. `name = \"Ingest\"`");
+                String::from("?")
+            }
+        };
+        let kind = self.task_kind(&raw, &name, span, registry);
+        let retries = self.whole_number(&raw.retries, "retries", 0, 0);
+        let retry_delay = self.duration(&raw.retry_delay, "retry_delay").unwrap_or(DEFAULT_RETRY_DELAY);
+        let timeout = self.duration(&raw.timeout, "timeout");
+        let backoff = match &raw.backoff {
+            Some(backoff) if !(1.0..=100.0).contains(backoff.get_ref()) => {
+                self.at(
+                    backoff.span(),
+                    format!("bad `backoff` {}: expected a factor from 1.0 (fixed delay) to 100.0", backoff.get_ref()),
+                );
+                DEFAULT_BACKOFF
+            }
+            Some(backoff) => *backoff.get_ref(),
+            None => DEFAULT_BACKOFF,
+        };
+        for route in &raw.fallback {
+            let name = route.get_ref();
+            if !registry.services.contains_key(name) && !registry.agents.contains_key(name) {
+                self.at(
+                    route.span(),
+                    format!(
+                        "unknown fallback `{name}`: expected a service or agent defined in conveyor.toml{}",
+                        known(registry.services.keys().chain(registry.agents.keys()))
+                    ),
+                );
+            }
+        }
+        if matches!(kind, Some(TaskKind::Layer(_))) && !raw.fallback.is_empty() {
+            self.at(
+                raw.fallback[0].span(),
+                format!("task `{name}` is a governance layer: `fallback` applies to services, agents and commands"),
+            );
+        }
+        if let Some(when) = &raw.when
+            && when.get_ref().trim().is_empty()
+        {
+            self.at(
+                when.span(),
+                "`when` is empty: expected a CEL expression over `input`, such as `size(input.applications) > 0`",
+            );
+        }
+        for key in raw.env.keys() {
+            if !is_identifier(key) {
+                self.at(
+                    span_of_line(self.source, line),
+                    format!("bad environment variable name `{key}` in task `{name}`: expected letters, digits and `_`"),
+                );
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Task {
+            name,
+            kind: kind?,
+            action: raw.action,
+            retries,
+            retry_delay,
+            backoff,
+            timeout,
+            fallback: raw.fallback.into_iter().map(Spanned::into_inner).collect(),
+            when: raw.when.map(Spanned::into_inner),
+            depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
+            continue_on_failure: raw.continue_on_failure,
+            env: raw.env,
+            line,
+        })
+    }
+
+    fn task_kind(&mut self, raw: &RawTask, name: &str, span: Range<usize>, registry: &Registry) -> Option<TaskKind> {
+        let given: Vec<(&str, Range<usize>)> = [
+            raw.service.as_ref().map(|v| ("service", v.span())),
+            raw.agent.as_ref().map(|v| ("agent", v.span())),
+            raw.layer.as_ref().map(|v| ("layer", v.span())),
+            raw.run.as_ref().map(|v| ("run", v.span())),
+            raw.command.as_ref().map(|v| ("command", v.span())),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match given.as_slice() {
+            [] => {
+                self.at(span, format!("task `{name}` has no kind: expected one of {TASK_KINDS}"));
+                return None;
+            }
+            [_] => {}
+            [_, (_, second), ..] => {
+                let keys: Vec<String> = given.iter().map(|(key, _)| format!("`{key}`")).collect();
+                self.at(
+                    second.clone(),
+                    format!(
+                        "task `{name}` has several kinds ({}): expected exactly one of {TASK_KINDS}",
+                        keys.join(", ")
+                    ),
+                );
+                return None;
+            }
+        }
+        if let Some(service) = &raw.service {
+            return self
+                .reference(service, "service", &registry.services)
+                .then(|| TaskKind::Service(service.get_ref().clone()));
+        }
+        if let Some(agent) = &raw.agent {
+            return self.reference(agent, "agent", &registry.agents).then(|| TaskKind::Agent(agent.get_ref().clone()));
+        }
+        if let Some(layer) = &raw.layer {
+            return self.reference(layer, "layer", &registry.layers).then(|| TaskKind::Layer(layer.get_ref().clone()));
+        }
+        if let Some(run) = &raw.run {
+            if run.get_ref().trim().is_empty() {
+                self.at(run.span(), format!("task `{name}` has an empty `run`: expected a shell command line"));
+                return None;
+            }
+            return Some(TaskKind::Run(run.get_ref().clone()));
+        }
+        let command = raw.command.as_ref()?;
+        if command.get_ref().is_empty() {
+            self.at(
+                command.span(),
+                format!("task `{name}` has an empty `command`: expected a program and its arguments"),
+            );
+            return None;
+        }
+        Some(TaskKind::Command(command.get_ref().clone()))
+    }
+
+    fn reference<T>(&mut self, name: &Spanned<String>, kind: &str, known_entries: &BTreeMap<String, T>) -> bool {
+        if known_entries.contains_key(name.get_ref()) {
+            return true;
+        }
+        self.at(
+            name.span(),
+            format!(
+                "unknown {kind} `{}`: expected a {kind} defined in conveyor.toml{}",
+                name.get_ref(),
+                known(known_entries.keys())
+            ),
+        );
+        false
+    }
+}
+
+fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let names: Vec<&str> = names.map(String::as_str).collect();
+    if names.is_empty() { String::from(" (it defines none)") } else { format!(" (known: {})", names.join(", ")) }
+}
+
+fn span_of_line(source: &str, line: usize) -> Range<usize> {
+    let start: usize = source.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
+    start..start
+}
+
+/// `10s`, `5m`, `1h30m`, `250ms`, `2d`; a bare number or an unknown unit is refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let hint = "expected a number and a unit such as `10s`, `5m`, `1h30m` or `250ms`";
+    if trimmed.is_empty() {
+        return Err(format!("`{text}` is empty; {hint}"));
+    }
+    if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("`{text}` has no unit; {hint}"));
+    }
+    humantime::parse_duration(trimmed).map_err(|error| format!("`{text}`: {error}; {hint}"))
+}
+
+fn is_name(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+fn is_identifier(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn scalar_type(value: &toml::Value) -> Option<ParamType> {
+    match value {
+        toml::Value::String(_) => Some(ParamType::String),
+        toml::Value::Integer(_) => Some(ParamType::Integer),
+        toml::Value::Float(_) => Some(ParamType::Float),
+        toml::Value::Boolean(_) => Some(ParamType::Boolean),
+        _ => None,
+    }
+}
+
+fn to_json(value: toml::Value) -> serde_json::Value {
+    serde_json::to_value(value).unwrap_or(serde_json::Value::Null)
+}
+
+/// A parameter value in its declared type; integers are accepted where floats are expected.
+pub fn coerce(value: &toml::Value, kind: ParamType) -> Option<serde_json::Value> {
+    match (kind, value) {
+        (ParamType::String, toml::Value::String(text)) => Some(serde_json::Value::from(text.clone())),
+        (ParamType::Integer, toml::Value::Integer(number)) => Some(serde_json::Value::from(*number)),
+        (ParamType::Float, toml::Value::Float(number)) => Some(serde_json::Value::from(*number)),
+        (ParamType::Float, toml::Value::Integer(number)) => Some(serde_json::Value::from(*number as f64)),
+        (ParamType::Boolean, toml::Value::Boolean(flag)) => Some(serde_json::Value::from(*flag)),
+        _ => None,
+    }
+}
+
+/// The first cycle among `depends_on` edges, as a path of task names that ends where it starts.
+fn find_cycle<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<Vec<String>> {
+    let edges: BTreeMap<&str, Vec<&str>> =
+        tasks.map(|task| (task.name.as_str(), task.depends_on.iter().map(String::as_str).collect())).collect();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Visiting,
+        Done,
+    }
+    fn visit<'a>(
+        node: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a str>>,
+        marks: &mut BTreeMap<&'a str, Mark>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match marks.get(node) {
+            Some(Mark::Done) => return None,
+            Some(Mark::Visiting) => {
+                let start = path.iter().position(|n| *n == node).expect("a visiting node is on the path");
+                let mut cycle: Vec<String> = path[start..].iter().map(|n| n.to_string()).collect();
+                cycle.push(node.to_string());
+                return Some(cycle);
+            }
+            None => {}
+        }
+        marks.insert(node, Mark::Visiting);
+        path.push(node);
+        for next in edges.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, edges, marks, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        marks.insert(node, Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for node in edges.keys() {
+        if let Some(cycle) = visit(node, &edges, &mut marks, &mut Vec::new()) {
+            return Some(cycle);
+        }
+    }
+    None
+}

@@ -1,0 +1,174 @@
+//! Cron schedules in a time zone, with Vixie cron's semantics (through `croner`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Local, TimeZone, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+/// Where a schedule's wall-clock times are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Zone {
+    /// The machine's own zone, as the operating system reports it.
+    Local,
+    Named(Tz),
+}
+
+impl Zone {
+    pub fn parse(name: &str) -> Result<Zone, String> {
+        Tz::from_str(name).map(Zone::Named).map_err(|_| {
+            format!("unknown time zone `{name}`: expected an IANA zone name such as `America/New_York`, `Europe/Berlin` or `UTC`")
+        })
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Zone::Local => f.write_str("local"),
+            Zone::Named(tz) => f.write_str(tz.name()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    expression: String,
+    zone: Zone,
+    cron: Cron,
+}
+
+impl Schedule {
+    /// Accepts 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a macro
+    /// (`@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`, `@annually`, `@midnight`).
+    pub fn parse(expression: &str, zone: Zone) -> Result<Schedule, String> {
+        let trimmed = expression.trim();
+        let fields = trimmed.split_whitespace().count();
+        let expected = "expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a macro such as @daily";
+        if trimmed.starts_with('@') {
+            if !MACROS.contains(&trimmed.to_ascii_lowercase().as_str()) {
+                return Err(format!(
+                    "bad cron expression `{expression}`: unknown macro; expected one of {}",
+                    MACROS.join(", ")
+                ));
+            }
+        } else if !(5..=6).contains(&fields) {
+            return Err(format!("bad cron expression `{expression}`: it has {fields} field(s); {expected}"));
+        }
+        let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
+        let cron = parser.parse(trimmed).map_err(|error| {
+            format!("bad cron expression `{expression}`: {}; {expected}", describe_cron_error(&error))
+        })?;
+        Ok(Schedule { expression: trimmed.to_string(), zone, cron })
+    }
+
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    pub fn zone(&self) -> Zone {
+        self.zone
+    }
+
+    /// The first fire time strictly after `after`.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.zone {
+            Zone::Local => self.next_in(&Local, after),
+            Zone::Named(tz) => self.next_in(&tz, after),
+        }
+    }
+
+    /// The next `count` fire times after `after`, in order.
+    pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+        let mut times = Vec::with_capacity(count);
+        let mut cursor = after;
+        while times.len() < count {
+            match self.next_after(cursor) {
+                Some(next) => {
+                    times.push(next);
+                    cursor = next;
+                }
+                None => break,
+            }
+        }
+        times
+    }
+
+    fn next_in<Z: TimeZone>(&self, zone: &Z, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(zone);
+        self.cron.find_next_occurrence(&local, false).ok().map(|next| next.with_timezone(&Utc))
+    }
+}
+
+const MACROS: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+
+fn describe_cron_error(error: &croner::errors::CronError) -> String {
+    use croner::errors::CronError;
+    match error {
+        CronError::InvalidPattern(message)
+        | CronError::IllegalCharacters(message)
+        | CronError::ComponentError(message) => message.trim_end_matches('.').to_string(),
+        other => other.to_string().trim_end_matches('.').to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn seed_schedule_fires_at_two_in_its_zone() {
+        let schedule = Schedule::parse("0 2 * * *", Zone::parse("America/New_York").unwrap()).unwrap();
+        let next = schedule.next_after(utc("2026-11-25T12:00:00Z")).unwrap();
+        assert_eq!(next, utc("2026-11-26T07:00:00Z"));
+    }
+
+    #[test]
+    fn six_fields_carry_seconds() {
+        let schedule = Schedule::parse("*/10 * * * * *", Zone::Named(Tz::UTC)).unwrap();
+        let times = schedule.upcoming(utc("2026-01-01T00:00:00Z"), 2);
+        assert_eq!(times, vec![utc("2026-01-01T00:00:10Z"), utc("2026-01-01T00:00:20Z")]);
+    }
+
+    #[test]
+    fn monday_is_one_and_sunday_is_zero_or_seven() {
+        // 2026-11-25 is a Wednesday.
+        let from = utc("2026-11-25T12:00:00Z");
+        let monday = Schedule::parse("0 2 * * 1", Zone::Named(Tz::UTC)).unwrap();
+        assert_eq!(monday.next_after(from).unwrap(), utc("2026-11-30T02:00:00Z"));
+        for sunday in ["0 2 * * 0", "0 2 * * 7"] {
+            let schedule = Schedule::parse(sunday, Zone::Named(Tz::UTC)).unwrap();
+            assert_eq!(schedule.next_after(from).unwrap(), utc("2026-11-29T02:00:00Z"), "{sunday}");
+        }
+    }
+
+    #[test]
+    fn refuses_wrong_field_counts_and_unknown_macros() {
+        let zone = Zone::Named(Tz::UTC);
+        assert_eq!(
+            Schedule::parse("0 2 * *", zone).unwrap_err(),
+            "bad cron expression `0 2 * *`: it has 4 field(s); expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a macro such as @daily"
+        );
+        assert!(Schedule::parse("0 0 2 * * * 2030", zone).unwrap_err().contains("it has 7 field(s)"));
+        assert!(
+            Schedule::parse("@fortnightly", zone)
+                .unwrap_err()
+                .starts_with("bad cron expression `@fortnightly`: unknown macro")
+        );
+        assert!(Schedule::parse("61 2 * * *", zone).unwrap_err().starts_with("bad cron expression `61 2 * * *`: "));
+    }
+
+    #[test]
+    fn unknown_zone_is_named_in_the_error() {
+        assert_eq!(
+            Zone::parse("Mars/Olympus").unwrap_err(),
+            "unknown time zone `Mars/Olympus`: expected an IANA zone name such as `America/New_York`, `Europe/Berlin` or `UTC`"
+        );
+    }
+}

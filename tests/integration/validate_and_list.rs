@@ -1,0 +1,106 @@
+use crate::common::*;
+
+const REGISTRY: &str = "[services.Fetch]\ncommand = [\"sh\", \"fetch.sh\"]\n";
+
+fn mixed_folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    write(&folder, "conveyor.toml", REGISTRY);
+    write(
+        &folder,
+        "good.toml",
+        "id = \"Good\"\n[trigger]\ntype = \"schedule\"\ncron = \"0 2 * * *\"\ntimezone = \"UTC\"\n[[tasks]]\nname = \"A\"\nservice = \"Fetch\"\n",
+    );
+    write(&folder, "typo.toml", "id = \"Typo\"\n[[tasks]]\nname = \"A\"\nrun = \"true\"\nretrys = 3\n");
+    write(
+        &folder,
+        "cron.toml",
+        "id = \"Cron\"\n[trigger]\ntype = \"schedule\"\ncron = \"0 2 * *\"\n[[tasks]]\nname = \"A\"\nrun = \"true\"\n",
+    );
+    write(&folder, "empty.toml", "");
+    dir
+}
+
+#[test]
+fn validate_reports_every_bad_file_with_its_line_and_exits_one() {
+    let dir = mixed_folder();
+    let output = run(&["validate", "workflows"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines,
+        vec![
+            "workflows/cron.toml:4:8: bad cron expression `0 2 * *`: it has 4 field(s); expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a macro such as @daily",
+            "workflows/empty.toml:1:1: the file is empty: expected a workflow with `id`, a `[trigger]` and `[[tasks]]`",
+            "workflows/typo.toml:5:1: unknown field `retrys`, expected one of `name`, `service`, `agent`, `layer`, `run`, `command`, `action`, `retries`, `retry_delay`, `backoff`, `timeout`, `fallback`, `when`, `depends_on`, `continue_on_failure`, `env`",
+            "3 problem(s) in 3 file(s); 1 workflow(s) valid",
+        ]
+    );
+    assert_eq!(text(&output.stdout), "");
+}
+
+#[test]
+fn validate_takes_a_single_file_and_the_global_folder_option() {
+    let dir = mixed_folder();
+    let good = run(&["validate", "workflows/good.toml"], dir.path());
+    assert_eq!(good.status.code(), Some(0), "{}", text(&good.stderr));
+    assert_eq!(text(&good.stdout), "ok: 1 workflow(s), 1 task(s) in workflows/good.toml\n");
+    let bad = run(&["--workflows", "workflows", "validate"], dir.path());
+    assert_eq!(bad.status.code(), Some(1));
+    let missing = run(&["validate", "nowhere"], dir.path());
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(text(&missing.stderr), "nowhere: no such file or folder\n");
+}
+
+#[test]
+fn the_bundled_workflows_validate() {
+    let output = run(&["validate", bundled_workflows().to_str().unwrap()], std::path::Path::new("."));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).starts_with("ok: "), "{}", text(&output.stdout));
+}
+
+#[test]
+fn list_shows_good_workflows_and_broken_files() {
+    let dir = mixed_folder();
+    let output = run(&["list"], dir.path());
+    assert_eq!(output.status.code(), Some(0));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "ID    TRIGGER                   TASKS  NEXT FIRE                  FILE");
+    assert!(lines[1].starts_with("Good  schedule 0 2 * * * (UTC)  1      "), "{stdout}");
+    assert!(lines[1].contains("T02:00:00+00:00  workflows/good.toml"), "{stdout}");
+    assert_eq!(
+        lines[2],
+        "BROKEN  workflows/cron.toml:4:8: bad cron expression `0 2 * *`: it has 4 field(s); expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a macro such as @daily"
+    );
+    assert_eq!(lines.len(), 5);
+}
+
+#[test]
+fn list_json_is_machine_readable() {
+    let dir = mixed_folder();
+    let output = run(&["list", "--json"], dir.path());
+    assert_eq!(output.status.code(), Some(0));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let good = &value["workflows"][0];
+    assert_eq!(good["id"], "Good");
+    assert_eq!(good["tasks"], 1);
+    assert_eq!(good["trigger"]["type"], "schedule");
+    assert_eq!(good["trigger"]["cron"], "0 2 * * *");
+    assert_eq!(good["trigger"]["timezone"], "UTC");
+    assert!(good["next_fire"].as_str().unwrap().ends_with("T02:00:00+00:00"));
+    assert_eq!(value["broken"].as_array().unwrap().len(), 3);
+    assert_eq!(value["broken"][2]["problems"][0]["line"], 5);
+}
+
+#[test]
+fn help_reads_well() {
+    let output = run(&["--help"], std::path::Path::new("."));
+    let help = text(&output.stdout);
+    for expected in ["validate", "list", "--workflows <DIR>", "--state <DIR>"] {
+        assert!(help.contains(expected), "{help}");
+    }
+    let output = run(&["validate", "--help"], std::path::Path::new("."));
+    assert!(text(&output.stdout).contains("Exit status 0 when everything is valid"));
+}
