@@ -2,4 +2,8 @@
 
 pub mod cli;
 pub mod definition;
+pub mod engine;
 pub mod schedule;
+pub mod state;
+pub mod store;
+pub mod tasks;

@@ -92,33 +92,39 @@ fn load_registry(catalog: &mut Catalog) {
 
 fn load_workflow(catalog: &mut Catalog, file: &Path) {
     let Some(source) = read(catalog, file) else { return };
-    if is_blank(&source) {
-        catalog.add_problems(vec![Problem::whole_file(
+    match parse_workflow(file, &source, &catalog.registry) {
+        Ok(workflow) => match catalog.workflow(&workflow.id) {
+            Some(first) => {
+                let message =
+                    format!("duplicate workflow id `{}`: already defined in {}", workflow.id, first.file.display());
+                let offset = id_offset(&source);
+                catalog.add_problems(vec![Problem::at_offset(file, &source, offset, message)]);
+            }
+            None => catalog.workflows.push(workflow),
+        },
+        Err(problems) => catalog.add_problems(problems),
+    }
+}
+
+/// Checks one workflow file's text against a registry.
+pub fn parse_workflow(file: &Path, source: &str, registry: &Registry) -> Result<Workflow, Vec<Problem>> {
+    if is_blank(source) {
+        return Err(vec![Problem::whole_file(
             file,
             "the file is empty: expected a workflow with `id`, a `[trigger]` and `[[tasks]]`",
         )]);
-        return;
     }
-    let raw = match toml::from_str::<RawWorkflow>(&source) {
-        Ok(raw) => raw,
-        Err(error) => return catalog.add_problems(vec![toml_problem(file, &source, &error)]),
-    };
-    let id_span = raw.id.span();
-    let mut checker = Checker::new(file, &source);
-    let workflow = checker.workflow(raw, &catalog.registry);
-    let mut problems = checker.problems;
-    if let Some(workflow) = workflow {
-        match catalog.workflow(&workflow.id) {
-            Some(first) => problems.push(Problem::at_span(
-                file,
-                &source,
-                id_span,
-                format!("duplicate workflow id `{}`: already defined in {}", workflow.id, first.file.display()),
-            )),
-            None => catalog.workflows.push(workflow),
-        }
+    let raw = toml::from_str::<RawWorkflow>(source).map_err(|error| vec![toml_problem(file, source, &error)])?;
+    let mut checker = Checker::new(file, source);
+    let workflow = checker.workflow(raw, registry);
+    match workflow {
+        Some(workflow) if checker.problems.is_empty() => Ok(workflow),
+        _ => Err(checker.problems),
     }
-    catalog.add_problems(problems);
+}
+
+fn id_offset(source: &str) -> usize {
+    toml::from_str::<RawWorkflow>(source).map(|raw| raw.id.span().start).unwrap_or(0)
 }
 
 fn read(catalog: &mut Catalog, file: &Path) -> Option<String> {

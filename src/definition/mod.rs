@@ -2,12 +2,14 @@
 
 mod load;
 mod model;
+mod params;
 mod problem;
 mod raw;
 mod validate;
 
-pub use load::{Catalog, REGISTRY_FILE, load_file, load_folder};
+pub use load::{Catalog, REGISTRY_FILE, load_file, load_folder, parse_workflow};
 pub use model::*;
+pub use params::resolve_params;
 pub use problem::{Problem, line_and_column};
 pub use validate::{
     DEFAULT_BACKOFF, DEFAULT_KEEP_RUNS, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY, coerce, parse_duration,

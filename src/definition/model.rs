@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,6 +14,8 @@ pub struct Workflow {
     pub id: String,
     pub description: Option<String>,
     pub file: PathBuf,
+    /// The file's text, kept with each run so that a resumed run uses the definition it started with.
+    pub source: Arc<str>,
     pub trigger: Trigger,
     pub params: Vec<Param>,
     pub overlap: Overlap,

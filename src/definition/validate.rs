@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use toml::Spanned;
@@ -115,6 +116,11 @@ impl<'a> Checker<'a> {
                 }
                 rules.push(Rule { name: rule.name, expr: rule.expr.into_inner() });
             }
+            if let Some(approval) = &layer.approval
+                && let Err(message) = crate::tasks::when::check(approval.get_ref())
+            {
+                self.at(approval.span(), message);
+            }
             let approval = layer.approval.map(Spanned::into_inner);
             registry.layers.insert(name, Layer { description: layer.description, items: layer.items, rules, approval });
         }
@@ -220,6 +226,7 @@ impl<'a> Checker<'a> {
             id: raw.id.into_inner(),
             description: raw.description,
             file: self.file.to_path_buf(),
+            source: Arc::from(self.source),
             trigger: trigger?,
             params,
             overlap,

@@ -1,5 +1,7 @@
 //! Integration tests: one binary (to keep builds lean) that drives the real `conveyor` executable and the
-//! library from outside.
+//! engine library from outside.
 
 mod common;
+mod engine_harness;
+mod engine_runs;
 mod validate_and_list;

@@ -1,0 +1,995 @@
+//! The engine's single owner of run state: it handles commands, starts attempts, reacts to their endings
+//! and to timers, and writes each change to the store before publishing it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use super::command::{Command, CommandResult, Origin, Reply};
+use super::run::{Run, retry_delay};
+use super::{EngineConfig, EngineError, Event, Request};
+use crate::definition::{Registry, Target, Task, TaskKind, Workflow, parse_workflow, resolve_params};
+use crate::state::{AttemptState, RunState, TaskState};
+use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord, timestamp};
+use crate::tasks::{
+    Attempt, Ending, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor, cancel_pair, when,
+};
+
+/// An attempt that has ended, reported by the task that ran it.
+struct Done {
+    run_id: String,
+    index: usize,
+    attempt: u32,
+    ending: Ending,
+    log_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Timer {
+    /// A task's retry wait is over (or a paused run's wait passed): look for work.
+    Wake {
+        run: String,
+    },
+    RunTimeout {
+        run: String,
+        after: Duration,
+    },
+}
+
+pub struct Actor {
+    config: EngineConfig,
+    store: Store,
+    _lock: StateLock,
+    registry: Registry,
+    workflows: HashMap<String, Arc<Workflow>>,
+    runs: HashMap<String, Run>,
+    timers: BTreeMap<(DateTime<Utc>, u64), Timer>,
+    timer_seq: u64,
+    events: broadcast::Sender<Event>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: Option<mpsc::UnboundedReceiver<Done>>,
+    permits: Arc<Semaphore>,
+}
+
+impl Actor {
+    pub fn new(
+        config: EngineConfig,
+        store: Store,
+        lock: StateLock,
+        registry: Registry,
+        events: broadcast::Sender<Event>,
+    ) -> Result<Actor, EngineError> {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let permits = Arc::new(Semaphore::new(config.max_parallel.max(1)));
+        let actor = Actor {
+            config,
+            store,
+            _lock: lock,
+            registry,
+            workflows: HashMap::new(),
+            runs: HashMap::new(),
+            timers: BTreeMap::new(),
+            timer_seq: 0,
+            events,
+            done_tx,
+            done_rx: Some(done_rx),
+            permits,
+        };
+        actor.recover()?;
+        Ok(actor)
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.config.clock.now()
+    }
+
+    /// Runs an earlier engine left active are marked interrupted: resumable with retry, skip or resume.
+    fn recover(&self) -> Result<(), EngineError> {
+        let now = self.now();
+        let active = [RunState::Queued, RunState::Running, RunState::Paused, RunState::WaitingApproval];
+        for mut run in self.store.runs_in_state(&active)? {
+            for mut task in self.store.tasks(&run.id)? {
+                if matches!(task.state, TaskState::Running | TaskState::RetryWait | TaskState::WaitingApproval) {
+                    task.state = TaskState::Failed;
+                    task.error = Some("interrupted: the engine stopped while it ran".into());
+                    task.finished_at = Some(now);
+                    self.store.update_task(&task)?;
+                }
+            }
+            for mut attempt in self.store.attempts(&run.id, None)? {
+                if attempt.state == AttemptState::Running {
+                    attempt.state = AttemptState::Failed;
+                    attempt.error = Some("interrupted: the engine stopped while it ran".into());
+                    attempt.finished_at = Some(now);
+                    self.store.insert_attempt(&attempt)?;
+                }
+            }
+            run.state = RunState::Interrupted;
+            run.finished_at = Some(now);
+            run.error = Some("the engine stopped while this run was active".into());
+            self.store.update_run(&run)?;
+            let message = format!(
+                "run {} of {} was interrupted; `conveyor resume {}` carries it on",
+                run.id, run.workflow, run.id
+            );
+            self.alert("warning", Some(&run.workflow), Some(&run.id), None, message);
+        }
+        Ok(())
+    }
+
+    pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+        let mut done_rx = self.done_rx.take().expect("the actor runs once");
+        let mut poll = tokio::time::interval(self.config.command_poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let next = self.timers.keys().next().map(|(at, _)| *at);
+            let sleep = async {
+                match next {
+                    Some(at) => self.config.clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                request = requests.recv() => match request {
+                    Some(Request::Shutdown(reply)) => {
+                        self.shutdown(&mut done_rx).await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(request) => self.request(request),
+                    None => {
+                        self.shutdown(&mut done_rx).await;
+                        return;
+                    }
+                },
+                Some(done) = done_rx.recv() => self.attempt_done(done),
+                _ = sleep => self.fire_timers(),
+                _ = poll.tick() => self.commands_from_store(),
+            }
+        }
+    }
+
+    fn request(&mut self, request: Request) {
+        match request {
+            Request::Command(command, origin, reply) => {
+                let result = self.command(&command, &origin);
+                let _ = reply.send(result);
+            }
+            Request::Register(workflow) => {
+                self.workflows.insert(workflow.id.clone(), Arc::new(*workflow));
+            }
+            Request::Unregister(id) => {
+                self.workflows.remove(&id);
+            }
+            Request::Shutdown(_) => unreachable!("handled by the loop"),
+        }
+    }
+
+    /// Handles a command and records it in the audit trail.
+    fn command(&mut self, command: &Command, origin: &Origin) -> CommandResult {
+        let result = self.apply(command, origin);
+        let (ok, outcome) = match &result {
+            Ok(reply) => (true, reply.message.clone()),
+            Err(error) => (false, error.clone()),
+        };
+        let text = command.to_json();
+        if let Err(error) = self.store.audit(self.now(), &origin.who, &origin.via, &text, ok, &outcome) {
+            tracing::error!("writing the audit trail failed: {error}");
+        }
+        self.publish(Event::Command { who: origin.who.clone(), via: origin.via.clone(), command: text, ok, outcome });
+        result
+    }
+
+    fn apply(&mut self, command: &Command, origin: &Origin) -> CommandResult {
+        match command {
+            Command::Trigger { workflow, input, params } => self.trigger(workflow, input.clone(), params, "manual"),
+            Command::PauseWorkflow { workflow } => self.pause_workflow(workflow, true),
+            Command::ResumeWorkflow { workflow } => self.pause_workflow(workflow, false),
+            Command::PauseRun { run } => self.pause_run(run),
+            Command::ResumeRun { run } => self.resume_run(run),
+            Command::CancelRun { run } => self.cancel_run(run, origin),
+            Command::RetryTask { run, task } => self.retry_task(run, task),
+            Command::SkipTask { run, task } => self.skip_task(run, task),
+            Command::RerouteTask { run, task, to } => self.reroute_task(run, task, to),
+            Command::Approve { run, task } | Command::Reject { run, task } => {
+                Err(format!("task {task} of run {run} is not waiting for approval"))
+            }
+            Command::AckAlert { id } => match self.store.ack_alert(*id, self.now()) {
+                Ok(true) => Ok(Reply::new(format!("alert {id} acknowledged"))),
+                Ok(false) => Err(format!("no unacknowledged alert {id}")),
+                Err(error) => Err(error.to_string()),
+            },
+        }
+    }
+
+    /// Commands other shells wrote to the store.
+    fn commands_from_store(&mut self) {
+        let pending = match self.store.pending_commands() {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::error!("reading queued commands failed: {error}");
+                return;
+            }
+        };
+        for queued in pending {
+            let origin = Origin { who: queued.who.clone(), via: "cli".into() };
+            let result = match serde_json::from_str::<Command>(&queued.command) {
+                Ok(command) => self.command(&command, &origin),
+                Err(error) => Err(format!("not a command this engine understands: {error}")),
+            };
+            let (ok, outcome) = match result {
+                Ok(reply) => (true, serde_json::to_string(&reply).expect("replies serialise")),
+                Err(error) => (false, error),
+            };
+            if let Err(error) = self.store.complete_command(queued.id, self.now(), ok, &outcome) {
+                tracing::error!("recording a command's outcome failed: {error}");
+            }
+        }
+    }
+
+    pub fn trigger(
+        &mut self,
+        workflow_id: &str,
+        input: Option<Value>,
+        params: &BTreeMap<String, Value>,
+        kind: &str,
+    ) -> CommandResult {
+        let workflow = self.workflows.get(workflow_id).cloned().ok_or_else(|| {
+            let mut known: Vec<&str> = self.workflows.keys().map(String::as_str).collect();
+            known.sort();
+            format!("no workflow `{workflow_id}` (known: {})", known.join(", "))
+        })?;
+        let params = resolve_params(&workflow, params)?;
+        let now = self.now();
+        let mut start = Map::new();
+        start.insert("trigger".into(), json!(kind));
+        start.insert("fired_at".into(), json!(timestamp(now)));
+        start.insert("params".into(), Value::Object(params.clone()));
+        match input {
+            Some(Value::Object(given)) => start.extend(given),
+            Some(other) => {
+                start.insert("input".into(), other);
+            }
+            None => {}
+        }
+        let id = self.new_run_id(now);
+        let record = RunRecord {
+            id: id.clone(),
+            workflow: workflow.id.clone(),
+            state: RunState::Running,
+            trigger: kind.to_string(),
+            input: Value::Object(start),
+            params: Value::Object(params),
+            definition_file: workflow.file.clone(),
+            definition: workflow.source.to_string(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            error: None,
+        };
+        let tasks: Vec<TaskRecord> = workflow
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(position, task)| TaskRecord {
+                run_id: id.clone(),
+                name: task.name.clone(),
+                position: position as u32,
+                state: TaskState::Pending,
+                attempts: 0,
+                route: None,
+                input: None,
+                output: None,
+                started_at: None,
+                finished_at: None,
+                error: None,
+            })
+            .collect();
+        self.store.insert_run(&record, &tasks).map_err(|error| format!("the run could not be stored: {error}"))?;
+        self.publish(Event::Run(record.clone()));
+        for task in &tasks {
+            self.publish(Event::Task(task.clone()));
+        }
+        if let Some(limit) = workflow.timeout {
+            self.add_timer(now + limit, Timer::RunTimeout { run: id.clone(), after: limit });
+        }
+        self.runs.insert(id.clone(), Run::new(record, workflow.clone(), tasks));
+        self.advance(&id);
+        Ok(Reply::for_run(format!("started run {id} of {}", workflow.id), &id))
+    }
+
+    fn new_run_id(&self, now: DateTime<Utc>) -> String {
+        loop {
+            let id = format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), rand::random::<u16>());
+            if !self.runs.contains_key(&id) && matches!(self.store.run(&id), Ok(None)) {
+                return id;
+            }
+        }
+    }
+
+    /// Starts whatever can start, then ends the run if nothing is left to do.
+    fn advance(&mut self, id: &str) {
+        loop {
+            let now = self.now();
+            let Some(run) = self.runs.get_mut(id) else { return };
+            if run.record.state != RunState::Running || run.stopping.is_some() {
+                break;
+            }
+            let due_retries: Vec<usize> = (0..run.slots.len())
+                .filter(|&i| {
+                    run.slots[i].state() == TaskState::RetryWait && run.slots[i].retry_at.is_some_and(|at| at <= now)
+                })
+                .collect();
+            let ready = run.ready();
+            if ready.is_empty() && due_retries.is_empty() {
+                break;
+            }
+            for index in due_retries {
+                self.start_attempt(id, index);
+            }
+            for index in ready {
+                self.start_task(id, index);
+            }
+        }
+        self.settle(id);
+    }
+
+    fn settle(&mut self, id: &str) {
+        let Some(run) = self.runs.get(id) else { return };
+        if let Some(target) = run.stopping {
+            if run.running().next().is_none() {
+                let reason = run.record.error.clone();
+                self.finish_run(id, target, reason);
+            }
+            return;
+        }
+        if !matches!(run.record.state, RunState::Running | RunState::Paused) {
+            return;
+        }
+        if let Some((state, error)) = run.outcome() {
+            self.finish_run(id, state, error);
+        }
+    }
+
+    fn finish_run(&mut self, id: &str, state: RunState, error: Option<String>) {
+        let now = self.now();
+        let Some(mut run) = self.runs.remove(id) else { return };
+        for index in 0..run.slots.len() {
+            let slot = &mut run.slots[index];
+            if matches!(slot.state(), TaskState::Pending | TaskState::RetryWait) && state == RunState::Cancelled {
+                slot.record.state = TaskState::Cancelled;
+                slot.record.finished_at = Some(now);
+                self.save_task(&slot.record);
+            }
+        }
+        run.record.state = state;
+        run.record.finished_at = Some(now);
+        run.record.error = error.clone();
+        self.save_run(&run.record);
+        self.timers
+            .retain(|_, timer| !matches!(timer, Timer::Wake { run } | Timer::RunTimeout { run, .. } if run == id));
+        let _ = std::fs::remove_dir_all(self.store.work_dir(id));
+        if state == RunState::Failed {
+            let message = format!("run {id} of {} failed: {}", run.record.workflow, error.unwrap_or_default());
+            self.alert("error", Some(&run.record.workflow), Some(id), None, message);
+        }
+        match self.store.prune(&run.record.workflow, run.workflow.keep_runs) {
+            Ok(pruned) if !pruned.is_empty() => {
+                tracing::info!("pruned {} old run(s) of {}", pruned.len(), run.record.workflow)
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!("pruning old runs failed: {error}"),
+        }
+    }
+
+    fn start_task(&mut self, id: &str, index: usize) {
+        let now = self.now();
+        let Some(run) = self.runs.get_mut(id) else { return };
+        let input = run.input_for(index);
+        let condition = run.task(index).when.clone();
+        let params = run.record.params.clone();
+        let slot = &mut run.slots[index];
+        slot.record.input = Some(input.clone());
+        if let Some(condition) = condition {
+            match when::evaluate(&condition, &input, &params) {
+                Ok(true) => {}
+                Ok(false) => {
+                    slot.record.state = TaskState::Skipped;
+                    slot.record.output = Some(input);
+                    slot.record.started_at = Some(now);
+                    slot.record.finished_at = Some(now);
+                    slot.record.error = Some(format!("skipped: `when = \"{condition}\"` is false"));
+                    let record = slot.record.clone();
+                    self.save_task(&record);
+                    return;
+                }
+                Err(error) => {
+                    slot.record.state = TaskState::Failed;
+                    slot.record.finished_at = Some(now);
+                    slot.record.error = Some(error);
+                    let record = slot.record.clone();
+                    self.save_task(&record);
+                    return;
+                }
+            }
+        }
+        self.start_attempt(id, index);
+    }
+
+    /// Which executor a route runs on, and the route's own timeout and environment.
+    fn resolve(&self, route: &str, task: &Task) -> (SharedExecutor, Option<Duration>, BTreeMap<String, String>) {
+        if route == super::INLINE_ROUTE {
+            let executor: SharedExecutor = match &task.kind {
+                TaskKind::Run(line) => Arc::new(ProcessExecutor::shell(line)),
+                TaskKind::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: false }),
+                _ => Arc::new(Refusal(format!("task {} has no inline command", task.name))),
+            };
+            return (executor, None, BTreeMap::new());
+        }
+        if let Some(executor) = self.config.executors.get(route) {
+            return (executor.clone(), None, BTreeMap::new());
+        }
+        let endpoint = self.registry.services.get(route).or_else(|| self.registry.agents.get(route));
+        if let Some(endpoint) = endpoint {
+            let executor: SharedExecutor = match &endpoint.target {
+                Target::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: true }),
+                Target::Url(url) => Arc::new(HttpExecutor { url: url.clone() }),
+            };
+            return (executor, endpoint.timeout, endpoint.env.clone());
+        }
+        if self.registry.layers.contains_key(route) {
+            let reason = format!(
+                "governance layer {route}: layers are not supported by this version yet, so the task cannot pass"
+            );
+            return (Arc::new(Refusal(reason)), None, BTreeMap::new());
+        }
+        (Arc::new(Refusal(format!("no service or agent named {route} is registered"))), None, BTreeMap::new())
+    }
+
+    fn start_attempt(&mut self, id: &str, index: usize) {
+        let now = self.now();
+        let Some(run) = self.runs.get(id) else { return };
+        let route = run.route(index);
+        let task = run.task(index).clone();
+        let (executor, route_timeout, route_env) = self.resolve(&route, &task);
+        let log_path;
+        let attempt_record;
+        let number;
+        {
+            let run = self.runs.get_mut(id).expect("the run exists");
+            let slot = &mut run.slots[index];
+            slot.record.attempts += 1;
+            slot.route_attempts += 1;
+            number = slot.record.attempts;
+            slot.record.state = TaskState::Running;
+            slot.record.started_at.get_or_insert(now);
+            slot.record.finished_at = None;
+            slot.record.error = None;
+            slot.retry_at = None;
+            log_path = self.store.log_path(id, &task.name, number);
+            attempt_record = AttemptRecord {
+                run_id: id.to_string(),
+                task: task.name.clone(),
+                attempt: number,
+                route: route.clone(),
+                state: AttemptState::Running,
+                exit_code: None,
+                error: None,
+                started_at: now,
+                finished_at: None,
+                log_path: log_path.clone(),
+                log_bytes: 0,
+            };
+        }
+        if let Err(error) = self.store.insert_attempt(&attempt_record) {
+            tracing::error!("storing an attempt failed: {error}");
+        }
+        self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
+        let run = self.runs.get(id).expect("the run exists");
+        let task_record = run.slots[index].record.clone();
+        let input = task_record.input.clone().unwrap_or(Value::Null);
+        let params = run.record.params.as_object().cloned().unwrap_or_default();
+        let workflow = run.record.workflow.clone();
+        self.save_task(&task_record);
+        self.publish(Event::Attempt(attempt_record));
+
+        let events = self.events.clone();
+        let (run_id, task_name) = (id.to_string(), task.name.clone());
+        let listener = Arc::new(move |stream, line: &str, progress: Option<crate::tasks::Progress>| {
+            let _ = events.send(Event::Log {
+                run_id: run_id.clone(),
+                task: task_name.clone(),
+                attempt: number,
+                stream,
+                line: line.to_string(),
+            });
+            if let Some(progress) = progress {
+                let _ = events.send(Event::Progress {
+                    run_id: run_id.clone(),
+                    task: task_name.clone(),
+                    attempt: number,
+                    fraction: progress.0,
+                });
+            }
+        });
+        let (cancel_handle, cancel) = cancel_pair();
+        let done = self.done_tx.clone();
+        let sink = match LogSink::create(&log_path, listener) {
+            Ok(sink) => sink,
+            Err(error) => {
+                let ending = Ending::failed(format!("cannot create the log file {}: {error}", log_path.display()));
+                let _ = done.send(Done { run_id: id.to_string(), index, attempt: number, ending, log_bytes: 0 });
+                return;
+            }
+        };
+        sink.engine_line(&format!("attempt {number} of task {} on route {route}", task.name));
+        let mut env = route_env;
+        env.extend(task.env.clone());
+        let work_dir = self.store.work_dir(id);
+        let _ = crate::store::create_private_dir(&work_dir);
+        let attempt = Attempt {
+            run_id: id.to_string(),
+            workflow,
+            task: task.name.clone(),
+            action: task.action.clone(),
+            number,
+            input,
+            params,
+            env,
+            timeout: task.timeout.or(route_timeout),
+            workdir: self.config.workflows_dir.clone(),
+            output_file: work_dir.join(format!("{}.{number}.output.json", task.name)),
+            log: sink.clone(),
+            cancel,
+            clock: self.config.clock.clone(),
+            kill_grace: self.config.kill_grace,
+        };
+        self.runs.get_mut(id).expect("the run exists").slots[index].cancel = Some(cancel_handle);
+        let permits = self.permits.clone();
+        let run_id = id.to_string();
+        tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let ending = executor.execute(attempt).await;
+            let _ = done.send(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() });
+        });
+    }
+
+    fn attempt_done(&mut self, done: Done) {
+        let now = self.now();
+        let Some(run) = self.runs.get_mut(&done.run_id) else { return };
+        let slot = &mut run.slots[done.index];
+        if let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == done.attempt) {
+            attempt.finished_at = Some(now);
+            attempt.log_bytes = done.log_bytes;
+            match &done.ending {
+                Ending::Succeeded { .. } => {
+                    attempt.state = AttemptState::Succeeded;
+                    attempt.exit_code = Some(0);
+                }
+                Ending::Failed { error, exit_code } => {
+                    attempt.state = AttemptState::Failed;
+                    attempt.error = Some(error.clone());
+                    attempt.exit_code = *exit_code;
+                }
+                Ending::Cancelled => attempt.state = AttemptState::Cancelled,
+            }
+            let attempt = attempt.clone();
+            if let Err(error) = self.store.insert_attempt(&attempt) {
+                tracing::error!("storing an attempt failed: {error}");
+            }
+            self.publish(Event::Attempt(attempt));
+        }
+        let Some(run) = self.runs.get_mut(&done.run_id) else { return };
+        let slot = &mut run.slots[done.index];
+        if slot.record.attempts != done.attempt || slot.state() != TaskState::Running {
+            return;
+        }
+        slot.cancel = None;
+        let stopping = run.stopping;
+        let has_next_route = run.has_next_route(done.index);
+        let task = run.workflow.tasks[done.index].clone();
+        let mut alert = None;
+        let mut fallback = false;
+        let slot = &mut run.slots[done.index];
+        match done.ending {
+            Ending::Succeeded { output } => {
+                slot.record.state = TaskState::Succeeded;
+                slot.record.output = Some(output);
+                slot.record.finished_at = Some(now);
+            }
+            Ending::Cancelled => {
+                slot.record.finished_at = Some(now);
+                if stopping == Some(RunState::Interrupted) {
+                    slot.record.state = TaskState::Failed;
+                    slot.record.error = Some("interrupted: the engine stopped while it ran".into());
+                } else {
+                    slot.record.state = TaskState::Cancelled;
+                    slot.record.error = Some("cancelled".into());
+                }
+            }
+            Ending::Failed { error, .. } if stopping.is_some() => {
+                slot.record.state = TaskState::Failed;
+                slot.record.error = Some(error);
+                slot.record.finished_at = Some(now);
+            }
+            Ending::Failed { error, .. } => {
+                if slot.route_index == 0 && slot.route_attempts <= task.retries {
+                    let wait = retry_delay(&task, slot.route_attempts, rand::random::<f64>());
+                    let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    slot.record.state = TaskState::RetryWait;
+                    slot.record.error = Some(format!(
+                        "{error}; retry {} of {} at {}",
+                        slot.route_attempts,
+                        task.retries,
+                        timestamp(at)
+                    ));
+                    slot.retry_at = Some(at);
+                    self.timer_seq += 1;
+                    self.timers.insert((at, self.timer_seq), Timer::Wake { run: done.run_id.clone() });
+                } else if has_next_route {
+                    slot.route_index += 1;
+                    slot.route_attempts = 0;
+                    slot.record.error = Some(error);
+                    fallback = true;
+                } else {
+                    slot.record.state = TaskState::Failed;
+                    slot.record.finished_at = Some(now);
+                    let attempts = slot.record.attempts;
+                    alert = Some(format!(
+                        "task {} of run {} failed after {attempts} attempt(s): {error}",
+                        task.name, done.run_id
+                    ));
+                    slot.record.error = Some(error);
+                }
+            }
+        }
+        let record = slot.record.clone();
+        let workflow = run.record.workflow.clone();
+        self.save_task(&record);
+        if let Some(message) = alert {
+            self.alert("error", Some(&workflow), Some(&done.run_id), Some(&task.name), message);
+        }
+        if fallback {
+            self.start_attempt(&done.run_id, done.index);
+        }
+        self.advance(&done.run_id);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = self.now();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Timer::Wake { run } => self.advance(&run),
+                Timer::RunTimeout { run, after } => {
+                    let reason = format!("the run exceeded its timeout of {}", humantime::format_duration(after));
+                    self.stop_run(&run, RunState::Failed, reason);
+                }
+            }
+        }
+    }
+
+    fn add_timer(&mut self, at: DateTime<Utc>, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers.insert((at, self.timer_seq), timer);
+    }
+
+    /// Cancels a run's running attempts and pending tasks; the run takes `target` once they have stopped.
+    fn stop_run(&mut self, id: &str, target: RunState, reason: String) {
+        let now = self.now();
+        let Some(run) = self.runs.get_mut(id) else { return };
+        if run.stopping.is_some() {
+            return;
+        }
+        run.stopping = Some(target);
+        run.record.error = Some(reason);
+        let mut changed = Vec::new();
+        for slot in run.slots.iter_mut() {
+            match slot.state() {
+                TaskState::Running => {
+                    if let Some(cancel) = &slot.cancel {
+                        cancel.cancel();
+                    }
+                }
+                TaskState::RetryWait | TaskState::Pending if target != RunState::Interrupted => {
+                    slot.record.state = TaskState::Cancelled;
+                    slot.record.finished_at = Some(now);
+                    slot.retry_at = None;
+                    changed.push(slot.record.clone());
+                }
+                TaskState::RetryWait => {
+                    slot.record.state = TaskState::Failed;
+                    slot.record.error = Some("interrupted: the engine stopped before its retry".into());
+                    slot.record.finished_at = Some(now);
+                    slot.retry_at = None;
+                    changed.push(slot.record.clone());
+                }
+                _ => {}
+            }
+        }
+        for record in changed {
+            self.save_task(&record);
+        }
+        self.settle(id);
+    }
+
+    /// A run by id or unique id prefix, loaded from the store if it is not active in memory.
+    fn load_run(&mut self, id: &str) -> Result<String, String> {
+        if self.runs.contains_key(id) {
+            return Ok(id.to_string());
+        }
+        let id = match self.store.find_run(id) {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(format!("no run `{id}`")),
+            Err(error) => return Err(error.to_string()),
+        };
+        if self.runs.contains_key(&id) {
+            return Ok(id);
+        }
+        let record = self.store.run(&id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no run `{id}`"))?;
+        let workflow =
+            parse_workflow(&record.definition_file, &record.definition, &self.registry).map_err(|problems| {
+                let first = problems.first().map(ToString::to_string).unwrap_or_default();
+                format!("run {id}'s definition no longer loads against the current registry: {first}")
+            })?;
+        let tasks = self.store.tasks(&id).map_err(|e| e.to_string())?;
+        if tasks.len() != workflow.tasks.len() {
+            return Err(format!("run {id} does not match its stored definition"));
+        }
+        let mut run = Run::new(record, Arc::new(workflow), tasks);
+        for slot in run.slots.iter_mut() {
+            if slot.record.route.is_some() {
+                slot.route_index = 0;
+            }
+        }
+        self.runs.insert(id.clone(), run);
+        Ok(id)
+    }
+
+    /// A finished run brought back to life by a retry or skip; in memory until it ends again.
+    fn revive(&mut self, id: &str) {
+        let Some(run) = self.runs.get_mut(id) else { return };
+        if run.record.state.is_finished() {
+            run.record.state = RunState::Running;
+            run.record.finished_at = None;
+            run.record.error = None;
+            let record = run.record.clone();
+            self.save_run(&record);
+        }
+    }
+
+    fn task_index(&self, run_id: &str, task: &str) -> Result<usize, String> {
+        let run = &self.runs[run_id];
+        run.index_of(task).ok_or_else(|| {
+            let names: Vec<&str> = run.workflow.tasks.iter().map(|t| t.name.as_str()).collect();
+            format!("run {run_id} has no task `{task}` (tasks: {})", names.join(", "))
+        })
+    }
+
+    fn pause_workflow(&mut self, workflow: &str, paused: bool) -> CommandResult {
+        if !self.workflows.contains_key(workflow) {
+            return Err(format!("no workflow `{workflow}`"));
+        }
+        self.store.set_paused(workflow, paused, self.now()).map_err(|e| e.to_string())?;
+        self.publish(Event::WorkflowPaused { workflow: workflow.to_string(), paused });
+        let word = if paused { "paused" } else { "resumed" };
+        Ok(Reply::new(format!("workflow {workflow} {word}")))
+    }
+
+    fn pause_run(&mut self, id: &str) -> CommandResult {
+        let id = self.load_run(id)?;
+        let run = self.runs.get_mut(&id).expect("loaded");
+        if run.record.state != RunState::Running || run.stopping.is_some() {
+            return Err(format!("run {id} is {}, not running", run.record.state));
+        }
+        run.record.state = RunState::Paused;
+        let record = run.record.clone();
+        self.save_run(&record);
+        Ok(Reply::for_run(format!("run {id} paused: no new task starts; running tasks finish"), &id))
+    }
+
+    fn resume_run(&mut self, id: &str) -> CommandResult {
+        let id = self.load_run(id)?;
+        let run = self.runs.get_mut(&id).expect("loaded");
+        match run.record.state {
+            RunState::Paused => {
+                run.record.state = RunState::Running;
+                let record = run.record.clone();
+                self.save_run(&record);
+            }
+            RunState::Interrupted => {
+                let mut reset = Vec::new();
+                for slot in run.slots.iter_mut() {
+                    if matches!(slot.state(), TaskState::Failed | TaskState::Cancelled) {
+                        slot.reset();
+                        reset.push(slot.record.clone());
+                    }
+                }
+                for record in reset {
+                    self.save_task(&record);
+                }
+                self.revive(&id);
+            }
+            state => {
+                self.forget_if_finished(&id);
+                return Err(format!(
+                    "run {id} is {state}: only a paused or interrupted run resumes (retry or skip a failed task)"
+                ));
+            }
+        }
+        self.advance(&id);
+        Ok(Reply::for_run(format!("run {id} resumed"), &id))
+    }
+
+    fn cancel_run(&mut self, id: &str, origin: &Origin) -> CommandResult {
+        let id = self.load_run(id)?;
+        let state = self.runs[&id].record.state;
+        if state.is_finished() {
+            self.forget_if_finished(&id);
+            return Err(format!("run {id} is already {state}"));
+        }
+        self.stop_run(&id, RunState::Cancelled, format!("cancelled by {}", origin.who));
+        Ok(Reply::for_run(format!("cancelling run {id}"), &id))
+    }
+
+    fn retry_task(&mut self, id: &str, task: &str) -> CommandResult {
+        let id = self.load_run(id)?;
+        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let run = self.runs.get_mut(&id).expect("loaded");
+        let state = run.slots[index].state();
+        if !matches!(state, TaskState::Failed | TaskState::Cancelled) || run.stopping.is_some() {
+            let run_state = run.record.state;
+            self.forget_if_finished(&id);
+            return Err(format!("task {task} is {state}, not failed or cancelled (run {id} is {run_state})"));
+        }
+        let was_cancelled = run.record.state == RunState::Cancelled;
+        let mut changed = Vec::new();
+        for (i, slot) in run.slots.iter_mut().enumerate() {
+            if i == index || (was_cancelled && slot.state() == TaskState::Cancelled) {
+                slot.reset();
+                changed.push(slot.record.clone());
+            }
+        }
+        for record in changed {
+            self.save_task(&record);
+        }
+        self.revive(&id);
+        self.advance(&id);
+        Ok(Reply::for_run(format!("retrying task {task} of run {id}"), &id))
+    }
+
+    fn skip_task(&mut self, id: &str, task: &str) -> CommandResult {
+        let id = self.load_run(id)?;
+        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let now = self.now();
+        let run = self.runs.get_mut(&id).expect("loaded");
+        let state = run.slots[index].state();
+        if !matches!(state, TaskState::Failed | TaskState::Cancelled | TaskState::Pending | TaskState::RetryWait)
+            || run.stopping.is_some()
+        {
+            self.forget_if_finished(&id);
+            return Err(format!(
+                "task {task} is {state}: only a failed, cancelled, pending or retrying task can be skipped"
+            ));
+        }
+        let input = run.slots[index].record.input.clone().unwrap_or_else(|| run.input_for(index));
+        let slot = &mut run.slots[index];
+        slot.record.state = TaskState::Skipped;
+        slot.record.input = Some(input.clone());
+        slot.record.output = Some(input);
+        slot.record.finished_at = Some(now);
+        slot.record.error = Some("skipped by an operator".into());
+        slot.retry_at = None;
+        let record = slot.record.clone();
+        self.save_task(&record);
+        self.revive(&id);
+        self.advance(&id);
+        Ok(Reply::for_run(format!("skipped task {task} of run {id}; its input passes on"), &id))
+    }
+
+    fn reroute_task(&mut self, id: &str, task: &str, to: &str) -> CommandResult {
+        let known = self.config.executors.contains_key(to)
+            || self.registry.services.contains_key(to)
+            || self.registry.agents.contains_key(to);
+        if !known {
+            let names: Vec<&str> =
+                self.registry.services.keys().chain(self.registry.agents.keys()).map(String::as_str).collect();
+            return Err(format!("no service or agent `{to}` (known: {})", names.join(", ")));
+        }
+        let id = self.load_run(id)?;
+        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let run = self.runs.get_mut(&id).expect("loaded");
+        let state = run.slots[index].state();
+        let slot = &mut run.slots[index];
+        let message = match state {
+            TaskState::Succeeded | TaskState::Skipped => {
+                self.forget_if_finished(&id);
+                return Err(format!("task {task} is already {state}"));
+            }
+            TaskState::Running => format!("task {task} will use {to} from its next attempt"),
+            TaskState::Pending => format!("task {task} will run on {to}"),
+            _ => {
+                slot.reset();
+                format!("task {task} runs again on {to}")
+            }
+        };
+        slot.record.route = Some(to.to_string());
+        let record = slot.record.clone();
+        self.save_task(&record);
+        self.revive(&id);
+        self.advance(&id);
+        Ok(Reply::for_run(message, &id))
+    }
+
+    /// A run loaded only to answer a refused command goes back to living in the store alone.
+    fn forget_if_finished(&mut self, id: &str) {
+        if self.runs.get(id).is_some_and(|run| run.record.state.is_finished()) {
+            self.runs.remove(id);
+        }
+    }
+
+    async fn shutdown(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
+        let ids: Vec<String> = self.runs.keys().cloned().collect();
+        for id in &ids {
+            if self.runs[id].record.state.is_active() {
+                self.stop_run(id, RunState::Interrupted, "the engine stopped while this run was active".into());
+            }
+        }
+        let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(5);
+        while self.runs.values().any(|run| run.running().next().is_some()) {
+            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
+                Ok(Some(done)) => self.attempt_done(done),
+                _ => break,
+            }
+        }
+        let left: Vec<String> = self.runs.keys().cloned().collect();
+        for id in left {
+            self.finish_run(&id, RunState::Interrupted, Some("the engine stopped while this run was active".into()));
+        }
+    }
+
+    fn save_run(&self, record: &RunRecord) {
+        if let Err(error) = self.store.update_run(record) {
+            tracing::error!("storing run {} failed: {error}", record.id);
+        }
+        self.publish(Event::Run(record.clone()));
+    }
+
+    fn save_task(&self, record: &TaskRecord) {
+        if let Err(error) = self.store.update_task(record) {
+            tracing::error!("storing task {} of run {} failed: {error}", record.name, record.run_id);
+        }
+        self.publish(Event::Task(record.clone()));
+    }
+
+    fn publish(&self, event: Event) {
+        // No subscriber is fine: everything is in the store.
+        let _ = self.events.send(event);
+    }
+
+    fn alert(&self, severity: &str, workflow: Option<&str>, run: Option<&str>, task: Option<&str>, message: String) {
+        let mut record = AlertRecord {
+            id: 0,
+            at: self.now(),
+            severity: severity.to_string(),
+            workflow: workflow.map(str::to_string),
+            run_id: run.map(str::to_string),
+            task: task.map(str::to_string),
+            message,
+            acked_at: None,
+        };
+        match self.store.add_alert(&record) {
+            Ok(id) => record.id = id,
+            Err(error) => tracing::error!("storing an alert failed: {error}"),
+        }
+        tracing::warn!("alert: {}", record.message);
+        super::alerts::notify(&self.registry.alerts, &record, &self.config.workflows_dir);
+        self.publish(Event::Alert(record));
+    }
+}

@@ -1,0 +1,132 @@
+//! What operators (console, CLI, other shells through the store) ask the engine to do.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Command {
+    /// Start a run now. `params` may be strings (from a command line): they are converted to the declared types.
+    Trigger {
+        workflow: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        params: BTreeMap<String, Value>,
+    },
+    PauseWorkflow {
+        workflow: String,
+    },
+    ResumeWorkflow {
+        workflow: String,
+    },
+    PauseRun {
+        run: String,
+    },
+    ResumeRun {
+        run: String,
+    },
+    CancelRun {
+        run: String,
+    },
+    RetryTask {
+        run: String,
+        task: String,
+    },
+    SkipTask {
+        run: String,
+        task: String,
+    },
+    RerouteTask {
+        run: String,
+        task: String,
+        to: String,
+    },
+    Approve {
+        run: String,
+        task: String,
+    },
+    Reject {
+        run: String,
+        task: String,
+    },
+    AckAlert {
+        id: i64,
+    },
+}
+
+impl Command {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("commands serialise")
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub message: String,
+    /// The run the command started or acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+impl Reply {
+    pub fn new(message: impl Into<String>) -> Reply {
+        Reply { message: message.into(), run: None }
+    }
+
+    pub fn for_run(message: impl Into<String>, run: &str) -> Reply {
+        Reply { message: message.into(), run: Some(run.to_string()) }
+    }
+}
+
+/// A refusal says why, in words an operator can act on ("task Score is not failed").
+pub type CommandResult = Result<Reply, String>;
+
+/// Who sent a command and through what, for the audit trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub who: String,
+    pub via: String,
+}
+
+impl Origin {
+    pub fn local(via: &str) -> Origin {
+        Origin { who: current_user(), via: via.to_string() }
+    }
+}
+
+/// The operating-system user running this process.
+pub fn current_user() -> String {
+    for variable in ["USER", "LOGNAME"] {
+        if let Ok(name) = std::env::var(variable)
+            && !name.is_empty()
+        {
+            return name;
+        }
+    }
+    // SAFETY: getuid cannot fail.
+    format!("uid {}", unsafe { libc::getuid() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn commands_travel_as_tagged_json() {
+        let command = Command::RetryTask { run: "r1".into(), task: "Score".into() };
+        assert_eq!(command.to_json(), r#"{"command":"retry_task","run":"r1","task":"Score"}"#);
+        let back: Command = serde_json::from_str(&command.to_json()).unwrap();
+        assert_eq!(back, command);
+        let trigger: Command =
+            serde_json::from_value(json!({"command": "trigger", "workflow": "W", "params": {"n": "3"}})).unwrap();
+        assert_eq!(
+            trigger,
+            Command::Trigger { workflow: "W".into(), input: None, params: BTreeMap::from([("n".into(), json!("3"))]) }
+        );
+    }
+}

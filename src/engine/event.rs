@@ -1,0 +1,40 @@
+//! What the engine announces, after the store has it.
+
+use serde::Serialize;
+
+use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
+use crate::tasks::Stream;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Run(RunRecord),
+    Task(TaskRecord),
+    Attempt(AttemptRecord),
+    Log {
+        run_id: String,
+        task: String,
+        attempt: u32,
+        stream: Stream,
+        line: String,
+    },
+    Progress {
+        run_id: String,
+        task: String,
+        attempt: u32,
+        fraction: f64,
+    },
+    Alert(AlertRecord),
+    WorkflowPaused {
+        workflow: String,
+        paused: bool,
+    },
+    /// An operator's command and what came of it (also in the audit trail).
+    Command {
+        who: String,
+        via: String,
+        command: String,
+        ok: bool,
+        outcome: String,
+    },
+}

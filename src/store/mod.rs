@@ -1,0 +1,98 @@
+//! Everything an operator needs after a restart: runs, tasks, attempts, logs, pauses, alerts, the audit
+//! trail and commands from other shells. SQLite in WAL mode under the state folder; a change is committed
+//! before the engine announces it.
+
+mod lock;
+mod records;
+mod schema;
+
+use std::fs::{self, DirBuilder};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+
+pub use lock::{LOCK_FILE, StateLock};
+pub use records::*;
+
+pub const DATABASE_FILE: &str = "conveyor.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state folder: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("another engine (PID {pid}) holds the state folder {}: stop it, or point --state elsewhere", state_dir.display())]
+    Locked { state_dir: PathBuf, pid: String },
+    #[error("the store holds a value it cannot read: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub struct Store {
+    connection: Connection,
+    state_dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Store> {
+        create_private_dir(state_dir)?;
+        let path = state_dir.join(DATABASE_FILE);
+        let connection = Connection::open(&path)?;
+        restrict_file(&path)?;
+        // WAL keeps readers (a console, `conveyor history`) off the writer's back; NORMAL sync in WAL mode
+        // never loses a committed transaction when the process crashes, only on power loss.
+        connection.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+        )?;
+        schema::migrate(&connection)?;
+        Ok(Store { connection, state_dir: state_dir.to_path_buf() })
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// `STATE/logs/RUN/TASK.ATTEMPT.log`
+    pub fn log_path(&self, run_id: &str, task: &str, attempt: u32) -> PathBuf {
+        self.state_dir.join("logs").join(run_id).join(format!("{task}.{attempt}.log"))
+    }
+
+    /// A scratch folder for one run's files (task outputs before they are read).
+    pub fn work_dir(&self, run_id: &str) -> PathBuf {
+        self.state_dir.join("work").join(run_id)
+    }
+
+    fn remove_run_files(&self, run_id: &str) {
+        for dir in [self.state_dir.join("logs").join(run_id), self.work_dir(run_id)] {
+            if dir.exists()
+                && let Err(error) = fs::remove_dir_all(&dir)
+            {
+                tracing::warn!("could not remove {}: {error}", dir.display());
+            }
+        }
+    }
+}
+
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+fn restrict_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+}
+
+pub fn timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|error| StoreError::Corrupt(format!("timestamp `{text}`: {error}")))
+}

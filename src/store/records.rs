@@ -1,0 +1,477 @@
+//! Rows of the store and the queries over them.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Result, Store, StoreError, parse_timestamp, timestamp};
+use crate::state::{AttemptState, RunState, TaskState};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub workflow: String,
+    pub state: RunState,
+    /// What started it: `schedule`, `event`, `manual`.
+    pub trigger: String,
+    pub input: Value,
+    pub params: Value,
+    /// The workflow file as it was when the run started, so a resumed run keeps its definition.
+    #[serde(skip)]
+    pub definition_file: PathBuf,
+    #[serde(skip)]
+    pub definition: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskRecord {
+    pub run_id: String,
+    pub name: String,
+    pub position: u32,
+    pub state: TaskState,
+    pub attempts: u32,
+    /// The route an operator chose for the task's next attempts.
+    pub route: Option<String>,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRecord {
+    pub run_id: String,
+    pub task: String,
+    pub attempt: u32,
+    pub route: String,
+    pub state: AttemptState,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub log_path: PathBuf,
+    pub log_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub severity: String,
+    pub workflow: Option<String>,
+    pub run_id: Option<String>,
+    pub task: Option<String>,
+    pub message: String,
+    pub acked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub who: String,
+    pub origin: String,
+    pub command: String,
+    pub ok: bool,
+    pub outcome: String,
+}
+
+/// A command written by another shell, waiting for the engine that holds the folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedCommand {
+    pub id: i64,
+    pub who: String,
+    pub command: String,
+}
+
+fn json(value: &Value) -> String {
+    serde_json::to_string(value).expect("JSON values serialise")
+}
+
+fn from_json(text: Option<String>) -> rusqlite::Result<Option<Value>> {
+    text.map(|text| {
+        serde_json::from_str(&text)
+            .map_err(|error| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error)))
+    })
+    .transpose()
+}
+
+fn time(row: &Row, column: &str) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.get(column)?;
+    text.map(|text| {
+        parse_timestamp(&text).map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                0,
+                rusqlite::types::Type::Text,
+                Box::new(std::io::Error::other(error.to_string())),
+            )
+        })
+    })
+    .transpose()
+}
+
+fn required_time(row: &Row, column: &str) -> rusqlite::Result<DateTime<Utc>> {
+    time(row, column)?.ok_or(rusqlite::Error::InvalidColumnName(column.to_string()))
+}
+
+fn parsed<T: std::str::FromStr<Err = String>>(row: &Row, column: &str) -> rusqlite::Result<T> {
+    let text: String = row.get(column)?;
+    text.parse().map_err(|error: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            Box::new(std::io::Error::other(error)),
+        )
+    })
+}
+
+fn run_from_row(row: &Row) -> rusqlite::Result<RunRecord> {
+    Ok(RunRecord {
+        id: row.get("id")?,
+        workflow: row.get("workflow")?,
+        state: parsed(row, "state")?,
+        trigger: row.get("trigger")?,
+        input: from_json(row.get("input")?)?.unwrap_or(Value::Null),
+        params: from_json(row.get("params")?)?.unwrap_or(Value::Null),
+        definition_file: PathBuf::from(row.get::<_, String>("definition_file")?),
+        definition: row.get("definition")?,
+        created_at: required_time(row, "created_at")?,
+        started_at: time(row, "started_at")?,
+        finished_at: time(row, "finished_at")?,
+        error: row.get("error")?,
+    })
+}
+
+fn task_from_row(row: &Row) -> rusqlite::Result<TaskRecord> {
+    Ok(TaskRecord {
+        run_id: row.get("run_id")?,
+        name: row.get("name")?,
+        position: row.get("position")?,
+        state: parsed(row, "state")?,
+        attempts: row.get("attempts")?,
+        route: row.get("route")?,
+        input: from_json(row.get("input")?)?,
+        output: from_json(row.get("output")?)?,
+        started_at: time(row, "started_at")?,
+        finished_at: time(row, "finished_at")?,
+        error: row.get("error")?,
+    })
+}
+
+fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
+    Ok(AttemptRecord {
+        run_id: row.get("run_id")?,
+        task: row.get("task")?,
+        attempt: row.get("attempt")?,
+        route: row.get("route")?,
+        state: parsed(row, "state")?,
+        exit_code: row.get("exit_code")?,
+        error: row.get("error")?,
+        started_at: required_time(row, "started_at")?,
+        finished_at: time(row, "finished_at")?,
+        log_path: PathBuf::from(row.get::<_, String>("log_path")?),
+        log_bytes: row.get::<_, i64>("log_bytes")?.max(0) as u64,
+    })
+}
+
+fn alert_from_row(row: &Row) -> rusqlite::Result<AlertRecord> {
+    Ok(AlertRecord {
+        id: row.get("id")?,
+        at: required_time(row, "at")?,
+        severity: row.get("severity")?,
+        workflow: row.get("workflow")?,
+        run_id: row.get("run_id")?,
+        task: row.get("task")?,
+        message: row.get("message")?,
+        acked_at: time(row, "acked_at")?,
+    })
+}
+
+impl Store {
+    /// A new run and its tasks, in one transaction.
+    pub fn insert_run(&self, run: &RunRecord, tasks: &[TaskRecord]) -> Result<()> {
+        let transaction = self.connection.unchecked_transaction()?;
+        transaction.execute(
+            "INSERT INTO runs (id, workflow, state, trigger, input, params, definition_file, definition, created_at, started_at, finished_at, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                run.id,
+                run.workflow,
+                run.state.as_str(),
+                run.trigger,
+                json(&run.input),
+                json(&run.params),
+                run.definition_file.to_string_lossy(),
+                run.definition,
+                timestamp(run.created_at),
+                run.started_at.map(timestamp),
+                run.finished_at.map(timestamp),
+                run.error,
+            ],
+        )?;
+        for task in tasks {
+            upsert_task(&transaction, task)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    pub fn update_run(&self, run: &RunRecord) -> Result<()> {
+        self.connection.execute(
+            "UPDATE runs SET state = ?2, started_at = ?3, finished_at = ?4, error = ?5 WHERE id = ?1",
+            params![
+                run.id,
+                run.state.as_str(),
+                run.started_at.map(timestamp),
+                run.finished_at.map(timestamp),
+                run.error
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn update_task(&self, task: &TaskRecord) -> Result<()> {
+        upsert_task(&self.connection, task)?;
+        Ok(())
+    }
+
+    pub fn insert_attempt(&self, attempt: &AttemptRecord) -> Result<()> {
+        self.connection.execute(
+            "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at, log_path, log_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            params![
+                attempt.run_id,
+                attempt.task,
+                attempt.attempt,
+                attempt.route,
+                attempt.state.as_str(),
+                attempt.exit_code,
+                attempt.error,
+                timestamp(attempt.started_at),
+                attempt.finished_at.map(timestamp),
+                attempt.log_path.to_string_lossy(),
+                attempt.log_bytes as i64,
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn run(&self, id: &str) -> Result<Option<RunRecord>> {
+        Ok(self.connection.query_row("SELECT * FROM runs WHERE id = ?1", [id], run_from_row).optional()?)
+    }
+
+    /// Newest first; all workflows when `workflow` is `None`.
+    pub fn runs(&self, workflow: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT * FROM runs WHERE (?1 IS NULL OR workflow = ?1) ORDER BY created_at DESC, id DESC LIMIT ?2",
+        )?;
+        let rows = statement.query_map(params![workflow, limit as i64], run_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn runs_in_state(&self, states: &[RunState]) -> Result<Vec<RunRecord>> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT * FROM runs WHERE state = ?1 ORDER BY created_at")?;
+        let mut runs = Vec::new();
+        for state in states {
+            let rows = statement.query_map([state.as_str()], run_from_row)?;
+            runs.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+        }
+        runs.sort_by_key(|run| run.created_at);
+        Ok(runs)
+    }
+
+    pub fn tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT * FROM tasks WHERE run_id = ?1 ORDER BY position")?;
+        let rows = statement.query_map([run_id], task_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Attempts of a run (or of one of its tasks), oldest first.
+    pub fn attempts(&self, run_id: &str, task: Option<&str>) -> Result<Vec<AttemptRecord>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT * FROM attempts WHERE run_id = ?1 AND (?2 IS NULL OR task = ?2) ORDER BY started_at, attempt",
+        )?;
+        let rows = statement.query_map(params![run_id, task], attempt_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn set_paused(&self, workflow: &str, paused: bool, at: DateTime<Utc>) -> Result<()> {
+        self.connection.execute(
+            "INSERT INTO workflow_state (workflow, paused, changed_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (workflow) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at",
+            params![workflow, paused, timestamp(at)],
+        )?;
+        Ok(())
+    }
+
+    pub fn paused_workflows(&self) -> Result<BTreeSet<String>> {
+        let mut statement = self.connection.prepare_cached("SELECT workflow FROM workflow_state WHERE paused = 1")?;
+        let rows = statement.query_map([], |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn add_alert(&self, alert: &AlertRecord) -> Result<i64> {
+        self.connection.execute(
+            "INSERT INTO alerts (at, severity, workflow, run_id, task, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![timestamp(alert.at), alert.severity, alert.workflow, alert.run_id, alert.task, alert.message],
+        )?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    /// Newest first.
+    pub fn alerts(&self, limit: usize) -> Result<Vec<AlertRecord>> {
+        let mut statement = self.connection.prepare_cached("SELECT * FROM alerts ORDER BY id DESC LIMIT ?1")?;
+        let rows = statement.query_map([limit as i64], alert_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether an unacknowledged alert with that id existed.
+    pub fn ack_alert(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
+        let changed = self.connection.execute(
+            "UPDATE alerts SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
+            params![id, timestamp(at)],
+        )?;
+        Ok(changed > 0)
+    }
+
+    pub fn audit(
+        &self,
+        at: DateTime<Utc>,
+        who: &str,
+        origin: &str,
+        command: &str,
+        ok: bool,
+        outcome: &str,
+    ) -> Result<()> {
+        self.connection.execute(
+            "INSERT INTO audit (at, who, origin, command, ok, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![timestamp(at), who, origin, command, ok, outcome],
+        )?;
+        Ok(())
+    }
+
+    pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditRecord>> {
+        let mut statement = self.connection.prepare_cached("SELECT * FROM audit ORDER BY id DESC LIMIT ?1")?;
+        let rows = statement.query_map([limit as i64], |row| {
+            Ok(AuditRecord {
+                id: row.get("id")?,
+                at: required_time(row, "at")?,
+                who: row.get("who")?,
+                origin: row.get("origin")?,
+                command: row.get("command")?,
+                ok: row.get("ok")?,
+                outcome: row.get("outcome")?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Queues a command for the engine that holds the folder; returns its id.
+    pub fn enqueue_command(&self, at: DateTime<Utc>, who: &str, command: &str) -> Result<i64> {
+        self.connection.execute(
+            "INSERT INTO commands (at, who, command) VALUES (?1, ?2, ?3)",
+            params![timestamp(at), who, command],
+        )?;
+        Ok(self.connection.last_insert_rowid())
+    }
+
+    pub fn pending_commands(&self) -> Result<Vec<QueuedCommand>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, who, command FROM commands WHERE done_at IS NULL ORDER BY id")?;
+        let rows = statement
+            .query_map([], |row| Ok(QueuedCommand { id: row.get(0)?, who: row.get(1)?, command: row.get(2)? }))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn complete_command(&self, id: i64, at: DateTime<Utc>, ok: bool, outcome: &str) -> Result<()> {
+        self.connection.execute(
+            "UPDATE commands SET done_at = ?2, ok = ?3, outcome = ?4 WHERE id = ?1",
+            params![id, timestamp(at), ok, outcome],
+        )?;
+        Ok(())
+    }
+
+    /// `Some((ok, outcome))` once the engine has acted on the command.
+    pub fn command_result(&self, id: i64) -> Result<Option<(bool, String)>> {
+        let result = self
+            .connection
+            .query_row("SELECT ok, outcome FROM commands WHERE id = ?1 AND done_at IS NOT NULL", [id], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()?;
+        Ok(result)
+    }
+
+    /// Removes the oldest finished runs of `workflow` beyond the newest `keep`, rows and files together.
+    pub fn prune(&self, workflow: &str, keep: u32) -> Result<Vec<String>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT id FROM runs WHERE workflow = ?1 AND state IN ('succeeded', 'failed', 'cancelled')
+             ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?2",
+        )?;
+        let doomed: Vec<String> =
+            statement.query_map(params![workflow, keep], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+        if doomed.is_empty() {
+            return Ok(doomed);
+        }
+        let transaction = self.connection.unchecked_transaction()?;
+        for id in &doomed {
+            transaction.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+        }
+        transaction.commit()?;
+        for id in &doomed {
+            self.remove_run_files(id);
+        }
+        Ok(doomed)
+    }
+
+    /// Whether any run id starts with this text (for telling a run from a workflow on the command line).
+    pub fn find_run(&self, id_or_prefix: &str) -> Result<Option<String>> {
+        if let Some(run) = self.run(id_or_prefix)? {
+            return Ok(Some(run.id));
+        }
+        let mut statement = self.connection.prepare_cached("SELECT id FROM runs WHERE id LIKE ?1 || '%' LIMIT 2")?;
+        let matches: Vec<String> =
+            statement.query_map([id_or_prefix], |row| row.get(0))?.collect::<rusqlite::Result<_>>()?;
+        match matches.as_slice() {
+            [one] => Ok(Some(one.clone())),
+            [] => Ok(None),
+            _ => Err(StoreError::Corrupt(format!("`{id_or_prefix}` matches several runs: give more of the id"))),
+        }
+    }
+}
+
+fn upsert_task(connection: &rusqlite::Connection, task: &TaskRecord) -> rusqlite::Result<()> {
+    connection.execute(
+        "INSERT INTO tasks (run_id, name, position, state, attempts, route, input, output, started_at, finished_at, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+         ON CONFLICT (run_id, name) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
+            route = excluded.route, input = excluded.input, output = excluded.output, started_at = excluded.started_at,
+            finished_at = excluded.finished_at, error = excluded.error",
+        params![
+            task.run_id,
+            task.name,
+            task.position,
+            task.state.as_str(),
+            task.attempts,
+            task.route,
+            task.input.as_ref().map(json),
+            task.output.as_ref().map(json),
+            task.started_at.map(timestamp),
+            task.finished_at.map(timestamp),
+            task.error,
+        ],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! An attempt's log: every line goes whole to its file on disk first, then to whoever listens.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+    /// Lines the engine adds: exit status, timeouts, retries.
+    Engine,
+}
+
+/// A `::progress::3/5` or `::progress::40%` line, as a fraction from 0 to 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Progress(pub f64);
+
+pub fn parse_progress(line: &str) -> Option<Progress> {
+    let rest = line.trim().strip_prefix("::progress::")?.trim();
+    let fraction = if let Some(percent) = rest.strip_suffix('%') {
+        percent.trim().parse::<f64>().ok()? / 100.0
+    } else {
+        let (done, total) = rest.split_once('/')?;
+        let (done, total) = (done.trim().parse::<f64>().ok()?, total.trim().parse::<f64>().ok()?);
+        if total <= 0.0 {
+            return None;
+        }
+        done / total
+    };
+    fraction.is_finite().then(|| Progress(fraction.clamp(0.0, 1.0)))
+}
+
+type Listener = dyn Fn(Stream, &str, Option<Progress>) + Send + Sync;
+
+#[derive(Clone)]
+pub struct LogSink {
+    file: Arc<Mutex<Option<File>>>,
+    bytes: Arc<AtomicU64>,
+    listener: Arc<Listener>,
+}
+
+impl LogSink {
+    /// Creates (0600) or appends to the log file at `path`.
+    pub fn create(path: &Path, listener: Arc<Listener>) -> std::io::Result<LogSink> {
+        if let Some(parent) = path.parent() {
+            crate::store::create_private_dir(parent)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        Ok(LogSink { file: Arc::new(Mutex::new(Some(file))), bytes: Arc::new(AtomicU64::new(0)), listener })
+    }
+
+    /// A sink that keeps nothing on disk (for tests of executors).
+    pub fn detached(listener: Arc<Listener>) -> LogSink {
+        LogSink { file: Arc::new(Mutex::new(None)), bytes: Arc::new(AtomicU64::new(0)), listener }
+    }
+
+    pub fn line(&self, stream: Stream, text: &str) {
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        {
+            let mut file = self.file.lock().expect("log file lock");
+            if let Some(file) = file.as_mut() {
+                // One write per line, so a reader in another process sees each line as soon as it exists.
+                let mut buffer = Vec::with_capacity(text.len() + 1);
+                buffer.extend_from_slice(text.as_bytes());
+                buffer.push(b'\n');
+                if let Err(error) = file.write_all(&buffer) {
+                    tracing::warn!("writing a task log failed: {error}");
+                }
+            }
+        }
+        self.bytes.fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
+        let progress = if stream == Stream::Engine { None } else { parse_progress(text) };
+        (self.listener)(stream, text, progress);
+    }
+
+    pub fn engine_line(&self, text: &str) {
+        self.line(Stream::Engine, &format!("[conveyor] {text}"));
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_are_fractions() {
+        assert_eq!(parse_progress("::progress::3/5"), Some(Progress(0.6)));
+        assert_eq!(parse_progress("::progress::40%"), Some(Progress(0.4)));
+        assert_eq!(parse_progress("  ::progress:: 7 / 7 "), Some(Progress(1.0)));
+        assert_eq!(parse_progress("::progress::150%"), Some(Progress(1.0)));
+        assert_eq!(parse_progress("::progress::1/0"), None);
+        assert_eq!(parse_progress("::progress::soon"), None);
+        assert_eq!(parse_progress("progress 3/5"), None);
+    }
+
+    #[test]
+    fn lines_reach_the_file_whole_and_the_listener_with_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/run/Task.1.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = seen.clone();
+        let sink = LogSink::create(
+            &path,
+            Arc::new(move |stream, text: &str, progress| {
+                recorder.lock().unwrap().push((stream, text.to_string(), progress))
+            }),
+        )
+        .unwrap();
+        sink.line(Stream::Stdout, "hello\n");
+        sink.line(Stream::Stderr, "::progress::1/2");
+        sink.engine_line("exit status 0");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello\n::progress::1/2\n[conveyor] exit status 0\n");
+        assert_eq!(sink.bytes(), 47);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen[1], (Stream::Stderr, "::progress::1/2".to_string(), Some(Progress(0.5))));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,160 @@
+//! Executors: how one attempt of a task runs against its route — a process, an HTTP endpoint, or an
+//! in-process executor supplied by a program that embeds the engine.
+
+mod http;
+mod log;
+mod process;
+pub mod when;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::watch;
+
+pub use http::HttpExecutor;
+pub use log::{LogSink, Progress, Stream, parse_progress};
+pub use process::ProcessExecutor;
+
+use crate::engine::SharedClock;
+
+/// Everything one attempt needs, owned so it can move into a spawned task.
+pub struct Attempt {
+    pub run_id: String,
+    pub workflow: String,
+    pub task: String,
+    pub action: Option<String>,
+    pub number: u32,
+    pub input: Value,
+    pub params: serde_json::Map<String, Value>,
+    /// The task's and the route's `env`, merged (the task wins).
+    pub env: BTreeMap<String, String>,
+    pub timeout: Option<Duration>,
+    /// Where processes start: the workflows folder, against which relative paths resolve.
+    pub workdir: PathBuf,
+    /// `CONVEYOR_OUTPUT`: JSON written there becomes the task's output.
+    pub output_file: PathBuf,
+    pub log: LogSink,
+    pub cancel: Cancel,
+    pub clock: SharedClock,
+    /// How long a process group gets between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+}
+
+impl Attempt {
+    /// The `CONVEYOR_*` variables of the task contract, parameters as `CONVEYOR_PARAM_<NAME>`, then `env`.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut vars = vec![
+            ("CONVEYOR_RUN_ID".to_string(), self.run_id.clone()),
+            ("CONVEYOR_WORKFLOW".to_string(), self.workflow.clone()),
+            ("CONVEYOR_TASK".to_string(), self.task.clone()),
+            ("CONVEYOR_ACTION".to_string(), self.action.clone().unwrap_or_default()),
+            ("CONVEYOR_ATTEMPT".to_string(), self.number.to_string()),
+            ("CONVEYOR_OUTPUT".to_string(), self.output_file.to_string_lossy().into_owned()),
+        ];
+        for (name, value) in &self.params {
+            let text = match value {
+                Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            vars.push((format!("CONVEYOR_PARAM_{}", name.to_ascii_uppercase()), text));
+        }
+        vars.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        vars
+    }
+
+    /// `run-task-attempt`: the same for every retry of the same attempt, different for the next one.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}-{}-{}", self.run_id, self.task, self.number)
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ending {
+    Succeeded {
+        output: Value,
+    },
+    Failed {
+        error: String,
+        exit_code: Option<i32>,
+    },
+    /// Stopped on purpose: cancelled by an operator, or the engine shutting down.
+    Cancelled,
+}
+
+impl Ending {
+    pub fn failed(error: impl Into<String>) -> Ending {
+        Ending::Failed { error: error.into(), exit_code: None }
+    }
+}
+
+pub type Execution = Pin<Box<dyn Future<Output = Ending> + Send>>;
+
+pub trait Executor: Send + Sync {
+    fn execute(&self, attempt: Attempt) -> Execution;
+}
+
+pub type SharedExecutor = Arc<dyn Executor>;
+
+/// Fires once, when the attempt is to stop (an operator's cancel, or shutdown).
+#[derive(Clone)]
+pub struct Cancel(watch::Receiver<bool>);
+
+#[derive(Clone)]
+pub struct CancelHandle(Arc<watch::Sender<bool>>);
+
+pub fn cancel_pair() -> (CancelHandle, Cancel) {
+    let (sender, receiver) = watch::channel(false);
+    (CancelHandle(Arc::new(sender)), Cancel(receiver))
+}
+
+impl CancelHandle {
+    pub fn cancel(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Cancel {
+    pub async fn cancelled(&mut self) {
+        if self.0.wait_for(|cancelled| *cancelled).await.is_err() {
+            // The handle is gone without cancelling: this attempt will never be cancelled.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// A route that cannot run, failing every attempt with the reason (a layer before governance exists).
+pub struct Refusal(pub String);
+
+impl Executor for Refusal {
+    fn execute(&self, attempt: Attempt) -> Execution {
+        let reason = self.0.clone();
+        Box::pin(async move {
+            attempt.log.engine_line(&reason);
+            Ending::failed(reason)
+        })
+    }
+}
+
+/// Reads what a task wrote to `CONVEYOR_OUTPUT`: nothing means `null`; anything else must be JSON.
+pub fn read_output(path: &std::path::Path) -> Result<Value, String> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Value::Null),
+        Err(error) => return Err(format!("cannot read CONVEYOR_OUTPUT ({}): {error}", path.display())),
+    };
+    let _ = std::fs::remove_file(path);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|error| format!("CONVEYOR_OUTPUT is not valid JSON: {error}"))
+}

@@ -1,0 +1,227 @@
+//! A task as a real process (ARCHITECTURE §5): JSON input on stdin, the `CONVEYOR_*` environment, output
+//! from the `CONVEYOR_OUTPUT` file, stdout and stderr streamed line by line, its own process group so that
+//! a timeout or a cancel stops everything it started.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::{Attempt, Ending, Execution, Executor, LogSink, Stream, read_output};
+
+/// How long output pipes may stay open after the task's main process exits, before the rest of its
+/// process group is taken to be strays and stopped.
+const STRAY_WAIT: Duration = Duration::from_secs(2);
+
+pub struct ProcessExecutor {
+    /// Program and arguments; the action, if any, is appended as the last argument.
+    pub argv: Vec<String>,
+    pub append_action: bool,
+}
+
+impl ProcessExecutor {
+    pub fn shell(line: &str) -> ProcessExecutor {
+        ProcessExecutor { argv: vec!["sh".into(), "-c".into(), line.into()], append_action: false }
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn execute(&self, attempt: Attempt) -> Execution {
+        let mut argv = self.argv.clone();
+        if self.append_action
+            && let Some(action) = &attempt.action
+        {
+            argv.push(action.clone());
+        }
+        Box::pin(run(argv, attempt))
+    }
+}
+
+async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
+    let log = attempt.log.clone();
+    let mut command = Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .current_dir(&attempt.workdir)
+        .envs(attempt.environment())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(error) => {
+            let message = format!("cannot start `{}` in {}: {error}", argv[0], attempt.workdir.display());
+            log.engine_line(&message);
+            return Ending::failed(message);
+        }
+    };
+    let pgid = child.id().map(|pid| pid as i32);
+    log.engine_line(&format!("started `{}` (pid {})", shell_words(&argv), pgid.unwrap_or(0)));
+    let stdin = child.stdin.take();
+    let input = serde_json::to_vec(&attempt.input).expect("JSON values serialise");
+    tokio::spawn(async move {
+        if let Some(mut stdin) = stdin {
+            // A task that never reads its input closes the pipe early; that is not an error.
+            let _ = stdin.write_all(&input).await;
+            let _ = stdin.shutdown().await;
+        }
+    });
+    let readers = [
+        child.stdout.take().map(|out| tokio::spawn(forward(out, Stream::Stdout, log.clone()))),
+        child.stderr.take().map(|err| tokio::spawn(forward(err, Stream::Stderr, log.clone()))),
+    ];
+
+    let deadline = attempt.timeout.map(|timeout| (timeout, attempt.clock.sleep_until(attempt.clock.now() + timeout)));
+    let (timeout, timer) = match deadline {
+        Some((timeout, timer)) => (Some(timeout), timer),
+        None => (None, Box::pin(std::future::pending()) as crate::engine::Sleep),
+    };
+    enum Stop {
+        Exited(std::io::Result<ExitStatus>),
+        TimedOut,
+        Cancelled,
+    }
+    let stop = tokio::select! {
+        status = child.wait() => Stop::Exited(status),
+        _ = timer => Stop::TimedOut,
+        _ = attempt.cancel.cancelled() => Stop::Cancelled,
+    };
+    match stop {
+        Stop::Exited(status) => {
+            finish_readers(readers, pgid, &log, attempt.kill_grace).await;
+            exited(status, &attempt, &log)
+        }
+        Stop::TimedOut => {
+            let timeout = timeout.unwrap_or_default();
+            log.engine_line(&format!(
+                "timed out after {}: stopping its process group",
+                humantime::format_duration(timeout)
+            ));
+            stop_group(&mut child, pgid, attempt.kill_grace, &log).await;
+            finish_readers(readers, pgid, &log, attempt.kill_grace).await;
+            Ending::failed(format!("timed out after {}", humantime::format_duration(timeout)))
+        }
+        Stop::Cancelled => {
+            log.engine_line("cancelled: stopping its process group");
+            stop_group(&mut child, pgid, attempt.kill_grace, &log).await;
+            finish_readers(readers, pgid, &log, attempt.kill_grace).await;
+            Ending::Cancelled
+        }
+    }
+}
+
+fn exited(status: std::io::Result<ExitStatus>, attempt: &Attempt, log: &LogSink) -> Ending {
+    let status = match status {
+        Ok(status) => status,
+        Err(error) => return Ending::failed(format!("waiting for the process failed: {error}")),
+    };
+    if status.success() {
+        log.engine_line("exit status 0");
+        return match read_output(&attempt.output_file) {
+            Ok(output) => Ending::Succeeded { output },
+            Err(error) => {
+                log.engine_line(&error);
+                Ending::Failed { error, exit_code: Some(0) }
+            }
+        };
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let _ = std::fs::remove_file(&attempt.output_file);
+    let error = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit status {code}"),
+        (None, Some(signal)) => format!("killed by signal {signal} ({})", signal_name(signal)),
+        (None, None) => "ended without an exit status".to_string(),
+    };
+    log.engine_line(&error);
+    Ending::Failed { error, exit_code: status.code() }
+}
+
+/// SIGTERM to the whole group, SIGKILL after the grace period if the main process is still there, and
+/// SIGKILL to whatever else of the group remains.
+async fn stop_group(child: &mut Child, pgid: Option<i32>, grace: Duration, log: &LogSink) {
+    let Some(pgid) = pgid else { return };
+    signal_group(pgid, libc::SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        log.engine_line(&format!("still running {} after SIGTERM: SIGKILL", humantime::format_duration(grace)));
+        signal_group(pgid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    signal_group(pgid, libc::SIGKILL);
+}
+
+/// Waits for the output pipes to close. Processes the task left behind keep them open: they are stopped.
+async fn finish_readers(readers: [Option<JoinHandle<()>>; 2], pgid: Option<i32>, log: &LogSink, grace: Duration) {
+    let mut readers: Vec<JoinHandle<()>> = readers.into_iter().flatten().collect();
+    let all_closed = async {
+        for reader in readers.iter_mut() {
+            let _ = reader.await;
+        }
+    };
+    if tokio::time::timeout(STRAY_WAIT, all_closed).await.is_ok() {
+        return;
+    }
+    if let Some(pgid) = pgid {
+        log.engine_line("processes the task started are still running: stopping them");
+        signal_group(pgid, libc::SIGTERM);
+        tokio::time::sleep(grace.min(Duration::from_secs(1))).await;
+        signal_group(pgid, libc::SIGKILL);
+    }
+    for reader in readers {
+        if !reader.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
+        }
+    }
+}
+
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: killpg only sends a signal; a group that is already gone yields ESRCH, which is fine.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGINT => "SIGINT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGHUP => "SIGHUP",
+        _ => "signal",
+    }
+}
+
+/// Lines are read as bytes so invalid UTF-8 cannot stop the stream; the file gets them as text.
+async fn forward(stream: impl AsyncRead + Unpin, kind: Stream, log: LogSink) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => log.line(kind, &String::from_utf8_lossy(&line)),
+        }
+    }
+}
+
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| {
+            let word = &match word.split_once('\n') {
+                Some((first, _)) => format!("{first} …"),
+                None => word.clone(),
+            };
+            if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c)) {
+                word.to_string()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,181 @@
+//! A real engine on a temporary workflows folder and state folder, with helpers to wait for what it
+//! announces.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use conveyor::definition::load_folder;
+use conveyor::engine::{Command, Engine, EngineConfig, Event, ManualClock};
+use conveyor::state::{RunState, TaskState};
+use conveyor::store::{RunRecord, Store, TaskRecord};
+use tokio::sync::broadcast;
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+    pub engine: Engine,
+    pub events: broadcast::Receiver<Event>,
+}
+
+pub struct Setup {
+    pub registry: String,
+    pub workflows: Vec<String>,
+    pub files: Vec<(String, String)>,
+    pub clock: Option<ManualClock>,
+    pub kill_grace: Duration,
+}
+
+impl Setup {
+    pub fn new(workflow: &str) -> Setup {
+        Setup {
+            registry: String::new(),
+            workflows: vec![workflow.to_string()],
+            files: Vec::new(),
+            clock: None,
+            kill_grace: Duration::from_millis(500),
+        }
+    }
+
+    pub fn registry(mut self, text: &str) -> Setup {
+        self.registry = text.to_string();
+        self
+    }
+
+    pub fn file(mut self, name: &str, text: &str) -> Setup {
+        self.files.push((name.to_string(), text.to_string()));
+        self
+    }
+
+    pub fn clock(mut self, clock: &ManualClock) -> Setup {
+        self.clock = Some(clock.clone());
+        self
+    }
+
+    pub fn start(self) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("workflows");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("conveyor.toml"), &self.registry).unwrap();
+        for (index, workflow) in self.workflows.iter().enumerate() {
+            std::fs::write(folder.join(format!("w{index}.toml")), workflow).unwrap();
+        }
+        for (name, text) in &self.files {
+            crate::common::write(&folder, name, text);
+        }
+        let catalog = load_folder(&folder);
+        let problems: Vec<String> = catalog.problems().map(ToString::to_string).collect();
+        assert!(problems.is_empty(), "{problems:?}");
+        let mut config = EngineConfig::new(&folder, dir.path().join("state"));
+        config.kill_grace = self.kill_grace;
+        config.command_poll = Duration::from_millis(50);
+        if let Some(clock) = self.clock {
+            config.clock = Arc::new(clock);
+        }
+        let engine = Engine::open(config, catalog.registry.clone()).unwrap();
+        for workflow in catalog.workflows {
+            engine.register(workflow);
+        }
+        let events = engine.subscribe();
+        Harness { dir, engine, events }
+    }
+}
+
+impl Harness {
+    pub fn workflows(&self) -> PathBuf {
+        self.dir.path().join("workflows")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn store(&self) -> Store {
+        Store::open(&self.state()).unwrap()
+    }
+
+    pub async fn trigger(&mut self, workflow: &str) -> String {
+        let reply = self
+            .engine
+            .send(Command::Trigger { workflow: workflow.into(), input: None, params: Default::default() })
+            .await
+            .unwrap();
+        reply.run.unwrap()
+    }
+
+    /// The next event that `pick` accepts.
+    pub async fn until<T>(&mut self, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let event =
+                tokio::time::timeout_at(deadline, self.events.recv()).await.expect("the awaited event came in time");
+            match event {
+                Ok(event) => {
+                    if let Some(found) = pick(&event) {
+                        return found;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(error) => panic!("event stream ended: {error}"),
+            }
+        }
+    }
+
+    pub async fn run_reaches(&mut self, run: &str, state: RunState) -> RunRecord {
+        let run = run.to_string();
+        self.until(|event| match event {
+            Event::Run(record) if record.id == run && record.state == state => Some(record.clone()),
+            Event::Run(record) if record.id == run && record.state.is_finished() => {
+                panic!("run ended {} ({:?}), expected {state}", record.state, record.error)
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn task_reaches(&mut self, run: &str, task: &str, state: TaskState) -> TaskRecord {
+        let (run, task) = (run.to_string(), task.to_string());
+        self.until(|event| match event {
+            Event::Task(record) if record.run_id == run && record.name == task && record.state == state => {
+                Some(record.clone())
+            }
+            _ => None,
+        })
+        .await
+    }
+
+    pub fn task(&self, run: &str, name: &str) -> TaskRecord {
+        self.store().tasks(run).unwrap().into_iter().find(|task| task.name == name).unwrap()
+    }
+
+    pub fn log(&self, run: &str, task: &str, attempt: u32) -> String {
+        let store = self.store();
+        std::fs::read_to_string(store.log_path(run, task, attempt)).unwrap_or_default()
+    }
+}
+
+/// A process is gone, or a zombie nobody has reaped yet (as under a container's init).
+pub fn process_is_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+pub fn pid_in_log(log: &str) -> i32 {
+    let start = log.find("(pid ").expect("a started line") + 5;
+    log[start..].split(')').next().unwrap().parse().unwrap()
+}
+
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}

@@ -1,0 +1,288 @@
+//! The engine running real processes: data flow, retries, fallbacks, timeouts, cancel, retry and skip,
+//! conditions, graphs, bad output.
+
+use std::time::Duration;
+
+use conveyor::engine::{Command, ManualClock};
+use conveyor::state::{AttemptState, RunState, TaskState};
+use serde_json::json;
+
+use crate::engine_harness::*;
+
+const FLOW: &str = r#"
+id = "Flow"
+[[tasks]]
+name = "First"
+run = 'echo "first says hi"; echo "{\"n\": 1}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Second"
+run = '''
+input=$(cat)
+echo "second got $input as $CONVEYOR_TASK attempt $CONVEYOR_ATTEMPT of $CONVEYOR_WORKFLOW" >&2
+printf '{"previous": %s, "n": 2}' "$input" > "$CONVEYOR_OUTPUT"
+'''
+[[tasks]]
+name = "Third"
+command = ["sh", "-c", "cat > \"$CONVEYOR_OUTPUT\""]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_flows_through_a_three_task_chain() {
+    let mut h = Setup::new(FLOW).start();
+    let run = h.trigger("Flow").await;
+    let finished = h.run_reaches(&run, RunState::Succeeded).await;
+    assert_eq!(finished.error, None);
+    assert_eq!(h.task(&run, "Second").input, Some(json!({"n": 1})));
+    assert_eq!(h.task(&run, "Third").output, Some(json!({"previous": {"n": 1}, "n": 2})));
+    let second_log = h.log(&run, "Second", 1);
+    assert!(second_log.contains("second got {\"n\":1} as Second attempt 1 of Flow"), "{second_log}");
+    assert!(h.log(&run, "First", 1).contains("first says hi\n"));
+    let first_input = h.task(&run, "First").input.unwrap();
+    assert_eq!(first_input["trigger"], "manual");
+    assert!(first_input["fired_at"].is_string());
+    let attempts = h.store().attempts(&run, None).unwrap();
+    assert_eq!(attempts.len(), 3);
+    assert!(
+        attempts.iter().all(|a| a.state == AttemptState::Succeeded && a.exit_code == Some(0) && a.route == "inline")
+    );
+    assert!(attempts.iter().all(|a| a.log_bytes > 0 && a.log_path.exists()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_task_succeeds_on_its_third_attempt_after_waiting_on_the_clock() {
+    let clock = ManualClock::new(chrono::Utc::now());
+    let flaky = r#"
+id = "Flaky"
+[[tasks]]
+name = "Flaky"
+run = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; echo "try $n"; [ "$n" -ge 3 ]'
+retries = 2
+retry_delay = "10m"
+backoff = 2.0
+"#;
+    let mut h = Setup::new(flaky).clock(&clock).start();
+    let run = h.trigger("Flaky").await;
+    let waiting = h.task_reaches(&run, "Flaky", TaskState::RetryWait).await;
+    assert!(waiting.error.as_deref().unwrap().starts_with("exit status 1; retry 1 of 2 at "), "{waiting:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.task(&run, "Flaky").attempts, 1, "no retry before the clock moves");
+    clock.advance(Duration::from_secs(11 * 60));
+    h.task_reaches(&run, "Flaky", TaskState::RetryWait).await;
+    clock.advance(Duration::from_secs(11 * 60));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.task(&run, "Flaky").attempts, 2, "the second wait is twice as long");
+    clock.advance(Duration::from_secs(11 * 60));
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let attempts = h.store().attempts(&run, Some("Flaky")).unwrap();
+    let states: Vec<AttemptState> = attempts.iter().map(|a| a.state).collect();
+    assert_eq!(states, vec![AttemptState::Failed, AttemptState::Failed, AttemptState::Succeeded]);
+    assert_eq!(attempts[0].exit_code, Some(1));
+    assert!(h.log(&run, "Flaky", 3).contains("try 3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fallback_route_is_taken_once_retries_are_exhausted() {
+    let registry = r#"
+[services.Primary]
+command = ["sh", "-c", "echo primary down >&2; exit 3"]
+[services.Backup]
+command = ["sh", "-c", "echo \"backup did $0\"; echo '{\"via\": \"backup\"}' > \"$CONVEYOR_OUTPUT\""]
+"#;
+    let workflow = "id = \"Routes\"\n[[tasks]]\nname = \"Send\"\nservice = \"Primary\"\naction = \"send\"\nretries = 1\nretry_delay = \"10ms\"\nfallback = [\"Backup\"]\n";
+    let mut h = Setup::new(workflow).registry(registry).start();
+    let run = h.trigger("Routes").await;
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let attempts = h.store().attempts(&run, Some("Send")).unwrap();
+    let routes: Vec<(&str, AttemptState)> = attempts.iter().map(|a| (a.route.as_str(), a.state)).collect();
+    assert_eq!(
+        routes,
+        vec![("Primary", AttemptState::Failed), ("Primary", AttemptState::Failed), ("Backup", AttemptState::Succeeded)]
+    );
+    assert_eq!(attempts[0].exit_code, Some(3));
+    assert_eq!(h.task(&run, "Send").output, Some(json!({"via": "backup"})));
+    assert!(h.log(&run, "Send", 3).contains("backup did send"), "the action is the last argument");
+    assert!(h.log(&run, "Send", 1).contains("primary down"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_stops_the_whole_process_group() {
+    let workflow = "id = \"Slow\"\n[[tasks]]\nname = \"Slow\"\nrun = 'sleep 300 & echo $! > background.pid; sleep 300'\ntimeout = \"700ms\"\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Slow").await;
+    let failed = h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(failed.error.as_deref(), Some("task Slow failed: timed out after 700ms"));
+    let log = h.log(&run, "Slow", 1);
+    assert!(log.contains("[conveyor] timed out after 700ms: stopping its process group"), "{log}");
+    let leader = pid_in_log(&log);
+    let background: i32 =
+        std::fs::read_to_string(h.workflows().join("background.pid")).unwrap().trim().parse().unwrap();
+    wait_until("the task's processes are gone", || process_is_gone(leader) && process_is_gone(background));
+    let alerts = h.store().alerts(10).unwrap();
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a.message == format!("task Slow of run {run} failed after 1 attempt(s): timed out after 700ms"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_stops_its_running_task_and_the_rest() {
+    let workflow = "id = \"Long\"\n[[tasks]]\nname = \"Wait\"\nrun = 'echo waiting; sleep 300'\n[[tasks]]\nname = \"After\"\nrun = 'true'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Long").await;
+    h.until(|event| match event {
+        conveyor::engine::Event::Log { line, .. } if line == "waiting" => Some(()),
+        _ => None,
+    })
+    .await;
+    let reply = h.engine.send(Command::CancelRun { run: run.clone() }).await.unwrap();
+    assert_eq!(reply.message, format!("cancelling run {run}"));
+    let cancelled = h.run_reaches(&run, RunState::Cancelled).await;
+    assert!(cancelled.error.unwrap().starts_with("cancelled by "));
+    assert_eq!(h.task(&run, "Wait").state, TaskState::Cancelled);
+    assert_eq!(h.task(&run, "After").state, TaskState::Cancelled);
+    let leader = pid_in_log(&h.log(&run, "Wait", 1));
+    wait_until("the cancelled process is gone", || process_is_gone(leader));
+    let again = h.engine.send(Command::CancelRun { run: run.clone() }).await.unwrap_err();
+    assert_eq!(again, format!("run {run} is already cancelled"));
+}
+
+const GATED: &str = r#"
+id = "Gated"
+[[tasks]]
+name = "Produce"
+run = 'echo "{\"v\": 1}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Check"
+run = 'test -f ok || { echo "no ok file" >&2; exit 4; }; echo "{\"checked\": true}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Use"
+run = 'cat > "$CONVEYOR_OUTPUT"'
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_failed_task_carries_the_run_on_with_the_same_input() {
+    let mut h = Setup::new(GATED).start();
+    let run = h.trigger("Gated").await;
+    let failed = h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(failed.error.as_deref(), Some("task Check failed: exit status 4"));
+    assert_eq!(h.task(&run, "Use").state, TaskState::Pending);
+    let refused = h.engine.send(Command::RetryTask { run: run.clone(), task: "Produce".into() }).await.unwrap_err();
+    assert_eq!(refused, "task Produce is succeeded, not failed or cancelled (run ".to_string() + &run + " is failed)");
+    std::fs::write(h.workflows().join("ok"), "").unwrap();
+    let reply = h.engine.send(Command::RetryTask { run: run.clone(), task: "Check".into() }).await.unwrap();
+    assert_eq!(reply.message, format!("retrying task Check of run {run}"));
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let check = h.task(&run, "Check");
+    assert_eq!((check.attempts, check.input), (2, Some(json!({"v": 1}))));
+    assert_eq!(h.task(&run, "Use").output, Some(json!({"checked": true})));
+    let audit = h.store().audit_trail(10).unwrap();
+    assert!(
+        audit.iter().any(|a| a.ok && a.command.contains("retry_task") && a.outcome.starts_with("retrying task Check"))
+    );
+    assert!(audit.iter().any(|a| !a.ok && a.command.contains("\"task\":\"Produce\"")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skipping_a_failed_task_passes_its_input_on() {
+    let mut h = Setup::new(GATED).start();
+    let run = h.trigger("Gated").await;
+    h.run_reaches(&run, RunState::Failed).await;
+    let reply = h.engine.send(Command::SkipTask { run: run.clone(), task: "Check".into() }).await.unwrap();
+    assert_eq!(reply.message, format!("skipped task Check of run {run}; its input passes on"));
+    h.run_reaches(&run, RunState::Succeeded).await;
+    assert_eq!(h.task(&run, "Check").state, TaskState::Skipped);
+    assert_eq!(h.task(&run, "Use").output, Some(json!({"v": 1})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_false_when_skips_the_task() {
+    let workflow = r#"
+id = "When"
+[params]
+mode = "quick"
+[[tasks]]
+name = "Start"
+run = 'echo "{\"go\": false, \"items\": [1, 2]}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Maybe"
+when = "input.go == true || params.mode == 'full'"
+run = 'echo ran; echo "{\"ran\": true}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Always"
+when = "size(input.items) == 2"
+run = 'cat > "$CONVEYOR_OUTPUT"'
+"#;
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("When").await;
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let maybe = h.task(&run, "Maybe");
+    assert_eq!(maybe.state, TaskState::Skipped);
+    assert_eq!(maybe.attempts, 0);
+    assert_eq!(
+        maybe.error.as_deref(),
+        Some("skipped: `when = \"input.go == true || params.mode == 'full'\"` is false")
+    );
+    assert_eq!(h.task(&run, "Always").output, Some(json!({"go": false, "items": [1, 2]})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_branches_run_in_parallel_and_join() {
+    let workflow = r#"
+id = "Diamond"
+[[tasks]]
+name = "Split"
+run = 'echo "{\"n\": 5}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Left"
+depends_on = ["Split"]
+run = 'sleep 0.5; echo "{\"side\": \"left\"}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Right"
+depends_on = ["Split"]
+run = 'sleep 0.5; echo "{\"side\": \"right\"}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Join"
+depends_on = ["Left", "Right"]
+run = 'cat > "$CONVEYOR_OUTPUT"'
+"#;
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Diamond").await;
+    h.run_reaches(&run, RunState::Succeeded).await;
+    assert_eq!(h.task(&run, "Join").output, Some(json!({"Left": {"side": "left"}, "Right": {"side": "right"}})));
+    let left = h.task(&run, "Left");
+    let right = h.task(&run, "Right");
+    assert!(
+        left.started_at.unwrap() < right.finished_at.unwrap() && right.started_at.unwrap() < left.finished_at.unwrap()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_output_fails_the_task_clearly_and_keeps_the_log() {
+    let workflow = "id = \"Bad\"\n[[tasks]]\nname = \"Bad\"\nrun = 'echo \"working\"; echo \"{not json\" > \"$CONVEYOR_OUTPUT\"'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Bad").await;
+    let failed = h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(
+        failed.error.as_deref(),
+        Some("task Bad failed: CONVEYOR_OUTPUT is not valid JSON: key must be a string at line 1 column 2")
+    );
+    let log = h.log(&run, "Bad", 1);
+    assert!(log.contains("working\n") && log.contains("[conveyor] CONVEYOR_OUTPUT is not valid JSON"), "{log}");
+    let attempt = &h.store().attempts(&run, None).unwrap()[0];
+    assert_eq!((attempt.state, attempt.exit_code), (AttemptState::Failed, Some(0)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_governance_layer_fails_clearly_until_layers_exist() {
+    let registry = "[layers.Gate]\nrules = [ { name = \"ok\", expr = \"item.ok\" } ]\n";
+    let mut h = Setup::new("id = \"L\"\n[[tasks]]\nname = \"Review\"\nlayer = \"Gate\"\n").registry(registry).start();
+    let run = h.trigger("L").await;
+    let failed = h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(
+        failed.error.as_deref(),
+        Some(
+            "task Review failed: governance layer Gate: layers are not supported by this version yet, so the task cannot pass"
+        )
+    );
+}
