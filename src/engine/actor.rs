@@ -137,6 +137,8 @@ impl Actor {
                 request = requests.recv() => match request {
                     Some(Request::Shutdown(reply)) => {
                         self.shutdown(&mut done_rx).await;
+                        // The lock and the store go before the caller hears back, so it may open them again.
+                        drop(self);
                         let _ = reply.send(());
                         return;
                     }

@@ -96,3 +96,6 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>> {
         .map(|time| time.with_timezone(&Utc))
         .map_err(|error| StoreError::Corrupt(format!("timestamp `{text}`: {error}")))
 }
+
+#[cfg(test)]
+mod tests;

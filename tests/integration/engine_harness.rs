@@ -1,7 +1,7 @@
 //! A real engine on a temporary workflows folder and state folder, with helpers to wait for what it
 //! announces.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -174,8 +174,4 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-pub fn path_text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
 }

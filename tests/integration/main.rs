@@ -3,5 +3,6 @@
 
 mod common;
 mod engine_harness;
+mod engine_operations;
 mod engine_runs;
 mod validate_and_list;

@@ -1,0 +1,123 @@
+use std::os::unix::fs::PermissionsExt;
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+use super::*;
+use crate::state::{RunState, TaskState};
+
+fn run(id: &str, workflow: &str, state: RunState, minutes_ago: i64) -> RunRecord {
+    let at = Utc::now() - Duration::minutes(minutes_ago);
+    RunRecord {
+        id: id.into(),
+        workflow: workflow.into(),
+        state,
+        trigger: "manual".into(),
+        input: json!({"a": 1}),
+        params: json!({}),
+        definition_file: "w.toml".into(),
+        definition: "id = \"W\"".into(),
+        created_at: at,
+        started_at: Some(at),
+        finished_at: None,
+        error: None,
+    }
+}
+
+fn task(run_id: &str) -> TaskRecord {
+    TaskRecord {
+        run_id: run_id.into(),
+        name: "T".into(),
+        position: 0,
+        state: TaskState::Succeeded,
+        attempts: 1,
+        route: Some("Backup".into()),
+        input: Some(json!([1, 2])),
+        output: Some(json!({"ok": true})),
+        started_at: Some(Utc::now()),
+        finished_at: None,
+        error: Some("e".into()),
+    }
+}
+
+#[test]
+fn a_new_store_is_private_and_migrations_run_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    drop(Store::open(&state).unwrap());
+    let store = Store::open(&state).unwrap();
+    assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::metadata(state.join(DATABASE_FILE)).unwrap().permissions().mode() & 0o777, 0o600);
+    let mode: String = store.connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn runs_and_tasks_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let record = run("r1", "W", RunState::Running, 0);
+    store.insert_run(&record, &[task("r1")]).unwrap();
+    let back = store.run("r1").unwrap().unwrap();
+    assert_eq!(back.id, "r1");
+    assert_eq!(back.input, json!({"a": 1}));
+    assert_eq!(back.created_at.timestamp_millis(), record.created_at.timestamp_millis());
+    let tasks = store.tasks("r1").unwrap();
+    assert_eq!(tasks[0].output, Some(json!({"ok": true})));
+    assert_eq!(tasks[0].route.as_deref(), Some("Backup"));
+    assert_eq!(store.find_run("r").unwrap().as_deref(), Some("r1"));
+    assert_eq!(store.find_run("zz").unwrap(), None);
+}
+
+#[test]
+fn retention_removes_the_oldest_finished_runs_with_their_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for (i, state) in [RunState::Failed, RunState::Succeeded, RunState::Succeeded, RunState::Running].iter().enumerate()
+    {
+        let id = format!("r{i}");
+        store.insert_run(&run(&id, "W", *state, 10 - i as i64), &[task(&id)]).unwrap();
+        let log = store.log_path(&id, "T", 1);
+        std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+        std::fs::write(&log, "line\n").unwrap();
+    }
+    store.insert_run(&run("other", "X", RunState::Failed, 100), &[]).unwrap();
+    let pruned = store.prune("W", 1).unwrap();
+    assert_eq!(pruned, vec!["r1", "r0"]);
+    let left: Vec<String> = store.runs(None, 10).unwrap().into_iter().map(|r| r.id).collect();
+    assert_eq!(left, vec!["r3", "r2", "other"]);
+    assert!(!store.log_path("r0", "T", 1).exists());
+    assert!(store.log_path("r2", "T", 1).exists());
+    assert!(store.tasks("r0").unwrap().is_empty(), "task rows go with their run");
+}
+
+#[test]
+fn pauses_alerts_and_commands_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Utc::now();
+    store.set_paused("W", true, now).unwrap();
+    store.set_paused("X", true, now).unwrap();
+    store.set_paused("X", false, now).unwrap();
+    assert_eq!(store.paused_workflows().unwrap().into_iter().collect::<Vec<_>>(), vec!["W"]);
+    let alert = AlertRecord {
+        id: 0,
+        at: now,
+        severity: "error".into(),
+        workflow: Some("W".into()),
+        run_id: None,
+        task: None,
+        message: "m".into(),
+        acked_at: None,
+    };
+    let id = store.add_alert(&alert).unwrap();
+    assert!(store.ack_alert(id, now).unwrap());
+    assert!(!store.ack_alert(id, now).unwrap());
+    assert!(store.alerts(5).unwrap()[0].acked_at.is_some());
+    let command = store.enqueue_command(now, "me", "{}").unwrap();
+    assert_eq!(store.pending_commands().unwrap().len(), 1);
+    assert_eq!(store.command_result(command).unwrap(), None);
+    store.complete_command(command, now, false, "no").unwrap();
+    assert!(store.pending_commands().unwrap().is_empty());
+    assert_eq!(store.command_result(command).unwrap(), Some((false, "no".to_string())));
+}

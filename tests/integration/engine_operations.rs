@@ -1,0 +1,292 @@
+//! Operator commands, HTTP routes, the state-folder lock, commands from other shells, restarts.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use conveyor::engine::{Command, Engine, EngineConfig};
+use conveyor::state::{AttemptState, RunState, TaskState};
+use conveyor::store::Store;
+use serde_json::json;
+
+use crate::engine_harness::*;
+
+/// A tiny HTTP server on 127.0.0.1 that answers by path: `/svc/ok` echoes, `/svc/broken` is a 500,
+/// `/svc/slow` answers after 3 s. It serves at most `connections` requests.
+fn http_server(connections: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let (mut length, mut key) = (0usize, String::new());
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    let (name, value) = header.split_once(':').unwrap();
+                    match name.to_ascii_lowercase().as_str() {
+                        "content-length" => length = value.trim().parse().unwrap(),
+                        "idempotency-key" => key = value.trim().to_string(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, answer) = match path.as_str() {
+                    "/svc/ok" => {
+                        let input: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        ("200 OK", json!({"echo": input["trigger"], "key": key}).to_string())
+                    }
+                    "/svc/slow" => {
+                        std::thread::sleep(Duration::from_secs(3));
+                        ("200 OK", "{}".to_string())
+                    }
+                    _ => ("500 Internal Server Error", "database down".to_string()),
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            });
+        }
+    });
+    format!("http://{address}/svc")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_services_answer_fail_and_time_out() {
+    let url = http_server(3);
+    let registry = format!("[services.Api]\nurl = \"{url}\"\n");
+    let workflow = r#"
+id = "Http"
+[[tasks]]
+name = "Ok"
+service = "Api"
+action = "ok"
+[[tasks]]
+name = "Broken"
+service = "Api"
+action = "broken"
+continue_on_failure = true
+[[tasks]]
+name = "Slow"
+service = "Api"
+action = "slow"
+timeout = "500ms"
+"#;
+    let mut h = Setup::new(workflow).registry(&registry).start();
+    let run = h.trigger("Http").await;
+    let failed = h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(failed.error.as_deref(), Some("task Slow failed: no answer within 500ms"));
+    assert_eq!(h.task(&run, "Ok").output, Some(json!({"echo": "manual", "key": format!("{run}-Ok-1")})));
+    let broken = h.task(&run, "Broken");
+    assert_eq!((broken.state, broken.error.as_deref()), (TaskState::Failed, Some("HTTP 500: database down")));
+    assert!(h.log(&run, "Ok", 1).contains(&format!("POST {url}/ok")));
+    assert!(h.log(&run, "Broken", 1).contains("[conveyor] HTTP 500 in "));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_engine_on_the_same_state_folder_is_refused() {
+    let h = Setup::new("id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"true\"\n").start();
+    let second = Engine::open(EngineConfig::new(h.workflows(), h.state()), Default::default());
+    let error = second.err().expect("the second engine is refused").to_string();
+    assert_eq!(
+        error,
+        format!(
+            "another engine (PID {}) holds the state folder {}: stop it, or point --state elsewhere",
+            std::process::id(),
+            h.state().display()
+        )
+    );
+    h.engine.shutdown().await;
+    assert!(Engine::open(EngineConfig::new(h.workflows(), h.state()), Default::default()).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_written_to_the_store_is_acted_on_by_the_running_engine() {
+    let mut h =
+        Setup::new("id = \"W\"\n[params]\nn = 1\n[[tasks]]\nname = \"T\"\nrun = 'echo \"n=$CONVEYOR_PARAM_N\"'\n")
+            .start();
+    let store = Store::open(&h.state()).unwrap();
+    let command =
+        Command::Trigger { workflow: "W".into(), input: None, params: [("n".to_string(), json!("7"))].into() };
+    let id = store.enqueue_command(chrono::Utc::now(), "someone", &command.to_json()).unwrap();
+    let started = std::time::Instant::now();
+    let (ok, outcome) = loop {
+        if let Some(result) = store.command_result(id).unwrap() {
+            break result;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the engine picked the command up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(ok, "{outcome}");
+    let reply: serde_json::Value = serde_json::from_str(&outcome).unwrap();
+    let run = reply["run"].as_str().unwrap().to_string();
+    h.run_reaches(&run, RunState::Succeeded).await;
+    assert!(h.log(&run, "T", 1).contains("n=7\n"));
+    let bad = store
+        .enqueue_command(chrono::Utc::now(), "someone", r#"{"command": "retry_task", "run": "nope", "task": "T"}"#)
+        .unwrap();
+    let (ok, outcome) = loop {
+        if let Some(result) = store.command_result(bad).unwrap() {
+            break result;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((ok, outcome.as_str()), (false, "no run `nope`"));
+    let audit = store.audit_trail(10).unwrap();
+    assert!(audit.iter().any(|a| a.who == "someone" && a.origin == "cli" && !a.ok));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_a_run_lets_the_running_task_finish_and_starts_nothing_new() {
+    let workflow = "id = \"P\"\n[[tasks]]\nname = \"A\"\nrun = 'sleep 0.4'\n[[tasks]]\nname = \"B\"\nrun = 'true'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("P").await;
+    h.task_reaches(&run, "A", TaskState::Running).await;
+    h.engine.send(Command::PauseRun { run: run.clone() }).await.unwrap();
+    h.task_reaches(&run, "A", TaskState::Succeeded).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.task(&run, "B").state, TaskState::Pending);
+    assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::Paused);
+    let refused = h.engine.send(Command::PauseRun { run: run.clone() }).await.unwrap_err();
+    assert_eq!(refused, format!("run {run} is paused, not running"));
+    h.engine.send(Command::ResumeRun { run: run.clone() }).await.unwrap();
+    h.run_reaches(&run, RunState::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerouting_a_failed_task_runs_it_on_the_chosen_service() {
+    let registry =
+        "[services.Down]\ncommand = [\"false\"]\n[services.Up]\ncommand = [\"sh\", \"-c\", \"echo up for $0\"]\n";
+    let mut h = Setup::new("id = \"R\"\n[[tasks]]\nname = \"Call\"\nservice = \"Down\"\naction = \"go\"\n")
+        .registry(registry)
+        .start();
+    let run = h.trigger("R").await;
+    h.run_reaches(&run, RunState::Failed).await;
+    let unknown =
+        h.engine.send(Command::RerouteTask { run: run.clone(), task: "Call".into(), to: "Nowhere".into() }).await;
+    assert_eq!(unknown.unwrap_err(), "no service or agent `Nowhere` (known: Down, Up)");
+    let reply =
+        h.engine.send(Command::RerouteTask { run: run.clone(), task: "Call".into(), to: "Up".into() }).await.unwrap();
+    assert_eq!(reply.message, "task Call runs again on Up");
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let attempts = h.store().attempts(&run, Some("Call")).unwrap();
+    let routes: Vec<&str> = attempts.iter().map(|a| a.route.as_str()).collect();
+    assert_eq!(routes, vec!["Down", "Up"]);
+    assert!(h.log(&run, "Call", 2).contains("up for go"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_short_by_shutdown_is_interrupted_and_resumes_in_a_new_engine() {
+    let workflow = "id = \"S\"\n[[tasks]]\nname = \"A\"\nrun = 'test -f done || { touch done; sleep 300; }'\n[[tasks]]\nname = \"B\"\nrun = 'echo b'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("S").await;
+    h.task_reaches(&run, "A", TaskState::Running).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    h.engine.shutdown().await;
+    let store = h.store();
+    let stored = store.run(&run).unwrap().unwrap();
+    assert_eq!(stored.state, RunState::Interrupted);
+    let a = h.task(&run, "A");
+    assert_eq!(
+        (a.state, a.error.as_deref()),
+        (TaskState::Failed, Some("interrupted: the engine stopped while it ran"))
+    );
+    assert_eq!(store.attempts(&run, Some("A")).unwrap()[0].state, AttemptState::Cancelled);
+
+    let catalog = conveyor::definition::load_folder(&h.workflows());
+    let engine = Engine::open(EngineConfig::new(h.workflows(), h.state()), catalog.registry).unwrap();
+    for workflow in catalog.workflows {
+        engine.register(workflow);
+    }
+    h.events = engine.subscribe();
+    let reply = engine.send(Command::ResumeRun { run: run.clone() }).await.unwrap();
+    assert_eq!(reply.message, format!("run {run} resumed"));
+    h.run_reaches(&run, RunState::Succeeded).await;
+    assert_eq!(h.task(&run, "A").attempts, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_died_leaves_its_runs_interrupted_for_the_next_one() {
+    let h = Setup::new("id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"true\"\n").start();
+    h.engine.shutdown().await;
+    {
+        // What a crash leaves behind: a run still marked running, its attempt never finished.
+        let store = h.store();
+        let now = chrono::Utc::now();
+        let record = conveyor::store::RunRecord {
+            id: "crashed".into(),
+            workflow: "W".into(),
+            state: RunState::Running,
+            trigger: "manual".into(),
+            input: json!({}),
+            params: json!({}),
+            definition_file: h.workflows().join("w0.toml"),
+            definition: "id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"true\"\n".into(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            error: None,
+        };
+        let task = conveyor::store::TaskRecord {
+            run_id: "crashed".into(),
+            name: "T".into(),
+            position: 0,
+            state: TaskState::Running,
+            attempts: 1,
+            route: None,
+            input: Some(json!({})),
+            output: None,
+            started_at: Some(now),
+            finished_at: None,
+            error: None,
+        };
+        store.insert_run(&record, &[task]).unwrap();
+    }
+    let engine = Engine::open(EngineConfig::new(h.workflows(), h.state()), Default::default()).unwrap();
+    let store = h.store();
+    let run = store.run("crashed").unwrap().unwrap();
+    assert_eq!(
+        (run.state, run.error.as_deref()),
+        (RunState::Interrupted, Some("the engine stopped while this run was active"))
+    );
+    assert_eq!(store.tasks("crashed").unwrap()[0].state, TaskState::Failed);
+    let alert = &store.alerts(1).unwrap()[0];
+    assert_eq!(alert.message, "run crashed of W was interrupted; `conveyor resume crashed` carries it on");
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn params_are_typed_and_unknown_ones_refused() {
+    let workflow = "id = \"W\"\n[params]\nlimit = { type = \"integer\", default = 3 }\n[[tasks]]\nname = \"T\"\nrun = 'echo \"limit $CONVEYOR_PARAM_LIMIT\"; cat > \"$CONVEYOR_OUTPUT\"'\n";
+    let mut h = Setup::new(workflow).file("note.txt", "x").start();
+    let bad =
+        Command::Trigger { workflow: "W".into(), input: None, params: [("limit".to_string(), json!("lots"))].into() };
+    assert_eq!(h.engine.send(bad).await.unwrap_err(), "parameter `limit` of workflow `W` is a integer: got \"lots\"");
+    let unknown =
+        Command::Trigger { workflow: "W".into(), input: None, params: [("limt".to_string(), json!("1"))].into() };
+    assert_eq!(
+        h.engine.send(unknown).await.unwrap_err(),
+        "workflow `W` has no parameter `limt`: expected one of limit"
+    );
+    let good = Command::Trigger {
+        workflow: "W".into(),
+        input: Some(json!({"batch": 9})),
+        params: [("limit".to_string(), json!("12"))].into(),
+    };
+    let run = h.engine.send(good).await.unwrap().run.unwrap();
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let output = h.task(&run, "T").output.unwrap();
+    assert_eq!((output["params"].clone(), output["batch"].clone()), (json!({"limit": 12}), json!(9)));
+    assert!(h.log(&run, "T", 1).contains("limit 12\n"));
+}
