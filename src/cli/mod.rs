@@ -1,12 +1,17 @@
 //! The command line: each subcommand is one view over the library.
 
+mod follow;
+mod history;
 mod list;
+mod logs;
+mod remote;
+mod run;
 mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,7 +27,7 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR", default_value = "workflows", env = "CONVEYOR_WORKFLOWS")]
     pub workflows: PathBuf,
 
-    /// Folder where runs, logs and the lock are kept.
+    /// Folder where runs, logs and the engine lock are kept.
     #[arg(long, global = true, value_name = "DIR", default_value = ".conveyor", env = "CONVEYOR_STATE")]
     pub state: PathBuf,
 
@@ -45,12 +50,120 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a workflow now in this process, printing task changes and log lines as they come.
+    ///
+    /// Exit status 0 when the run succeeds, 1 when it fails or is cancelled. If an engine (a console or a
+    /// daemon) already holds the state folder, the run is started there and followed to its end.
+    Run(RunArgs),
+    /// Past and current runs, newest first.
+    History {
+        /// Only this workflow's runs.
+        workflow: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the logs of a run, of one of its tasks, or of one attempt.
+    Logs {
+        /// Run id (or a unique prefix of it).
+        run: String,
+        /// Only this task (its latest attempt unless --attempt is given).
+        task: Option<String>,
+        /// Attempt number.
+        #[arg(long, requires = "task")]
+        attempt: Option<u32>,
+    },
+    /// Start a run in the engine that holds the state folder.
+    Trigger(RunArgs),
+    /// Pause a workflow (its scheduled fires are skipped) or a run (no new task starts).
+    Pause {
+        /// A workflow id or a run id.
+        target: String,
+    },
+    /// Resume a paused workflow, or a paused or interrupted run.
+    Resume {
+        /// A workflow id or a run id.
+        target: String,
+    },
+    /// Cancel a run: its running tasks are stopped, the rest never start.
+    Cancel { run: String },
+    /// Run a failed task again; the run carries on from it with the same input.
+    Retry { run: String, task: String },
+    /// Skip a task: its input passes on to the next task.
+    Skip { run: String, task: String },
+    /// Run a task on another registered service or agent (now if it failed, else from its next attempt).
+    Reroute {
+        run: String,
+        task: String,
+        /// The service or agent to use.
+        to: String,
+    },
+    /// Approve the items waiting at a governance gate.
+    Approve { run: String, task: String },
+    /// Reject the items waiting at a governance gate.
+    Reject { run: String, task: String },
+    /// Acknowledge an alert.
+    Ack {
+        /// The alert's number.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The workflow's id.
+    pub workflow: String,
+    /// A parameter, as NAME=VALUE (repeatable); converted to the type the workflow declares.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// JSON for the first task's input: a file, or - for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
+    let workflows = cli.workflows.clone();
+    let state = cli.state.clone();
     match cli.command {
-        Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&cli.workflows)),
-        Some(Command::List { json }) => list::run(&cli.workflows, json),
-        None => list::run(&cli.workflows, false),
+        Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&workflows)),
+        Some(Command::List { json }) => list::run(&workflows, json),
+        None => list::run(&workflows, false),
+        Some(Command::Run(args)) => run::run(&workflows, &state, &args),
+        Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
+        Some(Command::Logs { run, task, attempt }) => logs::run(&state, &run, task.as_deref(), attempt),
+        Some(Command::Trigger(args)) => remote::trigger(&workflows, &state, &args),
+        Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
+        Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
+        Some(command) => remote::operate(&state, command),
     }
+}
+
+/// `--param` values as given; the engine converts them to the declared types.
+fn parse_params(params: &[String]) -> Result<std::collections::BTreeMap<String, serde_json::Value>, String> {
+    params
+        .iter()
+        .map(|pair| {
+            let (name, value) =
+                pair.split_once('=').ok_or_else(|| format!("bad --param `{pair}`: expected NAME=VALUE"))?;
+            Ok((name.trim().to_string(), serde_json::Value::String(value.to_string())))
+        })
+        .collect()
+}
+
+fn read_input(input: &Option<PathBuf>) -> Result<Option<serde_json::Value>, String> {
+    let Some(path) = input else { return Ok(None) };
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).map_err(|error| format!("cannot read standard input: {error}"))?
+    } else {
+        std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))?
+    };
+    serde_json::from_str(&text).map(Some).map_err(|error| format!("--input {} is not JSON: {error}", path.display()))
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("conveyor: {message}");
+    ExitCode::FAILURE
 }

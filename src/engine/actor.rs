@@ -990,7 +990,7 @@ impl Actor {
             Ok(id) => record.id = id,
             Err(error) => tracing::error!("storing an alert failed: {error}"),
         }
-        tracing::warn!("alert: {}", record.message);
+        tracing::info!("alert: {}", record.message);
         super::alerts::notify(&self.registry.alerts, &record, &self.config.workflows_dir);
         self.publish(Event::Alert(record));
     }

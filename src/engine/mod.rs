@@ -82,7 +82,11 @@ const EVENT_BUFFER: usize = 4096;
 impl Engine {
     /// Takes the state folder's lock, opens the store, marks runs left unfinished by an earlier engine as
     /// interrupted, and starts the engine on the current tokio runtime.
-    pub fn open(config: EngineConfig, registry: Registry) -> Result<Engine, EngineError> {
+    pub fn open(mut config: EngineConfig, registry: Registry) -> Result<Engine, EngineError> {
+        // Tasks start in the workflows folder: every path handed to them (output file, logs) must not
+        // depend on where this process was started.
+        config.workflows_dir = std::path::absolute(&config.workflows_dir).map_err(StoreError::Io)?;
+        config.state_dir = std::path::absolute(&config.state_dir).map_err(StoreError::Io)?;
         let lock = StateLock::acquire(&config.state_dir)?;
         let store = Store::open(&config.state_dir)?;
         let (requests, requests_rx) = mpsc::unbounded_channel();

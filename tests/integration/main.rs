@@ -1,6 +1,7 @@
 //! Integration tests: one binary (to keep builds lean) that drives the real `conveyor` executable and the
 //! engine library from outside.
 
+mod cli_runs;
 mod common;
 mod engine_harness;
 mod engine_operations;

@@ -4,7 +4,7 @@ set -eu
 out="$(dirname "$0")/out"
 mkdir -p "$out"
 input=$(cat)
-printf '%s\n' "$input" | grep '"id"' | sed 's/^ *//; s/,$//' | while IFS= read -r award; do
+printf '%s\n' "$input" | tr -d '\n' | sed 's/}, *{/},\n{/g; s/\[ *{/[\n{/; s/} *\]/}\n]/' | grep '"id"' | sed 's/^ *//; s/,$//' | while IFS= read -r award; do
   printf '{"run": "%s", "award": %s}\n' "${CONVEYOR_RUN_ID:-manual}" "$award" >> "$out/awards.jsonl"
   echo "award: recorded $award"
 done

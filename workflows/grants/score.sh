@@ -1,12 +1,13 @@
 #!/bin/sh
 # EligibilityAgent: adds a "score" from 0 to 1 to each application (one per line of input).
 set -eu
-awk '
+# One application object per line, whatever the layout of the JSON on stdin.
+tr -d '\n' | sed 's/}, *{/},\n{/g; s/\[ *{/[\n{/; s/} *\]/}\n]/' | awk '
   function number(field,   rest) {
     if (!match($0, "\"" field "\": *[0-9.]+")) return 0
     rest = substr($0, RSTART, RLENGTH); sub(/.*: */, "", rest); return rest + 0
   }
-  /^ *\{"id"/ {
+  /^ *\{ *"id"/ {
     years = number("years_active"); score = 0.3 + (years > 10 ? 10 : years) * 0.05
     if ($0 ~ /"serves_disabled": *true/) score += 0.3
     if (score > 1) score = 1

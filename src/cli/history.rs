@@ -1,0 +1,67 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::fail;
+use super::follow::seconds;
+use crate::store::Store;
+
+pub fn run(state: &Path, workflow: Option<&str>, limit: usize, as_json: bool) -> ExitCode {
+    if !state.join(crate::store::DATABASE_FILE).exists() {
+        if as_json {
+            println!("[]");
+        } else {
+            println!("no runs yet (no store in {})", state.display());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let store = match Store::open(state) {
+        Ok(store) => store,
+        Err(error) => return fail(error),
+    };
+    let runs = match store.runs(workflow, limit) {
+        Ok(runs) => runs,
+        Err(error) => return fail(error),
+    };
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialise"));
+        return ExitCode::SUCCESS;
+    }
+    let header = ["RUN", "WORKFLOW", "STATE", "TRIGGER", "STARTED", "DURATION", "ERROR"].map(String::from);
+    let rows: Vec<[String; 7]> = runs
+        .iter()
+        .map(|run| {
+            let duration = match (run.started_at, run.finished_at) {
+                (Some(start), Some(end)) => seconds(end - start),
+                (Some(start), None) => format!("{}…", seconds(chrono::Utc::now() - start)),
+                _ => "-".into(),
+            };
+            [
+                run.id.clone(),
+                run.workflow.clone(),
+                run.state.to_string(),
+                run.trigger.clone(),
+                run.created_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string(),
+                duration,
+                run.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(&header, &rows);
+    if rows.is_empty() {
+        println!("(no runs)");
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn print_table<const N: usize>(header: &[String; N], rows: &[[String; N]]) {
+    let mut widths = header.clone().map(|cell| cell.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(header).chain(rows) {
+        let cells: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        println!("{}", cells.join("  ").trim_end());
+    }
+}

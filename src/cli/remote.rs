@@ -1,0 +1,125 @@
+//! Operator commands from any shell: written to the store, acted on by the engine that holds the state
+//! folder (a console or a daemon), whose answer is printed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{RunArgs, fail, parse_params, read_input};
+use crate::engine::{Command, Reply, current_user};
+use crate::store::{StateLock, Store};
+
+/// The engine polls for commands every 250 ms; this leaves room for a busy one.
+const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+
+fn no_engine(state: &Path) -> String {
+    format!(
+        "no engine holds {}: start one with `conveyor daemon` or the console (`conveyor`), or run a workflow here with `conveyor run WORKFLOW`",
+        state.display()
+    )
+}
+
+/// Sends `command` to the engine holding `state` and waits for its answer.
+pub fn send(state: &Path, command: &Command) -> Result<Reply, String> {
+    if !StateLock::is_held(state) {
+        return Err(no_engine(state));
+    }
+    let store = Store::open(state).map_err(|error| error.to_string())?;
+    let id =
+        store.enqueue_command(chrono::Utc::now(), &current_user(), &command.to_json()).map_err(|e| e.to_string())?;
+    let asked = Instant::now();
+    loop {
+        match store.command_result(id).map_err(|e| e.to_string())? {
+            Some((true, outcome)) => {
+                return serde_json::from_str(&outcome).or_else(|_| Ok(Reply::new(outcome)));
+            }
+            Some((false, error)) => return Err(error),
+            None if asked.elapsed() > ANSWER_WITHIN => {
+                return Err(format!(
+                    "the engine holding {} did not answer within {}s; the command stays queued",
+                    state.display(),
+                    ANSWER_WITHIN.as_secs()
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+fn report(result: Result<Reply, String>) -> ExitCode {
+    match result {
+        Ok(reply) => {
+            println!("{}", reply.message);
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error),
+    }
+}
+
+pub fn trigger(_workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
+    let (params, input) = match (parse_params(&args.params), read_input(&args.input)) {
+        (Ok(params), Ok(input)) => (params, input),
+        (Err(error), _) | (_, Err(error)) => return fail(error),
+    };
+    report(send(state, &Command::Trigger { workflow: args.workflow.clone(), input, params }))
+}
+
+pub fn trigger_and_follow(
+    state: &Path,
+    workflow: &str,
+    input: Option<Value>,
+    params: BTreeMap<String, Value>,
+) -> ExitCode {
+    match send(state, &Command::Trigger { workflow: workflow.to_string(), input, params }) {
+        Ok(reply) => {
+            println!("{}", reply.message);
+            match reply.run {
+                Some(run) => super::follow::follow_from_store(state, &run),
+                None => ExitCode::SUCCESS,
+            }
+        }
+        Err(error) => fail(error),
+    }
+}
+
+/// `pause`/`resume` take a workflow id or a run id. With no engine running, a workflow's pause is written
+/// to the store directly: the next engine honours it.
+pub fn pause(workflows: &Path, state: &Path, target: &str, paused: bool) -> ExitCode {
+    let is_workflow = crate::definition::load_folder(workflows).workflow(target).is_some();
+    let command = match (is_workflow, paused) {
+        (true, true) => Command::PauseWorkflow { workflow: target.into() },
+        (true, false) => Command::ResumeWorkflow { workflow: target.into() },
+        (false, true) => Command::PauseRun { run: target.into() },
+        (false, false) => Command::ResumeRun { run: target.into() },
+    };
+    if is_workflow && !StateLock::is_held(state) {
+        let result = Store::open(state).and_then(|store| {
+            let now = chrono::Utc::now();
+            store.set_paused(target, paused, now)?;
+            let word = if paused { "paused" } else { "resumed" };
+            let outcome = format!("workflow {target} {word} (no engine is running: the next one starts it this way)");
+            store.audit(now, &current_user(), "cli", &command.to_json(), true, &outcome)?;
+            Ok(outcome)
+        });
+        return report(result.map(Reply::new).map_err(|error| error.to_string()));
+    }
+    report(send(state, &command))
+}
+
+pub fn operate(state: &Path, command: super::Command) -> ExitCode {
+    use super::Command as Cli;
+    let command = match command {
+        Cli::Cancel { run } => Command::CancelRun { run },
+        Cli::Retry { run, task } => Command::RetryTask { run, task },
+        Cli::Skip { run, task } => Command::SkipTask { run, task },
+        Cli::Reroute { run, task, to } => Command::RerouteTask { run, task, to },
+        Cli::Approve { run, task } => Command::Approve { run, task },
+        Cli::Reject { run, task } => Command::Reject { run, task },
+        Cli::Ack { id } => Command::AckAlert { id },
+        other => unreachable!("{other:?} is dispatched elsewhere"),
+    };
+    report(send(state, &command))
+}

@@ -1,0 +1,104 @@
+use std::path::Path;
+use std::process::ExitCode;
+
+use super::follow::{attempt_line, exit_code, log_line, run_line, task_line};
+use super::{RunArgs, fail, parse_params, read_input};
+use crate::definition::load_folder;
+use crate::engine::{Command, Engine, EngineConfig, Event, Origin};
+use crate::state::AttemptState;
+use crate::store::{StateLock, StoreError};
+use crate::tasks::Stream;
+
+pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
+    let catalog = load_folder(workflows);
+    if catalog.workflow(&args.workflow).is_none() {
+        let problems: Vec<String> = catalog.problems().map(ToString::to_string).collect();
+        return fail(if problems.is_empty() {
+            format!("no workflow `{}` in {}", args.workflow, workflows.display())
+        } else {
+            format!(
+                "no valid workflow `{}` in {}; problems:\n{}",
+                args.workflow,
+                workflows.display(),
+                problems.join("\n")
+            )
+        });
+    }
+    let (params, input) = match (parse_params(&args.params), read_input(&args.input)) {
+        (Ok(params), Ok(input)) => (params, input),
+        (Err(error), _) | (_, Err(error)) => return fail(error),
+    };
+    if StateLock::is_held(state) {
+        eprintln!("an engine already holds {}: starting the run there and following it", state.display());
+        return super::remote::trigger_and_follow(state, &args.workflow, input, params);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async move {
+        let engine = match Engine::open(EngineConfig::new(workflows, state), catalog.registry.clone()) {
+            Ok(engine) => engine,
+            Err(crate::engine::EngineError::Store(StoreError::Locked { .. })) => {
+                return super::remote::trigger_and_follow(state, &args.workflow, input, params);
+            }
+            Err(error) => return fail(error),
+        };
+        for workflow in catalog.workflows {
+            engine.register(workflow);
+        }
+        let mut events = engine.subscribe();
+        let trigger = Command::Trigger { workflow: args.workflow.clone(), input, params };
+        let run_id = match engine.send_as(trigger, Origin::local("cli")).await {
+            Ok(reply) => {
+                println!("{}", reply.message);
+                reply.run.unwrap_or_default()
+            }
+            Err(error) => {
+                engine.shutdown().await;
+                return fail(error);
+            }
+        };
+        let code = loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => if let Some(code) = print_event(&run_id, &event) { break code },
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        println!("… {missed} events skipped; `conveyor logs {run_id}` has everything");
+                    }
+                    Err(_) => break ExitCode::FAILURE,
+                },
+                _ = tokio::signal::ctrl_c() => {
+                    eprintln!("interrupted: stopping the run's tasks; `conveyor resume {run_id}` carries it on");
+                    engine.shutdown().await;
+                    return ExitCode::from(130);
+                }
+            }
+        };
+        engine.shutdown().await;
+        code
+    })
+}
+
+/// Prints one event of `run_id`; the exit code once the run has ended.
+fn print_event(run_id: &str, event: &Event) -> Option<ExitCode> {
+    match event {
+        Event::Attempt(attempt) if attempt.run_id == run_id && attempt.state == AttemptState::Running => {
+            println!("{}", attempt_line(attempt));
+        }
+        Event::Task(task) if task.run_id == run_id => {
+            if let Some(line) = task_line(task) {
+                println!("{line}");
+            }
+        }
+        Event::Log { run_id: id, task, line, stream, .. } if id == run_id && *stream != Stream::Engine => {
+            println!("{}", log_line(task, line));
+        }
+        Event::Run(run) if run.id == run_id && run.state.is_finished() => {
+            println!("{}", run_line(run));
+            return Some(exit_code(run.state));
+        }
+        _ => {}
+    }
+    None
+}

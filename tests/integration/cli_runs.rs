@@ -1,0 +1,152 @@
+//! `conveyor run`, `history`, `logs` and operator commands from another shell, through the real binary.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+const REGISTRY: &str = "[services.Echo]\ncommand = [\"sh\", \"-c\", \"echo \\\"echo service doing $0\\\"; cat > \\\"$CONVEYOR_OUTPUT\\\"\"]\n";
+
+fn folder() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let workflows = dir.path().join("workflows");
+    write(&workflows, "conveyor.toml", REGISTRY);
+    write(
+        &workflows,
+        "quick.toml",
+        "id = \"Quick\"\n[params]\nwho = \"world\"\n[[tasks]]\nname = \"Hello\"\nrun = 'echo \"hello $CONVEYOR_PARAM_WHO\"; echo \"{\\\"greeted\\\": \\\"$CONVEYOR_PARAM_WHO\\\"}\" > \"$CONVEYOR_OUTPUT\"'\n[[tasks]]\nname = \"Pass\"\nservice = \"Echo\"\naction = \"pass\"\n",
+    );
+    write(
+        &workflows,
+        "broken.toml",
+        "id = \"Broken\"\n[[tasks]]\nname = \"Fail\"\nrun = 'echo \"about to fail\" >&2; exit 7'\n",
+    );
+    write(&workflows, "long.toml", "id = \"Long\"\n[[tasks]]\nname = \"Wait\"\nrun = 'echo waiting; sleep 60'\n");
+    dir
+}
+
+fn history_json(dir: &std::path::Path) -> serde_json::Value {
+    let output = run(&["history", "--json"], dir);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn run_streams_the_run_and_exits_with_its_outcome() {
+    let dir = folder();
+    let output = run(&["run", "Quick", "--param", "who=Ada"], dir.path());
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", text(&output.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("started run ") && lines[0].ends_with(" of Quick"), "{stdout}");
+    assert_eq!(lines[1], "▶ Hello attempt 1 on inline");
+    assert_eq!(lines[2], "  Hello │ hello Ada");
+    assert!(lines[3].starts_with("✓ Hello succeeded in "));
+    assert_eq!(lines[4], "▶ Pass attempt 1 on Echo");
+    assert_eq!(lines[5], "  Pass │ echo service doing pass");
+    assert!(lines.last().unwrap().contains(" succeeded in "), "{stdout}");
+
+    let failed = run(&["run", "Broken"], dir.path());
+    assert_eq!(failed.status.code(), Some(1));
+    let stdout = text(&failed.stdout);
+    assert!(stdout.contains("  Fail │ about to fail\n✗ Fail failed: exit status 7\n"), "{stdout}");
+    assert!(stdout.trim_end().ends_with(": task Fail failed: exit status 7"), "{stdout}");
+
+    let history = history_json(dir.path());
+    assert_eq!(history[0]["workflow"], "Broken");
+    assert_eq!(history[0]["state"], "failed");
+    assert_eq!(history[1]["workflow"], "Quick");
+    assert_eq!(history[1]["params"], serde_json::json!({"who": "Ada"}));
+    let quick = history[1]["id"].as_str().unwrap();
+
+    let logs = run(&["logs", quick, "Pass"], dir.path());
+    let logs_text = text(&logs.stdout);
+    assert!(logs_text.contains("echo service doing pass\n"), "{logs_text}");
+    assert!(logs_text.contains("[conveyor] exit status 0\n"));
+    let all = text(&run(&["logs", &quick[..17]], dir.path()).stdout);
+    assert!(all.contains("=== Hello attempt 1 on inline (succeeded) ===\n"), "{all}");
+    let table = text(&run(&["history", "Quick"], dir.path()).stdout);
+    assert!(table.starts_with("RUN "), "{table}");
+    assert!(table.contains(" Quick ") && !table.contains("Broken"), "{table}");
+}
+
+#[test]
+fn bad_requests_are_refused_clearly() {
+    let dir = folder();
+    let unknown = run(&["run", "Nope"], dir.path());
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(text(&unknown.stderr), "conveyor: no workflow `Nope` in workflows\n");
+    let bad_param = run(&["run", "Quick", "--param", "whom=x"], dir.path());
+    assert_eq!(text(&bad_param.stderr), "conveyor: workflow `Quick` has no parameter `whom`: expected one of who\n");
+    let malformed = run(&["run", "Quick", "--param", "who"], dir.path());
+    assert_eq!(text(&malformed.stderr), "conveyor: bad --param `who`: expected NAME=VALUE\n");
+    let no_engine = run(&["trigger", "Quick"], dir.path());
+    assert_eq!(no_engine.status.code(), Some(1));
+    assert!(
+        text(&no_engine.stderr).starts_with("conveyor: no engine holds .conveyor: start one with `conveyor daemon`")
+    );
+    let no_run = run(&["logs", "zzz"], dir.path());
+    assert_eq!(text(&no_run.stderr), "conveyor: no run `zzz` in .conveyor\n");
+}
+
+fn spawn_long_run(dir: &std::path::Path) -> Child {
+    conveyor().args(["run", "Long"]).current_dir(dir).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn wait_for_running(dir: &std::path::Path) -> String {
+    let started = Instant::now();
+    loop {
+        if dir.join(".conveyor/conveyor.db").exists() {
+            let history = history_json(dir);
+            if let Some(run) = history.as_array().and_then(|runs| runs.iter().find(|r| r["workflow"] == "Long")) {
+                return run["id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the long run started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn commands_from_another_shell_reach_the_engine_that_holds_the_folder() {
+    let dir = folder();
+    let mut engine = spawn_long_run(dir.path());
+    let long = wait_for_running(dir.path());
+
+    let triggered = run(&["trigger", "Quick", "-p", "who=Bo"], dir.path());
+    assert_eq!(triggered.status.code(), Some(0), "{}", text(&triggered.stderr));
+    assert!(text(&triggered.stdout).starts_with("started run "));
+
+    let followed = run(&["run", "Quick"], dir.path());
+    assert_eq!(followed.status.code(), Some(0), "{}", text(&followed.stderr));
+    assert!(
+        text(&followed.stderr).contains("an engine already holds .conveyor: starting the run there and following it")
+    );
+    let stdout = text(&followed.stdout);
+    assert!(stdout.contains("  Hello │ hello world\n") && stdout.contains("✓ Pass succeeded"), "{stdout}");
+
+    let refused = run(&["retry", &long, "Nope"], dir.path());
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(text(&refused.stderr), format!("conveyor: run {long} has no task `Nope` (tasks: Wait)\n"));
+
+    let cancel = run(&["cancel", &long], dir.path());
+    assert_eq!(text(&cancel.stdout), format!("cancelling run {long}\n"));
+    let status = engine.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let mut out = String::new();
+    std::io::Read::read_to_string(engine.stdout.as_mut().unwrap(), &mut out).unwrap();
+    assert!(out.contains("■ Wait cancelled"), "{out}");
+    assert!(out.contains(&format!("run {long} cancelled in ")), "{out}");
+}
+
+#[test]
+fn pausing_a_workflow_without_an_engine_is_remembered() {
+    let dir = folder();
+    let paused = run(&["pause", "Quick"], dir.path());
+    assert_eq!(text(&paused.stdout), "workflow Quick paused (no engine is running: the next one starts it this way)\n");
+    let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
+    assert!(store.paused_workflows().unwrap().contains("Quick"));
+    let resumed = run(&["resume", "Quick"], dir.path());
+    assert_eq!(resumed.status.code(), Some(0));
+    assert!(store.paused_workflows().unwrap().is_empty());
+}
