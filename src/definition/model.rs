@@ -27,6 +27,8 @@ pub struct Workflow {
     pub on_failure: Option<Task>,
     pub on_success: Option<Task>,
     pub tasks: Vec<Task>,
+    /// Whether any task names `depends_on` (kept, as it is asked for on every scheduling step).
+    pub dag: bool,
 }
 
 impl Workflow {
@@ -36,7 +38,7 @@ impl Workflow {
 
     /// A workflow whose tasks name no `depends_on` runs its list in order.
     pub fn is_dag(&self) -> bool {
-        self.tasks.iter().any(|task| !task.depends_on.is_empty())
+        self.dag
     }
 }
 

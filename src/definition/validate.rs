@@ -237,6 +237,7 @@ impl<'a> Checker<'a> {
             keep_runs,
             on_failure,
             on_success,
+            dag: tasks.iter().any(|task| !task.depends_on.is_empty()),
             tasks,
         })
     }

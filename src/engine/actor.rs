@@ -299,6 +299,7 @@ impl Actor {
         if let Some(limit) = workflow.timeout {
             self.add_timer(now + limit, Timer::RunTimeout { run: id.clone(), after: limit });
         }
+        self.prepare_work_dir(&id);
         self.runs.insert(id.clone(), Run::new(record, workflow.clone(), tasks));
         self.advance(&id);
         Ok(Reply::for_run(format!("started run {id} of {}", workflow.id), &id))
@@ -487,17 +488,13 @@ impl Actor {
                 log_bytes: 0,
             };
         }
-        if let Err(error) = self.store.insert_attempt(&attempt_record) {
-            tracing::error!("storing an attempt failed: {error}");
-        }
         self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
         let run = self.runs.get(id).expect("the run exists");
         let task_record = run.slots[index].record.clone();
         let input = task_record.input.clone().unwrap_or(Value::Null);
         let params = run.record.params.as_object().cloned().unwrap_or_default();
         let workflow = run.record.workflow.clone();
-        self.save_task(&task_record);
-        self.publish(Event::Attempt(attempt_record));
+        self.save_attempt_and_task(Some(attempt_record), &task_record);
 
         let events = self.events.clone();
         let (run_id, task_name) = (id.to_string(), task.name.clone());
@@ -520,19 +517,10 @@ impl Actor {
         });
         let (cancel_handle, cancel) = cancel_pair();
         let done = self.done_tx.clone();
-        let sink = match LogSink::create(&log_path, listener) {
-            Ok(sink) => sink,
-            Err(error) => {
-                let ending = Ending::failed(format!("cannot create the log file {}: {error}", log_path.display()));
-                let _ = done.send(Done { run_id: id.to_string(), index, attempt: number, ending, log_bytes: 0 });
-                return;
-            }
-        };
-        sink.engine_line(&format!("attempt {number} of task {} on route {route}", task.name));
+        let sink = LogSink::create(&log_path, listener);
         let mut env = route_env;
         env.extend(task.env.clone());
         let work_dir = self.store.work_dir(id);
-        let _ = crate::store::create_private_dir(&work_dir);
         let attempt = Attempt {
             run_id: id.to_string(),
             workflow,
@@ -564,6 +552,7 @@ impl Actor {
         let now = self.now();
         let Some(run) = self.runs.get_mut(&done.run_id) else { return };
         let slot = &mut run.slots[done.index];
+        let mut finished = None;
         if let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == done.attempt) {
             attempt.finished_at = Some(now);
             attempt.log_bytes = done.log_bytes;
@@ -579,15 +568,15 @@ impl Actor {
                 }
                 Ending::Cancelled => attempt.state = AttemptState::Cancelled,
             }
-            let attempt = attempt.clone();
-            if let Err(error) = self.store.insert_attempt(&attempt) {
-                tracing::error!("storing an attempt failed: {error}");
-            }
-            self.publish(Event::Attempt(attempt));
+            finished = Some(attempt.clone());
         }
-        let Some(run) = self.runs.get_mut(&done.run_id) else { return };
-        let slot = &mut run.slots[done.index];
         if slot.record.attempts != done.attempt || slot.state() != TaskState::Running {
+            if let Some(attempt) = finished {
+                if let Err(error) = self.store.insert_attempt(&attempt) {
+                    tracing::error!("storing an attempt failed: {error}");
+                }
+                self.publish(Event::Attempt(attempt));
+            }
             return;
         }
         slot.cancel = None;
@@ -651,7 +640,7 @@ impl Actor {
         }
         let record = slot.record.clone();
         let workflow = run.record.workflow.clone();
-        self.save_task(&record);
+        self.save_attempt_and_task(finished, &record);
         if let Some(message) = alert {
             self.alert("error", Some(&workflow), Some(&done.run_id), Some(&task.name), message);
         }
@@ -750,8 +739,17 @@ impl Actor {
                 slot.route_index = 0;
             }
         }
+        self.prepare_work_dir(&id);
         self.runs.insert(id.clone(), run);
         Ok(id)
+    }
+
+    /// Where the run's tasks write `CONVEYOR_OUTPUT`; made once per run rather than per attempt.
+    fn prepare_work_dir(&self, id: &str) {
+        let dir = self.store.work_dir(id);
+        if let Err(error) = crate::store::create_private_dir(&dir) {
+            tracing::error!("cannot create {}: {error}", dir.display());
+        }
     }
 
     /// A finished run brought back to life by a retry or skip; in memory until it ends again.
@@ -961,6 +959,15 @@ impl Actor {
             tracing::error!("storing run {} failed: {error}", record.id);
         }
         self.publish(Event::Run(record.clone()));
+    }
+
+    fn save_attempt_and_task(&self, attempt: Option<AttemptRecord>, task: &TaskRecord) {
+        let Some(attempt) = attempt else { return self.save_task(task) };
+        if let Err(error) = self.store.save_attempt_and_task(&attempt, task) {
+            tracing::error!("storing attempt {} of task {} failed: {error}", attempt.attempt, task.name);
+        }
+        self.publish(Event::Attempt(attempt));
+        self.publish(Event::Task(task.clone()));
     }
 
     fn save_task(&self, record: &TaskRecord) {

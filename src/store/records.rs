@@ -245,23 +245,16 @@ impl Store {
     }
 
     pub fn insert_attempt(&self, attempt: &AttemptRecord) -> Result<()> {
-        self.connection.execute(
-            "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at, log_path, log_bytes)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                attempt.run_id,
-                attempt.task,
-                attempt.attempt,
-                attempt.route,
-                attempt.state.as_str(),
-                attempt.exit_code,
-                attempt.error,
-                timestamp(attempt.started_at),
-                attempt.finished_at.map(timestamp),
-                attempt.log_path.to_string_lossy(),
-                attempt.log_bytes as i64,
-            ],
-        )?;
+        upsert_attempt(&self.connection, attempt)?;
+        Ok(())
+    }
+
+    /// An attempt and its task, in one transaction: they change together at an attempt's start and end.
+    pub fn save_attempt_and_task(&self, attempt: &AttemptRecord, task: &TaskRecord) -> Result<()> {
+        let transaction = self.connection.unchecked_transaction()?;
+        upsert_attempt(&transaction, attempt)?;
+        upsert_task(&transaction, task)?;
+        transaction.commit()?;
         Ok(())
     }
 
@@ -453,25 +446,46 @@ impl Store {
 }
 
 fn upsert_task(connection: &rusqlite::Connection, task: &TaskRecord) -> rusqlite::Result<()> {
-    connection.execute(
+    let mut statement = connection.prepare_cached(
         "INSERT INTO tasks (run_id, name, position, state, attempts, route, input, output, started_at, finished_at, error)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (run_id, name) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
             route = excluded.route, input = excluded.input, output = excluded.output, started_at = excluded.started_at,
             finished_at = excluded.finished_at, error = excluded.error",
-        params![
-            task.run_id,
-            task.name,
-            task.position,
-            task.state.as_str(),
-            task.attempts,
-            task.route,
-            task.input.as_ref().map(json),
-            task.output.as_ref().map(json),
-            task.started_at.map(timestamp),
-            task.finished_at.map(timestamp),
-            task.error,
-        ],
     )?;
+    statement.execute(params![
+        task.run_id,
+        task.name,
+        task.position,
+        task.state.as_str(),
+        task.attempts,
+        task.route,
+        task.input.as_ref().map(json),
+        task.output.as_ref().map(json),
+        task.started_at.map(timestamp),
+        task.finished_at.map(timestamp),
+        task.error,
+    ])?;
+    Ok(())
+}
+
+fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at, log_path, log_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    statement.execute(params![
+        attempt.run_id,
+        attempt.task,
+        attempt.attempt,
+        attempt.route,
+        attempt.state.as_str(),
+        attempt.exit_code,
+        attempt.error,
+        timestamp(attempt.started_at),
+        attempt.finished_at.map(timestamp),
+        attempt.log_path.to_string_lossy(),
+        attempt.log_bytes as i64,
+    ])?;
     Ok(())
 }

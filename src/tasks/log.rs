@@ -3,7 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -41,24 +41,52 @@ type Listener = dyn Fn(Stream, &str, Option<Progress>) + Send + Sync;
 
 #[derive(Clone)]
 pub struct LogSink {
-    file: Arc<Mutex<Option<File>>>,
+    /// Created on the first line, so an attempt that prints nothing costs no file.
+    file: Arc<Mutex<LogFile>>,
     bytes: Arc<AtomicU64>,
     listener: Arc<Listener>,
 }
 
-impl LogSink {
-    /// Creates (0600) or appends to the log file at `path`.
-    pub fn create(path: &Path, listener: Arc<Listener>) -> std::io::Result<LogSink> {
-        if let Some(parent) = path.parent() {
-            crate::store::create_private_dir(parent)?;
+enum LogFile {
+    NotYet(PathBuf),
+    Open(File),
+    /// Not kept on disk: a detached sink, or a file that could not be created (said once, in the log's
+    /// stead, through tracing).
+    Nowhere,
+}
+
+impl LogFile {
+    fn writer(&mut self) -> Option<&mut File> {
+        if let LogFile::NotYet(path) = self {
+            let opened = path
+                .parent()
+                .map_or(Ok(()), crate::store::create_private_dir)
+                .and_then(|()| OpenOptions::new().create(true).append(true).mode(0o600).open(&*path));
+            *self = match opened {
+                Ok(file) => LogFile::Open(file),
+                Err(error) => {
+                    tracing::error!("cannot create the task log {}: {error}", path.display());
+                    LogFile::Nowhere
+                }
+            };
         }
-        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        Ok(LogSink { file: Arc::new(Mutex::new(Some(file))), bytes: Arc::new(AtomicU64::new(0)), listener })
+        match self {
+            LogFile::Open(file) => Some(file),
+            _ => None,
+        }
+    }
+}
+
+impl LogSink {
+    /// A sink writing (0600, appending) to `path`, created with its folder when the first line comes.
+    pub fn create(path: &Path, listener: Arc<Listener>) -> LogSink {
+        let file = LogFile::NotYet(path.to_path_buf());
+        LogSink { file: Arc::new(Mutex::new(file)), bytes: Arc::new(AtomicU64::new(0)), listener }
     }
 
     /// A sink that keeps nothing on disk (for tests of executors).
     pub fn detached(listener: Arc<Listener>) -> LogSink {
-        LogSink { file: Arc::new(Mutex::new(None)), bytes: Arc::new(AtomicU64::new(0)), listener }
+        LogSink { file: Arc::new(Mutex::new(LogFile::Nowhere)), bytes: Arc::new(AtomicU64::new(0)), listener }
     }
 
     pub fn line(&self, stream: Stream, text: &str) {
@@ -66,7 +94,7 @@ impl LogSink {
         let text = text.strip_suffix('\r').unwrap_or(text);
         {
             let mut file = self.file.lock().expect("log file lock");
-            if let Some(file) = file.as_mut() {
+            if let Some(file) = file.writer() {
                 // One write per line, so a reader in another process sees each line as soon as it exists.
                 let mut buffer = Vec::with_capacity(text.len() + 1);
                 buffer.extend_from_slice(text.as_bytes());
@@ -116,8 +144,8 @@ mod tests {
             Arc::new(move |stream, text: &str, progress| {
                 recorder.lock().unwrap().push((stream, text.to_string(), progress))
             }),
-        )
-        .unwrap();
+        );
+        assert!(!path.exists(), "no file before the first line");
         sink.line(Stream::Stdout, "hello\n");
         sink.line(Stream::Stderr, "::progress::1/2");
         sink.engine_line("exit status 0");
