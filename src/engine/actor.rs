@@ -16,8 +16,24 @@ use crate::definition::{Registry, Target, Task, TaskKind, Workflow, parse_workfl
 use crate::state::{AttemptState, RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord, timestamp};
 use crate::tasks::{
-    Attempt, Ending, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor, cancel_pair, when,
+    Attempt, CancelHandle, Ending, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor, cancel_pair, when,
 };
+
+/// What `launch` needs to start an attempt.
+struct Launch<'a> {
+    run_id: &'a str,
+    /// The task's place in the run, or `HANDLER` for an `on_failure`/`on_success` handler.
+    index: usize,
+    number: u32,
+    task: &'a Task,
+    route: &'a str,
+    input: Value,
+    params: Map<String, Value>,
+    workflow: String,
+}
+
+/// The `index` of a run's `on_failure`/`on_success` handler, which runs after the run's own tasks.
+const HANDLER: usize = usize::MAX;
 
 /// An attempt that has ended, reported by the task that ran it.
 struct Done {
@@ -47,6 +63,8 @@ pub struct Actor {
     registry: Registry,
     workflows: HashMap<String, Arc<Workflow>>,
     runs: HashMap<String, Run>,
+    /// `on_failure`/`on_success` handlers still running, by run.
+    handlers: HashMap<String, (AttemptRecord, CancelHandle)>,
     timers: BTreeMap<(DateTime<Utc>, u64), Timer>,
     timer_seq: u64,
     events: broadcast::Sender<Event>,
@@ -72,6 +90,7 @@ impl Actor {
             registry,
             workflows: HashMap::new(),
             runs: HashMap::new(),
+            handlers: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             events,
@@ -375,10 +394,20 @@ impl Actor {
         self.save_run(&run.record);
         self.timers
             .retain(|_, timer| !matches!(timer, Timer::Wake { run } | Timer::RunTimeout { run, .. } if run == id));
-        let _ = std::fs::remove_dir_all(self.store.work_dir(id));
         if state == RunState::Failed {
-            let message = format!("run {id} of {} failed: {}", run.record.workflow, error.unwrap_or_default());
+            let message = format!("run {id} of {} failed: {}", run.record.workflow, error.clone().unwrap_or_default());
             self.alert("error", Some(&run.record.workflow), Some(id), None, message);
+        }
+        let handler = match state {
+            RunState::Succeeded => run.workflow.on_success.clone(),
+            RunState::Failed => run.workflow.on_failure.clone(),
+            _ => None,
+        };
+        match handler {
+            Some(handler) => self.start_handler(&run, &handler),
+            None => {
+                let _ = std::fs::remove_dir_all(self.store.work_dir(id));
+            }
         }
         match self.store.prune(&run.record.workflow, run.workflow.keep_runs) {
             Ok(pruned) if !pruned.is_empty() => {
@@ -458,7 +487,6 @@ impl Actor {
         let Some(run) = self.runs.get(id) else { return };
         let route = run.route(index);
         let task = run.task(index).clone();
-        let (executor, route_timeout, route_env) = self.resolve(&route, &task);
         let log_path;
         let attempt_record;
         let number;
@@ -495,7 +523,15 @@ impl Actor {
         let params = run.record.params.as_object().cloned().unwrap_or_default();
         let workflow = run.record.workflow.clone();
         self.save_attempt_and_task(Some(attempt_record), &task_record);
+        let launch = Launch { run_id: id, index, number, task: &task, route: &route, input, params, workflow };
+        let cancel = self.launch(launch);
+        self.runs.get_mut(id).expect("the run exists").slots[index].cancel = Some(cancel);
+    }
 
+    /// Starts one attempt in its own task; its ending comes back as a `Done`.
+    fn launch(&self, launch: Launch) -> CancelHandle {
+        let Launch { run_id: id, index, number, task, route, input, params, workflow } = launch;
+        let (executor, route_timeout, route_env) = self.resolve(route, task);
         let events = self.events.clone();
         let (run_id, task_name) = (id.to_string(), task.name.clone());
         let listener = Arc::new(move |stream, line: &str, progress: Option<crate::tasks::Progress>| {
@@ -517,10 +553,9 @@ impl Actor {
         });
         let (cancel_handle, cancel) = cancel_pair();
         let done = self.done_tx.clone();
-        let sink = LogSink::create(&log_path, listener);
+        let sink = LogSink::create(&self.store.log_path(id, &task.name, number), listener);
         let mut env = route_env;
         env.extend(task.env.clone());
-        let work_dir = self.store.work_dir(id);
         let attempt = Attempt {
             run_id: id.to_string(),
             workflow,
@@ -532,13 +567,12 @@ impl Actor {
             env,
             timeout: task.timeout.or(route_timeout),
             workdir: self.config.workflows_dir.clone(),
-            output_file: work_dir.join(format!("{}.{number}.output.json", task.name)),
+            output_file: self.store.work_dir(id).join(format!("{}.{number}.output.json", task.name)),
             log: sink.clone(),
             cancel,
             clock: self.config.clock.clone(),
             kill_grace: self.config.kill_grace,
         };
-        self.runs.get_mut(id).expect("the run exists").slots[index].cancel = Some(cancel_handle);
         let permits = self.permits.clone();
         let run_id = id.to_string();
         tokio::spawn(async move {
@@ -546,9 +580,82 @@ impl Actor {
             let ending = executor.execute(attempt).await;
             let _ = done.send(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() });
         });
+        cancel_handle
+    }
+
+    /// Runs the workflow's `on_failure`/`on_success` task once, with the finished run as its input.
+    fn start_handler(&mut self, run: &Run, handler: &Task) {
+        let id = run.record.id.as_str();
+        let route = Run::primary_route(handler);
+        let record = AttemptRecord {
+            run_id: id.to_string(),
+            task: handler.name.clone(),
+            attempt: 1,
+            route: route.clone(),
+            state: AttemptState::Running,
+            exit_code: None,
+            error: None,
+            started_at: self.now(),
+            finished_at: None,
+            log_path: self.store.log_path(id, &handler.name, 1),
+            log_bytes: 0,
+        };
+        if let Err(error) = self.store.insert_attempt(&record) {
+            tracing::error!("storing a handler's attempt failed: {error}");
+        }
+        self.publish(Event::Attempt(record.clone()));
+        let input = json!({
+            "run": id,
+            "workflow": run.record.workflow,
+            "state": run.record.state,
+            "error": run.record.error,
+            "input": run.record.input,
+        });
+        let params = run.record.params.as_object().cloned().unwrap_or_default();
+        let workflow = run.record.workflow.clone();
+        let launch =
+            Launch { run_id: id, index: HANDLER, number: 1, task: handler, route: &route, input, params, workflow };
+        let cancel = self.launch(launch);
+        self.handlers.insert(id.to_string(), (record, cancel));
+    }
+
+    fn handler_done(&mut self, done: Done) {
+        let Some((mut record, _)) = self.handlers.remove(&done.run_id) else { return };
+        record.finished_at = Some(self.now());
+        record.log_bytes = done.log_bytes;
+        let failure = match done.ending {
+            Ending::Succeeded { .. } => {
+                record.state = AttemptState::Succeeded;
+                record.exit_code = Some(0);
+                None
+            }
+            Ending::Failed { error, exit_code } => {
+                record.state = AttemptState::Failed;
+                record.exit_code = exit_code;
+                record.error = Some(error.clone());
+                Some(error)
+            }
+            Ending::Cancelled => {
+                record.state = AttemptState::Cancelled;
+                None
+            }
+        };
+        if let Err(error) = self.store.insert_attempt(&record) {
+            tracing::error!("storing a handler's attempt failed: {error}");
+        }
+        self.publish(Event::Attempt(record.clone()));
+        if let Some(error) = failure {
+            let workflow = self.store.run(&done.run_id).ok().flatten().map(|run| run.workflow);
+            let message = format!("the {} handler of run {} failed: {error}", record.task, done.run_id);
+            self.alert("warning", workflow.as_deref(), Some(&done.run_id), Some(&record.task), message);
+        }
+        let _ = std::fs::remove_dir_all(self.store.work_dir(&done.run_id));
     }
 
     fn attempt_done(&mut self, done: Done) {
+        if done.index == HANDLER {
+            return self.handler_done(done);
+        }
         let now = self.now();
         let Some(run) = self.runs.get_mut(&done.run_id) else { return };
         let slot = &mut run.slots[done.index];
@@ -941,8 +1048,11 @@ impl Actor {
                 self.stop_run(id, RunState::Interrupted, "the engine stopped while this run was active".into());
             }
         }
+        for (_, cancel) in self.handlers.values() {
+            cancel.cancel();
+        }
         let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(5);
-        while self.runs.values().any(|run| run.running().next().is_some()) {
+        while !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some()) {
             match tokio::time::timeout_at(deadline, done_rx.recv()).await {
                 Ok(Some(done)) => self.attempt_done(done),
                 _ => break,

@@ -286,3 +286,61 @@ async fn a_governance_layer_fails_clearly_until_layers_exist() {
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_timeout_is_stopped_and_failed() {
+    let workflow = "id = \"Late\"\ntimeout = \"600ms\"\n[[tasks]]\nname = \"Long\"\nrun = 'sleep 300'\n[[tasks]]\nname = \"Never\"\nrun = 'true'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Late").await;
+    let failed = h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(failed.error.as_deref(), Some("the run exceeded its timeout of 600ms"));
+    assert_eq!(h.task(&run, "Long").state, TaskState::Cancelled);
+    assert_eq!(h.task(&run, "Never").state, TaskState::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_and_success_handlers_run_once_with_the_finished_run() {
+    let workflow = r#"
+id = "Handled"
+[params]
+fail = false
+[on_failure]
+run = 'cat > failure.json'
+[on_success]
+name = "Celebrate"
+run = 'echo "all good"'
+[[tasks]]
+name = "Work"
+run = 'test "$CONVEYOR_PARAM_FAIL" = false'
+"#;
+    let mut h = Setup::new(workflow).start();
+    let failing = Command::Trigger {
+        workflow: "Handled".into(),
+        input: None,
+        params: [("fail".to_string(), json!("true"))].into(),
+    };
+    let run = h.engine.send(failing).await.unwrap().run.unwrap();
+    h.run_reaches(&run, RunState::Failed).await;
+    let handler = h
+        .until(|event| match event {
+            conveyor::engine::Event::Attempt(a) if a.task == "on_failure" && a.state != AttemptState::Running => {
+                Some(a.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!((handler.state, handler.route.as_str()), (AttemptState::Succeeded, "inline"));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(h.workflows().join("failure.json")).unwrap()).unwrap();
+    assert_eq!((written["run"].as_str(), written["state"].as_str()), (Some(run.as_str()), Some("failed")));
+    assert_eq!(written["error"], "task Work failed: exit status 1");
+
+    let run = h.trigger("Handled").await;
+    h.run_reaches(&run, RunState::Succeeded).await;
+    h.until(|event| match event {
+        conveyor::engine::Event::Attempt(a) if a.task == "Celebrate" && a.state == AttemptState::Succeeded => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(h.log(&run, "Celebrate", 1).contains("all good\n"));
+}
