@@ -58,7 +58,9 @@ impl Schedule {
             return Err(format!("bad cron expression `{expression}`: it has {fields} field(s); {expected}"));
         }
         let parser = CronParser::builder().seconds(Seconds::Optional).year(Year::Disallowed).build();
-        let cron = parser.parse(trimmed).map_err(|error| {
+        // croner knows the other macros; `@midnight` is Vixie's name for `@daily`.
+        let pattern = if trimmed.eq_ignore_ascii_case("@midnight") { "@daily" } else { trimmed };
+        let cron = parser.parse(pattern).map_err(|error| {
             format!("bad cron expression `{expression}`: {}; {expected}", describe_cron_error(&error))
         })?;
         Ok(Schedule { expression: trimmed.to_string(), zone, cron })
@@ -113,6 +115,9 @@ fn describe_cron_error(error: &croner::errors::CronError) -> String {
         other => other.to_string().trim_end_matches('.').to_string(),
     }
 }
+
+#[cfg(test)]
+mod cron_semantics;
 
 #[cfg(test)]
 mod tests {
