@@ -7,3 +7,4 @@ pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod trigger;

@@ -46,7 +46,7 @@ fn to_json(catalog: &Catalog, now: DateTime<Utc>) -> serde_json::Value {
                 Trigger::Schedule(schedule) => {
                     json!({"type": "schedule", "cron": schedule.expression(), "timezone": schedule.zone().to_string()})
                 }
-                Trigger::Event { watch } => json!({"type": "event", "watch": watch}),
+                Trigger::Event { watch, .. } => json!({"type": "event", "watch": watch}),
                 Trigger::Manual => json!({"type": "manual"}),
             };
             json!({

@@ -48,6 +48,8 @@ pub enum Trigger {
     /// One run per new file matching `watch` (a glob, relative to the workflows folder or absolute).
     Event {
         watch: String,
+        /// How long a file must stay unchanged before it counts as completely written.
+        settle: std::time::Duration,
     },
     Manual,
 }
@@ -65,7 +67,7 @@ impl Trigger {
     pub fn summary(&self) -> String {
         match self {
             Trigger::Schedule(schedule) => format!("schedule {} ({})", schedule.expression(), schedule.zone()),
-            Trigger::Event { watch } => format!("event {watch}"),
+            Trigger::Event { watch, .. } => format!("event {watch}"),
             Trigger::Manual => "manual".to_string(),
         }
     }

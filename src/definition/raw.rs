@@ -33,6 +33,7 @@ pub struct RawTrigger {
     pub cron: Option<Spanned<String>>,
     pub timezone: Option<Spanned<String>>,
     pub watch: Option<Spanned<String>>,
+    pub settle: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

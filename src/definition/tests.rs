@@ -181,7 +181,7 @@ fn unknown_keys_are_refused_where_they_are() {
     );
     assert_eq!(
         problems_of("id = \"W\"\n[trigger]\ntype = \"schedule\"\ncorn = \"* * * * *\"\n"),
-        vec!["w.toml:4:1: unknown field `corn`, expected one of `type`, `cron`, `timezone`, `watch`"]
+        vec!["w.toml:4:1: unknown field `corn`, expected one of `type`, `cron`, `timezone`, `watch`, `settle`"]
     );
 }
 

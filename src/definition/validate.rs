@@ -273,6 +273,7 @@ impl<'a> Checker<'a> {
             misplaced("cron", &raw.cron, "schedule"),
             misplaced("timezone", &raw.timezone, "schedule"),
             misplaced("watch", &raw.watch, "event"),
+            misplaced("settle", &raw.settle, "event"),
         ]
         .into_iter()
         .flatten()
@@ -309,7 +310,8 @@ impl<'a> Checker<'a> {
                     self.at(watch.span(), "`watch` is empty: expected a file pattern such as `inbox/*.json`");
                     return None;
                 }
-                Some(Trigger::Event { watch: watch.into_inner() })
+                let settle = self.duration(&raw.settle, "settle").unwrap_or(crate::trigger::files::DEFAULT_SETTLE);
+                Some(Trigger::Event { watch: watch.into_inner(), settle })
             }
             "manual" => Some(Trigger::Manual),
             other => {

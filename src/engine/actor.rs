@@ -1,7 +1,11 @@
 //! The engine's single owner of run state: it handles commands, starts attempts, reacts to their endings
 //! and to timers, and writes each change to the store before publishing it.
 
+mod reload;
+mod triggers;
+
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,8 +39,17 @@ struct Launch<'a> {
 /// The `index` of a run's `on_failure`/`on_success` handler, which runs after the run's own tasks.
 const HANDLER: usize = usize::MAX;
 
+/// What the actor hears from the tasks and watchers it started.
+pub(super) enum Internal {
+    Done(Done),
+    /// Something happened to this file under a watched folder.
+    FileSeen(PathBuf),
+    /// A workflow file changed (debounced).
+    Reload,
+}
+
 /// An attempt that has ended, reported by the task that ran it.
-struct Done {
+pub(super) struct Done {
     run_id: String,
     index: usize,
     attempt: u32,
@@ -54,6 +67,16 @@ enum Timer {
         run: String,
         after: Duration,
     },
+    /// A workflow's scheduled instant (the timer itself may be later, by the workflow's jitter).
+    Fire {
+        workflow: String,
+        scheduled: DateTime<Utc>,
+    },
+    /// Time to check whether an arrived file has stopped changing.
+    Settle {
+        workflow: String,
+        path: PathBuf,
+    },
 }
 
 pub struct Actor {
@@ -63,13 +86,22 @@ pub struct Actor {
     registry: Registry,
     workflows: HashMap<String, Arc<Workflow>>,
     runs: HashMap<String, Run>,
+    /// Workflows whose triggers are live.
+    activations: HashMap<String, triggers::Activation>,
+    /// Files seen under a watched folder, with what they looked like and when, until they settle.
+    pending_files: HashMap<(String, PathBuf), (crate::trigger::files::Fingerprint, DateTime<Utc>)>,
+    /// Activate every workflow, including ones that appear when the folder is reloaded.
+    activate_all: bool,
+    folder_watch: Option<notify::RecommendedWatcher>,
+    /// The problem last reported for each broken workflow file, so a reload does not repeat the alert.
+    broken_reported: HashMap<PathBuf, String>,
     /// `on_failure`/`on_success` handlers still running, by run.
     handlers: HashMap<String, (AttemptRecord, CancelHandle)>,
     timers: BTreeMap<(DateTime<Utc>, u64), Timer>,
     timer_seq: u64,
     events: broadcast::Sender<Event>,
-    done_tx: mpsc::UnboundedSender<Done>,
-    done_rx: Option<mpsc::UnboundedReceiver<Done>>,
+    internal: mpsc::UnboundedSender<Internal>,
+    internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
     permits: Arc<Semaphore>,
 }
 
@@ -81,7 +113,7 @@ impl Actor {
         registry: Registry,
         events: broadcast::Sender<Event>,
     ) -> Result<Actor, EngineError> {
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (internal, internal_rx) = mpsc::unbounded_channel();
         let permits = Arc::new(Semaphore::new(config.max_parallel.max(1)));
         let actor = Actor {
             config,
@@ -90,12 +122,17 @@ impl Actor {
             registry,
             workflows: HashMap::new(),
             runs: HashMap::new(),
+            activations: HashMap::new(),
+            pending_files: HashMap::new(),
+            activate_all: false,
+            folder_watch: None,
+            broken_reported: HashMap::new(),
             handlers: HashMap::new(),
             timers: BTreeMap::new(),
             timer_seq: 0,
             events,
-            done_tx,
-            done_rx: Some(done_rx),
+            internal,
+            internal_rx: Some(internal_rx),
             permits,
         };
         actor.recover()?;
@@ -141,7 +178,7 @@ impl Actor {
     }
 
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
-        let mut done_rx = self.done_rx.take().expect("the actor runs once");
+        let mut internal_rx = self.internal_rx.take().expect("the actor runs once");
         let mut poll = tokio::time::interval(self.config.command_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -155,7 +192,7 @@ impl Actor {
             tokio::select! {
                 request = requests.recv() => match request {
                     Some(Request::Shutdown(reply)) => {
-                        self.shutdown(&mut done_rx).await;
+                        self.shutdown(&mut internal_rx).await;
                         // The lock and the store go before the caller hears back, so it may open them again.
                         drop(self);
                         let _ = reply.send(());
@@ -163,11 +200,15 @@ impl Actor {
                     }
                     Some(request) => self.request(request),
                     None => {
-                        self.shutdown(&mut done_rx).await;
+                        self.shutdown(&mut internal_rx).await;
                         return;
                     }
                 },
-                Some(done) = done_rx.recv() => self.attempt_done(done),
+                Some(message) = internal_rx.recv() => match message {
+                    Internal::Done(done) => self.attempt_done(done),
+                    Internal::FileSeen(path) => self.file_seen(path),
+                    Internal::Reload => self.reload(),
+                },
                 _ = sleep => self.fire_timers(),
                 _ = poll.tick() => self.commands_from_store(),
             }
@@ -184,7 +225,25 @@ impl Actor {
                 self.workflows.insert(workflow.id.clone(), Arc::new(*workflow));
             }
             Request::Unregister(id) => {
+                self.deactivate(&id);
                 self.workflows.remove(&id);
+            }
+            Request::Start(id, reply) => {
+                let _ = reply.send(self.activate(&id));
+            }
+            Request::StartAll(reply) => {
+                self.activate_all = true;
+                let mut ids: Vec<String> = self.workflows.keys().cloned().collect();
+                ids.sort();
+                let problems: Vec<String> =
+                    ids.iter().filter_map(|id| self.activate(id).err().map(|error| format!("{id}: {error}"))).collect();
+                for problem in &problems {
+                    self.alert("error", None, None, None, problem.clone());
+                }
+                let _ = reply.send(if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) });
+            }
+            Request::WatchFolder(reply) => {
+                let _ = reply.send(self.watch_folder());
             }
             Request::Shutdown(_) => unreachable!("handled by the loop"),
         }
@@ -409,6 +468,7 @@ impl Actor {
                 let _ = std::fs::remove_dir_all(self.store.work_dir(id));
             }
         }
+        self.dequeue(&run.record.workflow);
         match self.store.prune(&run.record.workflow, run.workflow.keep_runs) {
             Ok(pruned) if !pruned.is_empty() => {
                 tracing::info!("pruned {} old run(s) of {}", pruned.len(), run.record.workflow)
@@ -552,7 +612,7 @@ impl Actor {
             }
         });
         let (cancel_handle, cancel) = cancel_pair();
-        let done = self.done_tx.clone();
+        let done = self.internal.clone();
         let sink = LogSink::create(&self.store.log_path(id, &task.name, number), listener);
         let mut env = route_env;
         env.extend(task.env.clone());
@@ -578,7 +638,7 @@ impl Actor {
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             let ending = executor.execute(attempt).await;
-            let _ = done.send(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() });
+            let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() }));
         });
         cancel_handle
     }
@@ -769,6 +829,8 @@ impl Actor {
                     let reason = format!("the run exceeded its timeout of {}", humantime::format_duration(after));
                     self.stop_run(&run, RunState::Failed, reason);
                 }
+                Timer::Fire { workflow, scheduled } => self.fire(&workflow, scheduled, false),
+                Timer::Settle { workflow, path } => self.settle_file(&workflow, &path),
             }
         }
     }
@@ -885,6 +947,9 @@ impl Actor {
         }
         self.store.set_paused(workflow, paused, self.now()).map_err(|e| e.to_string())?;
         self.publish(Event::WorkflowPaused { workflow: workflow.to_string(), paused });
+        if !paused {
+            self.rescan(workflow);
+        }
         let word = if paused { "paused" } else { "resumed" };
         Ok(Reply::new(format!("workflow {workflow} {word}")))
     }
@@ -1041,7 +1106,7 @@ impl Actor {
         }
     }
 
-    async fn shutdown(&mut self, done_rx: &mut mpsc::UnboundedReceiver<Done>) {
+    async fn shutdown(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
         let ids: Vec<String> = self.runs.keys().cloned().collect();
         for id in &ids {
             if self.runs[id].record.state.is_active() {
@@ -1053,8 +1118,9 @@ impl Actor {
         }
         let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(5);
         while !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some()) {
-            match tokio::time::timeout_at(deadline, done_rx.recv()).await {
-                Ok(Some(done)) => self.attempt_done(done),
+            match tokio::time::timeout_at(deadline, internal_rx.recv()).await {
+                Ok(Some(Internal::Done(done))) => self.attempt_done(done),
+                Ok(Some(_)) => {}
                 _ => break,
             }
         }

@@ -29,6 +29,12 @@ pub enum Event {
         workflow: String,
         paused: bool,
     },
+    /// The workflows folder was read again: workflows added or changed, removed, and files that are broken.
+    Reloaded {
+        changed: Vec<String>,
+        removed: Vec<String>,
+        broken: Vec<String>,
+    },
     /// An operator's command and what came of it (also in the audit trail).
     Command {
         who: String,

@@ -65,6 +65,9 @@ enum Request {
     Command(Command, Origin, oneshot::Sender<CommandResult>),
     Register(Box<Workflow>),
     Unregister(String),
+    Start(String, oneshot::Sender<Result<(), String>>),
+    StartAll(oneshot::Sender<Result<(), String>>),
+    WatchFolder(oneshot::Sender<Result<(), String>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -99,6 +102,29 @@ impl Engine {
     /// Makes a workflow known (or replaces its definition; runs in flight keep the one they started with).
     pub fn register(&self, workflow: Workflow) {
         let _ = self.requests.send(Request::Register(Box::new(workflow)));
+    }
+
+    /// Activates a registered workflow's trigger: its schedule (after catching up on fires missed while no
+    /// engine ran, as its `catchup` says) or its file watch.
+    pub async fn start(&self, workflow: &str) -> Result<(), String> {
+        self.ask(|reply| Request::Start(workflow.to_string(), reply)).await?
+    }
+
+    /// Activates every registered workflow, and every workflow a reload of the folder adds later.
+    pub async fn start_all(&self) -> Result<(), String> {
+        self.ask(Request::StartAll).await?
+    }
+
+    /// Watches the workflows folder: added, changed and removed files take effect without a restart; a
+    /// file that becomes invalid keeps its last good definition and raises an alert.
+    pub async fn watch_workflows(&self) -> Result<(), String> {
+        self.ask(Request::WatchFolder).await?
+    }
+
+    async fn ask<T>(&self, request: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, String> {
+        let (reply, answer) = oneshot::channel();
+        self.requests.send(request(reply)).map_err(|_| "the engine has stopped".to_string())?;
+        answer.await.map_err(|_| "the engine has stopped".to_string())
     }
 
     pub fn unregister(&self, workflow: &str) {

@@ -82,6 +82,44 @@ impl Schedule {
         }
     }
 
+    /// The last fire time strictly before `before`.
+    pub fn previous_before(&self, before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.zone {
+            Zone::Local => self
+                .cron
+                .find_previous_occurrence(&before.with_timezone(&Local), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+            Zone::Named(tz) => self
+                .cron
+                .find_previous_occurrence(&before.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
+    /// Fires in `(since, until]`, oldest first: at most the newest `limit`, and how many there were in all
+    /// (counted up to `limit + 1`, enough to know some were left out).
+    pub fn missed(&self, since: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> (Vec<DateTime<Utc>>, usize) {
+        let mut newest_first = Vec::new();
+        // croner works in whole seconds: start a second late and drop what lies after `until`.
+        let mut cursor = until + chrono::Duration::seconds(1);
+        while newest_first.len() <= limit {
+            match self.previous_before(cursor) {
+                Some(fire) if fire > until => cursor = fire,
+                Some(fire) if fire > since => {
+                    newest_first.push(fire);
+                    cursor = fire;
+                }
+                _ => break,
+            }
+        }
+        let total = newest_first.len();
+        newest_first.truncate(limit);
+        newest_first.reverse();
+        (newest_first, total)
+    }
+
     /// The next `count` fire times after `after`, in order.
     pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
         let mut times = Vec::with_capacity(count);
@@ -167,6 +205,19 @@ mod tests {
                 .starts_with("bad cron expression `@fortnightly`: unknown macro")
         );
         assert!(Schedule::parse("61 2 * * *", zone).unwrap_err().starts_with("bad cron expression `61 2 * * *`: "));
+    }
+
+    #[test]
+    fn missed_fires_are_the_newest_within_the_gap_oldest_first() {
+        let hourly = Schedule::parse("0 * * * *", Zone::Named(Tz::UTC)).unwrap();
+        let since = utc("2026-01-01T00:00:00Z");
+        assert_eq!(hourly.missed(since, since, 100), (vec![], 0));
+        let (one, total) = hourly.missed(since, utc("2026-01-01T01:30:00Z"), 100);
+        assert_eq!((one, total), (vec![utc("2026-01-01T01:00:00Z")], 1));
+        let (many, total) = hourly.missed(since, utc("2026-01-07T06:00:00Z"), 100);
+        assert_eq!((many.len(), total), (100, 101), "150 missed: the newest 100, and a sign there were more");
+        assert_eq!(many[0], utc("2026-01-03T03:00:00Z"));
+        assert_eq!(many[99], utc("2026-01-07T06:00:00Z"));
     }
 
     #[test]

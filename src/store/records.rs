@@ -85,6 +85,17 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
+/// One scheduled instant of a workflow and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FireRecord {
+    pub workflow: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub fired_at: DateTime<Utc>,
+    /// `started`, `queued`, `catch-up`, or `skipped: <why>`.
+    pub outcome: String,
+    pub run_id: Option<String>,
+}
+
 /// A command written by another shell, waiting for the engine that holds the folder.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuedCommand {
@@ -304,6 +315,84 @@ impl Store {
             "INSERT INTO workflow_state (workflow, paused, changed_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (workflow) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at",
             params![workflow, paused, timestamp(at)],
+        )?;
+        Ok(())
+    }
+
+    /// Every scheduled fire of `workflow` up to this instant has been handled (run, queued or skipped).
+    pub fn set_scheduled_through(&self, workflow: &str, through: DateTime<Utc>) -> Result<()> {
+        self.connection.execute(
+            "INSERT INTO workflow_state (workflow, paused, changed_at, scheduled_through) VALUES (?1, 0, ?2, ?2)
+             ON CONFLICT (workflow) DO UPDATE SET scheduled_through = excluded.scheduled_through",
+            params![workflow, timestamp(through)],
+        )?;
+        Ok(())
+    }
+
+    pub fn scheduled_through(&self, workflow: &str) -> Result<Option<DateTime<Utc>>> {
+        let text: Option<Option<String>> = self
+            .connection
+            .query_row("SELECT scheduled_through FROM workflow_state WHERE workflow = ?1", [workflow], |row| row.get(0))
+            .optional()?;
+        text.flatten().map(|text| parse_timestamp(&text)).transpose()
+    }
+
+    /// Records a fire, keeping the newest 1,000 of each workflow.
+    pub fn record_fire(&self, fire: &FireRecord) -> Result<()> {
+        let transaction = self.connection.unchecked_transaction()?;
+        transaction.execute(
+            "INSERT INTO fires (workflow, scheduled_at, fired_at, outcome, run_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![fire.workflow, timestamp(fire.scheduled_at), timestamp(fire.fired_at), fire.outcome, fire.run_id],
+        )?;
+        transaction.execute(
+            "DELETE FROM fires WHERE workflow = ?1 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET 1000)",
+            [&fire.workflow],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Newest first.
+    pub fn fires(&self, workflow: &str, limit: usize) -> Result<Vec<FireRecord>> {
+        let mut statement =
+            self.connection.prepare_cached("SELECT * FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT ?2")?;
+        let rows = statement.query_map(params![workflow, limit as i64], |row| {
+            Ok(FireRecord {
+                workflow: row.get("workflow")?,
+                scheduled_at: required_time(row, "scheduled_at")?,
+                fired_at: required_time(row, "fired_at")?,
+                outcome: row.get("outcome")?,
+                run_id: row.get("run_id")?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Whether this file, at this size and modification time, already started a run of `workflow`.
+    pub fn file_processed(&self, workflow: &str, path: &str, size: u64, modified: DateTime<Utc>) -> Result<bool> {
+        let found: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT 1 FROM processed_files WHERE workflow = ?1 AND path = ?2 AND size = ?3 AND modified = ?4",
+                params![workflow, path, size as i64, timestamp(modified)],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
+    pub fn mark_file_processed(
+        &self,
+        workflow: &str,
+        path: &str,
+        size: u64,
+        modified: DateTime<Utc>,
+        run_id: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        self.connection.execute(
+            "INSERT OR REPLACE INTO processed_files (workflow, path, size, modified, run_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![workflow, path, size as i64, timestamp(modified), run_id, timestamp(at)],
         )?;
         Ok(())
     }

@@ -1,7 +1,8 @@
 use rusqlite::Connection;
 
 /// Each entry moves the schema one version up; `PRAGMA user_version` records where a file stands.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     workflow TEXT NOT NULL,
@@ -80,7 +81,29 @@ CREATE TABLE commands (
     outcome TEXT
 );
 CREATE INDEX commands_pending ON commands (done_at);
-"#];
+"#,
+    r#"
+ALTER TABLE workflow_state ADD COLUMN scheduled_through TEXT;
+CREATE TABLE fires (
+    id INTEGER PRIMARY KEY,
+    workflow TEXT NOT NULL,
+    scheduled_at TEXT NOT NULL,
+    fired_at TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    run_id TEXT
+);
+CREATE INDEX fires_by_workflow ON fires (workflow, id);
+CREATE TABLE processed_files (
+    workflow TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    modified TEXT NOT NULL,
+    run_id TEXT,
+    at TEXT NOT NULL,
+    PRIMARY KEY (workflow, path, size, modified)
+);
+"#,
+];
 
 pub fn migrate(connection: &Connection) -> rusqlite::Result<()> {
     let version: usize = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;

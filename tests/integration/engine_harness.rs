@@ -19,12 +19,16 @@ pub struct Harness {
     pub events: broadcast::Receiver<Event>,
 }
 
+type Prepare = Box<dyn FnOnce(&Store)>;
+
 pub struct Setup {
     pub registry: String,
     pub workflows: Vec<String>,
     pub files: Vec<(String, String)>,
     pub clock: Option<ManualClock>,
     pub kill_grace: Duration,
+    /// Runs on the store before the engine opens it (to stage what an earlier engine left).
+    pub prepare: Option<Prepare>,
 }
 
 impl Setup {
@@ -35,6 +39,7 @@ impl Setup {
             files: Vec::new(),
             clock: None,
             kill_grace: Duration::from_millis(500),
+            prepare: None,
         }
     }
 
@@ -53,6 +58,11 @@ impl Setup {
         self
     }
 
+    pub fn prepare(mut self, prepare: impl FnOnce(&Store) + 'static) -> Setup {
+        self.prepare = Some(Box::new(prepare));
+        self
+    }
+
     pub fn start(self) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("workflows");
@@ -63,6 +73,9 @@ impl Setup {
         }
         for (name, text) in &self.files {
             crate::common::write(&folder, name, text);
+        }
+        if let Some(prepare) = self.prepare {
+            prepare(&Store::open(&dir.path().join("state")).unwrap());
         }
         let catalog = load_folder(&folder);
         let problems: Vec<String> = catalog.problems().map(ToString::to_string).collect();
@@ -143,6 +156,13 @@ impl Harness {
             _ => None,
         })
         .await
+    }
+
+    /// Runs of `workflow` in the store, oldest first.
+    pub fn runs_of(&self, workflow: &str) -> Vec<RunRecord> {
+        let mut runs = self.store().runs(Some(workflow), 10_000).unwrap();
+        runs.reverse();
+        runs
     }
 
     pub fn task(&self, run: &str, name: &str) -> TaskRecord {

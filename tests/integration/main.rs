@@ -6,4 +6,5 @@ mod common;
 mod engine_harness;
 mod engine_operations;
 mod engine_runs;
+mod scheduling;
 mod validate_and_list;

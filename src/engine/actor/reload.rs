@@ -1,0 +1,110 @@
+//! Hot reload: the workflows folder is watched; changed files take effect without a restart.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Actor, Internal};
+use crate::definition::{REGISTRY_FILE, load_folder};
+use crate::engine::Event;
+
+/// Editors write a file in several steps; changes are gathered for this long before the folder is read.
+const DEBOUNCE: Duration = Duration::from_millis(300);
+
+impl Actor {
+    pub(super) fn watch_folder(&mut self) -> Result<(), String> {
+        let (raw, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+        let watcher = crate::trigger::files::watch(&self.config.workflows_dir, true, move |path| {
+            let _ = raw.send(path);
+        })?;
+        let internal = self.internal.clone();
+        let state_dir = self.config.state_dir.clone();
+        tokio::spawn(async move {
+            while let Some(path) = changes.recv().await {
+                if !is_definition(&path, &state_dir) {
+                    continue;
+                }
+                let settle = tokio::time::sleep(DEBOUNCE);
+                tokio::pin!(settle);
+                loop {
+                    tokio::select! {
+                        _ = &mut settle => break,
+                        more = changes.recv() => if more.is_none() { return },
+                    }
+                }
+                if internal.send(Internal::Reload).is_err() {
+                    return;
+                }
+            }
+        });
+        self.folder_watch = Some(watcher);
+        Ok(())
+    }
+
+    /// Reads the folder again and applies what changed. Runs in flight keep the definition they started with.
+    pub(super) fn reload(&mut self) {
+        let catalog = load_folder(&self.config.workflows_dir);
+        let registry_file = self.config.workflows_dir.join(REGISTRY_FILE);
+        let registry_problems = catalog.broken.get(&registry_file).cloned().unwrap_or_default();
+        if registry_problems.is_empty() {
+            self.registry = catalog.registry.clone();
+        }
+        let mut changed = Vec::new();
+        for workflow in &catalog.workflows {
+            let same = self
+                .workflows
+                .get(&workflow.id)
+                .is_some_and(|known| known.source == workflow.source && known.file == workflow.file);
+            if same {
+                continue;
+            }
+            let was_active = self.activations.contains_key(&workflow.id);
+            self.workflows.insert(workflow.id.clone(), Arc::new(workflow.clone()));
+            if (was_active || self.activate_all)
+                && let Err(error) = self.activate(&workflow.id)
+            {
+                self.alert("error", Some(&workflow.id), None, None, format!("{}: {error}", workflow.id));
+            }
+            changed.push(workflow.id.clone());
+        }
+        let mut removed = Vec::new();
+        let known: Vec<(String, PathBuf)> = self.workflows.values().map(|w| (w.id.clone(), w.file.clone())).collect();
+        for (id, file) in known {
+            if catalog.workflow(&id).is_some() {
+                continue;
+            }
+            if catalog.broken.contains_key(&file) {
+                // Keeps running on its last good definition; the alert below names the problem.
+                continue;
+            }
+            self.deactivate(&id);
+            self.workflows.remove(&id);
+            removed.push(id);
+        }
+        for (file, problems) in &catalog.broken {
+            let first = problems[0].to_string();
+            if self.broken_reported.get(file) == Some(&first) {
+                continue;
+            }
+            let keeping = self.workflows.values().find(|w| &w.file == file).map(|w| w.id.clone());
+            let message = match &keeping {
+                Some(id) => format!("{first} (workflow {id} keeps its last good definition)"),
+                None if file == &registry_file => format!("{first} (the last good registry stays in use)"),
+                None => first.clone(),
+            };
+            self.alert("error", keeping.as_deref(), None, None, message);
+            self.broken_reported.insert(file.clone(), first);
+        }
+        self.broken_reported.retain(|file, _| catalog.broken.contains_key(file));
+        if !changed.is_empty() || !removed.is_empty() {
+            tracing::info!("workflows reloaded: {} changed or added, {} removed", changed.len(), removed.len());
+        }
+        let broken = catalog.broken.keys().map(|file| file.display().to_string()).collect();
+        self.publish(Event::Reloaded { changed, removed, broken });
+    }
+}
+
+/// A `.toml` under the workflows folder, not inside the state folder (which may live there).
+fn is_definition(path: &std::path::Path, state_dir: &std::path::Path) -> bool {
+    path.extension().is_some_and(|extension| extension == "toml") && !path.starts_with(state_dir)
+}

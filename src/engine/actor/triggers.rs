@@ -1,0 +1,323 @@
+//! Schedules and file arrivals: when a workflow's trigger fires, and what the overlap and catch-up
+//! policies make of it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use super::{Actor, Internal, Timer};
+use crate::definition::{Catchup, Overlap, Trigger, Workflow};
+use crate::state::RunState;
+use crate::store::{FireRecord, timestamp};
+use crate::trigger::files::{self, FilePattern, Fingerprint};
+
+/// A fire further in the past than this (the machine slept, the clock jumped) is not replayed.
+const TOO_LATE: chrono::Duration = chrono::Duration::minutes(1);
+/// `catchup = "all"` runs at most this many missed fires.
+pub const CATCHUP_LIMIT: usize = 100;
+
+/// A workflow whose trigger is live.
+#[derive(Default)]
+pub struct Activation {
+    /// Scheduled fires waiting for the active run to end (`overlap = "queue"`, catch-up).
+    queue: VecDeque<DateTime<Utc>>,
+    /// Set once a skipped fire has raised an alert; cleared when a fire starts a run again.
+    skip_alerted: bool,
+    files: Option<FileTrigger>,
+}
+
+struct FileTrigger {
+    pattern: FilePattern,
+    settle: Duration,
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Actor {
+    /// Makes a registered workflow's trigger live: schedules its next fire (after catching up on fires
+    /// missed while no engine ran), or starts watching for its files.
+    pub(super) fn activate(&mut self, id: &str) -> Result<(), String> {
+        let workflow = self.workflows.get(id).cloned().ok_or_else(|| format!("no workflow `{id}`"))?;
+        self.deactivate(id);
+        let mut activation = Activation::default();
+        match &workflow.trigger {
+            Trigger::Schedule(_) => {
+                self.activations.insert(id.to_string(), activation);
+                let now = self.now();
+                match self.store.scheduled_through(id) {
+                    Ok(Some(since)) if since < now => self.catch_up(&workflow, since, now),
+                    Ok(_) => {}
+                    Err(error) => tracing::error!("reading {id}'s schedule state failed: {error}"),
+                }
+                if let Err(error) = self.store.set_scheduled_through(id, now) {
+                    tracing::error!("storing {id}'s schedule state failed: {error}");
+                }
+                self.schedule_next(&workflow, now);
+            }
+            Trigger::Event { watch, settle } => {
+                let pattern = FilePattern::new(watch, &self.config.workflows_dir)?;
+                let internal = self.internal.clone();
+                let watcher = files::watch(&pattern.root, pattern.recursive, move |path| {
+                    let _ = internal.send(Internal::FileSeen(path));
+                })?;
+                let existing = pattern.existing();
+                activation.files = Some(FileTrigger { pattern, settle: *settle, _watcher: watcher });
+                self.activations.insert(id.to_string(), activation);
+                for path in existing {
+                    self.file_seen(path);
+                }
+            }
+            Trigger::Manual => {
+                self.activations.insert(id.to_string(), activation);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn deactivate(&mut self, id: &str) {
+        self.activations.remove(id);
+        self.timers.retain(|_, timer| match timer {
+            Timer::Fire { workflow, .. } | Timer::Settle { workflow, .. } => workflow != id,
+            _ => true,
+        });
+        self.pending_files.retain(|(workflow, _), _| workflow != id);
+    }
+
+    fn catch_up(&mut self, workflow: &Workflow, since: DateTime<Utc>, now: DateTime<Utc>) {
+        let Trigger::Schedule(schedule) = &workflow.trigger else { return };
+        let limit = match workflow.catchup {
+            Catchup::None => 0,
+            Catchup::Latest => 1,
+            Catchup::All => CATCHUP_LIMIT,
+        };
+        let (missed, total) = schedule.missed(since, now, limit.max(1));
+        if total == 0 {
+            return;
+        }
+        if workflow.catchup == Catchup::None {
+            tracing::info!("{}: fires missed while no engine ran are not run (catchup = none)", workflow.id);
+            return;
+        }
+        if workflow.catchup == Catchup::All && total > CATCHUP_LIMIT {
+            let message = format!(
+                "{} missed more than {CATCHUP_LIMIT} scheduled fires while no engine ran; running the newest {CATCHUP_LIMIT} (catchup = all)",
+                workflow.id
+            );
+            self.alert("warning", Some(&workflow.id), None, None, message);
+        }
+        for scheduled in missed {
+            self.fire(&workflow.id, scheduled, true);
+        }
+    }
+
+    /// Sets the timer for the first fire after `after` (plus jitter).
+    fn schedule_next(&mut self, workflow: &Workflow, after: DateTime<Utc>) {
+        let Trigger::Schedule(schedule) = &workflow.trigger else { return };
+        let now = self.now();
+        let Some(mut next) = schedule.next_after(after) else { return };
+        if next < now - TOO_LATE {
+            tracing::warn!(
+                "{}: the fire at {} is long past (was the machine asleep?); not replaying it",
+                workflow.id,
+                timestamp(next)
+            );
+            match schedule.next_after(now) {
+                Some(later) => next = later,
+                None => return,
+            }
+        }
+        let jitter = workflow.jitter.map_or(Duration::ZERO, |most| most.mul_f64(rand::random::<f64>()));
+        let at = next + chrono::Duration::from_std(jitter).unwrap_or_default();
+        self.add_timer(at, Timer::Fire { workflow: workflow.id.clone(), scheduled: next });
+    }
+
+    /// A scheduled instant has come: start, queue or skip a run as the workflow's policies say.
+    pub(super) fn fire(&mut self, id: &str, scheduled: DateTime<Utc>, catching_up: bool) {
+        let Some(workflow) = self.workflows.get(id).cloned() else { return };
+        if !self.activations.contains_key(id) {
+            return;
+        }
+        if !catching_up {
+            self.schedule_next(&workflow, scheduled);
+        }
+        let paused = self.store.paused_workflows().map(|paused| paused.contains(id)).unwrap_or(false);
+        let active: Vec<String> = self.active_runs(id);
+        let (outcome, run_id) = if paused {
+            ("skipped: the workflow is paused".to_string(), None)
+        } else if !active.is_empty() && (catching_up || workflow.overlap == Overlap::Queue) {
+            self.activations.get_mut(id).expect("active").queue.push_back(scheduled);
+            ("queued: a run is still active".to_string(), None)
+        } else if active.is_empty() {
+            self.start_scheduled(id, scheduled, if catching_up { "catch-up" } else { "started" })
+        } else {
+            match workflow.overlap {
+                Overlap::Skip | Overlap::Queue => ("skipped: a run is still active (overlap = skip)".to_string(), None),
+                Overlap::CancelPrevious => {
+                    for run in &active {
+                        let reason =
+                            "cancelled: a newer scheduled run replaces it (overlap = cancel_previous)".to_string();
+                        self.stop_run(run, RunState::Cancelled, reason);
+                    }
+                    self.start_scheduled(id, scheduled, "started, cancelling the previous run")
+                }
+                Overlap::Allow if active.len() < workflow.max_active_runs as usize => {
+                    self.start_scheduled(id, scheduled, "started")
+                }
+                Overlap::Allow => (format!("skipped: max_active_runs ({}) reached", workflow.max_active_runs), None),
+            }
+        };
+        if outcome.starts_with("skipped") {
+            tracing::info!("{id}: fire at {} {outcome}", timestamp(scheduled));
+            let activation = self.activations.get_mut(id).expect("active");
+            if !activation.skip_alerted {
+                activation.skip_alerted = true;
+                let message = format!("{id}: the scheduled fire at {} was {outcome}", timestamp(scheduled));
+                self.alert("info", Some(id), None, None, message);
+            }
+        } else if let Some(activation) = self.activations.get_mut(id) {
+            activation.skip_alerted = false;
+        }
+        let fire =
+            FireRecord { workflow: id.to_string(), scheduled_at: scheduled, fired_at: self.now(), outcome, run_id };
+        if let Err(error) = self.store.record_fire(&fire) {
+            tracing::error!("recording a fire of {id} failed: {error}");
+        }
+        if !catching_up && let Err(error) = self.store.set_scheduled_through(id, scheduled) {
+            tracing::error!("storing {id}'s schedule state failed: {error}");
+        }
+    }
+
+    fn start_scheduled(&mut self, id: &str, scheduled: DateTime<Utc>, started: &str) -> (String, Option<String>) {
+        let input = json!({"scheduled_at": timestamp(scheduled)});
+        match self.trigger(id, Some(input), &BTreeMap::new(), "schedule") {
+            Ok(reply) => (started.to_string(), reply.run),
+            Err(error) => {
+                let message = format!("{id}: the scheduled run could not start: {error}");
+                self.alert("error", Some(id), None, None, message);
+                (format!("failed to start: {error}"), None)
+            }
+        }
+    }
+
+    pub(super) fn active_runs(&self, workflow: &str) -> Vec<String> {
+        self.runs
+            .values()
+            .filter(|run| run.record.workflow == workflow && run.record.state.is_active())
+            .map(|run| run.record.id.clone())
+            .collect()
+    }
+
+    /// After a run ends: the next queued fire of its workflow, if nothing else of it is active.
+    pub(super) fn dequeue(&mut self, workflow: &str) {
+        if !self.active_runs(workflow).is_empty() {
+            return;
+        }
+        let Some(scheduled) = self.activations.get_mut(workflow).and_then(|activation| activation.queue.pop_front())
+        else {
+            return;
+        };
+        let (outcome, run_id) = self.start_scheduled(workflow, scheduled, "started from the queue");
+        let fire = FireRecord {
+            workflow: workflow.to_string(),
+            scheduled_at: scheduled,
+            fired_at: self.now(),
+            outcome,
+            run_id,
+        };
+        if let Err(error) = self.store.record_fire(&fire) {
+            tracing::error!("recording a fire of {workflow} failed: {error}");
+        }
+    }
+
+    /// Something happened to `path`: watch it settle for every file trigger it matches.
+    pub(super) fn file_seen(&mut self, path: PathBuf) {
+        let now = self.now();
+        let matching: Vec<(String, Duration)> = self
+            .activations
+            .iter()
+            .filter_map(|(id, activation)| {
+                let trigger = activation.files.as_ref()?;
+                trigger.pattern.matches(&path).then(|| (id.clone(), trigger.settle))
+            })
+            .collect();
+        for (id, settle) in matching {
+            let key = (id.clone(), path.clone());
+            match files::fingerprint(&path) {
+                Some(fingerprint) => {
+                    self.pending_files.insert(key, (fingerprint, now));
+                    self.add_timer(
+                        now + chrono::Duration::from_std(settle).unwrap_or_default(),
+                        Timer::Settle { workflow: id, path: path.clone() },
+                    );
+                }
+                None => {
+                    self.pending_files.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// A settle interval has passed: start the file's run if it has stayed the same all along.
+    pub(super) fn settle_file(&mut self, id: &str, path: &Path) {
+        let now = self.now();
+        let key = (id.to_string(), path.to_path_buf());
+        let Some(&(seen, since)) = self.pending_files.get(&key) else { return };
+        let Some(settle) = self.activations.get(id).and_then(|a| a.files.as_ref()).map(|t| t.settle) else { return };
+        let settle = chrono::Duration::from_std(settle).unwrap_or_default();
+        match files::fingerprint(path) {
+            None => {
+                self.pending_files.remove(&key);
+            }
+            Some(current) if current != seen => {
+                self.pending_files.insert(key, (current, now));
+                self.add_timer(now + settle, Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() });
+            }
+            Some(_) if now - since < settle => {
+                self.add_timer(since + settle, Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() });
+            }
+            Some(complete) => {
+                self.pending_files.remove(&key);
+                self.file_arrived(id, path, complete);
+            }
+        }
+    }
+
+    fn file_arrived(&mut self, id: &str, path: &Path, file: Fingerprint) {
+        let text = path.to_string_lossy().into_owned();
+        match self.store.file_processed(id, &text, file.size, file.modified) {
+            Ok(true) => return,
+            Ok(false) => {}
+            Err(error) => {
+                tracing::error!("checking whether {text} was processed failed: {error}");
+                return;
+            }
+        }
+        if self.store.paused_workflows().map(|paused| paused.contains(id)).unwrap_or(false) {
+            tracing::info!("{id} is paused: {text} waits for it to resume");
+            return;
+        }
+        let input = json!({"file": text, "size": file.size, "modified": timestamp(file.modified)});
+        let run = match self.trigger(id, Some(input), &BTreeMap::new(), "event") {
+            Ok(reply) => reply.run,
+            Err(error) => {
+                self.alert("error", Some(id), None, None, format!("{id}: the run for {text} could not start: {error}"));
+                None
+            }
+        };
+        if let Err(error) =
+            self.store.mark_file_processed(id, &text, file.size, file.modified, run.as_deref(), self.now())
+        {
+            tracing::error!("recording {text} as processed failed: {error}");
+        }
+    }
+
+    /// Files that arrived while a workflow was paused get their run when it resumes.
+    pub(super) fn rescan(&mut self, id: &str) {
+        let existing = self.activations.get(id).and_then(|a| a.files.as_ref()).map(|t| t.pattern.existing());
+        for path in existing.unwrap_or_default() {
+            self.file_seen(path);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! The file-arrival trigger: which folder to watch for a `watch` pattern, which files match, and when a file
+//! counts as completely written.
+
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use notify::{RecursiveMode, Watcher};
+
+/// How long a file must stay the same size and modification time before it is taken as complete.
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
+
+/// A `watch` pattern resolved against the workflows folder.
+#[derive(Debug, Clone)]
+pub struct FilePattern {
+    /// The deepest folder without wildcards: what is watched.
+    pub root: PathBuf,
+    pattern: glob::Pattern,
+    /// `**` in the pattern: the root is watched with its sub-folders.
+    pub recursive: bool,
+}
+
+impl FilePattern {
+    pub fn new(watch: &str, workflows_dir: &Path) -> Result<FilePattern, String> {
+        let full = if Path::new(watch).is_absolute() { PathBuf::from(watch) } else { workflows_dir.join(watch) };
+        let text = full.to_string_lossy().into_owned();
+        let pattern = glob::Pattern::new(&text).map_err(|error| format!("bad `watch` pattern `{watch}`: {error}"))?;
+        let mut root = PathBuf::new();
+        for component in full.components() {
+            let part = component.as_os_str().to_string_lossy();
+            if part.contains(['*', '?', '[']) {
+                break;
+            }
+            root.push(component);
+        }
+        if root == full {
+            // No wildcard: the pattern names one file; watch its folder.
+            root.pop();
+        }
+        let recursive = text.contains("**");
+        Ok(FilePattern { root, pattern, recursive })
+    }
+
+    pub fn matches(&self, path: &Path) -> bool {
+        let options = glob::MatchOptions { require_literal_separator: !self.recursive, ..Default::default() };
+        path.components().all(|c| !matches!(c, Component::ParentDir)) && self.pattern.matches_path_with(path, options)
+    }
+
+    /// Files matching now, for the scan when watching starts.
+    pub fn existing(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        collect(&self.root, self.recursive, &mut found);
+        found.retain(|path| self.matches(path));
+        found.sort();
+        found
+    }
+}
+
+fn collect(dir: &Path, recursive: bool, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() && recursive => collect(&path, recursive, found),
+            Ok(kind) if kind.is_file() => found.push(path),
+            _ => {}
+        }
+    }
+}
+
+/// What a settle check compares: a file is complete once this stays the same for the settle interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+}
+
+pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let metadata = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    let modified: DateTime<Utc> = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH).into();
+    Some(Fingerprint { size: metadata.len(), modified })
+}
+
+/// Watches `folder` (created if missing) and calls `seen` with each path that something happened to. The
+/// watcher stops when dropped.
+pub fn watch(
+    folder: &Path,
+    recursive: bool,
+    seen: impl Fn(PathBuf) + Send + 'static,
+) -> Result<notify::RecommendedWatcher, String> {
+    std::fs::create_dir_all(folder)
+        .map_err(|error| format!("cannot create the watched folder {}: {error}", folder.display()))?;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            for path in event.paths {
+                seen(path);
+            }
+        }
+    })
+    .map_err(|error| format!("cannot watch files: {error}"))?;
+    let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };
+    watcher.watch(folder, mode).map_err(|error| format!("cannot watch {}: {error}", folder.display()))?;
+    Ok(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_pattern_watches_its_folder_under_the_workflows_folder() {
+        let pattern = FilePattern::new("inbox/*.json", Path::new("/srv/workflows")).unwrap();
+        assert_eq!(pattern.root, PathBuf::from("/srv/workflows/inbox"));
+        assert!(!pattern.recursive);
+        assert!(pattern.matches(Path::new("/srv/workflows/inbox/a.json")));
+        assert!(!pattern.matches(Path::new("/srv/workflows/inbox/a.json.part")));
+        assert!(!pattern.matches(Path::new("/srv/workflows/inbox/deeper/a.json")));
+    }
+
+    #[test]
+    fn absolute_and_recursive_patterns() {
+        let pattern = FilePattern::new("/data/drop/**/*.csv", Path::new("/srv/workflows")).unwrap();
+        assert_eq!(pattern.root, PathBuf::from("/data/drop"));
+        assert!(pattern.recursive);
+        assert!(pattern.matches(Path::new("/data/drop/2026/11/x.csv")));
+        let single = FilePattern::new("ready.flag", Path::new("/srv/w")).unwrap();
+        assert_eq!(single.root, PathBuf::from("/srv/w"));
+        assert!(single.matches(Path::new("/srv/w/ready.flag")));
+    }
+
+    #[test]
+    fn existing_files_are_found_for_the_first_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("inbox")).unwrap();
+        std::fs::write(dir.path().join("inbox/b.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("inbox/a.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("inbox/c.txt"), "").unwrap();
+        let pattern = FilePattern::new("inbox/*.json", dir.path()).unwrap();
+        let names: Vec<String> =
+            pattern.existing().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, vec!["a.json", "b.json"]);
+        assert_eq!(fingerprint(&dir.path().join("inbox/a.json")).unwrap().size, 2);
+    }
+}

@@ -1,0 +1,300 @@
+//! Schedules on the injected clock (overlap, catch-up, jitter, pauses) and file arrivals in real time.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use conveyor::engine::{Command, Event, ManualClock};
+use conveyor::state::RunState;
+use conveyor::store::Store;
+
+use crate::engine_harness::*;
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+/// Every 10 seconds; the task waits until the file `release` exists, so a run stays active on demand.
+fn every_ten_seconds(policy: &str) -> String {
+    format!(
+        "id = \"Tick\"\n{policy}\n[trigger]\ntype = \"schedule\"\ncron = \"*/10 * * * * *\"\ntimezone = \"UTC\"\n[[tasks]]\nname = \"Hold\"\nrun = 'while [ ! -f release ]; do sleep 0.02; done; cat > \"$CONVEYOR_OUTPUT\"'\n"
+    )
+}
+
+async fn next_run_started(h: &mut Harness) -> String {
+    h.until(|event| match event {
+        Event::Run(run) if run.state == RunState::Running && run.trigger == "schedule" => Some(run.id.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// Lets the engine act on a clock change before the test looks at the store.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_at_its_instants_and_records_each_fire() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:01Z"));
+    let mut h = Setup::new(&every_ten_seconds("")).clock(&clock).file("release", "").start();
+    h.engine.start("Tick").await.unwrap();
+    clock.advance(Duration::from_secs(8));
+    settle().await;
+    assert!(h.runs_of("Tick").is_empty(), "nothing before 00:00:10");
+    clock.advance(Duration::from_secs(1));
+    let run = next_run_started(&mut h).await;
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let input = h.task(&run, "Hold").output.unwrap();
+    assert_eq!(
+        (input["trigger"].as_str(), input["scheduled_at"].as_str()),
+        (Some("schedule"), Some("2026-01-01T00:00:10.000Z"))
+    );
+    clock.advance(Duration::from_secs(10));
+    next_run_started(&mut h).await;
+    settle().await;
+    let fires = h.store().fires("Tick", 10).unwrap();
+    let seen: Vec<(String, &str)> =
+        fires.iter().map(|f| (conveyor::store::timestamp(f.scheduled_at), f.outcome.as_str())).collect();
+    assert_eq!(
+        seen,
+        vec![("2026-01-01T00:00:20.000Z".to_string(), "started"), ("2026-01-01T00:00:10.000Z".to_string(), "started")]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_skip_leaves_the_active_run_alone_and_records_the_skip() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:05Z"));
+    let mut h = Setup::new(&every_ten_seconds("")).clock(&clock).start();
+    h.engine.start("Tick").await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    let first = next_run_started(&mut h).await;
+    clock.advance(Duration::from_secs(10));
+    settle().await;
+    assert_eq!(h.runs_of("Tick").len(), 1);
+    let fires = h.store().fires("Tick", 10).unwrap();
+    assert_eq!(fires[0].outcome, "skipped: a run is still active (overlap = skip)");
+    let alert = &h.store().alerts(5).unwrap()[0];
+    assert_eq!(
+        alert.message,
+        "Tick: the scheduled fire at 2026-01-01T00:00:20.000Z was skipped: a run is still active (overlap = skip)"
+    );
+    std::fs::write(h.workflows().join("release"), "").unwrap();
+    h.run_reaches(&first, RunState::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_queue_runs_the_fire_once_the_active_run_ends() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:05Z"));
+    let mut h = Setup::new(&every_ten_seconds("overlap = \"queue\"")).clock(&clock).start();
+    h.engine.start("Tick").await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    let first = next_run_started(&mut h).await;
+    clock.advance(Duration::from_secs(10));
+    settle().await;
+    assert_eq!(h.store().fires("Tick", 1).unwrap()[0].outcome, "queued: a run is still active");
+    std::fs::write(h.workflows().join("release"), "").unwrap();
+    h.run_reaches(&first, RunState::Succeeded).await;
+    let second = next_run_started(&mut h).await;
+    h.run_reaches(&second, RunState::Succeeded).await;
+    let input = h.task(&second, "Hold").output.unwrap();
+    assert_eq!(input["scheduled_at"], "2026-01-01T00:00:20.000Z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_cancel_previous_replaces_the_active_run() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:05Z"));
+    let mut h = Setup::new(&every_ten_seconds("overlap = \"cancel_previous\"")).clock(&clock).start();
+    h.engine.start("Tick").await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    let first = next_run_started(&mut h).await;
+    clock.advance(Duration::from_secs(10));
+    let cancelled = h.run_reaches(&first, RunState::Cancelled).await;
+    assert_eq!(
+        cancelled.error.as_deref(),
+        Some("cancelled: a newer scheduled run replaces it (overlap = cancel_previous)")
+    );
+    let runs = h.runs_of("Tick");
+    assert_eq!(runs.len(), 2);
+    assert!(runs[1].state.is_active());
+    std::fs::write(h.workflows().join("release"), "").unwrap();
+    h.run_reaches(&runs[1].id, RunState::Succeeded).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_allow_is_bounded_by_max_active_runs() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:05Z"));
+    let mut h = Setup::new(&every_ten_seconds("overlap = \"allow\"\nmax_active_runs = 2")).clock(&clock).start();
+    h.engine.start("Tick").await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    next_run_started(&mut h).await;
+    clock.advance(Duration::from_secs(10));
+    next_run_started(&mut h).await;
+    clock.advance(Duration::from_secs(10));
+    settle().await;
+    assert_eq!(h.runs_of("Tick").len(), 2);
+    assert_eq!(h.store().fires("Tick", 1).unwrap()[0].outcome, "skipped: max_active_runs (2) reached");
+    std::fs::write(h.workflows().join("release"), "").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_workflow_skips_its_fires_and_records_them() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:05Z"));
+    let mut h = Setup::new(&every_ten_seconds("")).clock(&clock).file("release", "").start();
+    h.engine.start("Tick").await.unwrap();
+    h.engine.send(Command::PauseWorkflow { workflow: "Tick".into() }).await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    settle().await;
+    assert!(h.runs_of("Tick").is_empty());
+    assert_eq!(h.store().fires("Tick", 1).unwrap()[0].outcome, "skipped: the workflow is paused");
+    h.engine.send(Command::ResumeWorkflow { workflow: "Tick".into() }).await.unwrap();
+    clock.advance(Duration::from_secs(10));
+    next_run_started(&mut h).await;
+}
+
+fn hourly(catchup: &str) -> String {
+    format!(
+        "id = \"Hourly\"\ncatchup = \"{catchup}\"\nkeep_runs = 500\n[trigger]\ntype = \"schedule\"\ncron = \"0 * * * *\"\ntimezone = \"UTC\"\n[[tasks]]\nname = \"Note\"\nrun = 'cat > \"$CONVEYOR_OUTPUT\"'\n"
+    )
+}
+
+/// Starts `Hourly` at 2026-01-10T10:20Z after an engine last handled its fires at `since`.
+async fn catch_up(catchup: &str, since: &str) -> Harness {
+    let clock = ManualClock::new(at("2026-01-10T10:20:00Z"));
+    let since = at(since);
+    let h = Setup::new(&hourly(catchup))
+        .clock(&clock)
+        .prepare(move |store: &Store| store.set_scheduled_through("Hourly", since).unwrap())
+        .start();
+    h.engine.start("Hourly").await.unwrap();
+    h
+}
+
+async fn wait_for_runs(h: &Harness, count: usize) {
+    wait_until(&format!("{count} runs have finished"), || {
+        let runs = h.runs_of("Hourly");
+        runs.len() >= count && runs.iter().all(|run| run.state.is_finished())
+    });
+    settle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_after_no_missed_fire_runs_nothing() {
+    let h = catch_up("latest", "2026-01-10T10:05:00Z").await;
+    settle().await;
+    assert!(h.runs_of("Hourly").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_latest_runs_the_one_missed_fire() {
+    let h = catch_up("latest", "2026-01-10T09:50:00Z").await;
+    wait_for_runs(&h, 1).await;
+    let runs = h.runs_of("Hourly");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].input["scheduled_at"], "2026-01-10T10:00:00.000Z");
+    assert_eq!(h.store().fires("Hourly", 5).unwrap()[0].outcome, "catch-up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_latest_after_150_missed_fires_runs_only_the_newest() {
+    let h = catch_up("latest", "2026-01-04T04:30:00Z").await;
+    wait_for_runs(&h, 1).await;
+    let runs = h.runs_of("Hourly");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].input["scheduled_at"], "2026-01-10T10:00:00.000Z");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_all_after_150_missed_fires_runs_the_newest_100_in_order_and_warns() {
+    // 2026-01-04T05:00 .. 2026-01-10T10:00 is 150 hourly fires.
+    let h = catch_up("all", "2026-01-04T04:30:00Z").await;
+    wait_for_runs(&h, 100).await;
+    assert_eq!(h.runs_of("Hourly").len(), 100);
+    // The fires that started runs, in the order they started them (the test clock stands still, so the
+    // runs' own timestamps are all equal).
+    let mut started: Vec<_> =
+        h.store().fires("Hourly", 1000).unwrap().into_iter().filter(|f| f.run_id.is_some()).collect();
+    started.reverse();
+    let scheduled: Vec<String> = started.iter().map(|f| conveyor::store::timestamp(f.scheduled_at)).collect();
+    assert_eq!(scheduled.len(), 100);
+    assert_eq!(scheduled[0], "2026-01-06T07:00:00.000Z");
+    assert_eq!(scheduled[99], "2026-01-10T10:00:00.000Z");
+    assert!(scheduled.windows(2).all(|pair| pair[0] < pair[1]), "oldest first, one after another");
+    let alerts = h.store().alerts(10).unwrap();
+    assert!(alerts.iter().any(|a| a.message
+        == "Hourly missed more than 100 scheduled fires while no engine ran; running the newest 100 (catchup = all)"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_none_runs_nothing_missed() {
+    let h = catch_up("none", "2026-01-09T04:30:00Z").await;
+    settle().await;
+    assert!(h.runs_of("Hourly").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jitter_delays_each_fire_within_its_bound() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:00Z"));
+    let workflow = "id = \"Jittery\"\njitter = \"30s\"\n[trigger]\ntype = \"schedule\"\ncron = \"* * * * *\"\ntimezone = \"UTC\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n";
+    let mut h = Setup::new(workflow).clock(&clock).start();
+    h.engine.start("Jittery").await.unwrap();
+    for minute in 1..=5u64 {
+        clock.set(
+            at("2026-01-01T00:00:00Z") + chrono::Duration::minutes(minute as i64) - chrono::Duration::milliseconds(1),
+        );
+        settle().await;
+        assert_eq!(h.runs_of("Jittery").len(), minute as usize - 1, "nothing before the scheduled instant");
+        for _ in 0..31 {
+            clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        next_run_started(&mut h).await;
+    }
+    for fire in h.store().fires("Jittery", 10).unwrap() {
+        let delay = fire.fired_at - fire.scheduled_at;
+        assert!(delay >= chrono::Duration::zero() && delay <= chrono::Duration::seconds(31), "{delay:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_in_two_parts_starts_exactly_one_run_that_sees_it_whole() {
+    let workflow = "id = \"Inbox\"\n[trigger]\ntype = \"event\"\nwatch = \"inbox/*.json\"\nsettle = \"700ms\"\n[[tasks]]\nname = \"Read\"\nrun = 'file=$(sed -n \"s/.*\\\"file\\\": *\\\"\\([^\\\"]*\\)\\\".*/\\1/p\"); cat \"$file\"'\n";
+    let mut h = Setup::new(workflow).file("inbox/old.json", "{\"old\": true}\n").start();
+    h.engine.start("Inbox").await.unwrap();
+    let first = h
+        .until(|event| match event {
+            Event::Run(run) if run.state == RunState::Succeeded => Some(run.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(first.input["file"].as_str().unwrap().ends_with("inbox/old.json"), "a file present at start is processed");
+
+    let path = h.workflows().join("inbox/new.json");
+    std::fs::write(&path, "{\"part\": 1,\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    use std::io::Write;
+    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b" \"whole\": true}\n").unwrap();
+    let run = h
+        .until(|event| match event {
+            Event::Run(run) if run.state == RunState::Succeeded => Some(run.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(run.trigger, "event");
+    assert!(h.log(&run.id, "Read", 1).contains("{\"part\": 1,\n \"whole\": true}\n"), "{}", h.log(&run.id, "Read", 1));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(h.runs_of("Inbox").len(), 2, "one run per file, never twice");
+
+    // A new engine on the same state does not process the same files again.
+    h.engine.shutdown().await;
+    let catalog = conveyor::definition::load_folder(&h.workflows());
+    let engine =
+        conveyor::engine::Engine::open(conveyor::engine::EngineConfig::new(h.workflows(), h.state()), catalog.registry)
+            .unwrap();
+    for workflow in catalog.workflows {
+        engine.register(workflow);
+    }
+    engine.start("Inbox").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(h.runs_of("Inbox").len(), 2);
+    engine.shutdown().await;
+}
