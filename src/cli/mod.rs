@@ -1,9 +1,11 @@
 //! The command line: each subcommand is one view over the library.
 
+mod daemon;
 mod follow;
 mod history;
 mod list;
 mod logs;
+mod next;
 mod remote;
 mod run;
 mod validate;
@@ -55,6 +57,27 @@ pub enum Command {
     /// Exit status 0 when the run succeeds, 1 when it fails or is cancelled. If an engine (a console or a
     /// daemon) already holds the state folder, the run is started there and followed to its end.
     Run(RunArgs),
+    /// Run the scheduler and engine without a screen, until SIGTERM or SIGINT.
+    ///
+    /// Schedules fire, watched folders start runs, edits to the workflows folder take effect, and commands
+    /// from other shells (`conveyor trigger`, `pause`, …) are acted on. Logs go to stderr and to
+    /// STATE/conveyor.log. On SIGTERM no new task starts; running tasks get their grace period and their runs
+    /// stay resumable.
+    Daemon,
+    /// Upcoming fire times of a scheduled workflow, in its time zone (RFC 3339).
+    Next {
+        /// The workflow's id.
+        workflow: String,
+        /// How many.
+        #[arg(short = 'n', default_value_t = 5)]
+        count: usize,
+        /// Start after this instant (RFC 3339) instead of now.
+        #[arg(long, value_name = "TIME")]
+        from: Option<String>,
+        /// Print a JSON array of strings.
+        #[arg(long)]
+        json: bool,
+    },
     /// Past and current runs, newest first.
     History {
         /// Only this workflow's runs.
@@ -127,7 +150,12 @@ pub struct RunArgs {
 pub fn run(cli: Cli) -> ExitCode {
     let workflows = cli.workflows.clone();
     let state = cli.state.clone();
+    init_logging(&cli);
     match cli.command {
+        Some(Command::Daemon) => daemon::run(&workflows, &state),
+        Some(Command::Next { workflow, count, from, json }) => {
+            next::run(&workflows, &workflow, count, from.as_deref(), json)
+        }
         Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&workflows)),
         Some(Command::List { json }) => list::run(&workflows, json),
         None => list::run(&workflows, false),
@@ -138,6 +166,33 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
         Some(command) => remote::operate(&state, command),
+    }
+}
+
+/// Diagnostics go to stderr (`CONVEYOR_LOG` sets the filter); the daemon also keeps them in
+/// `STATE/conveyor.log`, and logs at `info` by default.
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::MakeWriterExt;
+    let daemon = matches!(cli.command, Some(Command::Daemon));
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("CONVEYOR_LOG").unwrap_or_else(|_| default.into());
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let file = daemon
+        .then(|| {
+            crate::store::create_private_dir(&cli.state).ok()?;
+            std::fs::OpenOptions::new().create(true).append(true).open(cli.state.join("conveyor.log")).ok()
+        })
+        .flatten();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        Some(file) => {
+            let writer = std::io::stderr.and(std::sync::Mutex::new(file));
+            let _ = builder.with_ansi(false).with_writer(writer).try_init();
+        }
+        None => {
+            let _ = builder.with_ansi(colour).with_writer(std::io::stderr).try_init();
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod cli_runs;
 mod common;
+mod daemon;
 mod engine_harness;
 mod engine_operations;
 mod engine_runs;

@@ -1,0 +1,89 @@
+//! `conveyor daemon`: the scheduler and engine without a screen.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::fail;
+use crate::definition::load_folder;
+use crate::engine::{Engine, EngineConfig, Event};
+
+pub fn run(workflows: &Path, state: &Path) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return fail(format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async move {
+        if !workflows.is_dir() {
+            return fail(format!("{}: no such folder (set --workflows DIR)", workflows.display()));
+        }
+        let catalog = load_folder(workflows);
+        for problem in catalog.problems() {
+            tracing::error!("{problem}");
+        }
+        let engine = match Engine::open(EngineConfig::new(workflows, state), catalog.registry.clone()) {
+            Ok(engine) => engine,
+            Err(error) => return fail(error),
+        };
+        let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
+            _ => return fail("cannot listen for SIGTERM and SIGINT"),
+        };
+        let count = catalog.workflows.len();
+        for workflow in catalog.workflows {
+            engine.register(workflow);
+        }
+        if let Err(error) = engine.start_all().await {
+            tracing::error!("some workflows could not be activated: {error}");
+        }
+        if let Err(error) = engine.watch_workflows().await {
+            tracing::error!("the workflows folder is not watched, so edits need a restart: {error}");
+        }
+        tracing::info!(
+            "conveyor daemon (PID {}) running {count} workflow(s) from {}, state in {}",
+            std::process::id(),
+            workflows.display(),
+            state.display()
+        );
+        let mut events = engine.subscribe();
+        let signal = loop {
+            tokio::select! {
+                _ = terminate.recv() => break "SIGTERM",
+                _ = interrupt.recv() => break "SIGINT",
+                event = events.recv() => match event {
+                    Ok(event) => log_event(&event),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!("the log fell {missed} events behind; the store has them all");
+                    }
+                    Err(_) => break "the engine stopping",
+                },
+            }
+        };
+        tracing::info!("{signal}: stopping; running tasks get their grace period, their runs stay resumable");
+        engine.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// The daemon's own log: what an operator tailing it wants to see, one line each.
+fn log_event(event: &Event) {
+    match event {
+        Event::Run(run) if run.state.is_finished() => match &run.error {
+            Some(error) => tracing::info!("run {} of {} {}: {error}", run.id, run.workflow, run.state),
+            None => tracing::info!("run {} of {} {}", run.id, run.workflow, run.state),
+        },
+        Event::Run(run) if run.started_at == Some(run.created_at) && run.finished_at.is_none() => {
+            tracing::info!("run {} of {} started ({})", run.id, run.workflow, run.trigger);
+        }
+        Event::Alert(alert) => tracing::warn!("alert {}: {}", alert.id, alert.message),
+        Event::Command { who, command, ok, outcome, .. } => {
+            tracing::info!("command from {who}: {command} → {} {outcome}", if *ok { "ok:" } else { "refused:" });
+        }
+        Event::Reloaded { changed, removed, broken } => {
+            tracing::info!("workflows reloaded: changed {changed:?}, removed {removed:?}, broken {broken:?}");
+        }
+        _ => {}
+    }
+}

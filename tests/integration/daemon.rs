@@ -1,0 +1,130 @@
+//! `conveyor daemon` and `conveyor next` through the real binary.
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use conveyor::state::RunState;
+use conveyor::store::{StateLock, Store};
+
+use crate::common::*;
+
+fn every_second(word: &str) -> String {
+    format!(
+        "id = \"Beat\"\n[trigger]\ntype = \"schedule\"\ncron = \"* * * * * *\"\ntimezone = \"UTC\"\n[[tasks]]\nname = \"Say\"\nrun = 'echo {word}'\n"
+    )
+}
+
+fn start_daemon(dir: &std::path::Path) -> Child {
+    conveyor().arg("daemon").current_dir(dir).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn store(dir: &std::path::Path) -> Store {
+    let started = Instant::now();
+    while !dir.join(".conveyor/conveyor.db").exists() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the daemon created its store");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Store::open(&dir.join(".conveyor")).unwrap()
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn terminate(daemon: &mut Child) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    daemon.wait().unwrap()
+}
+
+#[test]
+fn a_daemon_fires_every_second_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("workflows"), "beat.toml", &every_second("tick"));
+    let mut daemon = start_daemon(dir.path());
+    let store = store(dir.path());
+    wait_for("three scheduled runs have finished", || {
+        store.runs(Some("Beat"), 100).unwrap().iter().filter(|run| run.state == RunState::Succeeded).count() >= 3
+    });
+    let second = start_daemon(dir.path());
+    let refused = second.wait_with_output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(text(&refused.stderr).contains("another engine (PID"), "{}", text(&refused.stderr));
+
+    let status = terminate(&mut daemon);
+    assert_eq!(status.code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("SIGTERM: stopping"), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+    let file_log = std::fs::read_to_string(dir.path().join(".conveyor/conveyor.log")).unwrap();
+    assert!(file_log.contains("conveyor daemon (PID"), "{file_log}");
+
+    let runs = store.runs(Some("Beat"), 100).unwrap();
+    assert!(runs.iter().all(|run| run.state.is_finished()), "no run is left running");
+    let mut fires: Vec<_> = store.fires("Beat", 100).unwrap().into_iter().map(|f| f.scheduled_at).collect();
+    fires.reverse();
+    assert!(
+        fires.windows(2).all(|pair| pair[1] - pair[0] == chrono::Duration::seconds(1)),
+        "one fire a second: {fires:?}"
+    );
+    assert!(fires.iter().all(|at| at.timestamp_subsec_millis() == 0));
+    assert!(!StateLock::is_held(&dir.path().join(".conveyor")), "the lock is released");
+}
+
+#[test]
+fn editing_a_workflow_while_the_daemon_runs_changes_what_it_does_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    write(&folder, "beat.toml", &every_second("first-version"));
+    let mut daemon = start_daemon(dir.path());
+    let store = store(dir.path());
+    let said = |store: &Store, word: &str| {
+        store.runs(Some("Beat"), 200).unwrap().iter().any(|run| {
+            let log = std::fs::read_to_string(store.log_path(&run.id, "Say", 1)).unwrap_or_default();
+            log.contains(word)
+        })
+    };
+    wait_for("the first version ran", || said(&store, "first-version"));
+    write(&folder, "beat.toml", &every_second("second-version"));
+    wait_for("the edited version ran", || said(&store, "second-version"));
+
+    write(&folder, "beat.toml", "id = \"Beat\"\n[trigger]\ntype = \"schedule\"\ncron = \"* * *\"\n");
+    wait_for("an alert names the broken file", || {
+        store.alerts(20).unwrap().iter().any(|alert| {
+            alert.message.contains("beat.toml:4:8: bad cron expression `* * *`")
+                && alert.message.ends_with("(workflow Beat keeps its last good definition)")
+        })
+    });
+    let before = store.runs(Some("Beat"), 500).unwrap().len();
+    wait_for("the last good definition keeps running", || store.runs(Some("Beat"), 500).unwrap().len() >= before + 2);
+
+    write(&folder, "other.toml", "id = \"Other\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
+    let triggered = run(&["trigger", "Other"], dir.path());
+    assert_eq!(triggered.status.code(), Some(0), "a workflow added while running: {}", text(&triggered.stderr));
+    assert_eq!(terminate(&mut daemon).code(), Some(0));
+}
+
+#[test]
+fn next_prints_upcoming_fires_in_the_workflows_zone() {
+    let output = run(
+        &["next", "DailyGrantPipeline", "-n", "3", "--from", "2026-03-07T12:00:00Z"],
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        "2026-03-08T03:00:00-04:00\n2026-03-09T02:00:00-04:00\n2026-03-10T02:00:00-04:00\n"
+    );
+    let json = run(
+        &["next", "DailyGrantPipeline", "-n", "2", "--from", "2026-11-01T00:00:00Z", "--json"],
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")),
+    );
+    assert_eq!(text(&json.stdout), "[\"2026-11-01T02:00:00-05:00\",\"2026-11-02T02:00:00-05:00\"]\n");
+    let manual = run(&["next", "ReleaseChecks"], std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
+    assert_eq!(text(&manual.stderr), "conveyor: workflow `ReleaseChecks` has a manual trigger, not a schedule\n");
+}
