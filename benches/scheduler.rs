@@ -29,7 +29,8 @@ fn lateness() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut late_ms: Vec<f64> = runtime.block_on(async {
         let catalog = load_folder(Path::new(&folder));
-        let engine = Engine::open(EngineConfig::new(&folder, dir.path().join("state")), catalog.registry.clone()).unwrap();
+        let engine =
+            Engine::open(EngineConfig::new(&folder, dir.path().join("state")), catalog.registry.clone()).unwrap();
         for workflow in catalog.workflows {
             engine.register(workflow);
         }

@@ -1,6 +1,7 @@
 //! Conveyor: a workflow scheduler and engine with a terminal operations console.
 
 pub mod cli;
+pub mod console;
 pub mod definition;
 pub mod engine;
 pub mod schedule;

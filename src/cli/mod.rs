@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
     about = "A terminal operations console with an embedded workflow scheduler and engine"
 )]
 #[command(
-    long_about = "Conveyor runs the pipelines kept as TOML files in a workflows folder: on a schedule, when a file arrives, or by hand.\n\nWith no subcommand it lists the workflows; the interactive console comes in a later release."
+    long_about = "Conveyor runs the pipelines kept as TOML files in a workflows folder: on a schedule, when a file arrives, or by hand.\n\nWith no subcommand it opens the console: a live dashboard with the scheduler and engine inside it (or attached to the daemon that holds the state folder)."
 )]
 pub struct Cli {
     /// Folder of workflow files (*.toml) and their registry, conveyor.toml.
@@ -158,7 +158,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&workflows)),
         Some(Command::List { json }) => list::run(&workflows, json),
-        None => list::run(&workflows, false),
+        None => crate::console::run(&workflows, &state),
         Some(Command::Run(args)) => run::run(&workflows, &state, &args),
         Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
         Some(Command::Logs { run, task, attempt }) => logs::run(&state, &run, task.as_deref(), attempt),
@@ -174,6 +174,15 @@ pub fn run(cli: Cli) -> ExitCode {
 fn init_logging(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::fmt::writer::MakeWriterExt;
+    if cli.command.is_none() {
+        // The console owns the terminal: diagnostics go to its Monitor pane (tui-logger), not stderr.
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        tui_logger::set_default_level(tui_logger::LevelFilter::Info);
+        let filter = EnvFilter::try_from_env("CONVEYOR_LOG").unwrap_or_else(|_| "info".into());
+        let _ = tracing_subscriber::registry().with(filter).with(tui_logger::TuiTracingSubscriberLayer).try_init();
+        return;
+    }
     let daemon = matches!(cli.command, Some(Command::Daemon));
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("CONVEYOR_LOG").unwrap_or_else(|_| default.into());
@@ -194,6 +203,14 @@ fn init_logging(cli: &Cli) {
             let _ = builder.with_ansi(colour).with_writer(std::io::stderr).try_init();
         }
     }
+}
+
+/// Sends a command to the engine that holds `state` (through the store) and waits for its answer.
+pub fn send_to_engine(
+    state: &std::path::Path,
+    command: &crate::engine::Command,
+) -> Result<crate::engine::Reply, String> {
+    remote::send(state, command)
 }
 
 /// `--param` values as given; the engine converts them to the declared types.

@@ -14,7 +14,9 @@ pub fn run(workflows: &Path, id: &str, count: usize, from: Option<&str>, as_json
         Some(text) => match DateTime::parse_from_rfc3339(text) {
             Ok(time) => time.with_timezone(&Utc),
             Err(error) => {
-                return fail(format!("bad --from `{text}`: {error}; expected RFC 3339, e.g. 2026-03-08T00:00:00-05:00"));
+                return fail(format!(
+                    "bad --from `{text}`: {error}; expected RFC 3339, e.g. 2026-03-08T00:00:00-05:00"
+                ));
             }
         },
     };

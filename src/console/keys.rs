@@ -1,0 +1,661 @@
+//! Keys: a configurable map from keys to actions, and what each action does to the model.
+
+use std::collections::HashMap;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::model::{Effect, Model, Pane, Popup};
+use crate::engine::Command;
+use crate::state::{RunState, TaskState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    Up,
+    Down,
+    Top,
+    Bottom,
+    PageUp,
+    PageDown,
+    NextPane,
+    PreviousPane,
+    Open,
+    Back,
+    Trigger,
+    TriggerWithParams,
+    Pause,
+    Retry,
+    Reroute,
+    Skip,
+    Cancel,
+    Approve,
+    Reject,
+    Log,
+    Acknowledge,
+    Filter,
+    CommandLine,
+    Help,
+    Quit,
+    Mouse,
+    Follow,
+    NextMatch,
+    PreviousMatch,
+    NextError,
+    PreviousError,
+    Wrap,
+    PreviousAttempt,
+    NextAttempt,
+    MonitorTab,
+}
+
+/// Every action with its name in the config file, its default key, and what `?` says of it.
+pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
+    (Action::Up, "up", "k", "move up"),
+    (Action::Down, "down", "j", "move down"),
+    (Action::Top, "top", "g", "first row / start of log"),
+    (Action::Bottom, "bottom", "G", "last row / end of log"),
+    (Action::Open, "open", "enter", "drill in (workflow → runs → tasks → log)"),
+    (Action::Back, "back", "esc", "back out, clear a filter"),
+    (Action::NextPane, "next_pane", "tab", "next pane"),
+    (Action::PreviousPane, "previous_pane", "backtab", "previous pane"),
+    (Action::Trigger, "trigger", "t", "trigger the workflow now"),
+    (Action::TriggerWithParams, "trigger_with_params", "T", "trigger with parameters"),
+    (Action::Pause, "pause", "p", "pause/resume the workflow (Workflows) or the run"),
+    (Action::Retry, "retry", "r", "retry the failed task"),
+    (Action::Reroute, "reroute", "R", "run the task on another service or agent"),
+    (Action::Skip, "skip", "s", "skip the task (its input passes on)"),
+    (Action::Cancel, "cancel", "c", "cancel the run (asks first)"),
+    (Action::Approve, "approve", "a", "approve at a governance gate"),
+    (Action::Reject, "reject", "x", "reject at a governance gate"),
+    (Action::Log, "log", "l", "open the task's log"),
+    (Action::Acknowledge, "acknowledge", "A", "acknowledge the alert"),
+    (Action::Filter, "filter", "/", "filter the list / search the log"),
+    (Action::CommandLine, "command", ":", "command line (:trigger NAME, :pause NAME, :resume NAME, :history, :q)"),
+    (Action::Help, "help", "?", "this help"),
+    (Action::Quit, "quit", "q", "quit (asks when runs are active)"),
+    (Action::Mouse, "mouse", "m", "mouse capture on/off (off lets you select text)"),
+    (Action::Follow, "follow", "f", "log: follow new lines"),
+    (Action::NextMatch, "next_match", "n", "log: next search match"),
+    (Action::PreviousMatch, "previous_match", "N", "log: previous search match"),
+    (Action::NextError, "next_error", "e", "log: next error"),
+    (Action::PreviousError, "previous_error", "E", "log: previous error"),
+    (Action::Wrap, "wrap", "w", "log: wrap long lines"),
+    (Action::PreviousAttempt, "previous_attempt", "[", "log: previous attempt"),
+    (Action::NextAttempt, "next_attempt", "]", "log: next attempt"),
+    (Action::MonitorTab, "monitor_tab", "v", "monitor: engine log / alerts"),
+];
+
+#[derive(Debug, Clone)]
+pub struct Keymap {
+    keys: HashMap<(KeyCode, bool), Action>,
+}
+
+impl Default for Keymap {
+    fn default() -> Keymap {
+        let mut keymap = Keymap { keys: HashMap::new() };
+        for (action, _, key, _) in BINDINGS {
+            keymap.bind(key, *action).expect("default keys parse");
+        }
+        for (key, action) in [
+            ("up", Action::Up),
+            ("down", Action::Down),
+            ("home", Action::Top),
+            ("end", Action::Bottom),
+            ("pageup", Action::PageUp),
+            ("pagedown", Action::PageDown),
+        ] {
+            keymap.bind(key, action).expect("default keys parse");
+        }
+        keymap
+    }
+}
+
+impl Keymap {
+    /// Binds a key written as in the config file: a character, or `enter`, `esc`, `tab`, `backtab`, `up`,
+    /// `down`, `left`, `right`, `home`, `end`, `pageup`, `pagedown`, `f1`…`f12`, optionally `ctrl-`.
+    pub fn bind(&mut self, key: &str, action: Action) -> Result<(), String> {
+        let (ctrl, name) = match key.strip_prefix("ctrl-") {
+            Some(rest) => (true, rest),
+            None => (false, key),
+        };
+        let code = match name.to_ascii_lowercase().as_str() {
+            "enter" => KeyCode::Enter,
+            "esc" => KeyCode::Esc,
+            "tab" => KeyCode::Tab,
+            "backtab" => KeyCode::BackTab,
+            "up" => KeyCode::Up,
+            "down" => KeyCode::Down,
+            "left" => KeyCode::Left,
+            "right" => KeyCode::Right,
+            "home" => KeyCode::Home,
+            "end" => KeyCode::End,
+            "pageup" => KeyCode::PageUp,
+            "pagedown" => KeyCode::PageDown,
+            "space" => KeyCode::Char(' '),
+            f if f.len() > 1 && f.starts_with('f') && f[1..].parse::<u8>().is_ok() => {
+                KeyCode::F(f[1..].parse().unwrap())
+            }
+            _ if name.chars().count() == 1 => KeyCode::Char(name.chars().next().unwrap()),
+            _ => return Err(format!("unknown key `{key}`")),
+        };
+        self.keys.insert((code, ctrl), action);
+        Ok(())
+    }
+
+    pub fn action(&self, key: KeyEvent) -> Option<Action> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        self.keys.get(&(key.code, ctrl)).copied()
+    }
+
+    /// The key shown for an action in the bottom bar and help.
+    pub fn label(&self, action: Action) -> String {
+        let mut labels: Vec<String> = self
+            .keys
+            .iter()
+            .filter(|(_, bound)| **bound == action)
+            .map(|((code, ctrl), _)| {
+                let name = match code {
+                    KeyCode::Char(c) => c.to_string(),
+                    KeyCode::Enter => "Enter".into(),
+                    KeyCode::Esc => "Esc".into(),
+                    KeyCode::Tab => "Tab".into(),
+                    KeyCode::BackTab => "S-Tab".into(),
+                    KeyCode::Up => "↑".into(),
+                    KeyCode::Down => "↓".into(),
+                    KeyCode::Home => "Home".into(),
+                    KeyCode::End => "End".into(),
+                    KeyCode::PageUp => "PgUp".into(),
+                    KeyCode::PageDown => "PgDn".into(),
+                    other => format!("{other:?}"),
+                };
+                if *ctrl { format!("C-{name}") } else { name }
+            })
+            .collect();
+        labels.sort_by_key(|label| (label.chars().count() > 1, label.clone()));
+        labels.join("/")
+    }
+}
+
+/// Handles one key; what it asks of the runtime comes back as effects.
+pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[String]) -> Vec<Effect> {
+    model.status = None;
+    if model.popup.is_some() {
+        return popup_key(model, key);
+    }
+    if model.filtering {
+        match key.code {
+            KeyCode::Esc => {
+                model.filtering = false;
+                model.filter.clear();
+            }
+            KeyCode::Enter => {
+                model.filtering = false;
+                if model.focus == Pane::Log && !model.filter.is_empty() {
+                    let query = std::mem::take(&mut model.filter);
+                    return vec![Effect::SearchLog(query)];
+                }
+            }
+            KeyCode::Backspace => {
+                model.filter.pop();
+            }
+            KeyCode::Char(c) => model.filter.push(c),
+            _ => {}
+        }
+        model.clamp();
+        return Vec::new();
+    }
+    let Some(action) = keymap.action(key) else { return Vec::new() };
+    act(model, action, routes)
+}
+
+pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> {
+    let focus = model.focus;
+    match action {
+        Action::Up => move_cursor(model, -1),
+        Action::Down => move_cursor(model, 1),
+        Action::PageUp => move_cursor(model, -page(model)),
+        Action::PageDown => move_cursor(model, page(model)),
+        Action::Top => {
+            if let (Pane::Log, Some(log)) = (focus, model.log.as_mut()) {
+                log.home();
+            } else {
+                move_cursor(model, isize::MIN / 2);
+            }
+        }
+        Action::Bottom => {
+            if let (Pane::Log, Some(log)) = (focus, model.log.as_mut()) {
+                log.end();
+            } else {
+                move_cursor(model, isize::MAX / 2);
+            }
+        }
+        Action::NextPane | Action::PreviousPane => {
+            let index = Pane::ORDER.iter().position(|pane| *pane == focus).unwrap_or(0);
+            let step = if action == Action::NextPane { 1 } else { Pane::ORDER.len() - 1 };
+            model.focus = Pane::ORDER[(index + step) % Pane::ORDER.len()];
+            model.filter.clear();
+        }
+        Action::Open => match focus {
+            Pane::Workflows => model.focus = Pane::Runs,
+            Pane::Runs => {
+                model.focus = Pane::Tasks;
+                model.cursor.task = 0;
+                let mut effects: Vec<Effect> =
+                    model.selected_run().map(|run| Effect::LoadRun(run.id.clone())).into_iter().collect();
+                effects.extend(model.land_on_failure());
+                return effects;
+            }
+            Pane::Tasks => return open_log(model),
+            Pane::Monitor if model.monitor_alerts => {
+                if let Some(alert) = model.alerts.get(model.cursor.alert).cloned() {
+                    return go_to_alert(
+                        model,
+                        alert.workflow.as_deref(),
+                        alert.run_id.as_deref(),
+                        alert.task.as_deref(),
+                    );
+                }
+            }
+            _ => {}
+        },
+        Action::Back => {
+            if !model.filter.is_empty() {
+                model.filter.clear();
+                model.clamp();
+                return Vec::new();
+            }
+            model.focus = match focus {
+                Pane::Log => Pane::Tasks,
+                Pane::Tasks => Pane::Runs,
+                Pane::Runs | Pane::Monitor => Pane::Workflows,
+                Pane::Workflows => Pane::Workflows,
+            };
+        }
+        Action::Trigger => return trigger(model, false),
+        Action::TriggerWithParams => return trigger(model, true),
+        Action::Pause => return pause(model),
+        Action::Retry => {
+            return task_command(model, "retry", |run, task, state| {
+                matches!(state, TaskState::Failed | TaskState::Cancelled).then(|| Command::RetryTask { run, task })
+            });
+        }
+        Action::Skip => {
+            return task_command(model, "skip", |run, task, state| {
+                matches!(state, TaskState::Failed | TaskState::Cancelled | TaskState::Pending | TaskState::RetryWait)
+                    .then(|| Command::SkipTask { run, task })
+            });
+        }
+        Action::Approve => {
+            return task_command(model, "approve", |run, task, state| {
+                (state == TaskState::WaitingApproval).then_some(Command::Approve { run, task })
+            });
+        }
+        Action::Reject => {
+            return task_command(model, "reject", |run, task, state| {
+                (state == TaskState::WaitingApproval).then_some(Command::Reject { run, task })
+            });
+        }
+        Action::Reroute => {
+            let (Some(run), Some(task)) = (model.selected_run(), model.selected_task()) else {
+                model.set_status("select a task to reroute");
+                return Vec::new();
+            };
+            if matches!(task.state, TaskState::Succeeded | TaskState::Skipped) {
+                model.set_status(format!("task {} is already {}", task.name, task.state));
+            } else if routes.is_empty() {
+                model.set_status("conveyor.toml registers no service or agent to reroute to");
+            } else {
+                model.popup = Some(Popup::Reroute {
+                    run: run.id.clone(),
+                    task: task.name.clone(),
+                    routes: routes.to_vec(),
+                    selected: 0,
+                });
+            }
+        }
+        Action::Cancel => {
+            let Some(run) = model.selected_run().filter(|run| run.state.is_active()).cloned() else {
+                model.set_status("select an active run to cancel");
+                return Vec::new();
+            };
+            model.popup = Some(Popup::Confirm {
+                question: format!("Cancel run {} of {}? Its running tasks are stopped.", run.id, run.workflow),
+                action: Box::new(Effect::Send(Command::CancelRun { run: run.id })),
+                yes_focused: false,
+            });
+        }
+        Action::Log => return open_log(model),
+        Action::Acknowledge => {
+            let alert = if focus == Pane::Monitor && model.monitor_alerts {
+                model.alerts.get(model.cursor.alert)
+            } else {
+                model.alerts.iter().find(|alert| alert.acked_at.is_none())
+            };
+            match alert.filter(|alert| alert.acked_at.is_none()) {
+                Some(alert) => return vec![Effect::Send(Command::AckAlert { id: alert.id })],
+                None => model.set_status("no unacknowledged alert"),
+            }
+        }
+        Action::Filter => {
+            model.filtering = true;
+            model.filter.clear();
+        }
+        Action::CommandLine => model.popup = Some(Popup::CommandLine { text: String::new() }),
+        Action::Help => model.popup = Some(Popup::Help),
+        Action::Quit => {
+            let active = model.active_runs();
+            if active > 0 && !model.attached {
+                model.popup = Some(Popup::Confirm {
+                    question: format!(
+                        "{active} run(s) are active. Quit? Their tasks are stopped and the runs left resumable."
+                    ),
+                    action: Box::new(Effect::Quit),
+                    yes_focused: false,
+                });
+            } else {
+                return vec![Effect::Quit];
+            }
+        }
+        Action::Mouse => return vec![Effect::ToggleMouse],
+        Action::MonitorTab => {
+            model.monitor_alerts = !model.monitor_alerts;
+            model.focus = Pane::Monitor;
+        }
+        Action::Follow
+        | Action::Wrap
+        | Action::NextMatch
+        | Action::PreviousMatch
+        | Action::NextError
+        | Action::PreviousError
+            if focus == Pane::Log =>
+        {
+            let Some(log) = model.log.as_mut() else { return Vec::new() };
+            let found = match action {
+                Action::Follow => {
+                    if log.follow {
+                        log.follow = false
+                    } else {
+                        log.end()
+                    }
+                    true
+                }
+                Action::Wrap => {
+                    log.wrap = !log.wrap;
+                    true
+                }
+                Action::NextMatch => log.next_match(true),
+                Action::PreviousMatch => log.next_match(false),
+                Action::NextError => log.next_error(true),
+                _ => log.next_error(false),
+            };
+            if !found {
+                let what = if matches!(action, Action::NextError | Action::PreviousError) {
+                    "no error lines"
+                } else {
+                    "no matches"
+                };
+                model.set_status(what);
+            }
+        }
+        Action::PreviousAttempt | Action::NextAttempt if focus == Pane::Log => {
+            let Some(log) = model.log.as_ref() else { return Vec::new() };
+            let attempts = model.attempts_of(&log.run, &log.task);
+            let step: i64 = if action == Action::NextAttempt { 1 } else { -1 };
+            let wanted = log.attempt as i64 + step;
+            if let Some(attempt) = attempts.iter().find(|a| a.attempt as i64 == wanted) {
+                return vec![Effect::OpenLog {
+                    run: attempt.run_id.clone(),
+                    task: attempt.task.clone(),
+                    attempt: attempt.attempt,
+                    path: attempt.log_path.clone(),
+                    jump_to_error: false,
+                }];
+            }
+            model.set_status("no such attempt");
+        }
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn page(model: &Model) -> isize {
+    model.log.as_ref().map_or(10, |log| log.height.max(2) as isize - 1)
+}
+
+fn move_cursor(model: &mut Model, by: isize) {
+    let step = |at: usize, len: usize| -> usize {
+        if len == 0 {
+            return 0;
+        }
+        (at as isize).saturating_add(by).clamp(0, len as isize - 1) as usize
+    };
+    match model.focus {
+        Pane::Workflows => {
+            let len = model.visible_workflows().len();
+            let next = step(model.cursor.workflow, len);
+            if next != model.cursor.workflow {
+                model.cursor.workflow = next;
+                model.cursor.run = 0;
+                model.cursor.task = 0;
+            }
+        }
+        Pane::Runs => {
+            let len = model.visible_runs().len();
+            let next = step(model.cursor.run, len);
+            if next != model.cursor.run {
+                model.cursor.run = next;
+                model.cursor.task = 0;
+            }
+        }
+        Pane::Tasks => model.cursor.task = step(model.cursor.task, model.visible_tasks().len()),
+        Pane::Monitor => model.cursor.alert = step(model.cursor.alert, model.alerts.len()),
+        Pane::Log => {
+            if let Some(log) = model.log.as_mut() {
+                log.scroll(by.clamp(-1_000_000_000, 1_000_000_000));
+            }
+        }
+    }
+}
+
+fn open_log(model: &mut Model) -> Vec<Effect> {
+    match model.open_log_effect(model.selected_task().is_some_and(|task| task.state == TaskState::Failed)) {
+        Some(effect) => {
+            model.focus = Pane::Log;
+            vec![effect]
+        }
+        None => {
+            model.set_status("this task has no attempt yet");
+            Vec::new()
+        }
+    }
+}
+
+fn trigger(model: &mut Model, with_params: bool) -> Vec<Effect> {
+    let Some(workflow) = model.selected_workflow().cloned() else {
+        model.set_status("no workflow selected");
+        return Vec::new();
+    };
+    if let Some(problem) = &workflow.broken {
+        model.set_status(format!("{} is broken: {problem}", workflow.file.display()));
+        return Vec::new();
+    }
+    if with_params && !workflow.params.is_empty() {
+        let fields = workflow
+            .params
+            .iter()
+            .map(|param| {
+                let default = match &param.default {
+                    Some(serde_json::Value::String(text)) => text.clone(),
+                    Some(value) => value.to_string(),
+                    None => String::new(),
+                };
+                (param.name.clone(), param.kind.name().to_string(), default)
+            })
+            .collect();
+        model.popup = Some(Popup::Params { workflow: workflow.id.clone(), fields, selected: 0 });
+        return Vec::new();
+    }
+    vec![Effect::Send(Command::Trigger { workflow: workflow.id, input: None, params: Default::default() })]
+}
+
+fn pause(model: &mut Model) -> Vec<Effect> {
+    if model.focus == Pane::Workflows {
+        let Some(workflow) = model.selected_workflow() else { return Vec::new() };
+        let id = workflow.id.clone();
+        let command = if model.paused.contains(&id) {
+            Command::ResumeWorkflow { workflow: id }
+        } else {
+            Command::PauseWorkflow { workflow: id }
+        };
+        return vec![Effect::Send(command)];
+    }
+    let Some(run) = model.selected_run() else {
+        model.set_status("no run selected");
+        return Vec::new();
+    };
+    let command = match run.state {
+        RunState::Running => Command::PauseRun { run: run.id.clone() },
+        RunState::Paused | RunState::Interrupted => Command::ResumeRun { run: run.id.clone() },
+        state => {
+            model.set_status(format!("run {} is {state}: nothing to pause or resume", run.id));
+            return Vec::new();
+        }
+    };
+    vec![Effect::Send(command)]
+}
+
+fn task_command(
+    model: &mut Model,
+    verb: &str,
+    command: impl FnOnce(String, String, TaskState) -> Option<Command>,
+) -> Vec<Effect> {
+    let (Some(run), Some(task)) = (model.selected_run(), model.selected_task()) else {
+        model.set_status(format!("select a task to {verb}"));
+        return Vec::new();
+    };
+    let (name, state) = (task.name.clone(), task.state);
+    match command(run.id.clone(), name.clone(), state) {
+        Some(command) => vec![Effect::Send(command)],
+        None => {
+            model.set_status(format!("cannot {verb} task {name}: it is {state}"));
+            Vec::new()
+        }
+    }
+}
+
+fn go_to_alert(model: &mut Model, workflow: Option<&str>, run: Option<&str>, task: Option<&str>) -> Vec<Effect> {
+    let Some(workflow) = workflow else { return Vec::new() };
+    model.filter.clear();
+    let Some(index) = model.visible_workflows().iter().position(|row| row.id == workflow) else { return Vec::new() };
+    model.cursor.workflow = index;
+    model.focus = Pane::Runs;
+    let Some(run) = run else { return Vec::new() };
+    if let Some(index) = model.visible_runs().iter().position(|r| r.id == run) {
+        model.cursor.run = index;
+        model.focus = Pane::Tasks;
+        if let Some(index) = task.and_then(|task| model.visible_tasks().iter().position(|t| t.name == task)) {
+            model.cursor.task = index;
+        }
+    }
+    vec![Effect::LoadRun(run.to_string())]
+}
+
+fn popup_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
+    let Some(popup) = model.popup.take() else { return Vec::new() };
+    match popup {
+        Popup::Help => {}
+        Popup::Confirm { question, action, yes_focused } => match key.code {
+            KeyCode::Left
+            | KeyCode::Right
+            | KeyCode::Tab
+            | KeyCode::BackTab
+            | KeyCode::Char('h')
+            | KeyCode::Char('l') => {
+                model.popup = Some(Popup::Confirm { question, action, yes_focused: !yes_focused });
+            }
+            KeyCode::Char('y') => return vec![*action],
+            KeyCode::Enter if yes_focused => return vec![*action],
+            KeyCode::Enter | KeyCode::Esc | KeyCode::Char('n') => {}
+            _ => model.popup = Some(Popup::Confirm { question, action, yes_focused }),
+        },
+        Popup::Reroute { run, task, routes, selected } => match key.code {
+            KeyCode::Up | KeyCode::Char('k') => {
+                model.popup = Some(Popup::Reroute { run, task, selected: selected.saturating_sub(1), routes });
+            }
+            KeyCode::Down | KeyCode::Char('j') => {
+                let selected = (selected + 1).min(routes.len().saturating_sub(1));
+                model.popup = Some(Popup::Reroute { run, task, routes, selected });
+            }
+            KeyCode::Enter => {
+                let to = routes[selected].clone();
+                return vec![Effect::Send(Command::RerouteTask { run, task, to })];
+            }
+            KeyCode::Esc => {}
+            _ => model.popup = Some(Popup::Reroute { run, task, routes, selected }),
+        },
+        Popup::Params { workflow, mut fields, selected } => match key.code {
+            KeyCode::Up | KeyCode::BackTab => {
+                model.popup = Some(Popup::Params { workflow, fields, selected: selected.saturating_sub(1) });
+            }
+            KeyCode::Down | KeyCode::Tab => {
+                let selected = (selected + 1).min(fields.len().saturating_sub(1));
+                model.popup = Some(Popup::Params { workflow, fields, selected });
+            }
+            KeyCode::Backspace => {
+                fields[selected].2.pop();
+                model.popup = Some(Popup::Params { workflow, fields, selected });
+            }
+            KeyCode::Char(c) => {
+                fields[selected].2.push(c);
+                model.popup = Some(Popup::Params { workflow, fields, selected });
+            }
+            KeyCode::Enter => {
+                let params =
+                    fields.into_iter().map(|(name, _, value)| (name, serde_json::Value::String(value))).collect();
+                return vec![Effect::Send(Command::Trigger { workflow, input: None, params })];
+            }
+            _ => {}
+        },
+        Popup::CommandLine { mut text } => match key.code {
+            KeyCode::Enter => return command_line(model, &text),
+            KeyCode::Esc => {}
+            KeyCode::Backspace => {
+                text.pop();
+                model.popup = Some(Popup::CommandLine { text });
+            }
+            KeyCode::Char(c) => {
+                text.push(c);
+                model.popup = Some(Popup::CommandLine { text });
+            }
+            _ => model.popup = Some(Popup::CommandLine { text }),
+        },
+    }
+    Vec::new()
+}
+
+fn command_line(model: &mut Model, text: &str) -> Vec<Effect> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let command = match words.as_slice() {
+        ["q" | "quit"] => return act(model, Action::Quit, &[]),
+        ["trigger", name] => Command::Trigger { workflow: name.to_string(), input: None, params: Default::default() },
+        ["pause", name] => Command::PauseWorkflow { workflow: name.to_string() },
+        ["resume", name] => Command::ResumeWorkflow { workflow: name.to_string() },
+        ["cancel", run] => Command::CancelRun { run: run.to_string() },
+        ["history"] | ["history", _] => {
+            if let [_, name] = words.as_slice()
+                && let Some(index) = model.visible_workflows().iter().position(|row| row.id == *name)
+            {
+                model.cursor.workflow = index;
+            }
+            model.focus = Pane::Runs;
+            return Vec::new();
+        }
+        [] => return Vec::new(),
+        _ => {
+            model.set_status(format!(
+                "unknown command `:{text}` (try :trigger NAME, :pause NAME, :resume NAME, :cancel RUN, :history, :q)"
+            ));
+            return Vec::new();
+        }
+    };
+    vec![Effect::Send(command)]
+}

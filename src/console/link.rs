@@ -1,0 +1,105 @@
+//! The console's line to an engine: one it embeds, or a daemon's that holds the state folder, reached
+//! through the store.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::Message;
+use crate::definition::Catalog;
+use crate::engine::{Command, Engine, EngineConfig, Origin, Reply};
+use crate::store::{StateLock, Store};
+
+/// How often an attached console reads the daemon's state from the store.
+const ATTACHED_REFRESH: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub enum Link {
+    Embedded(Engine),
+    Attached(PathBuf),
+}
+
+impl Link {
+    pub async fn connect(workflows: &Path, state: &Path, catalog: &Catalog) -> Result<Link, String> {
+        if StateLock::is_held(state) {
+            return Ok(Link::Attached(state.to_path_buf()));
+        }
+        let engine =
+            Engine::open(EngineConfig::new(workflows, state), catalog.registry.clone()).map_err(|e| e.to_string())?;
+        for workflow in &catalog.workflows {
+            engine.register(workflow.clone());
+        }
+        if let Err(error) = engine.start_all().await {
+            tracing::error!("some workflows could not be activated: {error}");
+        }
+        if let Err(error) = engine.watch_workflows().await {
+            tracing::warn!("the workflows folder is not watched: {error}");
+        }
+        Ok(Link::Embedded(engine))
+    }
+
+    pub fn attached(&self) -> bool {
+        matches!(self, Link::Attached(_))
+    }
+
+    pub async fn send(&self, command: Command) -> Result<Reply, String> {
+        match self {
+            Link::Embedded(engine) => engine.send_as(command, Origin::local("console")).await,
+            Link::Attached(state) => {
+                let state = state.clone();
+                tokio::task::spawn_blocking(move || crate::cli::send_to_engine(&state, &command))
+                    .await
+                    .map_err(|error| error.to_string())?
+            }
+        }
+    }
+
+    /// Engine events to the screen: the event stream when embedded, store snapshots when attached.
+    pub fn forward_events(&self, tx: mpsc::Sender<Message>, store: &Arc<Mutex<Store>>) {
+        match self {
+            Link::Embedded(engine) => {
+                let mut events = engine.subscribe();
+                tokio::spawn(async move {
+                    loop {
+                        let message = match events.recv().await {
+                            Ok(event) => Message::Engine(event),
+                            Err(broadcast::error::RecvError::Lagged(_)) => Message::Resync,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        };
+                        if tx.send(message).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            Link::Attached(_) => {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(ATTACHED_REFRESH).await;
+                        let store = store.clone();
+                        let Ok(snapshot) = tokio::task::spawn_blocking(move || {
+                            super::read_snapshot(&store.lock().expect("store lock"))
+                        })
+                        .await
+                        else {
+                            return;
+                        };
+                        if tx.send(Message::Snapshot(snapshot)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Stops an embedded engine: running tasks get their grace period, their runs stay resumable.
+    pub async fn close(&self) {
+        if let Link::Embedded(engine) = self {
+            engine.shutdown().await;
+        }
+    }
+}

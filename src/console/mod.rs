@@ -1,0 +1,435 @@
+//! The console: a live dashboard over the engine's events. It owns no engine state: a view model fed by
+//! events and by snapshots read from the store in the background, drawn only when something changed.
+
+mod config;
+mod keys;
+mod link;
+mod logview;
+mod model;
+mod theme;
+mod ui;
+
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture, MouseButton, MouseEventKind};
+use tokio::sync::mpsc;
+
+pub use keys::{Action, Keymap, handle_key};
+pub use logview::{LogIndex, LogView};
+pub use model::{Effect, Model, Pane, Popup, Snapshot, WorkflowRow};
+pub use theme::Theme;
+pub use ui::{Areas, Chrome, draw};
+
+use crate::definition::{Catalog, load_folder};
+use crate::store::{AttemptRecord, Store, TaskRecord};
+use link::Link;
+
+/// What reaches the screen's loop.
+enum Message {
+    Input(crossterm::event::Event),
+    Engine(crate::engine::Event),
+    /// The engine's event stream fell behind: read the store again.
+    Resync,
+    Snapshot(Snapshot),
+    RunLoaded(String, Vec<TaskRecord>, Vec<AttemptRecord>),
+    Index(PathBuf, Arc<LogIndex>),
+    Search(PathBuf, String, Vec<usize>),
+    Reply(Result<String, String>),
+    Catalog(Box<Catalog>),
+}
+
+const CHANNEL: usize = 1024;
+
+pub fn run(workflows: &Path, state: &Path) -> ExitCode {
+    if !workflows.is_dir() {
+        eprintln!("conveyor: {}: no such folder (set --workflows DIR)", workflows.display());
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("conveyor: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run_async(workflows.to_path_buf(), state.to_path_buf()))
+}
+
+async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
+    let catalog = load_folder(&workflows);
+    let link = match Link::connect(&workflows, &state, &catalog).await {
+        Ok(link) => link,
+        Err(error) => {
+            eprintln!("conveyor: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config_text = config::path().and_then(|path| std::fs::read_to_string(path).ok());
+    let (keymap, theme, problems) = config::load(config_text.as_deref(), Theme::from_env());
+    for problem in problems {
+        tracing::warn!("{problem}");
+    }
+    let store = match Store::open(&state) {
+        Ok(store) => Arc::new(Mutex::new(store)),
+        Err(error) => {
+            eprintln!("conveyor: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut terminal = match ratatui::try_init() {
+        Ok(terminal) => terminal,
+        Err(error) => {
+            eprintln!("conveyor: cannot set up the terminal: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
+    let (tx, rx) = mpsc::channel(CHANNEL);
+    spawn_input(tx.clone());
+    link.forward_events(tx.clone(), &store);
+    let mut console = Console {
+        model: Model::new(WorkflowRow::from_catalog(&catalog, Utc::now()), link.attached(), Utc::now()),
+        routes: routes_of(&catalog),
+        keymap,
+        theme,
+        link,
+        store,
+        tx,
+        workflows,
+        areas: Areas::default(),
+        indexing: false,
+        reindex: false,
+        logger: tui_logger::TuiWidgetState::new(),
+        requested_runs: Default::default(),
+    };
+    console.load_snapshot();
+    let code = console.run(rx, &mut terminal).await;
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    console.link.close().await;
+    code
+}
+
+fn routes_of(catalog: &Catalog) -> Vec<String> {
+    catalog.registry.services.keys().chain(catalog.registry.agents.keys()).cloned().collect()
+}
+
+/// Terminal input, read on a thread of its own (crossterm's reads block).
+fn spawn_input(tx: mpsc::Sender<Message>) {
+    std::thread::spawn(move || {
+        while let Ok(event) = crossterm::event::read() {
+            if tx.blocking_send(Message::Input(event)).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+struct Console {
+    model: Model,
+    routes: Vec<String>,
+    keymap: Keymap,
+    theme: Theme,
+    link: Link,
+    store: Arc<Mutex<Store>>,
+    tx: mpsc::Sender<Message>,
+    workflows: PathBuf,
+    areas: Areas,
+    indexing: bool,
+    /// The log grew while it was being indexed: index again when that is done.
+    reindex: bool,
+    logger: tui_logger::TuiWidgetState,
+    requested_runs: std::collections::HashSet<String>,
+}
+
+impl Console {
+    async fn run(&mut self, mut rx: mpsc::Receiver<Message>, terminal: &mut ratatui::DefaultTerminal) -> ExitCode {
+        let mut dirty = true;
+        loop {
+            if dirty {
+                self.model.now = Utc::now();
+                tui_logger::move_events();
+                let mut stdout = std::io::stdout();
+                let _ = crossterm::queue!(stdout, crossterm::terminal::BeginSynchronizedUpdate);
+                let chrome =
+                    Chrome { theme: &self.theme, keymap: &self.keymap, utc: false, engine_log: Some(&self.logger) };
+                let model = &mut self.model;
+                let mut areas = Areas::default();
+                if let Err(error) = terminal.draw(|frame| areas = draw(frame, model, &chrome)) {
+                    tracing::error!("drawing failed: {error}");
+                }
+                self.areas = areas;
+                let _ = crossterm::execute!(stdout, crossterm::terminal::EndSynchronizedUpdate);
+                let _ = stdout.flush();
+                dirty = false;
+            }
+            // Elapsed times and relative fire times need a clock only while something moves.
+            let tick = if self.model.active_runs() > 0 { Duration::from_secs(1) } else { Duration::from_secs(30) };
+            let message = tokio::select! {
+                message = rx.recv() => message,
+                _ = tokio::time::sleep(tick) => { dirty = true; continue; }
+            };
+            let Some(message) = message else { return ExitCode::SUCCESS };
+            match self.handle(message) {
+                Some(Flow::Quit) => return ExitCode::SUCCESS,
+                Some(Flow::Redraw) => dirty = true,
+                None => {}
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Message) -> Option<Flow> {
+        match message {
+            Message::Input(event) => return self.input(event),
+            Message::Engine(event) => {
+                if matches!(event, crate::engine::Event::Reloaded { .. }) {
+                    self.load_catalog();
+                }
+                if let crate::engine::Event::Log { run_id, task, attempt, .. } = &event
+                    && self
+                        .model
+                        .log
+                        .as_ref()
+                        .is_some_and(|l| &l.run == run_id && &l.task == task && l.attempt == *attempt)
+                {
+                    self.index_log();
+                    return None;
+                }
+                if !self.model.apply(&event) {
+                    return None;
+                }
+            }
+            Message::Resync => self.load_snapshot(),
+            Message::Snapshot(snapshot) => {
+                self.model.apply_snapshot(snapshot);
+                if self.model.attached && self.model.log.is_some() {
+                    self.index_log();
+                }
+            }
+            Message::RunLoaded(run, tasks, attempts) => {
+                self.model.tasks.insert(run.clone(), tasks);
+                self.model.attempts.insert(run, attempts);
+                self.model.clamp();
+            }
+            Message::Index(path, index) => {
+                self.indexing = false;
+                if let Some(log) = self.model.log.as_mut().filter(|log| log.path == path) {
+                    log.set_index(index);
+                }
+                if std::mem::take(&mut self.reindex) {
+                    self.index_log();
+                }
+            }
+            Message::Search(path, query, matches) => {
+                if let Some(log) = self.model.log.as_mut().filter(|log| log.path == path) {
+                    let found = !matches.is_empty();
+                    log.search = Some((query.clone(), matches));
+                    log.mark = None;
+                    if found {
+                        log.next_match(true);
+                    } else {
+                        self.model.set_status(format!("no line contains `{query}`"));
+                    }
+                }
+            }
+            Message::Reply(Ok(message)) => self.model.set_status(message),
+            Message::Reply(Err(error)) => self.model.set_status(format!("refused: {error}")),
+            Message::Catalog(catalog) => {
+                self.routes = routes_of(&catalog);
+                self.model.workflows = WorkflowRow::from_catalog(&catalog, Utc::now());
+                self.model.clamp();
+            }
+        }
+        self.request_selected_run();
+        Some(Flow::Redraw)
+    }
+
+    fn input(&mut self, event: crossterm::event::Event) -> Option<Flow> {
+        use crossterm::event::Event as Input;
+        let effects = match event {
+            Input::Key(key) if key.kind == crossterm::event::KeyEventKind::Press => {
+                if (self.areas.workflows.width == 0) && keys::Keymap::default().action(key) == Some(Action::Quit) {
+                    // The "too small" screen only knows q.
+                    return Some(Flow::Quit);
+                }
+                handle_key(&mut self.model, &self.keymap, key, &self.routes)
+            }
+            Input::Mouse(mouse) => {
+                self.mouse(mouse);
+                Vec::new()
+            }
+            Input::Resize(..) => Vec::new(),
+            _ => return None,
+        };
+        for effect in effects {
+            if let Some(Flow::Quit) = self.effect(effect) {
+                return Some(Flow::Quit);
+            }
+        }
+        self.request_selected_run();
+        Some(Flow::Redraw)
+    }
+
+    fn mouse(&mut self, mouse: crossterm::event::MouseEvent) {
+        let Some((pane, rect)) = self.areas.pane_at(mouse.column, mouse.row) else { return };
+        match mouse.kind {
+            MouseEventKind::Down(MouseButton::Left) => {
+                self.model.focus = pane;
+                // The first row of a list sits under the border and, for runs, the summary line.
+                let header = match pane {
+                    Pane::Runs => 2,
+                    _ => 1,
+                };
+                let row = mouse.row.saturating_sub(rect.y + header) as usize;
+                match pane {
+                    Pane::Workflows => {
+                        self.model.cursor.workflow = row;
+                        self.model.cursor.run = 0;
+                    }
+                    Pane::Runs => self.model.cursor.run = row,
+                    Pane::Tasks => self.model.cursor.task = row,
+                    Pane::Monitor => self.model.cursor.alert = row,
+                    Pane::Log => {}
+                }
+                self.model.clamp();
+            }
+            MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+                let previous = self.model.focus;
+                self.model.focus = pane;
+                let action = if mouse.kind == MouseEventKind::ScrollDown { Action::Down } else { Action::Up };
+                for _ in 0..3 {
+                    keys::act(&mut self.model, action, &self.routes);
+                }
+                if pane != Pane::Log {
+                    self.model.focus = previous;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn effect(&mut self, effect: Effect) -> Option<Flow> {
+        match effect {
+            Effect::Quit => return Some(Flow::Quit),
+            Effect::Send(command) => {
+                let link = self.link.clone();
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let result = link.send(command).await.map(|reply| reply.message);
+                    let _ = tx.send(Message::Reply(result)).await;
+                });
+            }
+            Effect::OpenLog { run, task, attempt, path, jump_to_error } => {
+                let active = self.model.runs.values().flatten().any(|r| r.id == run && r.state.is_active());
+                self.model.log = Some(LogView::new(run, task, attempt, path, active && !jump_to_error, jump_to_error));
+                self.indexing = false;
+                self.index_log();
+            }
+            Effect::LoadRun(run) => self.load_run(run),
+            Effect::SearchLog(query) => {
+                if let Some(log) = &self.model.log {
+                    let (path, tx) = (log.path.clone(), self.tx.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let matches = logview::search(&path, &query);
+                        let _ = tx.blocking_send(Message::Search(path, query, matches));
+                    });
+                }
+            }
+            Effect::ToggleMouse => {
+                self.model.mouse_captured = !self.model.mouse_captured;
+                let _ = if self.model.mouse_captured {
+                    crossterm::execute!(std::io::stdout(), EnableMouseCapture)
+                } else {
+                    crossterm::execute!(std::io::stdout(), DisableMouseCapture)
+                };
+            }
+        }
+        None
+    }
+
+    /// The selected run's tasks come from the store when the snapshot did not carry them.
+    fn request_selected_run(&mut self) {
+        let Some(run) = self.model.selected_run() else { return };
+        if self.model.tasks.contains_key(&run.id) || self.requested_runs.contains(&run.id) {
+            return;
+        }
+        let id = run.id.clone();
+        self.load_run(id);
+    }
+
+    fn load_run(&mut self, run: String) {
+        self.requested_runs.insert(run.clone());
+        let (store, tx) = (self.store.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let store = store.lock().expect("store lock");
+            let tasks = store.tasks(&run).unwrap_or_default();
+            let attempts = store.attempts(&run, None).unwrap_or_default();
+            let _ = tx.blocking_send(Message::RunLoaded(run, tasks, attempts));
+        });
+    }
+
+    fn load_snapshot(&mut self) {
+        let (store, tx) = (self.store.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let snapshot = read_snapshot(&store.lock().expect("store lock"));
+            let _ = tx.blocking_send(Message::Snapshot(snapshot));
+        });
+    }
+
+    fn load_catalog(&mut self) {
+        let (folder, tx) = (self.workflows.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let catalog = load_folder(&folder);
+            let _ = tx.blocking_send(Message::Catalog(Box::new(catalog)));
+        });
+    }
+
+    /// Extends the open log's index in the background; one job at a time.
+    fn index_log(&mut self) {
+        let Some(log) = &self.model.log else { return };
+        if self.indexing {
+            self.reindex = true;
+            return;
+        }
+        self.indexing = true;
+        let (path, index, tx) = (log.path.clone(), log.index.clone(), self.tx.clone());
+        tokio::task::spawn_blocking(move || {
+            let next = Arc::new(logview::extend_index(&path, &index));
+            let _ = tx.blocking_send(Message::Index(path, next));
+        });
+    }
+}
+
+enum Flow {
+    Redraw,
+    Quit,
+}
+
+/// What the console shows first: recent runs, the tasks of active and latest runs, alerts, pauses.
+pub fn read_snapshot(store: &Store) -> Snapshot {
+    let runs = store.runs(None, 2000).unwrap_or_default();
+    let mut latest = std::collections::HashSet::new();
+    let mut tasks = Vec::new();
+    let mut attempts = Vec::new();
+    for run in &runs {
+        if run.state.is_active() || latest.insert(run.workflow.clone()) {
+            tasks.extend(store.tasks(&run.id).unwrap_or_default());
+            attempts.extend(store.attempts(&run.id, None).unwrap_or_default());
+        }
+    }
+    Snapshot {
+        runs,
+        tasks,
+        attempts,
+        alerts: store.alerts(200).unwrap_or_default(),
+        paused: store.paused_workflows().unwrap_or_default(),
+    }
+}

@@ -1,0 +1,446 @@
+//! The console's view model: what the screen shows, fed by engine events and store snapshots, changed by
+//! keys. No I/O here; what a key asks for that needs the engine or the disk comes back as an `Effect`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+
+use crate::definition::{Catalog, Param, Trigger};
+use crate::engine::{Command, Event};
+use crate::state::{RunState, TaskState};
+use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
+
+use super::logview::LogView;
+
+/// Runs kept in memory per workflow (the store has the rest).
+pub const RUNS_SHOWN: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Workflows,
+    Runs,
+    Tasks,
+    Log,
+    Monitor,
+}
+
+impl Pane {
+    pub const ORDER: [Pane; 5] = [Pane::Workflows, Pane::Runs, Pane::Tasks, Pane::Log, Pane::Monitor];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Workflows => "Workflows",
+            Pane::Runs => "Runs",
+            Pane::Tasks => "Tasks",
+            Pane::Log => "Log",
+            Pane::Monitor => "Monitor",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRow {
+    pub id: String,
+    pub description: Option<String>,
+    pub trigger: String,
+    pub next_fire: Option<DateTime<Utc>>,
+    pub scheduled: bool,
+    /// The file's first problem, for files that did not load.
+    pub broken: Option<String>,
+    pub file: PathBuf,
+    pub params: Vec<Param>,
+    pub tasks: Vec<String>,
+    /// Each task's `depends_on`, when the workflow is a graph.
+    pub graph: Vec<(String, Vec<String>)>,
+}
+
+impl WorkflowRow {
+    pub fn from_catalog(catalog: &Catalog, now: DateTime<Utc>) -> Vec<WorkflowRow> {
+        let mut rows: Vec<WorkflowRow> = catalog
+            .workflows
+            .iter()
+            .map(|workflow| {
+                let (next_fire, scheduled) = match &workflow.trigger {
+                    Trigger::Schedule(schedule) => (schedule.next_after(now), true),
+                    _ => (None, false),
+                };
+                WorkflowRow {
+                    id: workflow.id.clone(),
+                    description: workflow.description.clone(),
+                    trigger: workflow.trigger.summary(),
+                    next_fire,
+                    scheduled,
+                    broken: None,
+                    file: workflow.file.clone(),
+                    params: workflow.params.clone(),
+                    tasks: workflow.tasks.iter().map(|task| task.name.clone()).collect(),
+                    graph: if workflow.is_dag() {
+                        workflow.tasks.iter().map(|task| (task.name.clone(), task.depends_on.clone())).collect()
+                    } else {
+                        Vec::new()
+                    },
+                }
+            })
+            .collect();
+        for (file, problems) in &catalog.broken {
+            if file.file_name().is_some_and(|name| name == crate::definition::REGISTRY_FILE) && problems.is_empty() {
+                continue;
+            }
+            let name = file.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+            rows.push(WorkflowRow {
+                id: name,
+                description: None,
+                trigger: "broken".into(),
+                next_fire: None,
+                scheduled: false,
+                broken: Some(problems.first().map(ToString::to_string).unwrap_or_default()),
+                file: file.clone(),
+                params: Vec::new(),
+                tasks: Vec::new(),
+                graph: Vec::new(),
+            });
+        }
+        rows.sort_by_key(|row| row.id.to_lowercase());
+        rows
+    }
+}
+
+/// What the store holds, read in the background when the console starts (and, attached to a daemon, every
+/// half second).
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub runs: Vec<RunRecord>,
+    pub tasks: Vec<TaskRecord>,
+    pub attempts: Vec<AttemptRecord>,
+    pub alerts: Vec<AlertRecord>,
+    pub paused: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Popup {
+    /// `c` on a run, `q` with runs active: Cancel is focused by default.
+    Confirm {
+        question: String,
+        action: Box<Effect>,
+        yes_focused: bool,
+    },
+    /// `R`: a route to run the task on.
+    Reroute {
+        run: String,
+        task: String,
+        routes: Vec<String>,
+        selected: usize,
+    },
+    /// `T`: values for a workflow's parameters.
+    Params {
+        workflow: String,
+        fields: Vec<(String, String, String)>,
+        selected: usize,
+    },
+    Help,
+    /// `:` commands.
+    CommandLine {
+        text: String,
+    },
+}
+
+/// What the runtime does for the model: talk to the engine, read the disk, stop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send(Command),
+    OpenLog {
+        run: String,
+        task: String,
+        attempt: u32,
+        path: PathBuf,
+        jump_to_error: bool,
+    },
+    /// Read a run's tasks and attempts from the store (a run older than what the snapshot held).
+    LoadRun(String),
+    SearchLog(String),
+    ToggleMouse,
+    Quit,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Cursors {
+    pub workflow: usize,
+    pub run: usize,
+    pub task: usize,
+    pub alert: usize,
+}
+
+pub struct Model {
+    pub attached: bool,
+    pub workflows: Vec<WorkflowRow>,
+    pub paused: BTreeSet<String>,
+    pub runs: HashMap<String, Vec<RunRecord>>,
+    pub tasks: HashMap<String, Vec<TaskRecord>>,
+    pub attempts: HashMap<String, Vec<AttemptRecord>>,
+    pub progress: HashMap<(String, String), f64>,
+    pub alerts: Vec<AlertRecord>,
+    pub focus: Pane,
+    pub cursor: Cursors,
+    /// Text typed after `/` in a list; the list shows only rows containing it.
+    pub filter: String,
+    pub filtering: bool,
+    pub popup: Option<Popup>,
+    pub log: Option<LogView>,
+    pub status: Option<String>,
+    pub mouse_captured: bool,
+    pub now: DateTime<Utc>,
+    /// Log lines seen on the engine's event stream per attempt, so a follow redraw knows to look again.
+    pub log_generation: u64,
+    pub monitor_alerts: bool,
+}
+
+impl Model {
+    pub fn new(workflows: Vec<WorkflowRow>, attached: bool, now: DateTime<Utc>) -> Model {
+        Model {
+            attached,
+            workflows,
+            paused: BTreeSet::new(),
+            runs: HashMap::new(),
+            tasks: HashMap::new(),
+            attempts: HashMap::new(),
+            progress: HashMap::new(),
+            alerts: Vec::new(),
+            focus: Pane::Workflows,
+            cursor: Cursors::default(),
+            filter: String::new(),
+            filtering: false,
+            popup: None,
+            log: None,
+            status: None,
+            mouse_captured: true,
+            now,
+            log_generation: 0,
+            monitor_alerts: false,
+        }
+    }
+
+    /// Workflows as listed (the filter applies when the list has focus).
+    pub fn visible_workflows(&self) -> Vec<&WorkflowRow> {
+        let filter = self.list_filter(Pane::Workflows);
+        self.workflows.iter().filter(|row| filter.is_empty() || row.id.to_lowercase().contains(&filter)).collect()
+    }
+
+    fn list_filter(&self, pane: Pane) -> String {
+        if self.focus == pane { self.filter.to_lowercase() } else { String::new() }
+    }
+
+    pub fn selected_workflow(&self) -> Option<&WorkflowRow> {
+        self.visible_workflows().get(self.cursor.workflow).copied()
+    }
+
+    pub fn visible_runs(&self) -> Vec<&RunRecord> {
+        let Some(workflow) = self.selected_workflow() else { return Vec::new() };
+        let filter = self.list_filter(Pane::Runs);
+        self.runs
+            .get(&workflow.id)
+            .map(|runs| {
+                runs.iter()
+                    .filter(|run| filter.is_empty() || run.id.contains(&filter) || run.state.as_str().contains(&filter))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn selected_run(&self) -> Option<&RunRecord> {
+        self.visible_runs().get(self.cursor.run).copied()
+    }
+
+    pub fn visible_tasks(&self) -> Vec<&TaskRecord> {
+        let Some(run) = self.selected_run() else { return Vec::new() };
+        self.tasks.get(&run.id).map(|tasks| tasks.iter().collect()).unwrap_or_default()
+    }
+
+    pub fn selected_task(&self) -> Option<&TaskRecord> {
+        self.visible_tasks().get(self.cursor.task).copied()
+    }
+
+    pub fn attempts_of(&self, run: &str, task: &str) -> Vec<&AttemptRecord> {
+        self.attempts.get(run).map(|all| all.iter().filter(|a| a.task == task).collect()).unwrap_or_default()
+    }
+
+    pub fn active_runs(&self) -> usize {
+        self.runs.values().flatten().filter(|run| run.state.is_active()).count()
+    }
+
+    pub fn unacknowledged_alerts(&self) -> usize {
+        self.alerts.iter().filter(|alert| alert.acked_at.is_none()).count()
+    }
+
+    /// Durations in seconds of the workflow's last finished runs, oldest first.
+    pub fn durations(&self, workflow: &str, count: usize) -> Vec<f64> {
+        let mut durations: Vec<f64> = self
+            .runs
+            .get(workflow)
+            .into_iter()
+            .flatten()
+            .filter_map(|run| Some((run.finished_at? - run.started_at?).num_milliseconds() as f64 / 1000.0))
+            .take(count)
+            .collect();
+        durations.reverse();
+        durations
+    }
+
+    /// Share of the workflow's finished runs that succeeded, if any finished.
+    pub fn success_rate(&self, workflow: &str) -> Option<f64> {
+        let finished: Vec<&RunRecord> =
+            self.runs.get(workflow).into_iter().flatten().filter(|run| run.state.is_finished()).collect();
+        if finished.is_empty() {
+            return None;
+        }
+        let ok = finished.iter().filter(|run| run.state == RunState::Succeeded).count();
+        Some(ok as f64 / finished.len() as f64)
+    }
+
+    /// The median duration of the task's past successful runs, for an estimated progress.
+    pub fn typical_duration(&self, workflow: &str, task: &str) -> Option<f64> {
+        let runs = self.runs.get(workflow)?;
+        let mut seconds: Vec<f64> = runs
+            .iter()
+            .filter_map(|run| self.tasks.get(&run.id))
+            .flatten()
+            .filter(|t| t.name == task && t.state == TaskState::Succeeded)
+            .filter_map(|t| Some((t.finished_at? - t.started_at?).num_milliseconds() as f64 / 1000.0))
+            .collect();
+        if seconds.is_empty() {
+            return None;
+        }
+        seconds.sort_by(f64::total_cmp);
+        Some(seconds[seconds.len() / 2])
+    }
+
+    pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
+        self.paused = snapshot.paused;
+        self.alerts = snapshot.alerts;
+        let mut runs: HashMap<String, Vec<RunRecord>> = HashMap::new();
+        for run in snapshot.runs {
+            runs.entry(run.workflow.clone()).or_default().push(run);
+        }
+        for list in runs.values_mut() {
+            list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+            list.truncate(RUNS_SHOWN);
+        }
+        self.runs = runs;
+        let mut tasks: HashMap<String, Vec<TaskRecord>> = HashMap::new();
+        for task in snapshot.tasks {
+            tasks.entry(task.run_id.clone()).or_default().push(task);
+        }
+        for list in tasks.values_mut() {
+            list.sort_by_key(|task| task.position);
+        }
+        self.tasks.extend(tasks);
+        let mut attempts: HashMap<String, Vec<AttemptRecord>> = HashMap::new();
+        for attempt in snapshot.attempts {
+            attempts.entry(attempt.run_id.clone()).or_default().push(attempt);
+        }
+        self.attempts.extend(attempts);
+        self.clamp();
+    }
+
+    /// Applies an engine event; whether the screen changed.
+    pub fn apply(&mut self, event: &Event) -> bool {
+        match event {
+            Event::Run(run) => {
+                let list = self.runs.entry(run.workflow.clone()).or_default();
+                match list.iter_mut().find(|known| known.id == run.id) {
+                    Some(known) => *known = run.clone(),
+                    None => {
+                        list.insert(0, run.clone());
+                        list.truncate(RUNS_SHOWN);
+                        if self.selected_workflow().is_some_and(|w| w.id == run.workflow) && self.cursor.run > 0 {
+                            // Keep the operator on the run they were looking at.
+                            self.cursor.run += 1;
+                        }
+                    }
+                }
+            }
+            Event::Task(task) => {
+                let list = self.tasks.entry(task.run_id.clone()).or_default();
+                match list.iter_mut().find(|known| known.name == task.name) {
+                    Some(known) => *known = task.clone(),
+                    None => {
+                        list.push(task.clone());
+                        list.sort_by_key(|task| task.position);
+                    }
+                }
+                if task.state != TaskState::Running {
+                    self.progress.remove(&(task.run_id.clone(), task.name.clone()));
+                }
+            }
+            Event::Attempt(attempt) => {
+                let list = self.attempts.entry(attempt.run_id.clone()).or_default();
+                match list.iter_mut().find(|a| a.task == attempt.task && a.attempt == attempt.attempt) {
+                    Some(known) => *known = attempt.clone(),
+                    None => list.push(attempt.clone()),
+                }
+            }
+            Event::Progress { run_id, task, fraction, .. } => {
+                self.progress.insert((run_id.clone(), task.clone()), *fraction);
+            }
+            Event::Log { run_id, task, attempt, .. } => {
+                let shown = self
+                    .log
+                    .as_ref()
+                    .is_some_and(|log| &log.run == run_id && &log.task == task && log.attempt == *attempt);
+                if !shown {
+                    return false;
+                }
+                self.log_generation += 1;
+            }
+            Event::Alert(alert) => self.alerts.insert(0, alert.clone()),
+            Event::WorkflowPaused { workflow, paused } => {
+                if *paused {
+                    self.paused.insert(workflow.clone());
+                } else {
+                    self.paused.remove(workflow);
+                }
+            }
+            Event::Reloaded { .. } | Event::Command { .. } => return false,
+        }
+        self.clamp();
+        true
+    }
+
+    /// Keeps every cursor on a row that exists.
+    pub fn clamp(&mut self) {
+        let limit = |len: usize, at: usize| if len == 0 { 0 } else { at.min(len - 1) };
+        self.cursor.workflow = limit(self.visible_workflows().len(), self.cursor.workflow);
+        self.cursor.run = limit(self.visible_runs().len(), self.cursor.run);
+        self.cursor.task = limit(self.visible_tasks().len(), self.cursor.task);
+        self.cursor.alert = limit(self.alerts.len(), self.cursor.alert);
+    }
+
+    pub fn set_status(&mut self, text: impl Into<String>) {
+        self.status = Some(text.into());
+    }
+
+    /// The log of the selected task's latest attempt, landing on the first error when asked.
+    pub fn open_log_effect(&self, jump_to_error: bool) -> Option<Effect> {
+        let run = self.selected_run()?;
+        let task = self.selected_task()?;
+        let attempt = self.attempts_of(&run.id, &task.name).into_iter().max_by_key(|a| a.attempt)?;
+        Some(Effect::OpenLog {
+            run: run.id.clone(),
+            task: task.name.clone(),
+            attempt: attempt.attempt,
+            path: attempt.log_path.clone(),
+            jump_to_error,
+        })
+    }
+
+    /// Failure first: on a failed run, the cursor goes to its failed task.
+    pub fn land_on_failure(&mut self) -> Option<Effect> {
+        let run = self.selected_run()?;
+        if run.state != RunState::Failed {
+            return None;
+        }
+        let index = self.visible_tasks().iter().position(|task| task.state == TaskState::Failed)?;
+        self.cursor.task = index;
+        self.open_log_effect(true)
+    }
+}

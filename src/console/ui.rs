@@ -1,0 +1,618 @@
+//! Drawing the model. Pure: the same model draws the same screen (which the snapshot tests rely on).
+
+use chrono::{DateTime, Local, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Cell, Clear, List, ListItem, ListState, Paragraph, Row, Sparkline, Table, TableState, Wrap,
+};
+
+use super::keys::{Action, BINDINGS, Keymap};
+use super::model::{Model, Pane, Popup};
+use super::theme::{Theme, run_symbol, task_symbol};
+use crate::state::TaskState;
+
+pub const MIN_WIDTH: u16 = 80;
+pub const MIN_HEIGHT: u16 = 24;
+
+/// Where each pane was drawn, for mouse clicks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Areas {
+    pub workflows: Rect,
+    pub runs: Rect,
+    pub tasks: Rect,
+    pub log: Rect,
+    pub monitor: Rect,
+}
+
+impl Areas {
+    pub fn pane_at(&self, column: u16, row: u16) -> Option<(Pane, Rect)> {
+        let position = ratatui::layout::Position { x: column, y: row };
+        [
+            (Pane::Workflows, self.workflows),
+            (Pane::Runs, self.runs),
+            (Pane::Tasks, self.tasks),
+            (Pane::Log, self.log),
+            (Pane::Monitor, self.monitor),
+        ]
+        .into_iter()
+        .find(|(_, rect)| rect.contains(position))
+    }
+}
+
+pub struct Chrome<'a> {
+    pub theme: &'a Theme,
+    pub keymap: &'a Keymap,
+    /// Shows times in UTC instead of the machine's zone (tests).
+    pub utc: bool,
+    /// The engine log widget's state, when the console has one (not in tests).
+    pub engine_log: Option<&'a tui_logger::TuiWidgetState>,
+}
+
+pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) -> Areas {
+    let area = frame.area();
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let text = vec![
+            Line::from("Terminal too small"),
+            Line::from(format!("{}x{} — Conveyor needs at least {MIN_WIDTH}x{MIN_HEIGHT}", area.width, area.height)),
+            Line::from("Enlarge the window, or press q to quit"),
+        ];
+        let top = area.height.saturating_sub(3) / 2;
+        let rect = Rect { y: area.y + top, height: area.height.min(3), ..area };
+        frame.render_widget(Paragraph::new(text).alignment(Alignment::Center).wrap(Wrap { trim: true }), rect);
+        return Areas::default();
+    }
+    let [header, body, footer] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    let [top, bottom] = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
+    let [workflows, right] = Layout::horizontal([Constraint::Percentage(32), Constraint::Percentage(68)]).areas(top);
+    let [runs, tasks] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(right);
+    let [log, monitor] = Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)]).areas(bottom);
+    draw_header(frame, header, model, chrome);
+    draw_workflows(frame, workflows, model, chrome);
+    draw_runs(frame, runs, model, chrome);
+    draw_tasks(frame, tasks, model, chrome);
+    draw_log(frame, log, model, chrome);
+    draw_monitor(frame, monitor, model, chrome);
+    draw_footer(frame, footer, model, chrome);
+    if let Some(popup) = &model.popup {
+        draw_popup(frame, area, popup, chrome);
+    }
+    Areas { workflows, runs, tasks, log, monitor }
+}
+
+fn pane<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
+    Block::bordered().title(title).border_style(theme.border(focused))
+}
+
+fn local(time: DateTime<Utc>, chrome: &Chrome) -> String {
+    if chrome.utc {
+        time.format("%m-%d %H:%M:%S").to_string()
+    } else {
+        time.with_timezone(&Local).format("%m-%d %H:%M:%S").to_string()
+    }
+}
+
+/// `in 7h12m`, `3m ago`.
+pub fn relative(time: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let seconds = (time - now).num_seconds();
+    let span = short_duration(seconds.unsigned_abs());
+    if seconds >= 0 { format!("in {span}") } else { format!("{span} ago") }
+}
+
+pub fn short_duration(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        3600..86_400 => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{}d{:02}h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
+}
+
+fn elapsed(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+    match start {
+        Some(start) => {
+            let millis = (end.unwrap_or(now) - start).num_milliseconds().max(0) as u64;
+            if millis < 10_000 { format!("{:.1}s", millis as f64 / 1000.0) } else { short_duration(millis / 1000) }
+        }
+        None => "-".into(),
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
+    let theme = chrome.theme;
+    let engine = if model.attached { "attached to a daemon" } else { "embedded engine" };
+    let running = model.active_runs();
+    let alerts = model.unacknowledged_alerts();
+    let mut spans = vec![
+        Span::styled(" Conveyor ", Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED)),
+        Span::raw(" "),
+        Span::styled(engine, theme.fg("accent")),
+        Span::raw(" │ "),
+        Span::styled(format!("▶ {running} running"), if running > 0 { theme.fg("running") } else { theme.dim() }),
+        Span::raw(" │ "),
+        Span::styled(format!("⚠ {alerts} alert(s)"), if alerts > 0 { theme.fg("failed") } else { theme.dim() }),
+        Span::raw(" │ "),
+        Span::raw(format!("{} workflow(s)", model.workflows.len())),
+    ];
+    if !model.mouse_captured {
+        spans.push(Span::raw(" │ mouse off"));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
+    let theme = chrome.theme;
+    let focused = model.focus == Pane::Workflows;
+    let rows: Vec<Row> = model
+        .visible_workflows()
+        .into_iter()
+        .map(|row| {
+            let last = model.runs.get(&row.id).and_then(|runs| runs.first());
+            let (dot, style) = if row.broken.is_some() {
+                ("✗", theme.fg("failed"))
+            } else if model.paused.contains(&row.id) {
+                ("⏸", theme.fg("paused"))
+            } else {
+                match last {
+                    Some(run) => ("●", theme.run(run.state)),
+                    None => ("○", theme.dim()),
+                }
+            };
+            let when = if row.broken.is_some() {
+                "broken".to_string()
+            } else if model.paused.contains(&row.id) {
+                "paused".to_string()
+            } else if let Some(next) = row.next_fire {
+                relative(next, model.now)
+            } else {
+                row.trigger.split_whitespace().next().unwrap_or_default().to_string()
+            };
+            Row::new(vec![
+                Cell::from(Span::styled(dot, style)),
+                Cell::from(row.id.clone()),
+                Cell::from(Span::styled(when, theme.dim())),
+            ])
+        })
+        .collect();
+    let title = if focused && (model.filtering || !model.filter.is_empty()) {
+        Line::from(format!(" Workflows /{} ", model.filter))
+    } else {
+        Line::from(" Workflows ")
+    };
+    let table = Table::new(rows, [Constraint::Length(1), Constraint::Fill(1), Constraint::Length(10)])
+        .block(pane(title, focused, theme))
+        .row_highlight_style(if focused { theme.selected() } else { Style::new().add_modifier(Modifier::BOLD) });
+    let mut state = TableState::default().with_selected(Some(model.cursor.workflow));
+    frame.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
+    let theme = chrome.theme;
+    let focused = model.focus == Pane::Runs;
+    let Some(workflow) = model.selected_workflow() else {
+        frame.render_widget(Paragraph::new("no workflows").block(pane(Line::from(" Runs "), focused, theme)), area);
+        return;
+    };
+    let rate = model.success_rate(&workflow.id).map(|rate| format!(" · {:.0}% ok", rate * 100.0)).unwrap_or_default();
+    let title = Line::from(format!(" Runs · {}{rate} ", workflow.id));
+    let block = pane(title, focused, theme);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if let Some(problem) = &workflow.broken {
+        let text = Paragraph::new(problem.clone()).style(theme.fg("failed")).wrap(Wrap { trim: false });
+        frame.render_widget(text, inner);
+        return;
+    }
+    let [info, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let next = workflow.next_fire.map(|next| format!(" · next {}", relative(next, model.now))).unwrap_or_default();
+    let durations = model.durations(&workflow.id, 30);
+    let summary = format!("{}{next}", workflow.trigger);
+    let summary_width = (summary.chars().count() as u16 + 1).min(info.width);
+    let [text, spark] = Layout::horizontal([Constraint::Length(summary_width), Constraint::Min(0)]).areas(info);
+    frame.render_widget(Paragraph::new(Span::styled(summary, theme.dim())), text);
+    if !durations.is_empty() {
+        let data: Vec<u64> = durations.iter().map(|seconds| (seconds * 1000.0) as u64).collect();
+        frame.render_widget(Sparkline::default().data(&data).style(theme.fg("accent")), spark);
+    }
+    let runs = model.visible_runs();
+    if runs.is_empty() {
+        frame.render_widget(Paragraph::new(Span::styled("no runs yet — t triggers one", theme.dim())), list);
+        return;
+    }
+    let rows: Vec<Row> = runs
+        .iter()
+        .map(|run| {
+            Row::new(vec![
+                Cell::from(Span::styled(format!("{} {}", run_symbol(run.state), run.state), theme.run(run.state))),
+                Cell::from(run.id.clone()),
+                Cell::from(local(run.created_at, chrome)),
+                Cell::from(elapsed(run.started_at, run.finished_at, model.now)),
+                Cell::from(run.trigger.clone()),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(13),
+        Constraint::Length(20),
+        Constraint::Length(14),
+        Constraint::Length(8),
+        Constraint::Fill(1),
+    ];
+    let table = Table::new(rows, widths).row_highlight_style(if focused {
+        theme.selected()
+    } else {
+        Style::new().add_modifier(Modifier::BOLD)
+    });
+    let mut state = TableState::default().with_selected(Some(model.cursor.run));
+    frame.render_stateful_widget(table, list, &mut state);
+}
+
+/// `A → B, C → D`: the tasks by depth in the graph.
+pub fn graph_line(graph: &[(String, Vec<String>)]) -> String {
+    let mut depth: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for _ in 0..graph.len() {
+        for (name, parents) in graph {
+            let level =
+                parents.iter().map(|parent| depth.get(parent.as_str()).copied().unwrap_or(0) + 1).max().unwrap_or(0);
+            depth.insert(name.as_str(), level);
+        }
+    }
+    let deepest = depth.values().copied().max().unwrap_or(0);
+    (0..=deepest)
+        .map(|level| {
+            graph
+                .iter()
+                .filter(|(name, _)| depth.get(name.as_str()) == Some(&level))
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
+    let theme = chrome.theme;
+    let focused = model.focus == Pane::Tasks;
+    let Some(run) = model.selected_run() else {
+        frame.render_widget(Paragraph::new("").block(pane(Line::from(" Tasks "), focused, theme)), area);
+        return;
+    };
+    let title = Line::from(vec![
+        Span::raw(" Tasks · "),
+        Span::styled(format!("{} {}", run_symbol(run.state), run.state), theme.run(run.state)),
+        Span::raw(format!(" · {} ", run.id)),
+    ]);
+    let block = pane(title, focused, theme);
+    let mut inner = block.inner(area);
+    frame.render_widget(block, area);
+    if let Some(workflow) = model.selected_workflow().filter(|w| !w.graph.is_empty()) {
+        let [graph, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+        frame.render_widget(
+            Paragraph::new(Span::styled(format!("graph: {}", graph_line(&workflow.graph)), theme.dim())),
+            graph,
+        );
+        inner = rest;
+    }
+    if let Some(error) = &run.error {
+        let [list, message] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
+        frame.render_widget(Paragraph::new(Span::styled(error.clone(), theme.fg("failed"))), message);
+        inner = list;
+    }
+    let tasks = model.visible_tasks();
+    let rows: Vec<Row> = tasks
+        .iter()
+        .map(|task| {
+            let attempts = model.attempts_of(&run.id, &task.name);
+            let route = attempts
+                .iter()
+                .max_by_key(|a| a.attempt)
+                .map(|a| a.route.clone())
+                .or(task.route.clone())
+                .unwrap_or_default();
+            let progress = progress_of(model, &run.workflow, task);
+            Row::new(vec![
+                Cell::from(Span::styled(task_symbol(task.state), theme.task(task.state))),
+                Cell::from(task.name.clone()),
+                Cell::from(Span::styled(task.state.to_string(), theme.task(task.state))),
+                Cell::from(if task.attempts > 0 { format!("#{}", task.attempts) } else { String::new() }),
+                Cell::from(elapsed(task.started_at, task.finished_at, model.now)),
+                Cell::from(progress),
+                Cell::from(route),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(1),
+        Constraint::Length(14),
+        Constraint::Length(16),
+        Constraint::Length(3),
+        Constraint::Length(7),
+        Constraint::Length(12),
+        Constraint::Fill(1),
+    ];
+    let table = Table::new(rows, widths).row_highlight_style(if focused {
+        theme.selected()
+    } else {
+        Style::new().add_modifier(Modifier::BOLD)
+    });
+    let mut state = TableState::default().with_selected(Some(model.cursor.task));
+    frame.render_stateful_widget(table, inner, &mut state);
+}
+
+/// A gauge from `::progress::` lines, or an estimate (`~`) from the median of past successful durations.
+fn progress_of(model: &Model, workflow: &str, task: &crate::store::TaskRecord) -> String {
+    if task.state != TaskState::Running {
+        return String::new();
+    }
+    let (fraction, estimated) = match model.progress.get(&(task.run_id.clone(), task.name.clone())) {
+        Some(fraction) => (*fraction, false),
+        None => match (model.typical_duration(workflow, &task.name), task.started_at) {
+            (Some(typical), Some(start)) if typical > 0.0 => {
+                (((model.now - start).num_milliseconds() as f64 / 1000.0 / typical).min(0.99), true)
+            }
+            _ => return String::new(),
+        },
+    };
+    let filled = (fraction * 8.0).round() as usize;
+    let bar = format!("{}{}", "█".repeat(filled), "░".repeat(8 - filled.min(8)));
+    format!("{bar}{}{:>3.0}%", if estimated { "~" } else { " " }, fraction * 100.0)
+}
+
+fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
+    let theme = chrome.theme;
+    let focused = model.focus == Pane::Log;
+    let filter = model.filter.clone();
+    let filtering = model.filtering;
+    let Some(log) = model.log.as_mut() else {
+        let hint = Paragraph::new(Span::styled("l (or Enter on a task) opens its log", theme.dim())).block(pane(
+            Line::from(" Log "),
+            focused,
+            theme,
+        ));
+        frame.render_widget(hint, area);
+        return;
+    };
+    let mut flags = Vec::new();
+    if log.follow {
+        flags.push("following".to_string());
+    }
+    if log.wrap {
+        flags.push("wrap".into());
+    }
+    if let Some((query, matches)) = &log.search {
+        flags.push(format!("/{query}: {} match(es)", matches.len()));
+    }
+    if focused && filtering {
+        flags.push(format!("search: {filter}▏"));
+    }
+    let title = format!(
+        " Log · {} attempt {} · {} line(s){} ",
+        log.task,
+        log.attempt,
+        log.index.lines(),
+        if flags.is_empty() { String::new() } else { format!(" · {}", flags.join(" · ")) }
+    );
+    let block = pane(Line::from(title), focused, theme);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    log.height = inner.height as usize;
+    if log.follow {
+        log.top = log.last_top();
+    }
+    log.refresh_window();
+    let gutter = log.index.lines().max(1).to_string().len();
+    let matches = log.search.as_ref().map(|(_, matches)| matches.clone()).unwrap_or_default();
+    let lines: Vec<Line> = log
+        .window
+        .iter()
+        .enumerate()
+        .map(|(offset, text)| {
+            let number = log.window_top + offset;
+            let mut style = Style::new();
+            if log.index.errors.binary_search(&number).is_ok() {
+                style = theme.fg("error_line");
+            }
+            if matches.binary_search(&number).is_ok() {
+                style = style.patch(theme.fg("match")).add_modifier(Modifier::BOLD);
+            }
+            if log.mark == Some(number) {
+                style = style.add_modifier(Modifier::REVERSED);
+            }
+            Line::from(vec![
+                Span::styled(format!("{:>gutter$} ", number + 1), theme.dim()),
+                Span::styled(text.clone(), style),
+            ])
+        })
+        .collect();
+    let mut paragraph = Paragraph::new(lines);
+    if log.wrap {
+        paragraph = paragraph.wrap(Wrap { trim: false });
+    }
+    frame.render_widget(paragraph, inner);
+}
+
+fn draw_monitor(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
+    let theme = chrome.theme;
+    let focused = model.focus == Pane::Monitor;
+    let alerts = model.unacknowledged_alerts();
+    let (engine_style, alert_style) = if model.monitor_alerts {
+        (theme.dim(), Style::new().add_modifier(Modifier::BOLD))
+    } else {
+        (Style::new().add_modifier(Modifier::BOLD), theme.dim())
+    };
+    let title = Line::from(vec![
+        Span::raw(" Monitor: "),
+        Span::styled("engine log", engine_style),
+        Span::raw(" │ "),
+        Span::styled(format!("alerts ({alerts})"), alert_style),
+        Span::raw(" "),
+    ]);
+    let block = pane(title, focused, theme);
+    if !model.monitor_alerts {
+        match chrome.engine_log {
+            Some(state) => {
+                let widget = tui_logger::TuiLoggerWidget::default()
+                    .block(block)
+                    .output_target(false)
+                    .output_file(false)
+                    .output_line(false)
+                    .output_timestamp(Some("%H:%M:%S".into()))
+                    .style_error(theme.fg("failed"))
+                    .style_warn(theme.fg("running"))
+                    .state(state);
+                frame.render_widget(widget, area);
+            }
+            None => frame.render_widget(Paragraph::new("").block(block), area),
+        }
+        return;
+    }
+    let items: Vec<ListItem> = model
+        .alerts
+        .iter()
+        .map(|alert| {
+            let style = match alert.severity.as_str() {
+                _ if alert.acked_at.is_some() => theme.dim(),
+                "error" => theme.fg("failed"),
+                "warning" => theme.fg("running"),
+                _ => Style::new(),
+            };
+            let mark = if alert.acked_at.is_some() { "✓" } else { "!" };
+            ListItem::new(Line::from(vec![
+                Span::styled(format!("{mark} {} ", local(alert.at, chrome)), theme.dim()),
+                Span::styled(alert.message.clone(), style),
+            ]))
+        })
+        .collect();
+    let list = List::new(items).block(block).highlight_style(if focused { theme.selected() } else { Style::new() });
+    let mut state = ListState::default().with_selected(Some(model.cursor.alert));
+    frame.render_stateful_widget(list, area, &mut state);
+}
+
+fn footer_actions(model: &Model) -> Vec<Action> {
+    let mut actions = match model.focus {
+        Pane::Workflows => {
+            vec![Action::Open, Action::Trigger, Action::TriggerWithParams, Action::Pause, Action::Filter]
+        }
+        Pane::Runs => vec![Action::Open, Action::Trigger, Action::Pause, Action::Cancel, Action::Filter],
+        Pane::Tasks => vec![Action::Log, Action::Retry, Action::Skip, Action::Reroute, Action::Cancel],
+        Pane::Log => vec![
+            Action::Follow,
+            Action::Filter,
+            Action::NextMatch,
+            Action::NextError,
+            Action::Wrap,
+            Action::NextAttempt,
+        ],
+        Pane::Monitor => vec![Action::MonitorTab, Action::Acknowledge, Action::Open],
+    };
+    if model.focus == Pane::Tasks && model.selected_task().is_some_and(|task| task.state == TaskState::WaitingApproval)
+    {
+        actions.extend([Action::Approve, Action::Reject]);
+    }
+    actions.extend([Action::NextPane, Action::Help, Action::Quit]);
+    actions
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
+    let theme = chrome.theme;
+    if let Some(status) = &model.status {
+        frame.render_widget(Paragraph::new(Span::styled(format!(" {status}"), theme.fg("running"))), area);
+        return;
+    }
+    if model.filtering && model.focus != Pane::Log {
+        frame.render_widget(Paragraph::new(format!(" filter: {}▏ (Enter keeps it, Esc clears)", model.filter)), area);
+        return;
+    }
+    let mut spans = Vec::new();
+    for action in footer_actions(model) {
+        let description =
+            BINDINGS.iter().find(|(known, ..)| *known == action).map(|(_, name, ..)| *name).unwrap_or_default();
+        spans.push(Span::styled(
+            format!(" {} ", chrome.keymap.label(action)),
+            Style::new().add_modifier(Modifier::REVERSED),
+        ));
+        spans.push(Span::raw(format!(" {} ", description.replace('_', " "))));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height }
+}
+
+fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
+    let theme = chrome.theme;
+    match popup {
+        Popup::Help => {
+            let lines: Vec<Line> = BINDINGS
+                .iter()
+                .map(|(action, _, _, what)| {
+                    Line::from(vec![
+                        Span::styled(format!(" {:>9} ", chrome.keymap.label(*action)), theme.fg("accent")),
+                        Span::raw(*what),
+                    ])
+                })
+                .collect();
+            let rect = centered(area, 76, lines.len() as u16 + 2);
+            frame.render_widget(Clear, rect);
+            let block = Block::bordered().title(" Keys (any key closes) ").border_style(theme.border(true));
+            frame.render_widget(Paragraph::new(lines).block(block), rect);
+        }
+        Popup::Confirm { question, yes_focused, .. } => {
+            let rect = centered(area, 64, 6);
+            frame.render_widget(Clear, rect);
+            let button = |label: &str, focused: bool| {
+                if focused {
+                    Span::styled(format!("[ {label} ]"), theme.selected())
+                } else {
+                    Span::raw(format!("  {label}  "))
+                }
+            };
+            let lines = vec![
+                Line::from(question.clone()),
+                Line::from(""),
+                Line::from(vec![button("Cancel", !yes_focused), Span::raw("   "), button("Yes", *yes_focused)])
+                    .alignment(Alignment::Center),
+            ];
+            let block = Block::bordered().title(" Confirm (←→ choose, Enter, y/n) ").border_style(theme.border(true));
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), rect);
+        }
+        Popup::Reroute { task, routes, selected, .. } => {
+            let rect = centered(area, 50, routes.len() as u16 + 2);
+            frame.render_widget(Clear, rect);
+            let items: Vec<ListItem> = routes.iter().map(|route| ListItem::new(route.clone())).collect();
+            let block =
+                Block::bordered().title(format!(" Run {task} on (Enter, Esc) ")).border_style(theme.border(true));
+            let list = List::new(items).block(block).highlight_style(theme.selected());
+            frame.render_stateful_widget(list, rect, &mut ListState::default().with_selected(Some(*selected)));
+        }
+        Popup::Params { workflow, fields, selected } => {
+            let rect = centered(area, 60, fields.len() as u16 + 4);
+            frame.render_widget(Clear, rect);
+            let mut lines: Vec<Line> = fields
+                .iter()
+                .enumerate()
+                .map(|(index, (name, kind, value))| {
+                    let style = if index == *selected { theme.selected() } else { Style::new() };
+                    Line::from(vec![Span::raw(format!(" {name} ({kind}): ")), Span::styled(format!("{value}▏"), style)])
+                })
+                .collect();
+            lines.push(Line::from(""));
+            lines.push(Line::from(Span::styled(" ↑↓ field · type to edit · Enter triggers · Esc", theme.dim())));
+            let block = Block::bordered().title(format!(" Trigger {workflow} with ")).border_style(theme.border(true));
+            frame.render_widget(Paragraph::new(lines).block(block), rect);
+        }
+        Popup::CommandLine { text } => {
+            let rect = Rect { y: area.bottom().saturating_sub(3), height: 3, ..area };
+            frame.render_widget(Clear, rect);
+            let block = Block::bordered().title(" Command ").border_style(theme.border(true));
+            frame.render_widget(Paragraph::new(format!(":{text}▏")).block(block), rect);
+        }
+    }
+}
