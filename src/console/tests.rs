@@ -1,1 +1,533 @@
+//! The console drawn on ratatui's TestBackend from a model fed with fixed data, snapshotted with insta; and
+//! what each key does to the model.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use serde_json::json;
+
+use super::*;
+use crate::engine::{Command, Event};
+use crate::state::{AttemptState, RunState, TaskState};
+use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+}
+
+const NOW: &str = "2026-11-25T12:00:00Z";
+
+fn run(id: &str, workflow: &str, state: RunState, minutes_ago: i64, seconds: i64) -> RunRecord {
+    let start = at(NOW) - Duration::minutes(minutes_ago);
+    RunRecord {
+        id: id.into(),
+        workflow: workflow.into(),
+        state,
+        trigger: if minutes_ago > 100 { "schedule".into() } else { "manual".into() },
+        input: json!({}),
+        params: json!({}),
+        definition_file: PathBuf::new(),
+        definition: String::new(),
+        created_at: start,
+        started_at: Some(start),
+        finished_at: state.is_finished().then(|| start + Duration::seconds(seconds)),
+        error: (state == RunState::Failed).then(|| "task Score failed: exit status 3".to_string()),
+    }
+}
+
+fn task(run: &RunRecord, name: &str, position: u32, state: TaskState, attempts: u32) -> TaskRecord {
+    let start = run.started_at.unwrap() + Duration::seconds(position as i64 * 2);
+    TaskRecord {
+        run_id: run.id.clone(),
+        name: name.into(),
+        position,
+        state,
+        attempts,
+        route: None,
+        input: Some(json!({})),
+        output: None,
+        started_at: (state != TaskState::Pending).then_some(start),
+        finished_at: state.is_finished().then(|| start + Duration::seconds(2)),
+        error: (state == TaskState::Failed).then(|| "exit status 3".to_string()),
+    }
+}
+
+fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRecord {
+    AttemptRecord {
+        run_id: task.run_id.clone(),
+        task: task.name.clone(),
+        attempt: number,
+        route: route.into(),
+        state: match task.state {
+            TaskState::Succeeded => AttemptState::Succeeded,
+            TaskState::Running => AttemptState::Running,
+            _ => AttemptState::Failed,
+        },
+        exit_code: None,
+        error: None,
+        started_at: task.started_at.unwrap_or(at(NOW)),
+        finished_at: task.finished_at,
+        log_path: log.to_path_buf(),
+        log_bytes: 0,
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    model: Model,
+    log: PathBuf,
+}
+
+/// The bundled workflows, two runs of the seed pipeline (one failed at Score), a running release check,
+/// and two alerts.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("Score.2.log");
+    let mut text = String::from("[conveyor] started `sh grants/score.sh analyze_and_suggest` (pid 4242)\n");
+    for n in 1..=30 {
+        text.push_str(&format!("scoring application A-{n:04}\n"));
+    }
+    text.push_str("Traceback (most recent call last): model endpoint refused\nERROR: cannot score A-0031\n[conveyor] exit status 3\n");
+    std::fs::write(&log, text).unwrap();
+    let catalog = crate::definition::load_folder(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/workflows")));
+    let mut model = Model::new(WorkflowRow::from_catalog(&catalog, at(NOW)), false, at(NOW));
+    let failed = run("20261125-114500-a1b2", "DailyGrantPipeline", RunState::Failed, 15, 9);
+    let older = run("20261124-070000-c3d4", "DailyGrantPipeline", RunState::Succeeded, 1740, 14);
+    let release = run("20261125-115900-e5f6", "ReleaseChecks", RunState::Running, 1, 0);
+    let mut tasks = vec![
+        task(&failed, "Ingest", 0, TaskState::Succeeded, 1),
+        task(&failed, "Score", 1, TaskState::Failed, 2),
+        task(&failed, "Review", 2, TaskState::Pending, 0),
+        task(&failed, "Award", 3, TaskState::Pending, 0),
+        task(&failed, "Notify", 4, TaskState::Pending, 0),
+        task(&release, "Disk", 0, TaskState::Succeeded, 1),
+        task(&release, "Clock", 1, TaskState::Running, 1),
+        task(&release, "Summary", 2, TaskState::Pending, 0),
+    ];
+    for name in ["Ingest", "Score", "Review", "Award", "Notify"] {
+        let mut done = task(&older, name, tasks.len() as u32 % 5, TaskState::Succeeded, 1);
+        done.position =
+            ["Ingest", "Score", "Review", "Award", "Notify"].iter().position(|n| *n == name).unwrap() as u32;
+        tasks.push(done);
+    }
+    let attempts = vec![
+        attempt(&tasks[0], 1, "GrantIngestionService", &dir.path().join("Ingest.1.log")),
+        attempt(&tasks[1], 1, "EligibilityAgent", &dir.path().join("Score.1.log")),
+        attempt(&tasks[1], 2, "EligibilityAgent", &log),
+        attempt(&tasks[5], 1, "inline", &dir.path().join("Disk.1.log")),
+        attempt(&tasks[6], 1, "inline", &dir.path().join("Clock.1.log")),
+    ];
+    let alerts = vec![
+        AlertRecord {
+            id: 2,
+            at: at(NOW) - Duration::minutes(14),
+            severity: "error".into(),
+            workflow: Some("DailyGrantPipeline".into()),
+            run_id: Some(failed.id.clone()),
+            task: None,
+            message: "run 20261125-114500-a1b2 of DailyGrantPipeline failed: task Score failed: exit status 3".into(),
+            acked_at: None,
+        },
+        AlertRecord {
+            id: 1,
+            at: at(NOW) - Duration::hours(3),
+            severity: "info".into(),
+            workflow: Some("NightlyReport".into()),
+            run_id: None,
+            task: None,
+            message: "NightlyReport: the scheduled fire was skipped: the workflow is paused".into(),
+            acked_at: Some(at(NOW)),
+        },
+    ];
+    model.apply_snapshot(Snapshot {
+        runs: vec![failed, older, release],
+        tasks,
+        attempts,
+        alerts,
+        paused: ["NightlyReport".to_string()].into(),
+    });
+    model.progress.insert(("20261125-115900-e5f6".into(), "Clock".into()), 0.6);
+    Fixture { _dir: dir, model, log }
+}
+
+fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    let theme = Theme::new(colour);
+    let keymap = Keymap::default();
+    let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    terminal
+        .draw(|frame| {
+            draw(frame, model, &chrome);
+        })
+        .unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let mut text = String::new();
+    for y in 0..buffer.area.height {
+        let mut line = String::new();
+        for x in 0..buffer.area.width {
+            line.push_str(buffer[(x, y)].symbol());
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+fn key(code: KeyCode) -> KeyEvent {
+    KeyEvent::new(code, KeyModifiers::NONE)
+}
+
+fn press(model: &mut Model, keys: &str) -> Vec<Effect> {
+    let keymap = Keymap::default();
+    let routes = vec!["ArchiveService".to_string(), "NotificationService".to_string()];
+    let mut effects = Vec::new();
+    for c in keys.chars() {
+        effects.extend(handle_key(model, &keymap, key(KeyCode::Char(c)), &routes));
+    }
+    effects
+}
+
+fn press_code(model: &mut Model, code: KeyCode) -> Vec<Effect> {
+    handle_key(model, &Keymap::default(), key(code), &["ArchiveService".to_string()])
+}
+
+/// Opens the log as the runtime would on an `OpenLog` effect.
+fn open_log(fixture: &mut Fixture) {
+    let effects = press_code(&mut fixture.model, KeyCode::Enter);
+    let Some(Effect::OpenLog { run, task, attempt, path, jump_to_error }) =
+        effects.into_iter().find(|e| matches!(e, Effect::OpenLog { .. }))
+    else {
+        panic!("Enter on a failed run opens its failed task's log")
+    };
+    let mut view = LogView::new(run, task, attempt, path.clone(), false, jump_to_error);
+    view.height = 14;
+    view.set_index(Arc::new(logview::extend_index(&path, &LogIndex::default())));
+    fixture.model.log = Some(view);
+}
+
+#[test]
+fn the_dashboard_at_120_by_40() {
+    let mut fixture = fixture();
+    insta::assert_snapshot!("dashboard_120x40", render(&mut fixture.model, 120, 40, false));
+}
+
+#[test]
+fn the_dashboard_at_80_by_24() {
+    let mut fixture = fixture();
+    insta::assert_snapshot!("dashboard_80x24", render(&mut fixture.model, 80, 24, false));
+}
+
+#[test]
+fn a_terminal_too_small_says_so() {
+    let mut fixture = fixture();
+    insta::assert_snapshot!("too_small_60x20", render(&mut fixture.model, 60, 20, false));
+}
+
+#[test]
+fn a_failed_run_opens_on_its_failed_task_with_the_log_at_the_first_error() {
+    let mut fixture = fixture();
+    press_code(&mut fixture.model, KeyCode::Enter);
+    assert_eq!(fixture.model.focus, Pane::Runs);
+    open_log(&mut fixture);
+    assert_eq!(fixture.model.focus, Pane::Tasks);
+    assert_eq!(fixture.model.selected_task().unwrap().name, "Score");
+    assert_eq!(fixture.model.log.as_ref().unwrap().mark, Some(31), "the Traceback line");
+    insta::assert_snapshot!("failed_run_log_120x40", render(&mut fixture.model, 120, 40, false));
+    insta::assert_snapshot!("failed_run_log_80x24", render(&mut fixture.model, 80, 24, false));
+}
+
+#[test]
+fn the_log_searches_and_jumps_between_errors() {
+    let mut fixture = fixture();
+    press_code(&mut fixture.model, KeyCode::Enter);
+    open_log(&mut fixture);
+    let model = &mut fixture.model;
+    model.focus = Pane::Log;
+    assert!(press(model, "/").is_empty());
+    assert!(model.filtering);
+    press(model, "A-002");
+    let effects = press_code(model, KeyCode::Enter);
+    assert_eq!(effects, vec![Effect::SearchLog("A-002".into())]);
+    let matches = logview::search(&fixture.log, "A-002");
+    assert_eq!(matches, (20..=29).collect::<Vec<_>>());
+    let log = model.log.as_mut().unwrap();
+    log.search = Some(("A-002".into(), matches));
+    log.mark = None;
+    log.home();
+    press(model, "n");
+    assert_eq!(model.log.as_ref().unwrap().mark, Some(20));
+    press(model, "N");
+    assert_eq!(model.log.as_ref().unwrap().mark, Some(29), "N wraps back to the last match");
+    press(model, "e");
+    assert_eq!(model.log.as_ref().unwrap().mark, Some(31));
+    press(model, "e");
+    assert_eq!(model.log.as_ref().unwrap().mark, Some(32));
+    press(model, "E");
+    assert_eq!(model.log.as_ref().unwrap().mark, Some(31));
+    press(model, "w");
+    assert!(model.log.as_ref().unwrap().wrap);
+    press(model, "f");
+    assert!(model.log.as_ref().unwrap().follow);
+    press_code(model, KeyCode::Up);
+    assert!(!model.log.as_ref().unwrap().follow, "scrolling up stops following");
+    insta::assert_snapshot!("log_search_120x40", render(model, 120, 40, false));
+}
+
+#[test]
+fn every_popup_draws() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    press(model, "?");
+    insta::assert_snapshot!("help_120x40", render(model, 120, 40, false));
+    press(model, " ");
+    assert_eq!(model.popup, None, "any key closes the help");
+    press_code(model, KeyCode::Enter);
+    press(model, "k");
+    press(model, "c");
+    assert!(model.popup.is_none(), "a finished run cannot be cancelled");
+    assert_eq!(model.status.as_deref(), Some("select an active run to cancel"));
+    press_code(model, KeyCode::Esc);
+    press(model, "G");
+    press_code(model, KeyCode::Enter);
+    press(model, "c");
+    insta::assert_snapshot!("confirm_cancel_80x24", render(model, 80, 24, false));
+    press_code(model, KeyCode::Esc);
+    press(model, "R");
+    insta::assert_snapshot!("reroute_80x24", render(model, 80, 24, false));
+    press_code(model, KeyCode::Esc);
+    press(model, ":");
+    press(model, "trigger NightlyReport");
+    insta::assert_snapshot!("command_line_80x24", render(model, 80, 24, false));
+}
+
+#[test]
+fn the_params_form_and_the_alerts_tab_draw() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    press(model, "jj");
+    assert_eq!(model.selected_workflow().unwrap().id, "NightlyReport");
+    press(model, "T");
+    insta::assert_snapshot!("params_form_120x40", render(model, 120, 40, false));
+    press_code(model, KeyCode::Esc);
+    press(model, "v");
+    insta::assert_snapshot!("alerts_120x40", render(model, 120, 40, false));
+}
+
+#[test]
+fn trigger_and_trigger_with_params() {
+    let mut model = fixture().model;
+    assert_eq!(
+        press(&mut model, "t"),
+        vec![Effect::Send(Command::Trigger {
+            workflow: "DailyGrantPipeline".into(),
+            input: None,
+            params: Default::default()
+        })]
+    );
+    press(&mut model, "jj");
+    assert!(press(&mut model, "T").is_empty());
+    let Some(Popup::Params { fields, .. }) = &model.popup else { panic!("a params form") };
+    assert_eq!(fields[0], ("label".into(), "string".into(), "nightly".into()));
+    press_code(&mut model, KeyCode::Backspace);
+    press(&mut model, "X");
+    let effects = press_code(&mut model, KeyCode::Enter);
+    let Effect::Send(Command::Trigger { workflow, params, .. }) = &effects[0] else { panic!("{effects:?}") };
+    assert_eq!(workflow, "NightlyReport");
+    assert_eq!(params.get("label"), Some(&json!("nightlX")));
+    assert_eq!(params.get("max_lines"), Some(&json!("1000")));
+    press(&mut model, "j");
+    assert_eq!(
+        press(&mut model, "T"),
+        vec![Effect::Send(Command::Trigger {
+            workflow: "ReleaseChecks".into(),
+            input: None,
+            params: Default::default()
+        })],
+        "T without params triggers at once"
+    );
+}
+
+#[test]
+fn pause_applies_to_the_workflow_or_the_run_by_focus() {
+    let mut model = fixture().model;
+    assert_eq!(
+        press(&mut model, "p"),
+        vec![Effect::Send(Command::PauseWorkflow { workflow: "DailyGrantPipeline".into() })]
+    );
+    press(&mut model, "jj");
+    assert_eq!(
+        press(&mut model, "p"),
+        vec![Effect::Send(Command::ResumeWorkflow { workflow: "NightlyReport".into() })]
+    );
+    press(&mut model, "j");
+    press_code(&mut model, KeyCode::Enter);
+    assert_eq!(model.focus, Pane::Runs);
+    assert_eq!(press(&mut model, "p"), vec![Effect::Send(Command::PauseRun { run: "20261125-115900-e5f6".into() })]);
+    press(&mut model, "k");
+    press(&mut model, "kkkk");
+    let mut model = fixture().model;
+    press_code(&mut model, KeyCode::Enter);
+    assert!(press(&mut model, "p").is_empty(), "a failed run is neither paused nor resumed");
+    assert_eq!(model.status.as_deref(), Some("run 20261125-114500-a1b2 is failed: nothing to pause or resume"));
+}
+
+#[test]
+fn task_keys_act_on_the_selected_task_only_when_they_apply() {
+    let mut model = fixture().model;
+    press_code(&mut model, KeyCode::Enter);
+    press_code(&mut model, KeyCode::Enter);
+    assert_eq!(model.selected_task().unwrap().name, "Score");
+    let run = "20261125-114500-a1b2".to_string();
+    assert_eq!(
+        press(&mut model, "r"),
+        vec![Effect::Send(Command::RetryTask { run: run.clone(), task: "Score".into() })]
+    );
+    assert_eq!(
+        press(&mut model, "s"),
+        vec![Effect::Send(Command::SkipTask { run: run.clone(), task: "Score".into() })]
+    );
+    assert!(press(&mut model, "a").is_empty());
+    assert_eq!(model.status.as_deref(), Some("cannot approve task Score: it is failed"));
+    assert!(press(&mut model, "x").is_empty());
+    press(&mut model, "R");
+    press(&mut model, "j");
+    assert_eq!(
+        press_code(&mut model, KeyCode::Enter),
+        vec![Effect::Send(Command::RerouteTask {
+            run: run.clone(),
+            task: "Score".into(),
+            to: "NotificationService".into()
+        })]
+    );
+    press(&mut model, "k");
+    assert_eq!(model.selected_task().unwrap().name, "Ingest");
+    assert!(press(&mut model, "r").is_empty(), "a succeeded task is not retried");
+    assert_eq!(model.status.as_deref(), Some("cannot retry task Ingest: it is succeeded"));
+    assert!(press(&mut model, "R").is_empty());
+    assert_eq!(model.status.as_deref(), Some("task Ingest is already succeeded"));
+    let effects = press(&mut model, "l");
+    assert!(matches!(&effects[..], [Effect::OpenLog { task, attempt: 1, .. }] if task == "Ingest"));
+    assert_eq!(model.focus, Pane::Log);
+}
+
+#[test]
+fn cancel_asks_first_with_cancel_focused() {
+    let mut model = fixture().model;
+    press(&mut model, "jjj");
+    press_code(&mut model, KeyCode::Enter);
+    assert!(press(&mut model, "c").is_empty());
+    assert!(matches!(model.popup, Some(Popup::Confirm { yes_focused: false, .. })));
+    assert!(press_code(&mut model, KeyCode::Enter).is_empty(), "Enter on Cancel does nothing");
+    assert!(model.popup.is_none());
+    press(&mut model, "c");
+    press_code(&mut model, KeyCode::Right);
+    assert_eq!(
+        press_code(&mut model, KeyCode::Enter),
+        vec![Effect::Send(Command::CancelRun { run: "20261125-115900-e5f6".into() })]
+    );
+    press(&mut model, "c");
+    assert_eq!(press(&mut model, "y"), vec![Effect::Send(Command::CancelRun { run: "20261125-115900-e5f6".into() })]);
+}
+
+#[test]
+fn quit_asks_only_when_runs_are_active() {
+    let mut model = fixture().model;
+    assert!(press(&mut model, "q").is_empty());
+    assert!(matches!(model.popup, Some(Popup::Confirm { .. })));
+    assert_eq!(press(&mut model, "y"), vec![Effect::Quit]);
+    let mut idle = Model::new(Vec::new(), false, at(NOW));
+    assert_eq!(press(&mut idle, "q"), vec![Effect::Quit]);
+    let mut attached = fixture().model;
+    attached.attached = true;
+    assert_eq!(press(&mut attached, "q"), vec![Effect::Quit], "quitting an attached console stops nothing");
+}
+
+#[test]
+fn navigation_filter_command_line_alerts_and_mouse_toggle() {
+    let mut model = fixture().model;
+    press_code(&mut model, KeyCode::Tab);
+    assert_eq!(model.focus, Pane::Runs);
+    press_code(&mut model, KeyCode::BackTab);
+    press_code(&mut model, KeyCode::BackTab);
+    assert_eq!(model.focus, Pane::Monitor);
+    press_code(&mut model, KeyCode::Esc);
+    assert_eq!(model.focus, Pane::Workflows);
+    press(&mut model, "G");
+    assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks");
+    press(&mut model, "g");
+    assert_eq!(model.selected_workflow().unwrap().id, "DailyGrantPipeline");
+    press(&mut model, "/inbox");
+    assert_eq!(model.visible_workflows().len(), 1);
+    press_code(&mut model, KeyCode::Enter);
+    assert_eq!(model.selected_workflow().unwrap().id, "InboxIntake");
+    press_code(&mut model, KeyCode::Esc);
+    assert_eq!(model.visible_workflows().len(), 4, "Esc clears the filter");
+    press(&mut model, ":");
+    press(&mut model, "pause ReleaseChecks");
+    assert_eq!(
+        press_code(&mut model, KeyCode::Enter),
+        vec![Effect::Send(Command::PauseWorkflow { workflow: "ReleaseChecks".into() })]
+    );
+    press(&mut model, ":");
+    press(&mut model, "bogus");
+    assert!(press_code(&mut model, KeyCode::Enter).is_empty());
+    assert!(model.status.as_deref().unwrap().starts_with("unknown command `:bogus`"));
+    assert_eq!(press(&mut model, "A"), vec![Effect::Send(Command::AckAlert { id: 2 })]);
+    press(&mut model, "v");
+    assert_eq!(model.focus, Pane::Monitor);
+    press(&mut model, "j");
+    assert!(press(&mut model, "A").is_empty(), "the second alert is already acknowledged");
+    assert_eq!(press(&mut model, "m"), vec![Effect::ToggleMouse]);
+}
+
+#[test]
+fn events_update_the_view_model() {
+    let mut model = fixture().model;
+    let mut new_run = run("20261125-120000-ffff", "DailyGrantPipeline", RunState::Running, 0, 0);
+    assert!(model.apply(&Event::Run(new_run.clone())));
+    assert_eq!(model.visible_runs()[0].id, "20261125-120000-ffff");
+    new_run.state = RunState::Succeeded;
+    model.apply(&Event::Run(new_run));
+    assert_eq!(model.visible_runs().len(), 3);
+    assert_eq!(model.visible_runs()[0].state, RunState::Succeeded);
+    model.apply(&Event::WorkflowPaused { workflow: "DailyGrantPipeline".into(), paused: true });
+    assert!(model.paused.contains("DailyGrantPipeline"));
+    let ignored = Event::Log {
+        run_id: "x".into(),
+        task: "y".into(),
+        attempt: 1,
+        stream: crate::tasks::Stream::Stdout,
+        line: "z".into(),
+    };
+    assert!(!model.apply(&ignored), "a log line of a log not on screen changes nothing");
+}
+
+#[test]
+fn no_color_draws_without_colour() {
+    let mut fixture = fixture();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let theme = Theme::new(false);
+    let keymap = Keymap::default();
+    let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    terminal
+        .draw(|frame| {
+            draw(frame, &mut fixture.model, &chrome);
+        })
+        .unwrap();
+    let buffer = terminal.backend().buffer();
+    let coloured = buffer.content().iter().filter(|cell| cell.fg != ratatui::style::Color::Reset).count();
+    assert_eq!(coloured, 0);
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let theme = Theme::new(true);
+    let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    terminal
+        .draw(|frame| {
+            draw(frame, &mut fixture.model, &chrome);
+        })
+        .unwrap();
+    assert!(terminal.backend().buffer().content().iter().any(|cell| cell.fg == ratatui::style::Color::Red));
+}

@@ -182,7 +182,8 @@ fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome)
     } else {
         Line::from(" Workflows ")
     };
-    let table = Table::new(rows, [Constraint::Length(1), Constraint::Fill(1), Constraint::Length(10)])
+    let when_width = if area.width >= 34 { 10 } else { 0 };
+    let table = Table::new(rows, [Constraint::Length(1), Constraint::Fill(1), Constraint::Length(when_width)])
         .block(pane(title, focused, theme))
         .row_highlight_style(if focused { theme.selected() } else { Style::new().add_modifier(Modifier::BOLD) });
     let mut state = TableState::default().with_selected(Some(model.cursor.workflow));
@@ -222,13 +223,15 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         frame.render_widget(Paragraph::new(Span::styled("no runs yet — t triggers one", theme.dim())), list);
         return;
     }
+    // Narrow panes keep what identifies a run: its state, id and duration.
+    let wide = list.width >= 70;
     let rows: Vec<Row> = runs
         .iter()
         .map(|run| {
             Row::new(vec![
                 Cell::from(Span::styled(format!("{} {}", run_symbol(run.state), run.state), theme.run(run.state))),
                 Cell::from(run.id.clone()),
-                Cell::from(local(run.created_at, chrome)),
+                Cell::from(if wide { local(run.created_at, chrome) } else { String::new() }),
                 Cell::from(elapsed(run.started_at, run.finished_at, model.now)),
                 Cell::from(run.trigger.clone()),
             ])
@@ -237,7 +240,7 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let widths = [
         Constraint::Length(13),
         Constraint::Length(20),
-        Constraint::Length(14),
+        Constraint::Length(if wide { 14 } else { 0 }),
         Constraint::Length(8),
         Constraint::Fill(1),
     ];
@@ -325,13 +328,14 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
             ])
         })
         .collect();
+    let gauge = if tasks.iter().any(|task| task.state == TaskState::Running) { 13 } else { 0 };
     let widths = [
         Constraint::Length(1),
         Constraint::Length(14),
-        Constraint::Length(16),
+        Constraint::Length(12),
         Constraint::Length(3),
         Constraint::Length(7),
-        Constraint::Length(12),
+        Constraint::Length(gauge),
         Constraint::Fill(1),
     ];
     let table = Table::new(rows, widths).row_highlight_style(if focused {
@@ -445,7 +449,7 @@ fn draw_monitor(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         (Style::new().add_modifier(Modifier::BOLD), theme.dim())
     };
     let title = Line::from(vec![
-        Span::raw(" Monitor: "),
+        Span::raw(" "),
         Span::styled("engine log", engine_style),
         Span::raw(" │ "),
         Span::styled(format!("alerts ({alerts})"), alert_style),

@@ -3,6 +3,7 @@
 
 mod cli_runs;
 mod common;
+mod console_e2e;
 mod daemon;
 mod engine_harness;
 mod engine_operations;

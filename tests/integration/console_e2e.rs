@@ -1,0 +1,107 @@
+//! The real binary in a real terminal (tmux): wait for the workflow list, trigger with `t`, watch the tasks
+//! finish, open a log, quit with `q`.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is installed (.ci/run installs it)")
+    }
+
+    fn screen(&self) -> String {
+        text(&self.run(&["capture-pane", "-p", "-t", "console"]).stdout)
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "console"];
+        args.extend_from_slice(keys);
+        assert!(self.run(&args).status.success());
+    }
+
+    fn wait_for(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let screen = self.screen();
+            if condition(&screen) {
+                return screen;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}; the screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn an_operator_triggers_a_workflow_reads_its_log_and_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "hello.toml",
+        "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'echo \"hello from the greet task\"'\n[[tasks]]\nname = \"Wait\"\nrun = 'sleep 0.5; echo \"done waiting\"'\n",
+    );
+    let tmux = Tmux { socket: format!("conveyor-e2e-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-c",
+        dir.path().to_str().unwrap(),
+        "env",
+        "NO_COLOR=1",
+        binary,
+    ]);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Hello"));
+
+    tmux.keys(&["t"]);
+    let screen = tmux.wait_for("the run to succeed", |screen| screen.contains("✓ succeeded"));
+    assert!(screen.contains("Runs · Hello"), "{screen}");
+
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the tasks", |screen| screen.contains("✓ Greet") && screen.contains("✓ Wait"));
+    assert!(screen.contains("Tasks · ✓ succeeded"), "{screen}");
+
+    tmux.keys(&["l"]);
+    let screen = tmux.wait_for("the Greet log", |screen| screen.contains("hello from the greet task"));
+    assert!(screen.contains("Log · Greet attempt 1"), "{screen}");
+
+    tmux.keys(&["q"]);
+    let started = Instant::now();
+    while tmux.run(&["has-session", "-t", "console"]).status.success() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the console quit on q:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
+    let runs = store.runs(Some("Hello"), 10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].state, conveyor::state::RunState::Succeeded);
+    assert!(
+        !conveyor::store::StateLock::is_held(&dir.path().join(".conveyor")),
+        "the engine let go of the state folder"
+    );
+}
