@@ -23,7 +23,7 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture, MouseButton, Mou
 use tokio::sync::mpsc;
 
 pub use keys::{Action, Keymap, handle_key};
-pub use logview::{LogIndex, LogView};
+pub use logview::{LogIndex, LogView, extend_index};
 pub use model::{Effect, Model, Pane, Popup, Snapshot, WorkflowRow};
 pub use theme::Theme;
 pub use ui::{Areas, Chrome, draw};
