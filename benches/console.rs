@@ -30,7 +30,11 @@ fn workflows(folder: &Path, count: usize) {
 
 fn vm(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix(key)).and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|r| r.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn tmux(socket: &str, args: &[&str]) -> String {
@@ -47,10 +51,11 @@ fn first_frame(dir: &Path) {
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     let (theme, keymap) = (Theme::new(true), Keymap::default());
     let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
-    terminal.draw(|frame| {
-        draw(frame, &mut model, &chrome);
-    })
-    .unwrap();
+    terminal
+        .draw(|frame| {
+            draw(frame, &mut model, &chrome);
+        })
+        .unwrap();
     println!(
         "first frame, 500 workflow files, library path: {:.1} ms (loading and checking the files {:.1} ms)",
         started.elapsed().as_secs_f64() * 1e3,
@@ -109,7 +114,8 @@ fn render_heavy(dir: &Path) {
             if line % 50_000 == 0 {
                 writeln!(file, "ERROR: something failed at step {line}").unwrap();
             } else {
-                writeln!(file, "2026-11-25T12:00:00Z processing record {line} of 1000000 with some payload text").unwrap();
+                writeln!(file, "2026-11-25T12:00:00Z processing record {line} of 1000000 with some payload text")
+                    .unwrap();
             }
         }
     }
@@ -137,16 +143,20 @@ fn render_heavy(dir: &Path) {
             log.scroll(if frame_number % 2 == 0 { 1 } else { -1 } * 7);
         }
         model.cursor.workflow = frame_number % 1000;
-        terminal.draw(|frame| {
-            draw(frame, &mut model, &chrome);
-        })
-        .unwrap();
+        terminal
+            .draw(|frame| {
+                draw(frame, &mut model, &chrome);
+            })
+            .unwrap();
     }
     println!(
         "render, 1,000 workflows and a 1,000,000-line log open, 120x40: {:.2} ms per frame (mean of {frames}, scrolling)",
         started.elapsed().as_secs_f64() * 1e3 / frames as f64
     );
-    println!("peak memory of this benchmark process (1,000 workflows, the log's index): {} KiB", vm(std::process::id(), "VmHWM:"));
+    println!(
+        "peak memory of this benchmark process (1,000 workflows, the log's index): {} KiB",
+        vm(std::process::id(), "VmHWM:")
+    );
 }
 
 fn main() {

@@ -51,6 +51,8 @@ pub struct WorkflowRow {
     pub file: PathBuf,
     pub params: Vec<Param>,
     pub tasks: Vec<String>,
+    /// How many attempts each task may take: its retries, plus one, plus its fallback routes.
+    pub attempt_limits: std::collections::BTreeMap<String, u32>,
     /// Each task's `depends_on`, when the workflow is a graph.
     pub graph: Vec<(String, Vec<String>)>,
 }
@@ -75,6 +77,11 @@ impl WorkflowRow {
                     file: workflow.file.clone(),
                     params: workflow.params.clone(),
                     tasks: workflow.tasks.iter().map(|task| task.name.clone()).collect(),
+                    attempt_limits: workflow
+                        .tasks
+                        .iter()
+                        .map(|task| (task.name.clone(), task.retries + 1 + task.fallback.len() as u32))
+                        .collect(),
                     graph: if workflow.is_dag() {
                         workflow.tasks.iter().map(|task| (task.name.clone(), task.depends_on.clone())).collect()
                     } else {
@@ -98,6 +105,7 @@ impl WorkflowRow {
                 file: file.clone(),
                 params: Vec::new(),
                 tasks: Vec::new(),
+                attempt_limits: Default::default(),
                 graph: Vec::new(),
             });
         }

@@ -306,6 +306,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         inner = list;
     }
     let tasks = model.visible_tasks();
+    let limits = model.selected_workflow().map(|workflow| &workflow.attempt_limits);
     let rows: Vec<Row> = tasks
         .iter()
         .map(|task| {
@@ -321,7 +322,12 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
                 Cell::from(Span::styled(task_symbol(task.state), theme.task(task.state))),
                 Cell::from(task.name.clone()),
                 Cell::from(Span::styled(task.state.to_string(), theme.task(task.state))),
-                Cell::from(if task.attempts > 0 { format!("#{}", task.attempts) } else { String::new() }),
+                Cell::from(match (task.attempts, limits.and_then(|limits| limits.get(&task.name))) {
+                    (0, _) => String::new(),
+                    // An operator's retry starts the count of attempts again; past the limit, show the number.
+                    (n, Some(limit)) if n <= *limit => format!("{n}/{limit}"),
+                    (n, _) => format!("#{n}"),
+                }),
                 Cell::from(elapsed(task.started_at, task.finished_at, model.now)),
                 Cell::from(progress),
                 Cell::from(route),
@@ -333,7 +339,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         Constraint::Length(1),
         Constraint::Length(14),
         Constraint::Length(12),
-        Constraint::Length(3),
+        Constraint::Length(5),
         Constraint::Length(7),
         Constraint::Length(gauge),
         Constraint::Fill(1),

@@ -105,3 +105,56 @@ fn an_operator_triggers_a_workflow_reads_its_log_and_quits() {
         "the engine let go of the state folder"
     );
 }
+
+#[test]
+fn a_console_beside_a_daemon_attaches_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "hello.toml",
+        "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'echo attached hello'\n",
+    );
+    let mut daemon = conveyor()
+        .arg("daemon")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join(".conveyor");
+    let started = Instant::now();
+    while !conveyor::store::StateLock::is_held(&state) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the daemon took the state folder");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let tmux = Tmux { socket: format!("conveyor-attach-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    let opened = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-c",
+        dir.path().to_str().unwrap(),
+        "env",
+        "NO_COLOR=1",
+        binary,
+    ]);
+    assert!(opened.status.success());
+    tmux.wait_for("the attached marker", |screen| screen.contains("attached to a daemon") && screen.contains("Hello"));
+    tmux.keys(&["t"]);
+    tmux.wait_for("the daemon's run to show as succeeded", |screen| screen.contains("✓ succeeded"));
+    tmux.keys(&["q"]);
+    let started = Instant::now();
+    while tmux.run(&["has-session", "-t", "console"]).status.success() {
+        assert!(started.elapsed() < Duration::from_secs(10), "an attached console quits at once");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(conveyor::store::StateLock::is_held(&state), "quitting the console leaves the daemon running");
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
