@@ -355,19 +355,7 @@ impl Actor {
             .tasks
             .iter()
             .enumerate()
-            .map(|(position, task)| TaskRecord {
-                run_id: id.clone(),
-                name: task.name.clone(),
-                position: position as u32,
-                state: TaskState::Pending,
-                attempts: 0,
-                route: None,
-                input: None,
-                output: None,
-                started_at: None,
-                finished_at: None,
-                error: None,
-            })
+            .map(|(position, task)| TaskRecord::pending(&id, &task.name, position))
             .collect();
         self.store.insert_run(&record, &tasks).map_err(|error| format!("the run could not be stored: {error}"))?;
         self.publish(Event::Run(record.clone()));

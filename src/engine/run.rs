@@ -232,19 +232,7 @@ mod tests {
             .tasks
             .iter()
             .enumerate()
-            .map(|(position, task)| TaskRecord {
-                run_id: "r".into(),
-                name: task.name.clone(),
-                position: position as u32,
-                state: TaskState::Pending,
-                attempts: 0,
-                route: None,
-                input: None,
-                output: None,
-                started_at: None,
-                finished_at: None,
-                error: None,
-            })
+            .map(|(position, task)| TaskRecord::pending("r", &task.name, position))
             .collect();
         Run::new(record, workflow, tasks)
     }

@@ -47,6 +47,25 @@ pub struct TaskRecord {
     pub error: Option<String>,
 }
 
+impl TaskRecord {
+    /// A task of a new run, not started yet.
+    pub fn pending(run_id: &str, name: &str, position: usize) -> TaskRecord {
+        TaskRecord {
+            run_id: run_id.to_string(),
+            name: name.to_string(),
+            position: position as u32,
+            state: TaskState::Pending,
+            attempts: 0,
+            route: None,
+            input: None,
+            output: None,
+            started_at: None,
+            finished_at: None,
+            error: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttemptRecord {
     pub run_id: String,
