@@ -190,7 +190,9 @@ fn init_logging(cli: &Cli) {
     let file = daemon
         .then(|| {
             crate::store::create_private_dir(&cli.state).ok()?;
-            std::fs::OpenOptions::new().create(true).append(true).open(cli.state.join("conveyor.log")).ok()
+            use std::os::unix::fs::OpenOptionsExt;
+            let log = cli.state.join("conveyor.log");
+            std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(log).ok()
         })
         .flatten();
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

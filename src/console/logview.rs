@@ -79,7 +79,29 @@ pub fn read_lines(path: &Path, index: &LogIndex, range: std::ops::Range<usize>) 
     if file.read_exact(&mut bytes).is_err() {
         return Vec::new();
     }
-    String::from_utf8_lossy(&bytes).lines().map(|line| line.replace('\t', "    ")).collect()
+    String::from_utf8_lossy(&bytes).lines().map(printable).collect()
+}
+
+/// The longest part of a line the screen shows (wrapped, it fills a few screens).
+const SHOWN_CHARS: usize = 8192;
+
+/// What a task prints goes on screen as text: escape sequences and other control characters are shown,
+/// never obeyed, so no output can take over the terminal; tabs become spaces; very long lines are cut.
+pub fn printable(line: &str) -> String {
+    let mut shown = String::with_capacity(line.len().min(SHOWN_CHARS));
+    for (count, c) in line.chars().enumerate() {
+        if count == SHOWN_CHARS {
+            shown.push('…');
+            break;
+        }
+        match c {
+            '\t' => shown.push_str("    "),
+            '\x1b' => shown.push('␛'),
+            c if c.is_control() => shown.push('�'),
+            c => shown.push(c),
+        }
+    }
+    shown
 }
 
 /// Line numbers containing `query` (case-insensitive): blocking, run it off the screen's thread.
@@ -259,6 +281,13 @@ mod tests {
         assert_eq!((index.lines(), index.errors.clone()), (4, vec![1, 3]));
         assert_eq!(read_lines(&path, &index, 1..3), vec!["two ERROR here", "three"]);
         assert_eq!(search(&path, "THREE"), vec![2]);
+    }
+
+    #[test]
+    fn escape_sequences_and_control_characters_are_shown_not_obeyed() {
+        assert_eq!(printable("\x1b[2J\x1b[31mred\tx\x07"), "␛[2J␛[31mred    x�");
+        let long = "x".repeat(10_000);
+        assert_eq!(printable(&long).chars().count(), SHOWN_CHARS + 1);
     }
 
     #[test]

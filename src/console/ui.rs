@@ -302,7 +302,8 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     }
     if let Some(error) = &run.error {
         let [list, message] = Layout::vertical([Constraint::Min(0), Constraint::Length(1)]).areas(inner);
-        frame.render_widget(Paragraph::new(Span::styled(error.clone(), theme.fg("failed"))), message);
+        frame
+            .render_widget(Paragraph::new(Span::styled(super::logview::printable(error), theme.fg("failed"))), message);
         inner = list;
     }
     let tasks = model.visible_tasks();
@@ -493,7 +494,7 @@ fn draw_monitor(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
             let mark = if alert.acked_at.is_some() { "✓" } else { "!" };
             ListItem::new(Line::from(vec![
                 Span::styled(format!("{mark} {} ", local(alert.at, chrome)), theme.dim()),
-                Span::styled(alert.message.clone(), style),
+                Span::styled(super::logview::printable(&alert.message), style),
             ]))
         })
         .collect();
