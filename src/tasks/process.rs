@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
 
 use super::{Attempt, Ending, Execution, Executor, LogSink, Stream, read_output};
 
@@ -60,22 +59,35 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     };
     let pgid = child.id().map(|pid| pid as i32);
     log.engine_line(&format!("started `{}` (pid {})", shell_words(&argv), pgid.unwrap_or(0)));
-    let stdin = child.stdin.take();
+    // Feeding stdin and reading stdout and stderr run in this task, beside the wait: no task spawns.
     let input = serde_json::to_vec(&attempt.input).expect("JSON values serialise");
-    tokio::spawn(async move {
-        if let Some(mut stdin) = stdin {
-            // A task that never reads its input closes the pipe early; that is not an error.
-            let _ = stdin.write_all(&input).await;
-            let _ = stdin.shutdown().await;
-        }
-    });
-    let readers = [
-        child.stdout.take().map(|out| tokio::spawn(forward(out, Stream::Stdout, log.clone()))),
-        child.stderr.take().map(|err| tokio::spawn(forward(err, Stream::Stderr, log.clone()))),
-    ];
+    let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+    let (out_log, err_log) = (log.clone(), log.clone());
+    let io = async move {
+        let feed = async move {
+            if let Some(mut stdin) = stdin {
+                // A task that never reads its input closes the pipe early; that is not an error.
+                let _ = stdin.write_all(&input).await;
+                let _ = stdin.shutdown().await;
+            }
+        };
+        let out = async move {
+            if let Some(stdout) = stdout {
+                forward(stdout, Stream::Stdout, out_log).await;
+            }
+        };
+        let err = async move {
+            if let Some(stderr) = stderr {
+                forward(stderr, Stream::Stderr, err_log).await;
+            }
+        };
+        tokio::join!(feed, out, err);
+    };
+    tokio::pin!(io);
+    let mut io_done = false;
 
     let deadline = attempt.timeout.map(|timeout| (timeout, attempt.clock.sleep_until(attempt.clock.now() + timeout)));
-    let (timeout, timer) = match deadline {
+    let (timeout, mut timer) = match deadline {
         Some((timeout, timer)) => (Some(timeout), timer),
         None => (None, Box::pin(std::future::pending()) as crate::engine::Sleep),
     };
@@ -84,14 +96,18 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         TimedOut,
         Cancelled,
     }
-    let stop = tokio::select! {
-        status = child.wait() => Stop::Exited(status),
-        _ = timer => Stop::TimedOut,
-        _ = attempt.cancel.cancelled() => Stop::Cancelled,
+    let stop = loop {
+        tokio::select! {
+            status = child.wait() => break Stop::Exited(status),
+            _ = &mut timer => break Stop::TimedOut,
+            _ = attempt.cancel.cancelled() => break Stop::Cancelled,
+            _ = &mut io, if !io_done => io_done = true,
+        }
     };
+    let grace = attempt.kill_grace;
     match stop {
         Stop::Exited(status) => {
-            finish_readers(readers, pgid, &log, attempt.kill_grace).await;
+            finish_io(io, io_done, pgid, &log, grace).await;
             exited(status, &attempt, &log)
         }
         Stop::TimedOut => {
@@ -100,14 +116,12 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
                 "timed out after {}: stopping its process group",
                 humantime::format_duration(timeout)
             ));
-            stop_group(&mut child, pgid, attempt.kill_grace, &log).await;
-            finish_readers(readers, pgid, &log, attempt.kill_grace).await;
+            tokio::join!(stop_group(&mut child, pgid, grace, &log), finish_io(io, io_done, pgid, &log, grace));
             Ending::failed(format!("timed out after {}", humantime::format_duration(timeout)))
         }
         Stop::Cancelled => {
             log.engine_line("cancelled: stopping its process group");
-            stop_group(&mut child, pgid, attempt.kill_grace, &log).await;
-            finish_readers(readers, pgid, &log, attempt.kill_grace).await;
+            tokio::join!(stop_group(&mut child, pgid, grace, &log), finish_io(io, io_done, pgid, &log, grace));
             Ending::Cancelled
         }
     }
@@ -153,14 +167,18 @@ async fn stop_group(child: &mut Child, pgid: Option<i32>, grace: Duration, log: 
 }
 
 /// Waits for the output pipes to close. Processes the task left behind keep them open: they are stopped.
-async fn finish_readers(readers: [Option<JoinHandle<()>>; 2], pgid: Option<i32>, log: &LogSink, grace: Duration) {
-    let mut readers: Vec<JoinHandle<()>> = readers.into_iter().flatten().collect();
-    let all_closed = async {
-        for reader in readers.iter_mut() {
-            let _ = reader.await;
-        }
-    };
-    if tokio::time::timeout(STRAY_WAIT, all_closed).await.is_ok() {
+async fn finish_io(
+    io: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    done: bool,
+    pgid: Option<i32>,
+    log: &LogSink,
+    grace: Duration,
+) {
+    if done {
+        return;
+    }
+    let mut io = io;
+    if tokio::time::timeout(STRAY_WAIT, &mut io).await.is_ok() {
         return;
     }
     if let Some(pgid) = pgid {
@@ -169,11 +187,7 @@ async fn finish_readers(readers: [Option<JoinHandle<()>>; 2], pgid: Option<i32>,
         tokio::time::sleep(grace.min(Duration::from_secs(1))).await;
         signal_group(pgid, libc::SIGKILL);
     }
-    for reader in readers {
-        if !reader.is_finished() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), reader).await;
-        }
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), io).await;
 }
 
 fn signal_group(pgid: i32, signal: i32) {
