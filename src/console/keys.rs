@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
 use super::model::{Effect, Model, Pane, Popup};
+use super::ui::Areas;
 use crate::engine::Command;
 use crate::state::{RunState, TaskState};
 
@@ -415,6 +416,63 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
         _ => {}
     }
     Vec::new()
+}
+
+/// A click focuses the pane under it and selects the row clicked; the wheel scrolls the pane under it.
+pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes: &[String]) {
+    if model.popup.is_some() {
+        return;
+    }
+    let Some((pane, rect)) = areas.pane_at(mouse.column, mouse.row) else { return };
+    match mouse.kind {
+        MouseEventKind::Down(MouseButton::Left) => {
+            model.focus = pane;
+            // Rows start under the border; the runs list also under its summary line, the tasks list under
+            // the graph line of a workflow with `depends_on`.
+            let graph = model.selected_workflow().is_some_and(|w| !w.graph.is_empty());
+            let above = match pane {
+                Pane::Runs => 2,
+                Pane::Tasks if graph => 2,
+                _ => 1,
+            };
+            let shown = rect.height.saturating_sub(above + 1).max(1) as usize;
+            let current = match pane {
+                Pane::Workflows => model.cursor.workflow,
+                Pane::Runs => model.cursor.run,
+                Pane::Tasks => model.cursor.task,
+                Pane::Monitor => model.cursor.alert,
+                Pane::Log => return,
+            };
+            // The list scrolls just far enough to show the selected row, as the table draws it.
+            let offset = current.saturating_sub(shown - 1);
+            let Some(row) = mouse.row.checked_sub(rect.y + above).map(|row| offset + row as usize) else { return };
+            match pane {
+                Pane::Workflows if row != model.cursor.workflow => {
+                    model.cursor.workflow = row;
+                    model.cursor.run = 0;
+                    model.cursor.task = 0;
+                }
+                Pane::Runs if row != model.cursor.run => {
+                    model.cursor.run = row;
+                    model.cursor.task = 0;
+                }
+                Pane::Tasks => model.cursor.task = row,
+                Pane::Monitor => model.cursor.alert = row,
+                _ => {}
+            }
+            model.clamp();
+        }
+        MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+            let previous = model.focus;
+            model.focus = pane;
+            let action = if mouse.kind == MouseEventKind::ScrollDown { Action::Down } else { Action::Up };
+            for _ in 0..3 {
+                act(model, action, routes);
+            }
+            model.focus = previous;
+        }
+        _ => {}
+    }
 }
 
 fn page(model: &Model) -> isize {

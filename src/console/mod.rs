@@ -19,10 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture, MouseButton, MouseEventKind};
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use tokio::sync::mpsc;
 
-pub use keys::{Action, Keymap, handle_key};
+pub use keys::{Action, Keymap, handle_key, handle_mouse};
 pub use logview::{LogIndex, LogView, extend_index};
 pub use model::{Effect, Model, Pane, Popup, Snapshot, WorkflowRow};
 pub use theme::Theme;
@@ -263,7 +263,7 @@ impl Console {
                 handle_key(&mut self.model, &self.keymap, key, &self.routes)
             }
             Input::Mouse(mouse) => {
-                self.mouse(mouse);
+                keys::handle_mouse(&mut self.model, &self.areas, mouse, &self.routes);
                 Vec::new()
             }
             Input::Resize(..) => Vec::new(),
@@ -276,44 +276,6 @@ impl Console {
         }
         self.request_selected_run();
         Some(Flow::Redraw)
-    }
-
-    fn mouse(&mut self, mouse: crossterm::event::MouseEvent) {
-        let Some((pane, rect)) = self.areas.pane_at(mouse.column, mouse.row) else { return };
-        match mouse.kind {
-            MouseEventKind::Down(MouseButton::Left) => {
-                self.model.focus = pane;
-                // The first row of a list sits under the border and, for runs, the summary line.
-                let header = match pane {
-                    Pane::Runs => 2,
-                    _ => 1,
-                };
-                let row = mouse.row.saturating_sub(rect.y + header) as usize;
-                match pane {
-                    Pane::Workflows => {
-                        self.model.cursor.workflow = row;
-                        self.model.cursor.run = 0;
-                    }
-                    Pane::Runs => self.model.cursor.run = row,
-                    Pane::Tasks => self.model.cursor.task = row,
-                    Pane::Monitor => self.model.cursor.alert = row,
-                    Pane::Log => {}
-                }
-                self.model.clamp();
-            }
-            MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
-                let previous = self.model.focus;
-                self.model.focus = pane;
-                let action = if mouse.kind == MouseEventKind::ScrollDown { Action::Down } else { Action::Up };
-                for _ in 0..3 {
-                    keys::act(&mut self.model, action, &self.routes);
-                }
-                if pane != Pane::Log {
-                    self.model.focus = previous;
-                }
-            }
-            _ => {}
-        }
     }
 
     fn effect(&mut self, effect: Effect) -> Option<Flow> {

@@ -531,3 +531,38 @@ fn no_color_draws_without_colour() {
         .unwrap();
     assert!(terminal.backend().buffer().content().iter().any(|cell| cell.fg == ratatui::style::Color::Red));
 }
+
+#[test]
+fn clicks_select_and_focus_and_the_wheel_scrolls() {
+    let mut fixture = fixture();
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let (theme, keymap) = (Theme::new(false), Keymap::default());
+    let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    let mut areas = Areas::default();
+    terminal.draw(|frame| areas = draw(frame, &mut fixture.model, &chrome)).unwrap();
+    let model = &mut fixture.model;
+    let click = |column, row| crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
+        column,
+        row,
+        modifiers: KeyModifiers::NONE,
+    };
+    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 4), &[]);
+    assert_eq!((model.focus, model.selected_workflow().unwrap().id.as_str()), (Pane::Workflows, "ReleaseChecks"));
+    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
+    assert_eq!(model.selected_workflow().unwrap().id, "DailyGrantPipeline");
+    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 3), &[]);
+    assert_eq!((model.focus, model.selected_run().unwrap().id.as_str()), (Pane::Runs, "20261124-070000-c3d4"));
+    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 2), &[]);
+    handle_mouse(model, &areas, click(areas.tasks.x + 5, areas.tasks.y + 2), &[]);
+    assert_eq!((model.focus, model.selected_task().unwrap().name.as_str()), (Pane::Tasks, "Score"));
+    let wheel = crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::ScrollDown,
+        column: areas.workflows.x + 3,
+        row: areas.workflows.y + 2,
+        modifiers: KeyModifiers::NONE,
+    };
+    handle_mouse(model, &areas, wheel, &[]);
+    assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "three rows down");
+    assert_eq!(model.focus, Pane::Tasks, "the wheel does not move the focus");
+}
