@@ -65,13 +65,6 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
 
 async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
     let catalog = load_folder(&workflows);
-    let link = match Link::connect(&workflows, &state, &catalog).await {
-        Ok(link) => link,
-        Err(error) => {
-            eprintln!("conveyor: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
     let config_text = config::path().and_then(|path| std::fs::read_to_string(path).ok());
     let (keymap, theme, problems) = config::load(config_text.as_deref(), Theme::from_env());
     for problem in problems {
@@ -84,10 +77,19 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The terminal first: if there is none, no engine is started only to be left behind.
     let mut terminal = match ratatui::try_init() {
         Ok(terminal) => terminal,
         Err(error) => {
             eprintln!("conveyor: cannot set up the terminal: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let link = match Link::connect(&workflows, &state, &catalog).await {
+        Ok(link) => link,
+        Err(error) => {
+            ratatui::restore();
+            eprintln!("conveyor: {error}");
             return ExitCode::FAILURE;
         }
     };
