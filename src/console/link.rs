@@ -64,7 +64,7 @@ impl Link {
                 tokio::spawn(async move {
                     loop {
                         let message = match events.recv().await {
-                            Ok(event) => Message::Engine(event),
+                            Ok(event) => Message::Engine(Box::new(event)),
                             Err(broadcast::error::RecvError::Lagged(_)) => Message::Resync,
                             Err(broadcast::error::RecvError::Closed) => return,
                         };

@@ -35,7 +35,7 @@ use link::Link;
 /// What reaches the screen's loop.
 enum Message {
     Input(crossterm::event::Event),
-    Engine(crate::engine::Event),
+    Engine(Box<crate::engine::Event>),
     /// The engine's event stream fell behind: read the store again.
     Resync,
     Snapshot(Snapshot),
@@ -192,10 +192,10 @@ impl Console {
         match message {
             Message::Input(event) => return self.input(event),
             Message::Engine(event) => {
-                if matches!(event, crate::engine::Event::Reloaded { .. }) {
+                if matches!(*event, crate::engine::Event::Reloaded { .. }) {
                     self.load_catalog();
                 }
-                if let crate::engine::Event::Log { run_id, task, attempt, .. } = &event
+                if let crate::engine::Event::Log { run_id, task, attempt, .. } = &*event
                     && self
                         .model
                         .log

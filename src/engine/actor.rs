@@ -20,7 +20,8 @@ use crate::definition::{Registry, Target, Task, TaskKind, Workflow, parse_workfl
 use crate::state::{AttemptState, RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord, timestamp};
 use crate::tasks::{
-    Attempt, CancelHandle, Ending, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor, cancel_pair, when,
+    Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor,
+    cancel_pair, when,
 };
 
 /// What `launch` needs to start an attempt.
@@ -148,8 +149,15 @@ impl Actor {
         let now = self.now();
         let active = [RunState::Queued, RunState::Running, RunState::Paused, RunState::WaitingApproval];
         for mut run in self.store.runs_in_state(&active)? {
-            for mut task in self.store.tasks(&run.id)? {
-                if matches!(task.state, TaskState::Running | TaskState::RetryWait | TaskState::WaitingApproval) {
+            let tasks = self.store.tasks(&run.id)?;
+            if run.state == RunState::WaitingApproval
+                && !tasks.iter().any(|task| matches!(task.state, TaskState::Running | TaskState::RetryWait))
+            {
+                // Waiting for an operator is durable: the gate is still there after a restart.
+                continue;
+            }
+            for mut task in tasks {
+                if matches!(task.state, TaskState::Running | TaskState::RetryWait) {
                     task.state = TaskState::Failed;
                     task.error = Some("interrupted: the engine stopped while it ran".into());
                     task.finished_at = Some(now);
@@ -275,9 +283,8 @@ impl Actor {
             Command::RetryTask { run, task } => self.retry_task(run, task),
             Command::SkipTask { run, task } => self.skip_task(run, task),
             Command::RerouteTask { run, task, to } => self.reroute_task(run, task, to),
-            Command::Approve { run, task } | Command::Reject { run, task } => {
-                Err(format!("task {task} of run {run} is not waiting for approval"))
-            }
+            Command::Approve { run, task } => self.answer_gate(run, task, true, origin),
+            Command::Reject { run, task } => self.answer_gate(run, task, false, origin),
             Command::AckAlert { id } => match self.store.ack_alert(*id, self.now()) {
                 Ok(true) => Ok(Reply::new(format!("alert {id} acknowledged"))),
                 Ok(false) => Err(format!("no unacknowledged alert {id}")),
@@ -421,6 +428,11 @@ impl Actor {
         }
         if let Some((state, error)) = run.outcome() {
             self.finish_run(id, state, error);
+        } else if run.record.state == RunState::Running && run.is_waiting() {
+            let run = self.runs.get_mut(id).expect("the run exists");
+            run.record.state = RunState::WaitingApproval;
+            let record = run.record.clone();
+            self.save_run(&record);
         }
     }
 
@@ -521,11 +533,9 @@ impl Actor {
             };
             return (executor, endpoint.timeout, endpoint.env.clone());
         }
-        if self.registry.layers.contains_key(route) {
-            let reason = format!(
-                "governance layer {route}: layers are not supported by this version yet, so the task cannot pass"
-            );
-            return (Arc::new(Refusal(reason)), None, BTreeMap::new());
+        if let Some(layer) = self.registry.layers.get(route) {
+            let executor = GovernanceExecutor { name: route.to_string(), layer: layer.clone() };
+            return (Arc::new(executor), None, BTreeMap::new());
         }
         (Arc::new(Refusal(format!("no service or agent named {route} is registered"))), None, BTreeMap::new())
     }
@@ -672,7 +682,7 @@ impl Actor {
         record.finished_at = Some(self.now());
         record.log_bytes = done.log_bytes;
         let failure = match done.ending {
-            Ending::Succeeded { .. } => {
+            Ending::Succeeded { .. } | Ending::AwaitingApproval { .. } => {
                 record.state = AttemptState::Succeeded;
                 record.exit_code = Some(0);
                 None
@@ -722,6 +732,7 @@ impl Actor {
                     attempt.exit_code = *exit_code;
                 }
                 Ending::Cancelled => attempt.state = AttemptState::Cancelled,
+                Ending::AwaitingApproval { .. } => attempt.state = AttemptState::Succeeded,
             }
             finished = Some(attempt.clone());
         }
@@ -741,11 +752,17 @@ impl Actor {
         let mut alert = None;
         let mut fallback = false;
         let slot = &mut run.slots[done.index];
+        let mut waiting_items = None;
         match done.ending {
             Ending::Succeeded { output } => {
                 slot.record.state = TaskState::Succeeded;
                 slot.record.output = Some(output);
                 slot.record.finished_at = Some(now);
+            }
+            Ending::AwaitingApproval { output, waiting } => {
+                slot.record.state = TaskState::WaitingApproval;
+                slot.record.output = Some(output);
+                waiting_items = Some(waiting);
             }
             Ending::Cancelled => {
                 slot.record.finished_at = Some(now);
@@ -799,6 +816,14 @@ impl Actor {
         if let Some(message) = alert {
             self.alert("error", Some(&workflow), Some(&done.run_id), Some(&task.name), message);
         }
+        if let Some(count) = waiting_items {
+            let run = &done.run_id;
+            let message = format!(
+                "{count} item(s) of run {run} wait for approval at task {}: `conveyor approve {run} {}` or `reject` (a / x in the console)",
+                task.name, task.name
+            );
+            self.alert("warning", Some(&workflow), Some(run), Some(&task.name), message);
+        }
         if fallback {
             self.start_attempt(&done.run_id, done.index);
         }
@@ -845,7 +870,9 @@ impl Actor {
                         cancel.cancel();
                     }
                 }
-                TaskState::RetryWait | TaskState::Pending if target != RunState::Interrupted => {
+                TaskState::RetryWait | TaskState::Pending | TaskState::WaitingApproval
+                    if target != RunState::Interrupted =>
+                {
                     slot.record.state = TaskState::Cancelled;
                     slot.record.finished_at = Some(now);
                     slot.retry_at = None;
@@ -1087,6 +1114,35 @@ impl Actor {
         Ok(Reply::for_run(message, &id))
     }
 
+    /// An operator's yes or no to the items held at a governance gate; the run carries on.
+    fn answer_gate(&mut self, id: &str, task: &str, approve: bool, origin: &Origin) -> CommandResult {
+        let id = self.load_run(id)?;
+        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let now = self.now();
+        let run = self.runs.get_mut(&id).expect("loaded");
+        let slot = &mut run.slots[index];
+        if slot.state() != TaskState::WaitingApproval {
+            let state = slot.state();
+            self.forget_if_finished(&id);
+            return Err(format!("task {task} of run {id} is not waiting for approval (it is {state})"));
+        }
+        let held = slot.record.output.clone().unwrap_or(Value::Null);
+        let (output, count) = crate::tasks::decide_approval(&held, approve, &origin.who)?;
+        slot.record.state = TaskState::Succeeded;
+        slot.record.output = Some(output);
+        slot.record.finished_at = Some(now);
+        let record = slot.record.clone();
+        if run.record.state == RunState::WaitingApproval {
+            run.record.state = RunState::Running;
+        }
+        let run_record = run.record.clone();
+        self.save_task(&record);
+        self.save_run(&run_record);
+        self.advance(&id);
+        let verb = if approve { "approved" } else { "rejected" };
+        Ok(Reply::for_run(format!("{verb} {count} item(s) at task {task} of run {id}"), &id))
+    }
+
     /// A run loaded only to answer a refused command goes back to living in the store alone.
     fn forget_if_finished(&mut self, id: &str) {
         if self.runs.get(id).is_some_and(|run| run.record.state.is_finished()) {
@@ -1097,7 +1153,8 @@ impl Actor {
     async fn shutdown(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
         let ids: Vec<String> = self.runs.keys().cloned().collect();
         for id in &ids {
-            if self.runs[id].record.state.is_active() {
+            let state = self.runs[id].record.state;
+            if state.is_active() && state != RunState::WaitingApproval {
                 self.stop_run(id, RunState::Interrupted, "the engine stopped while this run was active".into());
             }
         }
@@ -1112,7 +1169,12 @@ impl Actor {
                 _ => break,
             }
         }
-        let left: Vec<String> = self.runs.keys().cloned().collect();
+        let left: Vec<String> = self
+            .runs
+            .values()
+            .filter(|run| run.record.state != RunState::WaitingApproval)
+            .map(|run| run.record.id.clone())
+            .collect();
         for id in left {
             self.finish_run(&id, RunState::Interrupted, Some("the engine stopped while this run was active".into()));
         }

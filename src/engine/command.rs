@@ -107,8 +107,15 @@ pub fn current_user() -> String {
             return name;
         }
     }
-    // SAFETY: getuid cannot fail.
-    format!("uid {}", unsafe { libc::getuid() })
+    // SAFETY: getuid cannot fail; getpwuid's answer is read before any other call could overwrite it.
+    unsafe {
+        let uid = libc::getuid();
+        let entry = libc::getpwuid(uid);
+        if !entry.is_null() && !(*entry).pw_name.is_null() {
+            return std::ffi::CStr::from_ptr((*entry).pw_name).to_string_lossy().into_owned();
+        }
+        format!("uid {uid}")
+    }
 }
 
 #[cfg(test)]

@@ -162,9 +162,14 @@ impl Run {
             .collect()
     }
 
-    /// Once nothing is busy or ready: how the run ended, with the reason for a failure.
+    /// A task holds items for an operator.
+    pub fn is_waiting(&self) -> bool {
+        self.slots.iter().any(|slot| slot.state() == TaskState::WaitingApproval)
+    }
+
+    /// Once nothing is busy, ready or waiting for an operator: how the run ended, with the reason for a failure.
     pub fn outcome(&self) -> Option<(RunState, Option<String>)> {
-        if self.is_busy() || !self.ready().is_empty() {
+        if self.is_busy() || self.is_waiting() || !self.ready().is_empty() {
             return None;
         }
         let failed = self

@@ -1,6 +1,7 @@
 //! Executors: how one attempt of a task runs against its route — a process, an HTTP endpoint, or an
 //! in-process executor supplied by a program that embeds the engine.
 
+mod governance;
 mod http;
 mod log;
 mod process;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
+pub use governance::{GovernanceExecutor, decide as decide_approval};
 pub use http::HttpExecutor;
 pub use log::{LogSink, Progress, Stream, parse_progress};
 pub use process::ProcessExecutor;
@@ -85,6 +87,11 @@ pub enum Ending {
     },
     /// Stopped on purpose: cancelled by an operator, or the engine shutting down.
     Cancelled,
+    /// A governance gate holds `waiting` items for an operator; `output` records them.
+    AwaitingApproval {
+        output: Value,
+        waiting: usize,
+    },
 }
 
 impl Ending {

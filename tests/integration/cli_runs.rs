@@ -150,3 +150,67 @@ fn pausing_a_workflow_without_an_engine_is_remembered() {
     assert_eq!(resumed.status.code(), Some(0));
     assert!(store.paused_workflows().unwrap().is_empty());
 }
+
+#[test]
+fn the_seed_pipeline_runs_end_to_end_with_an_operators_approval_from_another_shell() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = std::process::Command::new("cp")
+        .args(["-r", bundled_workflows().to_str().unwrap(), dir.path().join("workflows").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let _ = std::fs::remove_dir_all(dir.path().join("workflows/grants/out"));
+    let pipeline = conveyor()
+        .args(["run", "DailyGrantPipeline"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let run_id = loop {
+        if dir.path().join(".conveyor/conveyor.db").exists() {
+            let history = history_json(dir.path());
+            if let Some(run) =
+                history.as_array().and_then(|runs| runs.first()).filter(|run| run["state"] == "waiting_approval")
+            {
+                break run["id"].as_str().unwrap().to_string();
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the run reached the approval gate");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let approved = run(&["approve", &run_id, "Review"], dir.path());
+    assert_eq!(
+        text(&approved.stdout),
+        format!("approved 1 item(s) at task Review of run {run_id}\n"),
+        "{}",
+        text(&approved.stderr)
+    );
+    let output = pipeline.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("? Review is waiting for approval\n✓ Review succeeded"), "{stdout}");
+    let awards = std::fs::read_to_string(dir.path().join("workflows/grants/out/awards.jsonl")).unwrap();
+    let awarded: Vec<&str> = awards
+        .lines()
+        .map(|line| {
+            if line.contains("A-1001") {
+                "A-1001"
+            } else if line.contains("A-1002") {
+                "A-1002"
+            } else {
+                line
+            }
+        })
+        .collect();
+    assert_eq!(
+        awarded,
+        vec!["A-1001", "A-1002"],
+        "A-1003 scores 0.35 and is rejected by the rule; A-1002 needed the approval"
+    );
+    let notices = std::fs::read_to_string(dir.path().join("workflows/grants/out/notices.log")).unwrap();
+    assert_eq!(notices.lines().count(), 2);
+    let audit = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap().audit_trail(5).unwrap();
+    assert!(audit.iter().any(|entry| entry.ok && entry.command.contains("\"approve\"") && entry.origin == "cli"));
+}

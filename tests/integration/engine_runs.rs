@@ -273,18 +273,86 @@ async fn invalid_json_output_fails_the_task_clearly_and_keeps_the_log() {
     assert_eq!((attempt.state, attempt.exit_code), (AttemptState::Failed, Some(0)));
 }
 
+const GATE: &str = r#"
+[layers.Gate]
+items = "applications"
+rules = [ { name = "eligible", expr = "item.score >= 0.7" } ]
+approval = "item.amount > 100000"
+"#;
+
+const GOVERNED: &str = r#"
+id = "Governed"
+[[tasks]]
+name = "Produce"
+run = 'echo "{\"applications\": [{\"id\": \"A-1\", \"score\": 0.9, \"amount\": 5000}, {\"id\": \"A-2\", \"score\": 0.8, \"amount\": 250000}, {\"id\": \"A-3\", \"score\": 0.1, \"amount\": 10}]}" > "$CONVEYOR_OUTPUT"'
+[[tasks]]
+name = "Review"
+layer = "Gate"
+action = "enforce"
+[[tasks]]
+name = "Use"
+run = 'cat > "$CONVEYOR_OUTPUT"'
+"#;
+
+fn ids(output: &serde_json::Value) -> Vec<String> {
+    output["applications"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_governance_layer_fails_clearly_until_layers_exist() {
-    let registry = "[layers.Gate]\nrules = [ { name = \"ok\", expr = \"item.ok\" } ]\n";
-    let mut h = Setup::new("id = \"L\"\n[[tasks]]\nname = \"Review\"\nlayer = \"Gate\"\n").registry(registry).start();
-    let run = h.trigger("L").await;
-    let failed = h.run_reaches(&run, RunState::Failed).await;
-    assert_eq!(
-        failed.error.as_deref(),
-        Some(
-            "task Review failed: governance layer Gate: layers are not supported by this version yet, so the task cannot pass"
-        )
+async fn a_governance_layer_drops_what_its_rules_reject_and_holds_items_for_approval() {
+    let mut h = Setup::new(GOVERNED).registry(GATE).start();
+    let run = h.trigger("Governed").await;
+    h.run_reaches(&run, RunState::WaitingApproval).await;
+    let review = h.task(&run, "Review");
+    assert_eq!(review.state, TaskState::WaitingApproval);
+    assert_eq!(h.task(&run, "Use").state, TaskState::Pending);
+    let log = h.log(&run, "Review", 1);
+    assert!(
+        log.contains("A-3: rejected by eligible") && log.contains("A-2: waits for an operator's approval"),
+        "{log}"
     );
+    let alert = &h.store().alerts(5).unwrap()[0];
+    assert!(
+        alert.message.starts_with(&format!("1 item(s) of run {run} wait for approval at task Review")),
+        "{}",
+        alert.message
+    );
+    let early = h.engine.send(Command::Approve { run: run.clone(), task: "Use".into() }).await.unwrap_err();
+    assert_eq!(early, format!("task Use of run {run} is not waiting for approval (it is pending)"));
+
+    let reply = h.engine.send(Command::Approve { run: run.clone(), task: "Review".into() }).await.unwrap();
+    assert_eq!(reply.message, format!("approved 1 item(s) at task Review of run {run}"));
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let used = h.task(&run, "Use").output.unwrap();
+    assert_eq!(ids(&used), vec!["A-1", "A-2"]);
+    assert_eq!(used["governance"]["rejected"][0]["item"]["id"], "A-3");
+
+    let second = h.trigger("Governed").await;
+    h.run_reaches(&second, RunState::WaitingApproval).await;
+    h.engine.send(Command::Reject { run: second.clone(), task: "Review".into() }).await.unwrap();
+    h.run_reaches(&second, RunState::Succeeded).await;
+    assert_eq!(ids(&h.task(&second, "Use").output.unwrap()), vec!["A-1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_keeps_waiting_across_an_engine_restart() {
+    let mut h = Setup::new(GOVERNED).registry(GATE).start();
+    let run = h.trigger("Governed").await;
+    h.run_reaches(&run, RunState::WaitingApproval).await;
+    h.engine.shutdown().await;
+    assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::WaitingApproval);
+    let catalog = conveyor::definition::load_folder(&h.workflows());
+    let engine =
+        conveyor::engine::Engine::open(conveyor::engine::EngineConfig::new(h.workflows(), h.state()), catalog.registry)
+            .unwrap();
+    for workflow in catalog.workflows {
+        engine.register(workflow);
+    }
+    assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::WaitingApproval, "not interrupted");
+    h.events = engine.subscribe();
+    engine.send(Command::Approve { run: run.clone(), task: "Review".into() }).await.unwrap();
+    h.run_reaches(&run, RunState::Succeeded).await;
+    assert_eq!(ids(&h.task(&run, "Use").output.unwrap()), vec!["A-1", "A-2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
