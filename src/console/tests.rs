@@ -566,3 +566,20 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "three rows down");
     assert_eq!(model.focus, Pane::Tasks, "the wheel does not move the focus");
 }
+
+#[test]
+fn approve_and_reject_answer_a_waiting_gate() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    let run = "20261125-114500-a1b2".to_string();
+    let mut waiting = model.tasks[&run][2].clone();
+    waiting.state = TaskState::WaitingApproval;
+    model.apply(&Event::Task(waiting));
+    press_code(model, KeyCode::Enter);
+    press_code(model, KeyCode::Enter);
+    press(model, "j");
+    assert_eq!(model.selected_task().unwrap().name, "Review");
+    assert_eq!(press(model, "a"), vec![Effect::Send(Command::Approve { run: run.clone(), task: "Review".into() })]);
+    assert_eq!(press(model, "x"), vec![Effect::Send(Command::Reject { run, task: "Review".into() })]);
+    insta::assert_snapshot!("waiting_gate_120x40", render(model, 120, 40, false));
+}

@@ -238,7 +238,7 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         })
         .collect();
     let widths = [
-        Constraint::Length(13),
+        Constraint::Length(18),
         Constraint::Length(20),
         Constraint::Length(if wide { 14 } else { 0 }),
         Constraint::Length(8),
@@ -339,7 +339,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let widths = [
         Constraint::Length(1),
         Constraint::Length(14),
-        Constraint::Length(12),
+        Constraint::Length(16),
         Constraint::Length(5),
         Constraint::Length(7),
         Constraint::Length(gauge),
