@@ -197,7 +197,10 @@ impl Actor {
                     None => std::future::pending().await,
                 }
             };
+            // Biased: definitions registered and commands sent through the API come before timers and before
+            // the store's queue, so a queued command never sees an engine that has not yet learnt its workflows.
             tokio::select! {
+                biased;
                 request = requests.recv() => match request {
                     Some(Request::Shutdown(reply)) => {
                         self.shutdown(&mut internal_rx).await;
