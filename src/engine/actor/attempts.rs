@@ -1,0 +1,377 @@
+//! Starting task attempts on their routes and taking in how they ended: retries, fallbacks, approvals and the
+//! workflow's `on_failure`/`on_success` handlers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Actor, Done, HANDLER, Internal, Launch, Timer};
+use crate::definition::{Target, Task, TaskKind};
+use crate::engine::Event;
+use crate::engine::run::{Run, retry_delay};
+use crate::state::{AttemptState, RunState, TaskState};
+use crate::store::{AttemptRecord, timestamp};
+use crate::tasks::{
+    Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor,
+    cancel_pair, when,
+};
+
+impl Actor {
+    pub(super) fn start_task(&mut self, id: &str, index: usize) {
+        let now = self.now();
+        let Some(run) = self.runs.get_mut(id) else { return };
+        let input = run.input_for(index);
+        let condition = run.task(index).when.clone();
+        let params = run.record.params.clone();
+        let slot = &mut run.slots[index];
+        slot.record.input = Some(input.clone());
+        if let Some(condition) = condition {
+            match when::evaluate(&condition, &input, &params) {
+                Ok(true) => {}
+                Ok(false) => {
+                    slot.record.state = TaskState::Skipped;
+                    slot.record.output = Some(input);
+                    slot.record.started_at = Some(now);
+                    slot.record.finished_at = Some(now);
+                    slot.record.error = Some(format!("skipped: `when = \"{condition}\"` is false"));
+                    let record = slot.record.clone();
+                    self.save_task(&record);
+                    return;
+                }
+                Err(error) => {
+                    slot.record.state = TaskState::Failed;
+                    slot.record.finished_at = Some(now);
+                    slot.record.error = Some(error);
+                    let record = slot.record.clone();
+                    self.save_task(&record);
+                    return;
+                }
+            }
+        }
+        self.start_attempt(id, index);
+    }
+
+    /// Which executor a route runs on, and the route's own timeout and environment.
+    pub(super) fn resolve(
+        &self,
+        route: &str,
+        task: &Task,
+    ) -> (SharedExecutor, Option<Duration>, BTreeMap<String, String>) {
+        if route == crate::engine::INLINE_ROUTE {
+            let executor: SharedExecutor = match &task.kind {
+                TaskKind::Run(line) => Arc::new(ProcessExecutor::shell(line)),
+                TaskKind::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: false }),
+                _ => Arc::new(Refusal(format!("task {} has no inline command", task.name))),
+            };
+            return (executor, None, BTreeMap::new());
+        }
+        if let Some(executor) = self.config.executors.get(route) {
+            return (executor.clone(), None, BTreeMap::new());
+        }
+        let endpoint = self.registry.services.get(route).or_else(|| self.registry.agents.get(route));
+        if let Some(endpoint) = endpoint {
+            let executor: SharedExecutor = match &endpoint.target {
+                Target::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: true }),
+                Target::Url(url) => Arc::new(HttpExecutor { url: url.clone() }),
+            };
+            return (executor, endpoint.timeout, endpoint.env.clone());
+        }
+        if let Some(layer) = self.registry.layers.get(route) {
+            let executor = GovernanceExecutor { name: route.to_string(), layer: layer.clone() };
+            return (Arc::new(executor), None, BTreeMap::new());
+        }
+        (Arc::new(Refusal(format!("no service or agent named {route} is registered"))), None, BTreeMap::new())
+    }
+
+    pub(super) fn start_attempt(&mut self, id: &str, index: usize) {
+        let now = self.now();
+        let Some(run) = self.runs.get(id) else { return };
+        let route = run.route(index);
+        let task = run.task(index).clone();
+        let log_path;
+        let attempt_record;
+        let number;
+        {
+            let run = self.runs.get_mut(id).expect("the run exists");
+            let slot = &mut run.slots[index];
+            slot.record.attempts += 1;
+            slot.route_attempts += 1;
+            number = slot.record.attempts;
+            slot.record.state = TaskState::Running;
+            slot.record.started_at.get_or_insert(now);
+            slot.record.finished_at = None;
+            slot.record.error = None;
+            slot.retry_at = None;
+            log_path = self.store.log_path(id, &task.name, number);
+            attempt_record = AttemptRecord {
+                run_id: id.to_string(),
+                task: task.name.clone(),
+                attempt: number,
+                route: route.clone(),
+                state: AttemptState::Running,
+                exit_code: None,
+                error: None,
+                started_at: now,
+                finished_at: None,
+                log_path: log_path.clone(),
+                log_bytes: 0,
+            };
+        }
+        self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
+        let run = self.runs.get(id).expect("the run exists");
+        let task_record = run.slots[index].record.clone();
+        let input = task_record.input.clone().unwrap_or(Value::Null);
+        let params = run.record.params.as_object().cloned().unwrap_or_default();
+        let workflow = run.record.workflow.clone();
+        self.save_attempt_and_task(Some(attempt_record), &task_record);
+        let launch = Launch { run_id: id, index, number, task: &task, route: &route, input, params, workflow };
+        let cancel = self.launch(launch);
+        self.runs.get_mut(id).expect("the run exists").slots[index].cancel = Some(cancel);
+    }
+
+    /// Starts one attempt in its own task; its ending comes back as a `Done`.
+    pub(super) fn launch(&self, launch: Launch) -> CancelHandle {
+        let Launch { run_id: id, index, number, task, route, input, params, workflow } = launch;
+        let (executor, route_timeout, route_env) = self.resolve(route, task);
+        let events = self.events.clone();
+        let (run_id, task_name) = (id.to_string(), task.name.clone());
+        let listener = Arc::new(move |stream, line: &str, progress: Option<crate::tasks::Progress>| {
+            let _ = events.send(Event::Log {
+                run_id: run_id.clone(),
+                task: task_name.clone(),
+                attempt: number,
+                stream,
+                line: line.to_string(),
+            });
+            if let Some(progress) = progress {
+                let _ = events.send(Event::Progress {
+                    run_id: run_id.clone(),
+                    task: task_name.clone(),
+                    attempt: number,
+                    fraction: progress.0,
+                });
+            }
+        });
+        let (cancel_handle, cancel) = cancel_pair();
+        let done = self.internal.clone();
+        let sink = LogSink::create(&self.store.log_path(id, &task.name, number), listener);
+        let mut env = route_env;
+        env.extend(task.env.clone());
+        let attempt = Attempt {
+            run_id: id.to_string(),
+            workflow,
+            task: task.name.clone(),
+            action: task.action.clone(),
+            number,
+            input,
+            params,
+            env,
+            timeout: task.timeout.or(route_timeout),
+            workdir: self.config.workflows_dir.clone(),
+            output_file: self.store.work_dir(id).join(format!("{}.{number}.output.json", task.name)),
+            log: sink.clone(),
+            cancel,
+            clock: self.config.clock.clone(),
+            kill_grace: self.config.kill_grace,
+        };
+        let permits = self.permits.clone();
+        let run_id = id.to_string();
+        tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let ending = executor.execute(attempt).await;
+            let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() }));
+        });
+        cancel_handle
+    }
+
+    /// Runs the workflow's `on_failure`/`on_success` task once, with the finished run as its input.
+    pub(super) fn start_handler(&mut self, run: &Run, handler: &Task) {
+        let id = run.record.id.as_str();
+        let route = Run::primary_route(handler);
+        let record = AttemptRecord {
+            run_id: id.to_string(),
+            task: handler.name.clone(),
+            attempt: 1,
+            route: route.clone(),
+            state: AttemptState::Running,
+            exit_code: None,
+            error: None,
+            started_at: self.now(),
+            finished_at: None,
+            log_path: self.store.log_path(id, &handler.name, 1),
+            log_bytes: 0,
+        };
+        if let Err(error) = self.store.insert_attempt(&record) {
+            tracing::error!("storing a handler's attempt failed: {error}");
+        }
+        self.publish(Event::Attempt(record.clone()));
+        let input = json!({
+            "run": id,
+            "workflow": run.record.workflow,
+            "state": run.record.state,
+            "error": run.record.error,
+            "input": run.record.input,
+        });
+        let params = run.record.params.as_object().cloned().unwrap_or_default();
+        let workflow = run.record.workflow.clone();
+        let launch =
+            Launch { run_id: id, index: HANDLER, number: 1, task: handler, route: &route, input, params, workflow };
+        let cancel = self.launch(launch);
+        self.handlers.insert(id.to_string(), (record, cancel));
+    }
+
+    pub(super) fn handler_done(&mut self, done: Done) {
+        let Some((mut record, _)) = self.handlers.remove(&done.run_id) else { return };
+        record.finished_at = Some(self.now());
+        record.log_bytes = done.log_bytes;
+        let failure = match done.ending {
+            Ending::Succeeded { .. } | Ending::AwaitingApproval { .. } => {
+                record.state = AttemptState::Succeeded;
+                record.exit_code = Some(0);
+                None
+            }
+            Ending::Failed { error, exit_code } => {
+                record.state = AttemptState::Failed;
+                record.exit_code = exit_code;
+                record.error = Some(error.clone());
+                Some(error)
+            }
+            Ending::Cancelled => {
+                record.state = AttemptState::Cancelled;
+                None
+            }
+        };
+        if let Err(error) = self.store.insert_attempt(&record) {
+            tracing::error!("storing a handler's attempt failed: {error}");
+        }
+        self.publish(Event::Attempt(record.clone()));
+        if let Some(error) = failure {
+            let workflow = self.store.run(&done.run_id).ok().flatten().map(|run| run.workflow);
+            let message = format!("the {} handler of run {} failed: {error}", record.task, done.run_id);
+            self.alert("warning", workflow.as_deref(), Some(&done.run_id), Some(&record.task), message);
+        }
+        let _ = std::fs::remove_dir_all(self.store.work_dir(&done.run_id));
+    }
+
+    pub(super) fn attempt_done(&mut self, done: Done) {
+        if done.index == HANDLER {
+            return self.handler_done(done);
+        }
+        let now = self.now();
+        let Some(run) = self.runs.get_mut(&done.run_id) else { return };
+        let slot = &mut run.slots[done.index];
+        let mut finished = None;
+        if let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == done.attempt) {
+            attempt.finished_at = Some(now);
+            attempt.log_bytes = done.log_bytes;
+            match &done.ending {
+                Ending::Succeeded { .. } => {
+                    attempt.state = AttemptState::Succeeded;
+                    attempt.exit_code = Some(0);
+                }
+                Ending::Failed { error, exit_code } => {
+                    attempt.state = AttemptState::Failed;
+                    attempt.error = Some(error.clone());
+                    attempt.exit_code = *exit_code;
+                }
+                Ending::Cancelled => attempt.state = AttemptState::Cancelled,
+                Ending::AwaitingApproval { .. } => attempt.state = AttemptState::Succeeded,
+            }
+            finished = Some(attempt.clone());
+        }
+        if slot.record.attempts != done.attempt || slot.state() != TaskState::Running {
+            if let Some(attempt) = finished {
+                if let Err(error) = self.store.insert_attempt(&attempt) {
+                    tracing::error!("storing an attempt failed: {error}");
+                }
+                self.publish(Event::Attempt(attempt));
+            }
+            return;
+        }
+        slot.cancel = None;
+        let stopping = run.stopping;
+        let has_next_route = run.has_next_route(done.index);
+        let task = run.workflow.tasks[done.index].clone();
+        let mut alert = None;
+        let mut fallback = false;
+        let slot = &mut run.slots[done.index];
+        let mut waiting_items = None;
+        match done.ending {
+            Ending::Succeeded { output } => {
+                slot.record.state = TaskState::Succeeded;
+                slot.record.output = Some(output);
+                slot.record.finished_at = Some(now);
+            }
+            Ending::AwaitingApproval { output, waiting } => {
+                slot.record.state = TaskState::WaitingApproval;
+                slot.record.output = Some(output);
+                waiting_items = Some(waiting);
+            }
+            Ending::Cancelled => {
+                slot.record.finished_at = Some(now);
+                if stopping == Some(RunState::Interrupted) {
+                    slot.record.state = TaskState::Failed;
+                    slot.record.error = Some("interrupted: the engine stopped while it ran".into());
+                } else {
+                    slot.record.state = TaskState::Cancelled;
+                    slot.record.error = Some("cancelled".into());
+                }
+            }
+            Ending::Failed { error, .. } if stopping.is_some() => {
+                slot.record.state = TaskState::Failed;
+                slot.record.error = Some(error);
+                slot.record.finished_at = Some(now);
+            }
+            Ending::Failed { error, .. } => {
+                if slot.route_index == 0 && slot.route_attempts <= task.retries {
+                    let wait = retry_delay(&task, slot.route_attempts, rand::random::<f64>());
+                    let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    slot.record.state = TaskState::RetryWait;
+                    slot.record.error = Some(format!(
+                        "{error}; retry {} of {} at {}",
+                        slot.route_attempts,
+                        task.retries,
+                        timestamp(at)
+                    ));
+                    slot.retry_at = Some(at);
+                    self.timer_seq += 1;
+                    self.timers.insert((at, self.timer_seq), Timer::Wake { run: done.run_id.clone() });
+                } else if has_next_route {
+                    slot.route_index += 1;
+                    slot.route_attempts = 0;
+                    slot.record.error = Some(error);
+                    fallback = true;
+                } else {
+                    slot.record.state = TaskState::Failed;
+                    slot.record.finished_at = Some(now);
+                    let attempts = slot.record.attempts;
+                    alert = Some(format!(
+                        "task {} of run {} failed after {attempts} attempt(s): {error}",
+                        task.name, done.run_id
+                    ));
+                    slot.record.error = Some(error);
+                }
+            }
+        }
+        let record = slot.record.clone();
+        let workflow = run.record.workflow.clone();
+        self.save_attempt_and_task(finished, &record);
+        if let Some(message) = alert {
+            self.alert("error", Some(&workflow), Some(&done.run_id), Some(&task.name), message);
+        }
+        if let Some(count) = waiting_items {
+            let run = &done.run_id;
+            let message = format!(
+                "{count} item(s) of run {run} wait for approval at task {}: `conveyor approve {run} {}` or `reject` (a / x in the console)",
+                task.name, task.name
+            );
+            self.alert("warning", Some(&workflow), Some(run), Some(&task.name), message);
+        }
+        if fallback {
+            self.start_attempt(&done.run_id, done.index);
+        }
+        self.advance(&done.run_id);
+    }
+}
