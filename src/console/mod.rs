@@ -6,6 +6,7 @@ mod keys;
 mod link;
 mod logview;
 mod model;
+mod popups;
 mod theme;
 mod ui;
 
