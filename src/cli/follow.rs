@@ -23,7 +23,10 @@ pub fn task_line(task: &TaskRecord) -> Option<String> {
         TaskState::RetryWait => Some(format!("↻ {name}: {error}")),
         TaskState::Skipped => Some(format!("↷ {name} {error}")),
         TaskState::Cancelled => Some(format!("■ {name} cancelled")),
-        TaskState::WaitingApproval => Some(format!("? {name} is waiting for approval")),
+        TaskState::WaitingApproval => Some(format!(
+            "? {name} is waiting for approval: `conveyor approve {run} {name}` or `conveyor reject {run} {name}`",
+            run = task.run_id
+        )),
         TaskState::Pending | TaskState::Running => None,
     }
 }

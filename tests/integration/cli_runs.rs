@@ -193,7 +193,10 @@ fn the_seed_pipeline_runs_end_to_end_with_an_operators_approval_from_another_she
     let output = pipeline.wait_with_output().unwrap();
     let stdout = text(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("? Review is waiting for approval\n✓ Review succeeded"), "{stdout}");
+    let waiting = format!(
+        "? Review is waiting for approval: `conveyor approve {run_id} Review` or `conveyor reject {run_id} Review`\n✓ Review succeeded"
+    );
+    assert!(stdout.contains(&waiting), "{stdout}");
     let awards = std::fs::read_to_string(dir.path().join("workflows/grants/out/awards.jsonl")).unwrap();
     let awarded: Vec<&str> = awards
         .lines()
