@@ -496,11 +496,14 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Records the engine's answer; answered commands beyond the newest 1,000 are dropped (the audit trail
+    /// keeps every command).
     pub fn complete_command(&self, id: i64, at: DateTime<Utc>, ok: bool, outcome: &str) -> Result<()> {
         self.connection.execute(
             "UPDATE commands SET done_at = ?2, ok = ?3, outcome = ?4 WHERE id = ?1",
             params![id, timestamp(at), ok, outcome],
         )?;
+        self.connection.execute("DELETE FROM commands WHERE done_at IS NOT NULL AND id <= ?1 - 1000", [id])?;
         Ok(())
     }
 
