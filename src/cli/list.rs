@@ -86,16 +86,7 @@ fn print_table(catalog: &Catalog, now: DateTime<Utc>) {
         })
         .collect();
     let header = ["ID", "TRIGGER", "TASKS", "NEXT FIRE", "FILE"].map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    super::history::print_table(&header, &rows);
     if rows.is_empty() {
         println!("(no workflows in {})", catalog.folder.display());
     }

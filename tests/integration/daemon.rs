@@ -7,6 +7,7 @@ use conveyor::state::RunState;
 use conveyor::store::{StateLock, Store};
 
 use crate::common::*;
+use crate::engine_harness::wait_until;
 
 fn every_second(word: &str) -> String {
     format!(
@@ -27,14 +28,6 @@ fn store(dir: &std::path::Path) -> Store {
     Store::open(&dir.join(".conveyor")).unwrap()
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn terminate(daemon: &mut Child) -> std::process::ExitStatus {
     let status = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
     assert!(status.success());
@@ -47,7 +40,7 @@ fn a_daemon_fires_every_second_and_stops_cleanly_on_sigterm() {
     write(&dir.path().join("workflows"), "beat.toml", &every_second("tick"));
     let mut daemon = start_daemon(dir.path());
     let store = store(dir.path());
-    wait_for("three scheduled runs have finished", || {
+    wait_until("three scheduled runs have finished", || {
         store.runs(Some("Beat"), 100).unwrap().iter().filter(|run| run.state == RunState::Succeeded).count() >= 3
     });
     let second = start_daemon(dir.path());
@@ -89,23 +82,23 @@ fn editing_a_workflow_while_the_daemon_runs_changes_what_it_does_next() {
             log.contains(word)
         })
     };
-    wait_for("the first version ran", || said(&store, "first-version"));
+    wait_until("the first version ran", || said(&store, "first-version"));
     write(&folder, "beat.toml", &every_second("second-version"));
-    wait_for("the edited version ran", || said(&store, "second-version"));
+    wait_until("the edited version ran", || said(&store, "second-version"));
 
     write(&folder, "beat.toml", "id = \"Beat\"\n[trigger]\ntype = \"schedule\"\ncron = \"* * *\"\n");
-    wait_for("an alert names the broken file", || {
+    wait_until("an alert names the broken file", || {
         store.alerts(20).unwrap().iter().any(|alert| {
             alert.message.contains("beat.toml:4:8: bad cron expression `* * *`")
                 && alert.message.ends_with("(workflow Beat keeps its last good definition)")
         })
     });
     let before = store.runs(Some("Beat"), 500).unwrap().len();
-    wait_for("the last good definition keeps running", || store.runs(Some("Beat"), 500).unwrap().len() >= before + 2);
+    wait_until("the last good definition keeps running", || store.runs(Some("Beat"), 500).unwrap().len() >= before + 2);
 
     write(&folder, "other.toml", "id = \"Other\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
     // The folder is read again once the edit has settled (300 ms): until then `Other` is unknown.
-    wait_for("a workflow added while the daemon runs can be triggered", || {
+    wait_until("a workflow added while the daemon runs can be triggered", || {
         run(&["trigger", "Other"], dir.path()).status.code() == Some(0)
     });
     assert_eq!(terminate(&mut daemon).code(), Some(0));
