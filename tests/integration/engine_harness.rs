@@ -108,6 +108,19 @@ impl Harness {
         Store::open(&self.state()).unwrap()
     }
 
+    /// A new engine on the same folders, once the current one has shut down (as after a restart); it
+    /// becomes `self.engine`, and the events followed are its own.
+    pub async fn restart(&mut self) {
+        self.engine.shutdown().await;
+        let catalog = load_folder(&self.workflows());
+        let engine = Engine::open(EngineConfig::new(self.workflows(), self.state()), catalog.registry).unwrap();
+        for workflow in catalog.workflows {
+            engine.register(workflow);
+        }
+        self.events = engine.subscribe();
+        self.engine = engine;
+    }
+
     pub async fn trigger(&mut self, workflow: &str) -> String {
         let reply = self
             .engine

@@ -204,13 +204,8 @@ async fn a_run_cut_short_by_shutdown_is_interrupted_and_resumes_in_a_new_engine(
     );
     assert_eq!(store.attempts(&run, Some("A")).unwrap()[0].state, AttemptState::Cancelled);
 
-    let catalog = conveyor::definition::load_folder(&h.workflows());
-    let engine = Engine::open(EngineConfig::new(h.workflows(), h.state()), catalog.registry).unwrap();
-    for workflow in catalog.workflows {
-        engine.register(workflow);
-    }
-    h.events = engine.subscribe();
-    let reply = engine.send(Command::ResumeRun { run: run.clone() }).await.unwrap();
+    h.restart().await;
+    let reply = h.engine.send(Command::ResumeRun { run: run.clone() }).await.unwrap();
     assert_eq!(reply.message, format!("run {run} resumed"));
     h.run_reaches(&run, RunState::Succeeded).await;
     assert_eq!(h.task(&run, "A").attempts, 2);

@@ -339,18 +339,9 @@ async fn a_gate_keeps_waiting_across_an_engine_restart() {
     let mut h = Setup::new(GOVERNED).registry(GATE).start();
     let run = h.trigger("Governed").await;
     h.run_reaches(&run, RunState::WaitingApproval).await;
-    h.engine.shutdown().await;
-    assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::WaitingApproval);
-    let catalog = conveyor::definition::load_folder(&h.workflows());
-    let engine =
-        conveyor::engine::Engine::open(conveyor::engine::EngineConfig::new(h.workflows(), h.state()), catalog.registry)
-            .unwrap();
-    for workflow in catalog.workflows {
-        engine.register(workflow);
-    }
+    h.restart().await;
     assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::WaitingApproval, "not interrupted");
-    h.events = engine.subscribe();
-    engine.send(Command::Approve { run: run.clone(), task: "Review".into() }).await.unwrap();
+    h.engine.send(Command::Approve { run: run.clone(), task: "Review".into() }).await.unwrap();
     h.run_reaches(&run, RunState::Succeeded).await;
     assert_eq!(ids(&h.task(&run, "Use").output.unwrap()), vec!["A-1", "A-2"]);
 }

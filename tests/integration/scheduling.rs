@@ -285,16 +285,9 @@ async fn a_file_written_in_two_parts_starts_exactly_one_run_that_sees_it_whole()
     assert_eq!(h.runs_of("Inbox").len(), 2, "one run per file, never twice");
 
     // A new engine on the same state does not process the same files again.
-    h.engine.shutdown().await;
-    let catalog = conveyor::definition::load_folder(&h.workflows());
-    let engine =
-        conveyor::engine::Engine::open(conveyor::engine::EngineConfig::new(h.workflows(), h.state()), catalog.registry)
-            .unwrap();
-    for workflow in catalog.workflows {
-        engine.register(workflow);
-    }
-    engine.start("Inbox").await.unwrap();
+    h.restart().await;
+    h.engine.start("Inbox").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(h.runs_of("Inbox").len(), 2);
-    engine.shutdown().await;
+    h.engine.shutdown().await;
 }
