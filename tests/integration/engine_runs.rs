@@ -403,3 +403,19 @@ run = 'test "$CONVEYOR_PARAM_FAIL" = false'
     .await;
     assert!(h.log(&run, "Celebrate", 1).contains("all good\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_output_is_kept_whole_even_when_listeners_fall_behind() {
+    let workflow = "id = \"Loud\"\n[[tasks]]\nname = \"Spew\"\nrun = 'seq 1 200000; seq 1 1000 >&2'\n";
+    let mut h = Setup::new(workflow).start();
+    // A subscriber that never reads: the engine must not wait for it, nor buffer without bound.
+    let _idle = h.engine.subscribe();
+    let run = h.trigger("Loud").await;
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let log = h.log(&run, "Spew", 1);
+    let lines: Vec<&str> = log.lines().filter(|line| !line.starts_with("[conveyor]")).collect();
+    assert_eq!(lines.len(), 201_000);
+    assert!(log.contains("\n200000\n"));
+    let attempt = &h.store().attempts(&run, None).unwrap()[0];
+    assert_eq!(attempt.log_bytes, std::fs::metadata(&attempt.log_path).unwrap().len());
+}
