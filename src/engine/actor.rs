@@ -23,6 +23,17 @@ use crate::state::{AttemptState, RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord, timestamp};
 use crate::tasks::{CancelHandle, Ending};
 
+/// One turn of the actor's loop.
+enum Step {
+    Request(Option<Request>),
+    Internal(Internal),
+    Timers,
+    Poll,
+}
+
+/// An answer to a request, sent after the step that made it is committed.
+type Answer = Box<dyn FnOnce() + Send>;
+
 /// What `launch` needs to start an attempt.
 struct Launch<'a> {
     run_id: &'a str,
@@ -100,6 +111,8 @@ pub struct Actor {
     timers: BTreeMap<(DateTime<Utc>, u64), Timer>,
     timer_seq: u64,
     events: broadcast::Sender<Event>,
+    /// Events of the step under way, announced once it is committed.
+    pending_events: std::cell::RefCell<Vec<Event>>,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
     permits: Arc<Semaphore>,
@@ -131,11 +144,13 @@ impl Actor {
             timers: BTreeMap::new(),
             timer_seq: 0,
             events,
+            pending_events: Default::default(),
             internal,
             internal_rx: Some(internal_rx),
             permits,
         };
         actor.recover()?;
+        actor.flush();
         Ok(actor)
     }
 
@@ -198,48 +213,90 @@ impl Actor {
             };
             // Biased: definitions registered and commands sent through the API come before timers and before
             // the store's queue, so a queued command never sees an engine that has not yet learnt its workflows.
-            tokio::select! {
+            let step = tokio::select! {
                 biased;
-                request = requests.recv() => match request {
-                    Some(Request::Shutdown(reply)) => {
-                        self.shutdown(&mut internal_rx).await;
-                        // The lock and the store go before the caller hears back, so it may open them again.
-                        drop(self);
-                        let _ = reply.send(());
-                        return;
-                    }
-                    Some(request) => self.request(request),
-                    None => {
-                        self.shutdown(&mut internal_rx).await;
-                        return;
-                    }
-                },
-                Some(message) = internal_rx.recv() => match message {
-                    Internal::Done(done) => self.attempt_done(done),
-                    Internal::FileSeen(path) => self.file_seen(path),
-                    Internal::Reload => self.reload(),
-                },
-                _ = sleep => self.fire_timers(),
-                _ = poll.tick() => self.commands_from_store(),
+                request = requests.recv() => Step::Request(request),
+                Some(message) = internal_rx.recv() => Step::Internal(message),
+                _ = sleep => Step::Timers,
+                _ = poll.tick() => Step::Poll,
+            };
+            // Each step is one batch: one commit for all it changed, then its events, then any answer.
+            if let Err(error) = self.store.begin_batch() {
+                tracing::error!("opening a store batch failed: {error}");
+            }
+            let answer = match step {
+                Step::Request(Some(Request::Shutdown(reply))) => {
+                    self.flush();
+                    self.shutdown(&mut internal_rx).await;
+                    // The lock and the store go before the caller hears back, so it may open them again.
+                    drop(self);
+                    let _ = reply.send(());
+                    return;
+                }
+                Step::Request(Some(request)) => self.request(request),
+                Step::Request(None) => {
+                    self.flush();
+                    self.shutdown(&mut internal_rx).await;
+                    return;
+                }
+                Step::Internal(Internal::Done(done)) => {
+                    self.attempt_done(done);
+                    None
+                }
+                Step::Internal(Internal::FileSeen(path)) => {
+                    self.file_seen(path);
+                    None
+                }
+                Step::Internal(Internal::Reload) => {
+                    self.reload();
+                    None
+                }
+                Step::Timers => {
+                    self.fire_timers();
+                    None
+                }
+                Step::Poll => {
+                    self.commands_from_store();
+                    None
+                }
+            };
+            self.flush();
+            if let Some(answer) = answer {
+                answer();
             }
         }
     }
 
-    fn request(&mut self, request: Request) {
+    /// Commits the step's batch, then announces what it changed: what an operator sees is already durable.
+    fn flush(&self) {
+        if let Err(error) = self.store.commit_batch() {
+            tracing::error!("committing to the store failed: {error}");
+        }
+        for event in self.pending_events.borrow_mut().drain(..) {
+            // No subscriber is fine: everything is in the store.
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// Handles a request; the answer, if it has one, is sent once the step is committed.
+    fn request(&mut self, request: Request) -> Option<Answer> {
         match request {
             Request::Command(command, origin, reply) => {
                 let result = self.command(&command, &origin);
-                let _ = reply.send(result);
+                Some(Box::new(move || drop(reply.send(result))))
             }
             Request::Register(workflow) => {
                 self.workflows.insert(workflow.id.clone(), Arc::new(*workflow));
+                None
             }
             Request::Unregister(id) => {
                 self.deactivate(&id);
                 self.workflows.remove(&id);
+                None
             }
             Request::Start(id, reply) => {
-                let _ = reply.send(self.activate(&id));
+                let result = self.activate(&id);
+                Some(Box::new(move || drop(reply.send(result))))
             }
             Request::StartAll(reply) => {
                 self.activate_all = true;
@@ -250,10 +307,12 @@ impl Actor {
                 for problem in &problems {
                     self.alert("error", None, None, None, problem.clone());
                 }
-                let _ = reply.send(if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) });
+                let result = if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
+                Some(Box::new(move || drop(reply.send(result))))
             }
             Request::WatchFolder(reply) => {
-                let _ = reply.send(self.watch_folder());
+                let result = self.watch_folder();
+                Some(Box::new(move || drop(reply.send(result))))
             }
             Request::Shutdown(_) => unreachable!("handled by the loop"),
         }
@@ -558,7 +617,10 @@ impl Actor {
         let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(5);
         while !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some()) {
             match tokio::time::timeout_at(deadline, internal_rx.recv()).await {
-                Ok(Some(Internal::Done(done))) => self.attempt_done(done),
+                Ok(Some(Internal::Done(done))) => {
+                    self.attempt_done(done);
+                    self.flush();
+                }
                 Ok(Some(_)) => {}
                 _ => break,
             }
@@ -572,6 +634,7 @@ impl Actor {
         for id in left {
             self.finish_run(&id, RunState::Interrupted, Some("the engine stopped while this run was active".into()));
         }
+        self.flush();
     }
 
     fn save_run(&self, record: &RunRecord) {
@@ -597,9 +660,9 @@ impl Actor {
         self.publish(Event::Task(record.clone()));
     }
 
+    /// Queues an event; `flush` announces it once the step's changes are committed.
     fn publish(&self, event: Event) {
-        // No subscriber is fine: everything is in the store.
-        let _ = self.events.send(event);
+        self.pending_events.borrow_mut().push(event);
     }
 
     fn alert(&self, severity: &str, workflow: Option<&str>, run: Option<&str>, task: Option<&str>, message: String) {

@@ -227,10 +227,41 @@ fn alert_from_row(row: &Row) -> rusqlite::Result<AlertRecord> {
 }
 
 impl Store {
+    /// Runs `work` as one unit. A savepoint rather than a transaction, so that it nests inside a batch the
+    /// engine has open.
+    fn atomically<T>(&self, work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.connection.execute_batch("SAVEPOINT unit")?;
+        match work(&self.connection) {
+            Ok(value) => {
+                self.connection.execute_batch("RELEASE unit")?;
+                Ok(value)
+            }
+            Err(error) => {
+                let _ = self.connection.execute_batch("ROLLBACK TO unit; RELEASE unit");
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Opens a batch: what is written until `commit_batch` becomes durable at once, in one commit.
+    pub fn begin_batch(&self) -> Result<()> {
+        if self.connection.is_autocommit() {
+            self.connection.execute_batch("BEGIN")?;
+        }
+        Ok(())
+    }
+
+    pub fn commit_batch(&self) -> Result<()> {
+        if !self.connection.is_autocommit() {
+            self.connection.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
     /// A new run and its tasks, in one transaction.
     pub fn insert_run(&self, run: &RunRecord, tasks: &[TaskRecord]) -> Result<()> {
-        let transaction = self.connection.unchecked_transaction()?;
-        transaction.execute(
+        self.atomically(|connection| {
+        connection.execute(
             "INSERT INTO runs (id, workflow, state, trigger, input, params, definition_file, definition, created_at, started_at, finished_at, error)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
@@ -249,10 +280,10 @@ impl Store {
             ],
         )?;
         for task in tasks {
-            upsert_task(&transaction, task)?;
+            upsert_task(connection, task)?;
         }
-        transaction.commit()?;
         Ok(())
+        })
     }
 
     pub fn update_run(&self, run: &RunRecord) -> Result<()> {
@@ -281,11 +312,10 @@ impl Store {
 
     /// An attempt and its task, in one transaction: they change together at an attempt's start and end.
     pub fn save_attempt_and_task(&self, attempt: &AttemptRecord, task: &TaskRecord) -> Result<()> {
-        let transaction = self.connection.unchecked_transaction()?;
-        upsert_attempt(&transaction, attempt)?;
-        upsert_task(&transaction, task)?;
-        transaction.commit()?;
-        Ok(())
+        self.atomically(|connection| {
+            upsert_attempt(connection, attempt)?;
+            upsert_task(connection, task)
+        })
     }
 
     pub fn run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -358,17 +388,17 @@ impl Store {
 
     /// Records a fire, keeping the newest 1,000 of each workflow.
     pub fn record_fire(&self, fire: &FireRecord) -> Result<()> {
-        let transaction = self.connection.unchecked_transaction()?;
-        transaction.execute(
+        self.atomically(|connection| {
+        connection.execute(
             "INSERT INTO fires (workflow, scheduled_at, fired_at, outcome, run_id) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![fire.workflow, timestamp(fire.scheduled_at), timestamp(fire.fired_at), fire.outcome, fire.run_id],
         )?;
-        transaction.execute(
+        connection.execute(
             "DELETE FROM fires WHERE workflow = ?1 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET 1000)",
             [&fire.workflow],
         )?;
-        transaction.commit()?;
         Ok(())
+        })
     }
 
     /// Newest first.
@@ -529,11 +559,12 @@ impl Store {
         if doomed.is_empty() {
             return Ok(doomed);
         }
-        let transaction = self.connection.unchecked_transaction()?;
-        for id in &doomed {
-            transaction.execute("DELETE FROM runs WHERE id = ?1", [id])?;
-        }
-        transaction.commit()?;
+        self.atomically(|connection| {
+            for id in &doomed {
+                connection.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+            }
+            Ok(())
+        })?;
         for id in &doomed {
             self.remove_run_files(id);
         }

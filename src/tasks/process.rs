@@ -58,6 +58,7 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         }
     };
     let pgid = child.id().map(|pid| pid as i32);
+    let mut guard = GroupGuard(pgid);
     log.engine_line(&format!("started `{}` (pid {})", shell_words(&argv), pgid.unwrap_or(0)));
     // Feeding stdin and reading stdout and stderr run in this task, beside the wait: no task spawns.
     let input = serde_json::to_vec(&attempt.input).expect("JSON values serialise");
@@ -105,7 +106,7 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         }
     };
     let grace = attempt.kill_grace;
-    match stop {
+    let ending = match stop {
         Stop::Exited(status) => {
             finish_io(io, io_done, pgid, &log, grace).await;
             exited(status, &attempt, &log)
@@ -123,6 +124,20 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
             log.engine_line("cancelled: stopping its process group");
             tokio::join!(stop_group(&mut child, pgid, grace, &log), finish_io(io, io_done, pgid, &log, grace));
             Ending::Cancelled
+        }
+    };
+    guard.0 = None;
+    ending
+}
+
+/// Kills the task's process group if the attempt is dropped before it has accounted for its processes (the
+/// engine, or the runtime under it, went away mid-task): no task outlives the engine that started it.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            signal_group(pgid, libc::SIGKILL);
         }
     }
 }

@@ -285,3 +285,21 @@ async fn params_are_typed_and_unknown_ones_refused() {
     assert_eq!((output["params"].clone(), output["batch"].clone()), (json!({"limit": 12}), json!(9)));
     assert!(h.log(&run, "T", 1).contains("limit 12\n"));
 }
+
+#[test]
+fn an_engine_dropped_mid_task_leaves_no_process_behind() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let workflow = "id = \"Hang\"\n[[tasks]]\nname = \"Hang\"\nrun = 'echo $$ > hang.pid; sleep 300 & sleep 300'\n";
+    let h = runtime.block_on(async {
+        let mut h = Setup::new(workflow).start();
+        h.trigger("Hang").await;
+        h
+    });
+    let pid_file = h.workflows().join("hang.pid");
+    wait_until("the task has started", || std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.ends_with('\n')));
+    let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // No shutdown: the runtime, and the engine on it, simply go away (a test ending, a panic unwinding).
+    drop(runtime);
+    wait_until("the task's process group is gone", || process_is_gone(pid));
+    drop(h);
+}
