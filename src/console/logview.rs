@@ -37,7 +37,19 @@ pub fn looks_like_error(line: &str) -> bool {
 }
 
 /// Reads what was added to `path` since `index` was made: blocking, so run it off the screen's thread.
+/// Lines that came from stderr (numbered in the file beside the log) count as errors too.
 pub fn extend_index(path: &Path, index: &LogIndex) -> LogIndex {
+    let mut next = extend_lines(path, index);
+    if let Ok(numbers) = std::fs::read_to_string(crate::tasks::stderr_index_path(path)) {
+        let lines = next.lines();
+        next.errors.extend(numbers.lines().filter_map(|n| n.parse::<usize>().ok()).filter(|n| *n < lines));
+        next.errors.sort_unstable();
+        next.errors.dedup();
+    }
+    next
+}
+
+fn extend_lines(path: &Path, index: &LogIndex) -> LogIndex {
     let mut next = index.clone();
     let Ok(mut file) = File::open(path) else { return next };
     if file.seek(SeekFrom::Start(next.end)).is_err() {
@@ -288,6 +300,16 @@ mod tests {
         assert_eq!(printable("\x1b[2J\x1b[31mred\tx\x07"), "␛[2J␛[31mred    x�");
         let long = "x".repeat(10_000);
         assert_eq!(printable(&long).chars().count(), SHOWN_CHARS + 1);
+    }
+
+    #[test]
+    fn stderr_lines_count_as_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("T.1.log");
+        std::fs::write(&path, "fine\nwarning: disk nearly full\nfine\n").unwrap();
+        std::fs::write(crate::tasks::stderr_index_path(&path), "1\n7\n").unwrap();
+        let index = extend_index(&path, &LogIndex::default());
+        assert_eq!(index.errors, vec![1], "line 7 is not written yet");
     }
 
     #[test]

@@ -41,10 +41,22 @@ type Listener = dyn Fn(Stream, &str, Option<Progress>) + Send + Sync;
 
 #[derive(Clone)]
 pub struct LogSink {
-    /// Created on the first line, so an attempt that prints nothing costs no file.
-    file: Arc<Mutex<LogFile>>,
+    files: Arc<Mutex<Files>>,
     bytes: Arc<AtomicU64>,
     listener: Arc<Listener>,
+}
+
+/// The log, created on its first line so that an attempt that prints nothing costs no file; and beside it
+/// `TASK.N.stderr`, the numbers (from 0) of the lines that came from stderr, which the log itself cannot show.
+struct Files {
+    log: LogFile,
+    stderr: LogFile,
+    lines: u64,
+}
+
+/// Where the stderr line numbers of the log at `log` are kept.
+pub fn stderr_index_path(log: &Path) -> PathBuf {
+    log.with_extension("stderr")
 }
 
 enum LogFile {
@@ -80,21 +92,28 @@ impl LogFile {
 impl LogSink {
     /// A sink writing (0600, appending) to `path`, created with its folder when the first line comes.
     pub fn create(path: &Path, listener: Arc<Listener>) -> LogSink {
-        let file = LogFile::NotYet(path.to_path_buf());
-        LogSink { file: Arc::new(Mutex::new(file)), bytes: Arc::new(AtomicU64::new(0)), listener }
+        let files = Files {
+            log: LogFile::NotYet(path.to_path_buf()),
+            stderr: LogFile::NotYet(stderr_index_path(path)),
+            lines: 0,
+        };
+        LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), listener }
     }
 
     /// A sink that keeps nothing on disk (for tests of executors).
     pub fn detached(listener: Arc<Listener>) -> LogSink {
-        LogSink { file: Arc::new(Mutex::new(LogFile::Nowhere)), bytes: Arc::new(AtomicU64::new(0)), listener }
+        let files = Files { log: LogFile::Nowhere, stderr: LogFile::Nowhere, lines: 0 };
+        LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), listener }
     }
 
     pub fn line(&self, stream: Stream, text: &str) {
         let text = text.strip_suffix('\n').unwrap_or(text);
         let text = text.strip_suffix('\r').unwrap_or(text);
         {
-            let mut file = self.file.lock().expect("log file lock");
-            if let Some(file) = file.writer() {
+            let mut files = self.files.lock().expect("log file lock");
+            let number = files.lines;
+            files.lines += 1;
+            if let Some(file) = files.log.writer() {
                 // One write per line, so a reader in another process sees each line as soon as it exists.
                 let mut buffer = Vec::with_capacity(text.len() + 1);
                 buffer.extend_from_slice(text.as_bytes());
@@ -102,6 +121,12 @@ impl LogSink {
                 if let Err(error) = file.write_all(&buffer) {
                     tracing::warn!("writing a task log failed: {error}");
                 }
+            }
+            if stream == Stream::Stderr
+                && let Some(index) = files.stderr.writer()
+                && let Err(error) = writeln!(index, "{number}")
+            {
+                tracing::warn!("writing a task log's stderr index failed: {error}");
             }
         }
         self.bytes.fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
@@ -150,6 +175,7 @@ mod tests {
         sink.line(Stream::Stderr, "::progress::1/2");
         sink.engine_line("exit status 0");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello\n::progress::1/2\n[conveyor] exit status 0\n");
+        assert_eq!(std::fs::read_to_string(stderr_index_path(&path)).unwrap(), "1\n", "the stderr line, by number");
         assert_eq!(sink.bytes(), 47);
         let seen = seen.lock().unwrap();
         assert_eq!(seen[1], (Stream::Stderr, "::progress::1/2".to_string(), Some(Progress(0.5))));

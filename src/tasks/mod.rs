@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 pub use governance::{GovernanceExecutor, decide as decide_approval};
 pub use http::HttpExecutor;
-pub use log::{LogSink, Progress, Stream, parse_progress};
+pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path};
 pub use process::ProcessExecutor;
 
 use crate::engine::SharedClock;

@@ -37,6 +37,10 @@ async fn data_flows_through_a_three_task_chain() {
     let second_log = h.log(&run, "Second", 1);
     assert!(second_log.contains("second got {\"n\":1} as Second attempt 1 of Flow"), "{second_log}");
     assert!(h.log(&run, "First", 1).contains("first says hi\n"));
+    let second_log_path = h.store().log_path(&run, "Second", 1);
+    let stderr_lines = std::fs::read_to_string(conveyor::tasks::stderr_index_path(&second_log_path)).unwrap();
+    assert_eq!(stderr_lines, "1\n", "line 1 of Second's log (after the engine's start line) came from stderr");
+    assert!(!conveyor::tasks::stderr_index_path(&h.store().log_path(&run, "First", 1)).exists());
     let first_input = h.task(&run, "First").input.unwrap();
     assert_eq!(first_input["trigger"], "manual");
     assert!(first_input["fired_at"].is_string());
