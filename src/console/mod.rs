@@ -95,6 +95,12 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         }
     };
     let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
+    // ratatui's own hook restores the screen on a panic; mouse capture, which it did not turn on, is ours.
+    let restore_screen = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        restore_screen(info);
+    }));
     let (tx, rx) = mpsc::channel(CHANNEL);
     spawn_input(tx.clone());
     link.forward_events(tx.clone(), &store);
