@@ -162,7 +162,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Run(args)) => run::run(&workflows, &state, &args),
         Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
         Some(Command::Logs { run, task, attempt }) => logs::run(&state, &run, task.as_deref(), attempt),
-        Some(Command::Trigger(args)) => remote::trigger(&workflows, &state, &args),
+        Some(Command::Trigger(args)) => remote::trigger(&state, &args),
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
         Some(command) => remote::operate(&state, command),

@@ -59,7 +59,7 @@ fn report(result: Result<Reply, String>) -> ExitCode {
     }
 }
 
-pub fn trigger(_workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
+pub fn trigger(state: &Path, args: &RunArgs) -> ExitCode {
     let (params, input) = match (parse_params(&args.params), read_input(&args.input)) {
         (Ok(params), Ok(input)) => (params, input),
         (Err(error), _) | (_, Err(error)) => return fail(error),

@@ -265,7 +265,7 @@ impl Console {
         use crossterm::event::Event as Input;
         let effects = match event {
             Input::Key(key) if key.kind == crossterm::event::KeyEventKind::Press => {
-                if (self.areas.workflows.width == 0) && keys::Keymap::default().action(key) == Some(Action::Quit) {
+                if self.areas.workflows.width == 0 && self.keymap.action(key) == Some(Action::Quit) {
                     // The "too small" screen only knows q.
                     return Some(Flow::Quit);
                 }

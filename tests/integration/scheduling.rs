@@ -291,3 +291,20 @@ async fn a_file_written_in_two_parts_starts_exactly_one_run_that_sees_it_whole()
     assert_eq!(h.runs_of("Inbox").len(), 2);
     h.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_behind_a_run_that_never_ends_stays_bounded() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:05Z"));
+    let mut h = Setup::new(&every_ten_seconds("overlap = \"queue\"")).clock(&clock).start();
+    h.engine.start("Tick").await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    next_run_started(&mut h).await;
+    for _ in 0..101 {
+        clock.advance(Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_until("101 fires are recorded after the first", || h.store().fires("Tick", 200).unwrap().len() == 102);
+    let fires = h.store().fires("Tick", 200).unwrap();
+    assert_eq!(fires[0].outcome, "skipped: 100 fires already wait for the active run");
+    assert_eq!(fires.iter().filter(|f| f.outcome == "queued: a run is still active").count(), 100);
+}

@@ -223,12 +223,7 @@ impl Actor {
         if tasks.len() != workflow.tasks.len() {
             return Err(format!("run {id} does not match its stored definition"));
         }
-        let mut run = Run::new(record, Arc::new(workflow), tasks);
-        for slot in run.slots.iter_mut() {
-            if slot.record.route.is_some() {
-                slot.route_index = 0;
-            }
-        }
+        let run = Run::new(record, Arc::new(workflow), tasks);
         self.prepare_work_dir(&id);
         self.runs.insert(id.clone(), run);
         Ok(id)

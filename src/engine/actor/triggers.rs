@@ -18,6 +18,9 @@ use crate::trigger::files::{self, FilePattern, Fingerprint};
 const TOO_LATE: chrono::Duration = chrono::Duration::minutes(1);
 /// `catchup = "all"` runs at most this many missed fires.
 pub const CATCHUP_LIMIT: usize = 100;
+/// Fires waiting behind an active run (`overlap = "queue"`, catch-up): past this, further fires are skipped,
+/// so a run that never ends cannot grow the queue without bound.
+pub const QUEUE_LIMIT: usize = CATCHUP_LIMIT;
 
 /// A workflow whose trigger is live.
 #[derive(Default)]
@@ -147,8 +150,13 @@ impl Actor {
         let (outcome, run_id) = if paused {
             ("skipped: the workflow is paused".to_string(), None)
         } else if !active.is_empty() && (catching_up || workflow.overlap == Overlap::Queue) {
-            self.activations.get_mut(id).expect("active").queue.push_back(scheduled);
-            ("queued: a run is still active".to_string(), None)
+            let queue = &mut self.activations.get_mut(id).expect("active").queue;
+            if queue.len() < QUEUE_LIMIT {
+                queue.push_back(scheduled);
+                ("queued: a run is still active".to_string(), None)
+            } else {
+                (format!("skipped: {QUEUE_LIMIT} fires already wait for the active run"), None)
+            }
         } else if active.is_empty() {
             self.start_scheduled(id, scheduled, if catching_up { "catch-up" } else { "started" })
         } else {
@@ -246,11 +254,12 @@ impl Actor {
             let key = (id.clone(), path.clone());
             match files::fingerprint(&path) {
                 Some(fingerprint) => {
-                    self.pending_files.insert(key, (fingerprint, now));
-                    self.add_timer(
-                        now + chrono::Duration::from_std(settle).unwrap_or_default(),
-                        Timer::Settle { workflow: id, path: path.clone() },
-                    );
+                    // A file written in many chunks sends many events: one timer per file is enough, as
+                    // `settle_file` waits again from the latest change it finds.
+                    if self.pending_files.insert(key, (fingerprint, now)).is_none() {
+                        let at = now + chrono::Duration::from_std(settle).unwrap_or_default();
+                        self.add_timer(at, Timer::Settle { workflow: id, path: path.clone() });
+                    }
                 }
                 None => {
                     self.pending_files.remove(&key);
