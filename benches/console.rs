@@ -148,9 +148,19 @@ fn render_heavy(dir: &Path) {
                 draw(frame, &mut model, &chrome);
             })
             .unwrap();
+        // The console reads the lines a frame asks for off its thread, then draws again: both are counted.
+        if let Some(request) = model.log.as_mut().and_then(LogView::window_request) {
+            let lines = request.read();
+            model.log.as_mut().unwrap().set_window(request.key, lines);
+            terminal
+                .draw(|frame| {
+                    draw(frame, &mut model, &chrome);
+                })
+                .unwrap();
+        }
     }
     println!(
-        "render, 1,000 workflows and a 1,000,000-line log open, 120x40: {:.2} ms per frame (mean of {frames}, scrolling)",
+        "render, 1,000 workflows and a 1,000,000-line log open, 120x40: {:.2} ms per scroll step (a frame, the lines it asks for, the frame that shows them; mean of {frames})",
         started.elapsed().as_secs_f64() * 1e3 / frames as f64
     );
     println!(

@@ -81,7 +81,7 @@ impl Link {
                         tokio::time::sleep(ATTACHED_REFRESH).await;
                         let store = store.clone();
                         let Ok(snapshot) = tokio::task::spawn_blocking(move || {
-                            super::read_snapshot(&store.lock().expect("store lock"))
+                            super::read_snapshot(&store.lock().expect("store lock"), false)
                         })
                         .await
                         else {

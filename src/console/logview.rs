@@ -158,10 +158,30 @@ pub struct LogView {
     pub jump_to_error: bool,
     /// Lines that fit on screen, as of the last draw.
     pub height: usize,
-    /// The lines on screen, read from the file, and which lines they are.
+    /// The lines on screen, read from the file off the screen's thread, and which lines they are.
     pub window: Vec<String>,
     pub window_top: usize,
-    window_key: (usize, usize, usize),
+    window_key: WindowKey,
+    /// The window asked for and not yet read.
+    requested: Option<WindowKey>,
+}
+
+/// Which lines a window holds: (first line, how many, lines in the index when read).
+pub type WindowKey = (usize, usize, usize);
+
+/// Lines to read for the screen: blocking, so the console does it off its thread.
+#[derive(Debug, Clone)]
+pub struct WindowRequest {
+    pub path: PathBuf,
+    pub index: Arc<LogIndex>,
+    pub key: WindowKey,
+}
+
+impl WindowRequest {
+    pub fn read(&self) -> Vec<String> {
+        let (top, height, _) = self.key;
+        read_lines(&self.path, &self.index, top..top + height)
+    }
 }
 
 impl LogView {
@@ -182,18 +202,32 @@ impl LogView {
             window: Vec::new(),
             window_top: 0,
             window_key: (usize::MAX, 0, 0),
+            requested: None,
         }
     }
 
-    /// Reads the lines now on screen, unless they are the ones read last time.
-    pub fn refresh_window(&mut self) {
+    /// The lines the screen needs now, unless they are already held or asked for.
+    pub fn window_request(&mut self) -> Option<WindowRequest> {
         let key = (self.top, self.height, self.index.lines());
-        if key == self.window_key {
-            return;
+        if key == self.window_key || Some(key) == self.requested {
+            return None;
         }
-        self.window = read_lines(&self.path, &self.index, self.top..self.top + self.height);
-        self.window_top = self.top;
+        self.requested = Some(key);
+        Some(WindowRequest { path: self.path.clone(), index: self.index.clone(), key })
+    }
+
+    /// Takes lines read for a request; whether the screen changed.
+    pub fn set_window(&mut self, key: WindowKey, lines: Vec<String>) -> bool {
+        if self.requested == Some(key) {
+            self.requested = None;
+        }
+        if key == self.window_key {
+            return false;
+        }
+        self.window = lines;
+        self.window_top = key.0;
         self.window_key = key;
+        true
     }
 
     pub fn last_top(&self) -> usize {
@@ -300,6 +334,20 @@ mod tests {
         assert_eq!(printable("\x1b[2J\x1b[31mred\tx\x07"), "␛[2J␛[31mred    x�");
         let long = "x".repeat(10_000);
         assert_eq!(printable(&long).chars().count(), SHOWN_CHARS + 1);
+    }
+
+    #[test]
+    fn a_window_is_asked_for_once_and_taken_when_it_matches() {
+        let mut view = LogView::new("r".into(), "t".into(), 1, "x".into(), false, false);
+        view.height = 10;
+        view.set_index(Arc::new(LogIndex { starts: (0..100).collect(), end: 100, errors: vec![] }));
+        let request = view.window_request().expect("nothing is held yet");
+        assert_eq!(request.key, (0, 10, 100));
+        assert!(view.window_request().is_none(), "already asked for");
+        assert!(view.set_window(request.key, vec!["a".into()]));
+        assert!(view.window_request().is_none(), "held");
+        view.scroll(5);
+        assert_eq!(view.window_request().unwrap().key, (5, 10, 100));
     }
 
     #[test]

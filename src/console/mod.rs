@@ -24,7 +24,7 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use tokio::sync::mpsc;
 
 pub use keys::{Action, Keymap, handle_key, handle_mouse};
-pub use logview::{LogIndex, LogView, extend_index};
+pub use logview::{LogIndex, LogView, WindowRequest, extend_index};
 pub use model::{Effect, Model, Pane, Popup, Snapshot, WorkflowRow};
 pub use theme::Theme;
 pub use ui::{Areas, Chrome, draw};
@@ -43,6 +43,7 @@ enum Message {
     RunLoaded(String, Vec<TaskRecord>, Vec<AttemptRecord>),
     Index(PathBuf, Arc<LogIndex>),
     Search(PathBuf, String, Vec<usize>),
+    Window(PathBuf, logview::WindowKey, Vec<String>),
     Reply(Result<String, String>),
     Catalog(Box<Catalog>),
 }
@@ -179,6 +180,7 @@ impl Console {
                 let _ = crossterm::execute!(stdout, crossterm::terminal::EndSynchronizedUpdate);
                 let _ = stdout.flush();
                 dirty = false;
+                self.read_log_window();
             }
             // Elapsed times and relative fire times need a clock only while something moves.
             let tick = if self.model.active_runs() > 0 { Duration::from_secs(1) } else { Duration::from_secs(30) };
@@ -224,6 +226,7 @@ impl Console {
                 }
             }
             Message::RunLoaded(run, tasks, attempts) => {
+                self.requested_runs.remove(&run);
                 self.model.tasks.insert(run.clone(), tasks);
                 self.model.attempts.insert(run, attempts);
                 self.model.clamp();
@@ -247,6 +250,12 @@ impl Console {
                     } else {
                         self.model.set_status(format!("no line contains `{query}`"));
                     }
+                }
+            }
+            Message::Window(path, key, lines) => {
+                let shown = self.model.log.as_mut().filter(|log| log.path == path);
+                if !shown.is_some_and(|log| log.set_window(key, lines)) {
+                    return None;
                 }
             }
             Message::Reply(Ok(message)) => self.model.set_status(message),
@@ -350,7 +359,7 @@ impl Console {
     fn load_snapshot(&mut self) {
         let (store, tx) = (self.store.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
-            let snapshot = read_snapshot(&store.lock().expect("store lock"));
+            let snapshot = read_snapshot(&store.lock().expect("store lock"), true);
             let _ = tx.blocking_send(Message::Snapshot(snapshot));
         });
     }
@@ -360,6 +369,17 @@ impl Console {
         tokio::task::spawn_blocking(move || {
             let catalog = load_folder(&folder);
             let _ = tx.blocking_send(Message::Catalog(Box::new(catalog)));
+        });
+    }
+
+    /// The drawn log pane says which lines it needs; they are read from the file in the background and the
+    /// screen is drawn again when they come (the draw itself never touches the disk).
+    fn read_log_window(&mut self) {
+        let Some(request) = self.model.log.as_mut().and_then(LogView::window_request) else { return };
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let lines = request.read();
+            let _ = tx.blocking_send(Message::Window(request.path, request.key, lines));
         });
     }
 
@@ -384,14 +404,20 @@ enum Flow {
     Quit,
 }
 
-/// What the console shows first: recent runs, the tasks of active and latest runs, alerts, pauses.
-pub fn read_snapshot(store: &Store) -> Snapshot {
+/// What the console shows: recent runs, alerts, pauses, and the tasks of the runs that may have changed —
+/// on the first read also those of each workflow's latest run. Later reads (attached to a daemon, every half
+/// second) take only active runs and runs that ended in the last few seconds: a finished run's tasks no
+/// longer change, and reading every workflow's latest run each time would be work done again and again.
+pub fn read_snapshot(store: &Store, first: bool) -> Snapshot {
     let runs = store.runs(None, 2000).unwrap_or_default();
+    let recently = Utc::now() - chrono::Duration::seconds(10);
     let mut latest = std::collections::HashSet::new();
     let mut tasks = Vec::new();
     let mut attempts = Vec::new();
     for run in &runs {
-        if run.state.is_active() || latest.insert(run.workflow.clone()) {
+        let changing = run.state.is_active() || run.finished_at.is_some_and(|at| at > recently);
+        let latest_of_its_workflow = latest.insert(run.workflow.clone());
+        if changing || (first && latest_of_its_workflow) {
             tasks.extend(store.tasks(&run.id).unwrap_or_default());
             attempts.extend(store.attempts(&run.id, None).unwrap_or_default());
         }

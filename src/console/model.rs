@@ -15,6 +15,8 @@ use super::logview::LogView;
 
 /// Runs kept in memory per workflow (the store has the rest).
 pub const RUNS_SHOWN: usize = 100;
+/// Alerts kept in memory (the store has the rest).
+pub const ALERTS_SHOWN: usize = 200;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -198,8 +200,6 @@ pub struct Model {
     pub status: Option<String>,
     pub mouse_captured: bool,
     pub now: DateTime<Utc>,
-    /// Log lines seen on the engine's event stream per attempt, so a follow redraw knows to look again.
-    pub log_generation: u64,
     pub monitor_alerts: bool,
 }
 
@@ -223,7 +223,6 @@ impl Model {
             status: None,
             mouse_captured: true,
             now,
-            log_generation: 0,
             monitor_alerts: false,
         }
     }
@@ -347,7 +346,17 @@ impl Model {
             attempts.entry(attempt.run_id.clone()).or_default().push(attempt);
         }
         self.attempts.extend(attempts);
+        self.forget_unlisted_runs();
         self.clamp();
+    }
+
+    /// Tasks, attempts and progress are kept only for runs the lists still show, so a console left open for
+    /// months holds no more than it did on its first day.
+    fn forget_unlisted_runs(&mut self) {
+        let listed: std::collections::HashSet<&str> = self.runs.values().flatten().map(|run| run.id.as_str()).collect();
+        self.tasks.retain(|run, _| listed.contains(run.as_str()));
+        self.attempts.retain(|run, _| listed.contains(run.as_str()));
+        self.progress.retain(|(run, _), _| listed.contains(run.as_str()));
     }
 
     /// Applies an engine event; whether the screen changed.
@@ -359,7 +368,10 @@ impl Model {
                     Some(known) => *known = run.clone(),
                     None => {
                         list.insert(0, run.clone());
-                        list.truncate(RUNS_SHOWN);
+                        if list.len() > RUNS_SHOWN {
+                            list.truncate(RUNS_SHOWN);
+                            self.forget_unlisted_runs();
+                        }
                         if self.selected_workflow().is_some_and(|w| w.id == run.workflow) && self.cursor.run > 0 {
                             // Keep the operator on the run they were looking at.
                             self.cursor.run += 1;
@@ -390,17 +402,12 @@ impl Model {
             Event::Progress { run_id, task, fraction, .. } => {
                 self.progress.insert((run_id.clone(), task.clone()), *fraction);
             }
-            Event::Log { run_id, task, attempt, .. } => {
-                let shown = self
-                    .log
-                    .as_ref()
-                    .is_some_and(|log| &log.run == run_id && &log.task == task && log.attempt == *attempt);
-                if !shown {
-                    return false;
-                }
-                self.log_generation += 1;
+            // The open log is read from its file; its lines on the event stream change nothing here.
+            Event::Log { .. } => return false,
+            Event::Alert(alert) => {
+                self.alerts.insert(0, alert.clone());
+                self.alerts.truncate(ALERTS_SHOWN);
             }
-            Event::Alert(alert) => self.alerts.insert(0, alert.clone()),
             Event::WorkflowPaused { workflow, paused } => {
                 if *paused {
                     self.paused.insert(workflow.clone());

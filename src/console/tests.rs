@@ -154,6 +154,8 @@ fn fixture() -> Fixture {
     Fixture { _dir: dir, model, log }
 }
 
+/// Draws as the console does: a first frame says which log lines it needs, they are read (here, at once),
+/// and the next frame shows them.
 fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let theme = Theme::new(colour);
@@ -164,6 +166,15 @@ fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
             draw(frame, model, &chrome);
         })
         .unwrap();
+    if let Some(request) = model.log.as_mut().and_then(LogView::window_request) {
+        let lines = request.read();
+        assert!(model.log.as_mut().unwrap().set_window(request.key, lines));
+        terminal
+            .draw(|frame| {
+                draw(frame, model, &chrome);
+            })
+            .unwrap();
+    }
     let buffer = terminal.backend().buffer().clone();
     let mut text = String::new();
     for y in 0..buffer.area.height {
@@ -582,4 +593,47 @@ fn approve_and_reject_answer_a_waiting_gate() {
     assert_eq!(press(model, "a"), vec![Effect::Send(Command::Approve { run: run.clone(), task: "Review".into() })]);
     assert_eq!(press(model, "x"), vec![Effect::Send(Command::Reject { run, task: "Review".into() })]);
     insta::assert_snapshot!("waiting_gate_120x40", render(model, 120, 40, false));
+}
+
+#[test]
+fn a_long_session_holds_no_more_than_the_lists_show() {
+    let mut model = fixture().model;
+    let oldest = "20261124-070000-c3d4".to_string();
+    assert!(model.tasks.contains_key(&oldest));
+    for n in 0..model::RUNS_SHOWN {
+        let mut newer = run(&format!("20261126-{n:06}-0000"), "DailyGrantPipeline", RunState::Succeeded, 0, 1);
+        newer.created_at = at(NOW) + Duration::seconds(n as i64);
+        let task = task(&newer, "Ingest", 0, TaskState::Succeeded, 1);
+        model.apply(&Event::Run(newer));
+        model.apply(&Event::Task(task));
+    }
+    assert_eq!(model.runs["DailyGrantPipeline"].len(), model::RUNS_SHOWN);
+    assert!(!model.tasks.contains_key(&oldest), "the tasks of a run that left the list are let go");
+    assert!(!model.attempts.contains_key(&oldest));
+    let alert = model.alerts[0].clone();
+    for _ in 0..model::ALERTS_SHOWN + 50 {
+        model.apply(&Event::Alert(alert.clone()));
+    }
+    assert_eq!(model.alerts.len(), model::ALERTS_SHOWN);
+}
+
+#[test]
+fn later_snapshots_read_only_runs_that_can_still_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::Store::open(dir.path()).unwrap();
+    let mut old = run("old", "W", RunState::Succeeded, 600, 5);
+    old.created_at = Utc::now() - Duration::hours(2);
+    old.finished_at = Some(old.created_at + Duration::seconds(5));
+    let mut busy = run("busy", "X", RunState::Running, 1, 0);
+    busy.created_at = Utc::now();
+    store.insert_run(&old, &[task(&old, "A", 0, TaskState::Succeeded, 1)]).unwrap();
+    store.insert_run(&busy, &[task(&busy, "B", 0, TaskState::Running, 1)]).unwrap();
+    let first = read_snapshot(&store, true);
+    let mut runs: Vec<&str> = first.tasks.iter().map(|t| t.run_id.as_str()).collect();
+    runs.sort();
+    assert_eq!(runs, vec!["busy", "old"], "the first read shows each workflow's latest run");
+    let later = read_snapshot(&store, false);
+    let runs: Vec<&str> = later.tasks.iter().map(|t| t.run_id.as_str()).collect();
+    assert_eq!(runs, vec!["busy"], "a run finished long ago is not read again");
+    assert_eq!(later.runs.len(), 2);
 }

@@ -414,7 +414,6 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
     if log.follow {
         log.top = log.last_top();
     }
-    log.refresh_window();
     let gutter = log.index.lines().max(1).to_string().len();
     let matches = log.search.as_ref().map(|(_, matches)| matches.clone()).unwrap_or_default();
     let lines: Vec<Line> = log
