@@ -31,7 +31,7 @@ fn run(id: &str, workflow: &str, state: RunState, minutes_ago: i64, seconds: i64
         input: json!({}),
         params: json!({}),
         definition_file: PathBuf::new(),
-        definition: String::new(),
+        definition: "".into(),
         created_at: start,
         started_at: Some(start),
         finished_at: state.is_finished().then(|| start + Duration::seconds(seconds)),

@@ -413,7 +413,7 @@ impl Actor {
             input: Value::Object(start),
             params: Value::Object(params),
             definition_file: workflow.file.clone(),
-            definition: workflow.source.to_string(),
+            definition: workflow.source.clone(),
             created_at: now,
             started_at: Some(now),
             finished_at: None,

@@ -227,7 +227,7 @@ mod tests {
             input: json!({"start": true}),
             params: json!({}),
             definition_file: PathBuf::new(),
-            definition: String::new(),
+            definition: "".into(),
             created_at: Utc::now(),
             started_at: None,
             finished_at: None,

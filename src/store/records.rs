@@ -24,7 +24,7 @@ pub struct RunRecord {
     #[serde(skip)]
     pub definition_file: PathBuf,
     #[serde(skip)]
-    pub definition: String,
+    pub definition: std::sync::Arc<str>,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -173,7 +173,7 @@ fn run_from_row(row: &Row) -> rusqlite::Result<RunRecord> {
         input: from_json(row.get("input")?)?.unwrap_or(Value::Null),
         params: from_json(row.get("params")?)?.unwrap_or(Value::Null),
         definition_file: PathBuf::from(row.get::<_, String>("definition_file")?),
-        definition: row.get("definition")?,
+        definition: row.get::<_, String>("definition")?.into(),
         created_at: required_time(row, "created_at")?,
         started_at: time(row, "started_at")?,
         finished_at: time(row, "finished_at")?,
