@@ -321,6 +321,9 @@ impl Actor {
     /// Handles a command and records it in the audit trail.
     fn command(&mut self, command: &Command, origin: &Origin) -> CommandResult {
         let result = self.apply(command, origin);
+        // A finished run loaded to answer a command that did not bring it back to life lives in the store
+        // alone again; only active runs are kept in memory.
+        self.runs.retain(|_, run| !run.record.state.is_finished());
         let (ok, outcome) = match &result {
             Ok(reply) => (true, reply.message.clone()),
             Err(error) => (false, error.clone()),

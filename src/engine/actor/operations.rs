@@ -61,7 +61,6 @@ impl Actor {
                 self.revive(&id);
             }
             state => {
-                self.forget_if_finished(&id);
                 return Err(format!(
                     "run {id} is {state}: only a paused or interrupted run resumes (retry or skip a failed task)"
                 ));
@@ -75,7 +74,6 @@ impl Actor {
         let id = self.load_run(id)?;
         let state = self.runs[&id].record.state;
         if state.is_finished() {
-            self.forget_if_finished(&id);
             return Err(format!("run {id} is already {state}"));
         }
         self.stop_run(&id, RunState::Cancelled, format!("cancelled by {}", origin.who));
@@ -84,12 +82,11 @@ impl Actor {
 
     pub(super) fn retry_task(&mut self, id: &str, task: &str) -> CommandResult {
         let id = self.load_run(id)?;
-        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let index = self.task_index(&id, task)?;
         let run = self.runs.get_mut(&id).expect("loaded");
         let state = run.slots[index].state();
         if !matches!(state, TaskState::Failed | TaskState::Cancelled) || run.stopping.is_some() {
             let run_state = run.record.state;
-            self.forget_if_finished(&id);
             return Err(format!("task {task} is {state}, not failed or cancelled (run {id} is {run_state})"));
         }
         let was_cancelled = run.record.state == RunState::Cancelled;
@@ -110,14 +107,13 @@ impl Actor {
 
     pub(super) fn skip_task(&mut self, id: &str, task: &str) -> CommandResult {
         let id = self.load_run(id)?;
-        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let index = self.task_index(&id, task)?;
         let now = self.now();
         let run = self.runs.get_mut(&id).expect("loaded");
         let state = run.slots[index].state();
         if !matches!(state, TaskState::Failed | TaskState::Cancelled | TaskState::Pending | TaskState::RetryWait)
             || run.stopping.is_some()
         {
-            self.forget_if_finished(&id);
             return Err(format!(
                 "task {task} is {state}: only a failed, cancelled, pending or retrying task can be skipped"
             ));
@@ -147,13 +143,12 @@ impl Actor {
             return Err(format!("no service or agent `{to}` (known: {})", names.join(", ")));
         }
         let id = self.load_run(id)?;
-        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let index = self.task_index(&id, task)?;
         let run = self.runs.get_mut(&id).expect("loaded");
         let state = run.slots[index].state();
         let slot = &mut run.slots[index];
         let message = match state {
             TaskState::Succeeded | TaskState::Skipped => {
-                self.forget_if_finished(&id);
                 return Err(format!("task {task} is already {state}"));
             }
             TaskState::Running => format!("task {task} will use {to} from its next attempt"),
@@ -174,13 +169,12 @@ impl Actor {
     /// An operator's yes or no to the items held at a governance gate; the run carries on.
     pub(super) fn answer_gate(&mut self, id: &str, task: &str, approve: bool, origin: &Origin) -> CommandResult {
         let id = self.load_run(id)?;
-        let index = self.task_index(&id, task).inspect_err(|_| self.forget_if_finished(&id))?;
+        let index = self.task_index(&id, task)?;
         let now = self.now();
         let run = self.runs.get_mut(&id).expect("loaded");
         let slot = &mut run.slots[index];
         if slot.state() != TaskState::WaitingApproval {
             let state = slot.state();
-            self.forget_if_finished(&id);
             return Err(format!("task {task} of run {id} is not waiting for approval (it is {state})"));
         }
         let held = slot.record.output.clone().unwrap_or(Value::Null);
@@ -255,12 +249,5 @@ impl Actor {
             let names: Vec<&str> = run.workflow.tasks.iter().map(|t| t.name.as_str()).collect();
             format!("run {run_id} has no task `{task}` (tasks: {})", names.join(", "))
         })
-    }
-
-    /// A run loaded only to answer a refused command goes back to living in the store alone.
-    pub(super) fn forget_if_finished(&mut self, id: &str) {
-        if self.runs.get(id).is_some_and(|run| run.record.state.is_finished()) {
-            self.runs.remove(id);
-        }
     }
 }
