@@ -447,15 +447,8 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
             let offset = current.saturating_sub(shown - 1);
             let Some(row) = mouse.row.checked_sub(rect.y + above).map(|row| offset + row as usize) else { return };
             match pane {
-                Pane::Workflows if row != model.cursor.workflow => {
-                    model.cursor.workflow = row;
-                    model.cursor.run = 0;
-                    model.cursor.task = 0;
-                }
-                Pane::Runs if row != model.cursor.run => {
-                    model.cursor.run = row;
-                    model.cursor.task = 0;
-                }
+                Pane::Workflows => model.select_workflow(row),
+                Pane::Runs => model.select_run(row),
                 Pane::Tasks => model.cursor.task = row,
                 Pane::Monitor => model.cursor.alert = row,
                 _ => {}
@@ -487,23 +480,8 @@ fn move_cursor(model: &mut Model, by: isize) {
         (at as isize).saturating_add(by).clamp(0, len as isize - 1) as usize
     };
     match model.focus {
-        Pane::Workflows => {
-            let len = model.visible_workflows().len();
-            let next = step(model.cursor.workflow, len);
-            if next != model.cursor.workflow {
-                model.cursor.workflow = next;
-                model.cursor.run = 0;
-                model.cursor.task = 0;
-            }
-        }
-        Pane::Runs => {
-            let len = model.visible_runs().len();
-            let next = step(model.cursor.run, len);
-            if next != model.cursor.run {
-                model.cursor.run = next;
-                model.cursor.task = 0;
-            }
-        }
+        Pane::Workflows => model.select_workflow(step(model.cursor.workflow, model.visible_workflows().len())),
+        Pane::Runs => model.select_run(step(model.cursor.run, model.visible_runs().len())),
         Pane::Tasks => model.cursor.task = step(model.cursor.task, model.visible_tasks().len()),
         Pane::Monitor => model.cursor.alert = step(model.cursor.alert, model.alerts.len()),
         Pane::Log => {

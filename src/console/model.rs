@@ -430,6 +430,20 @@ impl Model {
         self.cursor.alert = limit(self.alerts.len(), self.cursor.alert);
     }
 
+    /// Selects a workflow; a different one starts its runs and tasks from the top.
+    pub fn select_workflow(&mut self, index: usize) {
+        if index != self.cursor.workflow {
+            self.cursor = Cursors { workflow: index, run: 0, task: 0, ..self.cursor };
+        }
+    }
+
+    /// Selects a run; a different one starts its tasks from the top.
+    pub fn select_run(&mut self, index: usize) {
+        if index != self.cursor.run {
+            self.cursor = Cursors { run: index, task: 0, ..self.cursor };
+        }
+    }
+
     pub fn set_status(&mut self, text: impl Into<String>) {
         self.status = Some(text.into());
     }
