@@ -27,6 +27,7 @@ use crate::tasks::{CancelHandle, Ending};
 enum Step {
     Request(Option<Request>),
     Internal(Internal),
+    File(crate::trigger::files::Seen),
     Timers,
     Poll,
 }
@@ -47,14 +48,15 @@ struct Launch<'a> {
     workflow: String,
 }
 
+/// File events waiting for the engine before the watcher's thread waits too.
+const FILE_NOTES: usize = 4096;
+
 /// The `index` of a run's `on_failure`/`on_success` handler, which runs after the run's own tasks.
 const HANDLER: usize = usize::MAX;
 
 /// What the actor hears from the tasks and watchers it started.
 pub(super) enum Internal {
     Done(Done),
-    /// Something happened to this file under a watched folder.
-    FileSeen(PathBuf),
     /// A workflow file changed (debounced).
     Reload,
 }
@@ -115,6 +117,9 @@ pub struct Actor {
     pending_events: std::cell::RefCell<Vec<Event>>,
     internal: mpsc::UnboundedSender<Internal>,
     internal_rx: Option<mpsc::UnboundedReceiver<Internal>>,
+    /// File events from the watches, bounded: a flood of files waits in the watcher, not in memory here.
+    file_notes: mpsc::Sender<crate::trigger::files::Seen>,
+    file_notes_rx: Option<mpsc::Receiver<crate::trigger::files::Seen>>,
     permits: Arc<Semaphore>,
 }
 
@@ -126,7 +131,9 @@ impl Actor {
         registry: Registry,
         events: broadcast::Sender<Event>,
     ) -> Result<Actor, EngineError> {
+        // Unbounded, yet bounded in practice: one `Done` per attempt started, a `Reload` per settled edit.
         let (internal, internal_rx) = mpsc::unbounded_channel();
+        let (file_notes, file_notes_rx) = mpsc::channel(FILE_NOTES);
         let permits = Arc::new(Semaphore::new(config.max_parallel.max(1)));
         let actor = Actor {
             config,
@@ -147,6 +154,8 @@ impl Actor {
             pending_events: Default::default(),
             internal,
             internal_rx: Some(internal_rx),
+            file_notes,
+            file_notes_rx: Some(file_notes_rx),
             permits,
         };
         actor.recover()?;
@@ -201,6 +210,7 @@ impl Actor {
 
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
         let mut internal_rx = self.internal_rx.take().expect("the actor runs once");
+        let mut file_notes = self.file_notes_rx.take().expect("the actor runs once");
         let mut poll = tokio::time::interval(self.config.command_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -217,6 +227,7 @@ impl Actor {
                 biased;
                 request = requests.recv() => Step::Request(request),
                 Some(message) = internal_rx.recv() => Step::Internal(message),
+                Some(seen) = file_notes.recv() => Step::File(seen),
                 _ = sleep => Step::Timers,
                 _ = poll.tick() => Step::Poll,
             };
@@ -243,8 +254,8 @@ impl Actor {
                     self.attempt_done(done);
                     None
                 }
-                Step::Internal(Internal::FileSeen(path)) => {
-                    self.file_seen(path);
+                Step::File(seen) => {
+                    self.file_note(seen);
                     None
                 }
                 Step::Internal(Internal::Reload) => {

@@ -81,21 +81,32 @@ pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
     Some(Fingerprint { size: metadata.len(), modified })
 }
 
+/// What a watch reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Something happened to this path.
+    Path(PathBuf),
+    /// Events were lost (the kernel's queue overflowed, or the watch failed): look at the folder again.
+    Lost,
+}
+
 /// Watches `folder` (created if missing) and calls `seen` with each path that something happened to. The
 /// watcher stops when dropped.
 pub fn watch(
     folder: &Path,
     recursive: bool,
-    seen: impl Fn(PathBuf) + Send + 'static,
+    seen: impl Fn(Seen) + Send + 'static,
 ) -> Result<notify::RecommendedWatcher, String> {
     std::fs::create_dir_all(folder)
         .map_err(|error| format!("cannot create the watched folder {}: {error}", folder.display()))?;
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
+        Ok(event) if event.need_rescan() => seen(Seen::Lost),
+        Ok(event) => {
             for path in event.paths {
-                seen(path);
+                seen(Seen::Path(path));
             }
         }
+        Err(_) => seen(Seen::Lost),
     })
     .map_err(|error| format!("cannot watch files: {error}"))?;
     let mode = if recursive { RecursiveMode::Recursive } else { RecursiveMode::NonRecursive };

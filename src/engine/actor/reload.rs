@@ -7,15 +7,21 @@ use std::time::Duration;
 use super::{Actor, Internal};
 use crate::definition::{REGISTRY_FILE, load_folder};
 use crate::engine::Event;
+use crate::trigger::files::Seen;
 
 /// Editors write a file in several steps; changes are gathered for this long before the folder is read.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
 impl Actor {
     pub(super) fn watch_folder(&mut self) -> Result<(), String> {
-        let (raw, mut changes) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
-        let watcher = crate::trigger::files::watch(&self.config.workflows_dir, true, move |path| {
-            let _ = raw.send(path);
+        // Any change means "read the folder again": when the queue is full, another event adds nothing.
+        let (raw, mut changes) = tokio::sync::mpsc::channel::<PathBuf>(64);
+        let watcher = crate::trigger::files::watch(&self.config.workflows_dir, true, move |seen| {
+            let path = match seen {
+                Seen::Path(path) => path,
+                Seen::Lost => PathBuf::from("lost.toml"),
+            };
+            let _ = raw.try_send(path);
         })?;
         let internal = self.internal.clone();
         let state_dir = self.config.state_dir.clone();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{Actor, Internal, Timer};
+use super::{Actor, Timer};
 use crate::definition::{Catchup, Overlap, Trigger, Workflow};
 use crate::state::RunState;
 use crate::store::{FireRecord, timestamp};
@@ -61,9 +61,11 @@ impl Actor {
             }
             Trigger::Event { watch, settle } => {
                 let pattern = FilePattern::new(watch, &self.config.workflows_dir)?;
-                let internal = self.internal.clone();
-                let watcher = files::watch(&pattern.root, pattern.recursive, move |path| {
-                    let _ = internal.send(Internal::FileSeen(path));
+                let notes = self.file_notes.clone();
+                // Blocks the watcher's thread while the engine catches up; if the kernel's queue overflows
+                // meanwhile, `Lost` makes the engine look at every watched folder again.
+                let watcher = files::watch(&pattern.root, pattern.recursive, move |seen| {
+                    let _ = notes.blocking_send(seen);
                 })?;
                 let existing = pattern.existing();
                 activation.files = Some(FileTrigger { pattern, settle: *settle, _watcher: watcher });
@@ -319,6 +321,21 @@ impl Actor {
             self.store.mark_file_processed(id, &text, file.size, file.modified, run.as_deref(), self.now())
         {
             tracing::error!("recording {text} as processed failed: {error}");
+        }
+    }
+
+    /// What a file watch reported.
+    pub(super) fn file_note(&mut self, seen: files::Seen) {
+        match seen {
+            files::Seen::Path(path) => self.file_seen(path),
+            files::Seen::Lost => {
+                tracing::warn!("file events were lost: looking at the watched folders again");
+                let ids: Vec<String> =
+                    self.activations.iter().filter(|(_, a)| a.files.is_some()).map(|(id, _)| id.clone()).collect();
+                for id in ids {
+                    self.rescan(&id);
+                }
+            }
         }
     }
 
