@@ -637,3 +637,19 @@ fn later_snapshots_read_only_runs_that_can_still_change() {
     assert_eq!(runs, vec!["busy"], "a run finished long ago is not read again");
     assert_eq!(later.runs.len(), 2);
 }
+
+#[test]
+fn the_log_switches_between_attempts() {
+    let mut fixture = fixture();
+    press_code(&mut fixture.model, KeyCode::Enter);
+    open_log(&mut fixture);
+    let model = &mut fixture.model;
+    model.focus = Pane::Log;
+    assert_eq!(model.log.as_ref().unwrap().attempt, 2);
+    assert!(press(model, "]").is_empty(), "there is no third attempt");
+    assert_eq!(model.status.as_deref(), Some("no such attempt"));
+    let effects = press(model, "[");
+    assert!(
+        matches!(&effects[..], [Effect::OpenLog { task, attempt: 1, jump_to_error: false, .. }] if task == "Score")
+    );
+}
