@@ -31,6 +31,7 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
             _ => return fail("cannot listen for SIGTERM and SIGINT"),
         };
         let count = catalog.workflows.len();
+        let mut broken: Vec<String> = catalog.broken.keys().map(|file| file.display().to_string()).collect();
         for workflow in catalog.workflows {
             engine.register(workflow);
         }
@@ -52,7 +53,7 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
                 _ = terminate.recv() => break "SIGTERM",
                 _ = interrupt.recv() => break "SIGINT",
                 event = events.recv() => match event {
-                    Ok(event) => log_event(&event),
+                    Ok(event) => log_event(&event, &mut broken),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                         tracing::warn!("the log fell {missed} events behind; the store has them all");
                     }
@@ -67,8 +68,9 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
     })
 }
 
-/// The daemon's own log: what an operator tailing it wants to see, one line each.
-fn log_event(event: &Event) {
+/// The daemon's own log: what an operator tailing it wants to see, one line each. `last_broken` is the broken
+/// files the last reload (or the start) found.
+fn log_event(event: &Event, last_broken: &mut Vec<String>) {
     match event {
         Event::Run(run) if run.state.is_finished() => match &run.error {
             Some(error) => tracing::info!("run {} of {} {}: {error}", run.id, run.workflow, run.state),
@@ -82,7 +84,11 @@ fn log_event(event: &Event) {
             tracing::info!("command from {who}: {command} → {} {outcome}", if *ok { "ok:" } else { "refused:" });
         }
         Event::Reloaded { changed, removed, broken } => {
-            tracing::info!("workflows reloaded: changed {changed:?}, removed {removed:?}, broken {broken:?}");
+            // A reload that changed no workflow and no file's brokenness (a registry edit, say) is not worth a line.
+            if !changed.is_empty() || !removed.is_empty() || !broken.is_empty() || broken != last_broken {
+                tracing::info!("workflows reloaded: changed {changed:?}, removed {removed:?}, broken {broken:?}");
+            }
+            last_broken.clone_from(broken);
         }
         _ => {}
     }

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
+use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 
 /// How long a file must stay the same size and modification time before it is taken as complete.
@@ -90,8 +91,18 @@ pub enum Seen {
     Lost,
 }
 
-/// Watches `folder` (created if missing) and calls `seen` with each path that something happened to. The
-/// watcher stops when dropped.
+/// Whether an event can mean the file's bytes or name changed: reading a file (open, read, close without
+/// writing, a new access time) cannot, and counting it would let every reader of the folder wake its watchers.
+fn may_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        _ => true,
+    }
+}
+
+/// Watches `folder` (created if missing) and calls `seen` with each path whose bytes or name may have changed;
+/// reads are not reported. The watcher stops when dropped.
 pub fn watch(
     folder: &Path,
     recursive: bool,
@@ -101,6 +112,7 @@ pub fn watch(
         .map_err(|error| format!("cannot create the watched folder {}: {error}", folder.display()))?;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
         Ok(event) if event.need_rescan() => seen(Seen::Lost),
+        Ok(event) if !may_change(&event.kind) => {}
         Ok(event) => {
             for path in event.paths {
                 seen(Seen::Path(path));
@@ -151,5 +163,33 @@ mod tests {
             pattern.existing().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, vec!["a.json", "b.json"]);
         assert_eq!(fingerprint(&dir.path().join("inbox/a.json")).unwrap().size, 2);
+    }
+
+    #[test]
+    fn reading_a_file_is_not_a_change_but_closing_it_after_writing_is() {
+        use notify::event::{CreateKind, RemoveKind};
+        assert!(!may_change(&EventKind::Access(AccessKind::Open(AccessMode::Any))));
+        assert!(!may_change(&EventKind::Access(AccessKind::Read)));
+        assert!(!may_change(&EventKind::Access(AccessKind::Close(AccessMode::Read))));
+        assert!(!may_change(&EventKind::Access(AccessKind::Close(AccessMode::Any))));
+        assert!(!may_change(&EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime))));
+        assert!(may_change(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(may_change(&EventKind::Create(CreateKind::File)));
+        assert!(may_change(&EventKind::Modify(ModifyKind::Any)));
+        assert!(may_change(&EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime))));
+        assert!(may_change(&EventKind::Remove(RemoveKind::File)));
+    }
+
+    #[test]
+    fn a_watch_reports_a_write_but_not_a_read_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("read.toml"), "id = \"R\"\n").unwrap();
+        let (sender, seen) = std::sync::mpsc::channel();
+        let _watcher = watch(dir.path(), false, move |note| drop(sender.send(note))).unwrap();
+        std::fs::read_to_string(dir.path().join("read.toml")).unwrap();
+        // The kernel reports events in order, so the write is a barrier: anything the read caused comes first.
+        std::fs::write(dir.path().join("written.toml"), "").unwrap();
+        let first = seen.recv_timeout(Duration::from_secs(30)).expect("the write is reported");
+        assert_eq!(first, Seen::Path(dir.path().join("written.toml")));
     }
 }

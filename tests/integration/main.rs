@@ -8,5 +8,6 @@ mod daemon;
 mod engine_harness;
 mod engine_operations;
 mod engine_runs;
+mod hot_reload;
 mod scheduling;
 mod validate_and_list;

@@ -1,6 +1,7 @@
 //! Hot reload: the workflows folder is watched; changed files take effect without a restart.
 
-use std::path::PathBuf;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +25,9 @@ impl Actor {
             let _ = raw.try_send(path);
         })?;
         let internal = self.internal.clone();
+        let folder = self.config.workflows_dir.clone();
         let state_dir = self.config.state_dir.clone();
+        let mut last = folder_print(&folder, &state_dir);
         tokio::spawn(async move {
             while let Some(path) = changes.recv().await {
                 if !is_definition(&path, &state_dir) {
@@ -38,6 +41,16 @@ impl Actor {
                         more = changes.recv() => if more.is_none() { return },
                     }
                 }
+                // Only new bytes or a new set of files are worth a reload: rewriting a file as it was, or a
+                // lost-events rescan that finds nothing new, would reload (and announce) nothing.
+                let (folder, state_dir) = (folder.clone(), state_dir.clone());
+                let Ok(print) = tokio::task::spawn_blocking(move || folder_print(&folder, &state_dir)).await else {
+                    return;
+                };
+                if print == last {
+                    continue;
+                }
+                last = print;
                 if internal.send(Internal::Reload).is_err() {
                     return;
                 }
@@ -111,6 +124,36 @@ impl Actor {
 }
 
 /// A `.toml` under the workflows folder, not inside the state folder (which may live there).
-fn is_definition(path: &std::path::Path, state_dir: &std::path::Path) -> bool {
+fn is_definition(path: &Path, state_dir: &Path) -> bool {
     path.extension().is_some_and(|extension| extension == "toml") && !path.starts_with(state_dir)
+}
+
+/// A hash of the definition files `load_folder` reads: their paths and their bytes.
+fn folder_print(folder: &Path, state_dir: &Path) -> u64 {
+    let mut files = Vec::new();
+    definition_files(folder, state_dir, &mut files);
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    for file in files {
+        file.hash(&mut hasher);
+        // An unreadable file hashes as such, and again as its bytes once it can be read.
+        std::fs::read(&file).ok().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+fn definition_files(dir: &Path, state_dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        // Hidden entries are skipped as `load_folder` skips them.
+        if entry.file_name().to_string_lossy().starts_with('.') || path.starts_with(state_dir) {
+            continue;
+        }
+        if path.is_dir() {
+            definition_files(&path, state_dir, files);
+        } else if is_definition(&path, state_dir) {
+            files.push(path);
+        }
+    }
 }
