@@ -4,6 +4,7 @@ pub mod cli;
 pub mod console;
 pub mod definition;
 pub mod engine;
+pub mod failpoint;
 pub mod schedule;
 pub mod state;
 pub mod store;

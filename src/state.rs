@@ -68,12 +68,13 @@ states! {
 }
 
 states! {
-    /// How one attempt of a task ended.
+    /// How one attempt of a task ended; `interrupted`: cut short by its engine stopping or dying.
     AttemptState {
         Running = "running",
         Succeeded = "succeeded",
         Failed = "failed",
         Cancelled = "cancelled",
+        Interrupted = "interrupted",
     }
 }
 

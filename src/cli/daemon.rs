@@ -22,7 +22,9 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
         for problem in catalog.problems() {
             tracing::error!("{problem}");
         }
-        let engine = match Engine::open(EngineConfig::new(workflows, state), catalog.registry.clone()) {
+        let mut config = EngineConfig::new(workflows, state);
+        config.subreaper = true;
+        let engine = match Engine::open(config, catalog.registry.clone()) {
             Ok(engine) => engine,
             Err(error) => return fail(error),
         };
@@ -52,6 +54,13 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
             tokio::select! {
                 _ = terminate.recv() => break "SIGTERM",
                 _ = interrupt.recv() => break "SIGINT",
+                ended = engine.ended() => {
+                    // A fault ended the engine: the process fails, so a supervisor starts a new one, which
+                    // recovers what this one left.
+                    let reason = ended.err().unwrap_or_else(|| "the engine stopped by itself".into());
+                    tracing::error!("{reason}");
+                    return fail(format!("the engine stopped: {reason}"));
+                }
                 event = events.recv() => match event {
                     Ok(event) => log_event(&event, &mut broken),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {

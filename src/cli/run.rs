@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use super::follow::{attempt_line, exit_code, log_line, run_line, task_line};
 use super::{RunArgs, fail, parse_params, read_input};
 use crate::definition::load_folder;
-use crate::engine::{Command, Engine, EngineConfig, Event, Origin};
+use crate::engine::{Command, Engine, EngineConfig, Event, Origin, Stop};
 use crate::state::AttemptState;
 use crate::store::{StateLock, StoreError};
 use crate::tasks::Stream;
@@ -37,7 +37,9 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
     };
     runtime.block_on(async move {
-        let engine = match Engine::open(EngineConfig::new(workflows, state), catalog.registry.clone()) {
+        let mut config = EngineConfig::new(workflows, state);
+        config.subreaper = true;
+        let engine = match Engine::open(config, catalog.registry.clone()) {
             Ok(engine) => engine,
             Err(crate::engine::EngineError::Store(StoreError::Locked { .. })) => {
                 return super::remote::trigger_and_follow(state, &args.workflow, input, params);
@@ -70,8 +72,13 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
                 },
                 _ = tokio::signal::ctrl_c() => {
                     eprintln!("interrupted: stopping the run's tasks; `conveyor resume {run_id}` carries it on");
-                    engine.shutdown().await;
+                    // Stopped on purpose: no engine resumes it by itself.
+                    engine.shutdown_as(Stop::ByOperator).await;
                     return ExitCode::from(130);
+                }
+                ended = engine.ended() => {
+                    let reason = ended.err().unwrap_or_else(|| "the engine stopped by itself".into());
+                    return fail(format!("the engine stopped: {reason}"));
                 }
             }
         };

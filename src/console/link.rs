@@ -26,8 +26,11 @@ impl Link {
         if StateLock::is_held(state) {
             return Ok(Link::Attached(state.to_path_buf()));
         }
-        let engine =
-            Engine::open(EngineConfig::new(workflows, state), catalog.registry.clone()).map_err(|e| e.to_string())?;
+        let engine = Engine::open(
+            EngineConfig { subreaper: true, ..EngineConfig::new(workflows, state) },
+            catalog.registry.clone(),
+        )
+        .map_err(|e| e.to_string())?;
         for workflow in &catalog.workflows {
             engine.register(workflow.clone());
         }

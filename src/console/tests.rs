@@ -53,6 +53,7 @@ fn task(run: &RunRecord, name: &str, position: u32, state: TaskState, attempts: 
         started_at: (state != TaskState::Pending).then_some(start),
         finished_at: state.is_finished().then(|| start + Duration::seconds(2)),
         error: (state == TaskState::Failed).then(|| "exit status 3".to_string()),
+        ..TaskRecord::pending(&run.id, name, position as usize)
     }
 }
 
@@ -73,6 +74,8 @@ fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRe
         finished_at: task.finished_at,
         log_path: log.to_path_buf(),
         log_bytes: 0,
+        pid: None,
+        pid_start: None,
     }
 }
 

@@ -24,6 +24,9 @@ pub struct Workflow {
     pub timeout: Option<Duration>,
     pub jitter: Option<Duration>,
     pub keep_runs: u32,
+    /// What an engine starting after a crash or a stop does with this workflow's active runs; `None`
+    /// follows the registry's default.
+    pub on_interrupt: Option<OnInterrupt>,
     pub on_failure: Option<Task>,
     pub on_success: Option<Task>,
     pub tasks: Vec<Task>,
@@ -168,7 +171,24 @@ pub struct Registry {
     pub agents: BTreeMap<String, Endpoint>,
     pub layers: BTreeMap<String, Layer>,
     pub alerts: Alerts,
+    pub on_interrupt: OnInterrupt,
 }
+
+/// `on_interrupt`: what becomes of a run that an engine left active when it crashed or was stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnInterrupt {
+    /// Carry on by itself: succeeded tasks stay done, an interrupted task gets a new attempt.
+    #[default]
+    Resume,
+    /// Stay `interrupted` until an operator resumes it.
+    Wait,
+    /// Fail the run, with an alert.
+    Fail,
+}
+
+pub const ON_INTERRUPT_CHOICES: &[(&str, OnInterrupt)] =
+    &[("resume", OnInterrupt::Resume), ("wait", OnInterrupt::Wait), ("fail", OnInterrupt::Fail)];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {

@@ -20,6 +20,7 @@ pub struct RawWorkflow {
     pub timeout: Option<Spanned<String>>,
     pub jitter: Option<Spanned<String>>,
     pub keep_runs: Option<Spanned<i64>>,
+    pub on_interrupt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawTask>>,
     pub on_success: Option<Spanned<RawTask>>,
     pub tasks: Option<Spanned<Vec<Spanned<RawTask>>>>,
@@ -71,6 +72,8 @@ pub struct RawRegistry {
     #[serde(default)]
     pub layers: BTreeMap<String, Spanned<RawLayer>>,
     pub alerts: Option<Spanned<RawAlerts>>,
+    /// The `on_interrupt` of every workflow that does not name its own.
+    pub on_interrupt: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

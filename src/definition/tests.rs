@@ -176,7 +176,7 @@ fn unknown_keys_are_refused_where_they_are() {
     assert_eq!(
         problems_of("id = \"W\"\nschedule = \"daily\"\n"),
         vec![
-            "w.toml:2:1: unknown field `schedule`, expected one of `id`, `description`, `trigger`, `params`, `overlap`, `catchup`, `max_active_runs`, `timeout`, `jitter`, `keep_runs`, `on_failure`, `on_success`, `tasks`"
+            "w.toml:2:1: unknown field `schedule`, expected one of `id`, `description`, `trigger`, `params`, `overlap`, `catchup`, `max_active_runs`, `timeout`, `jitter`, `keep_runs`, `on_interrupt`, `on_failure`, `on_success`, `tasks`"
         ]
     );
     assert_eq!(
@@ -400,7 +400,9 @@ fn the_registry_is_checked_too() {
     )]);
     assert_eq!(
         problems,
-        vec!["conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`"]
+        vec![
+            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`"
+        ]
     );
     assert!(catalog.registry.services.is_empty());
     let (catalog, problems) = load(&[(

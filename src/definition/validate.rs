@@ -124,6 +124,8 @@ impl<'a> Checker<'a> {
             let approval = layer.approval.map(Spanned::into_inner);
             registry.layers.insert(name, Layer { description: layer.description, items: layer.items, rules, approval });
         }
+        registry.on_interrupt =
+            self.choice(&raw.on_interrupt, "on_interrupt", OnInterrupt::Resume, ON_INTERRUPT_CHOICES);
         if let Some(alerts) = raw.alerts {
             let alerts = alerts.into_inner();
             if let Some(command) = &alerts.command
@@ -201,6 +203,10 @@ impl<'a> Checker<'a> {
         );
         let max_active_runs = self.whole_number(&raw.max_active_runs, "max_active_runs", 1, DEFAULT_MAX_ACTIVE_RUNS);
         let keep_runs = self.whole_number(&raw.keep_runs, "keep_runs", 1, DEFAULT_KEEP_RUNS);
+        let on_interrupt = raw
+            .on_interrupt
+            .is_some()
+            .then(|| self.choice(&raw.on_interrupt, "on_interrupt", OnInterrupt::Resume, ON_INTERRUPT_CHOICES));
         let timeout = self.duration(&raw.timeout, "timeout");
         let jitter = self.duration(&raw.jitter, "jitter");
         let on_failure = raw.on_failure.and_then(|task| self.handler(task, "on_failure", registry));
@@ -235,6 +241,7 @@ impl<'a> Checker<'a> {
             timeout,
             jitter,
             keep_runs,
+            on_interrupt,
             on_failure,
             on_success,
             dag: tasks.iter().any(|task| !task.depends_on.is_empty()),

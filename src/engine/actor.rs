@@ -2,11 +2,13 @@
 //! and to timers, and writes each change to the store before publishing it.
 
 mod attempts;
+mod durability;
 mod operations;
+mod recovery;
 mod reload;
 mod triggers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,11 +19,12 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use super::command::{Command, CommandResult, Origin, Reply};
 use super::run::Run;
-use super::{EngineConfig, EngineError, Event, Request};
+use super::{EngineConfig, EngineError, Event, Request, Stop};
 use crate::definition::{Registry, Task, Workflow, resolve_params};
-use crate::state::{AttemptState, RunState, TaskState};
+use crate::state::{RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord, timestamp};
 use crate::tasks::{CancelHandle, Ending};
+use durability::{StoreTrouble, StoreWait};
 
 /// One turn of the actor's loop.
 enum Step {
@@ -57,8 +60,20 @@ const HANDLER: usize = usize::MAX;
 /// What the actor hears from the tasks and watchers it started.
 pub(super) enum Internal {
     Done(Done),
+    /// An attempt's process has started: its group and start time go to the store.
+    Spawned(Spawned),
     /// A workflow file changed (debounced).
     Reload,
+    /// Something the engine relies on broke (an executor panicked): the process must end.
+    Fatal(String),
+}
+
+pub(super) struct Spawned {
+    run_id: String,
+    index: usize,
+    attempt: u32,
+    pid: u32,
+    start: Option<u64>,
 }
 
 /// An attempt that has ended, reported by the task that ran it.
@@ -121,6 +136,18 @@ pub struct Actor {
     file_notes: mpsc::Sender<crate::trigger::files::Seen>,
     file_notes_rx: Option<mpsc::Receiver<crate::trigger::files::Seen>>,
     permits: Arc<Semaphore>,
+    /// This state folder's id, carried by every task process (`CONVEYOR_STATE_ID`).
+    state_id: String,
+    /// Answers of steps not yet committed.
+    pending_answers: Vec<Answer>,
+    /// Requests that came while the store refused writes, handled once it accepts them.
+    deferred: VecDeque<Request>,
+    /// Since when, and why, the store has refused writes.
+    store_trouble: Option<StoreTrouble>,
+    /// A fault that ends the engine at the end of this step.
+    fatal: Option<String>,
+    /// Set while shutting down: a stopped attempt's task waits for the next engine instead of failing.
+    closing: Option<Stop>,
 }
 
 impl Actor {
@@ -135,6 +162,7 @@ impl Actor {
         let (internal, internal_rx) = mpsc::unbounded_channel();
         let (file_notes, file_notes_rx) = mpsc::channel(FILE_NOTES);
         let permits = Arc::new(Semaphore::new(config.max_parallel.max(1)));
+        let state_id = store.state_id()?;
         let actor = Actor {
             config,
             store,
@@ -157,9 +185,13 @@ impl Actor {
             file_notes,
             file_notes_rx: Some(file_notes_rx),
             permits,
+            state_id,
+            pending_answers: Vec::new(),
+            deferred: VecDeque::new(),
+            store_trouble: None,
+            fatal: None,
+            closing: None,
         };
-        actor.recover()?;
-        actor.flush();
         Ok(actor)
     }
 
@@ -167,91 +199,83 @@ impl Actor {
         self.config.clock.now()
     }
 
-    /// Runs an earlier engine left active are marked interrupted: resumable with retry, skip or resume.
-    fn recover(&self) -> Result<(), EngineError> {
-        let now = self.now();
-        let active = [RunState::Queued, RunState::Running, RunState::Paused, RunState::WaitingApproval];
-        for mut run in self.store.runs_in_state(&active)? {
-            let tasks = self.store.tasks(&run.id)?;
-            if run.state == RunState::WaitingApproval
-                && !tasks.iter().any(|task| matches!(task.state, TaskState::Running | TaskState::RetryWait))
-            {
-                // Waiting for an operator is durable: the gate is still there after a restart.
-                continue;
-            }
-            for mut task in tasks {
-                if matches!(task.state, TaskState::Running | TaskState::RetryWait) {
-                    task.state = TaskState::Failed;
-                    task.error = Some("interrupted: the engine stopped while it ran".into());
-                    task.finished_at = Some(now);
-                    self.store.update_task(&task)?;
-                }
-            }
-            for mut attempt in self.store.attempts(&run.id, None)? {
-                if attempt.state == AttemptState::Running {
-                    attempt.state = AttemptState::Failed;
-                    attempt.error = Some("interrupted: the engine stopped while it ran".into());
-                    attempt.finished_at = Some(now);
-                    self.store.insert_attempt(&attempt)?;
-                }
-            }
-            run.state = RunState::Interrupted;
-            run.finished_at = Some(now);
-            run.error = Some("the engine stopped while this run was active".into());
-            self.store.update_run(&run)?;
-            let message = format!(
-                "run {} of {} was interrupted; `conveyor resume {}` carries it on",
-                run.id, run.workflow, run.id
-            );
-            self.alert("warning", Some(&run.workflow), Some(&run.id), None, message);
-        }
-        Ok(())
-    }
-
-    pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
+    /// The actor's loop, until shutdown (`Ok`) or a fault that must end the process (`Err`, with why).
+    pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) -> Result<(), String> {
         let mut internal_rx = self.internal_rx.take().expect("the actor runs once");
         let mut file_notes = self.file_notes_rx.take().expect("the actor runs once");
         let mut poll = tokio::time::interval(self.config.command_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let _ = self.store.begin_batch();
+        self.recover_runs().await;
+        self.flush();
         loop {
+            if let Some(reason) = self.fatal.take() {
+                self.stop_everything_now(&mut internal_rx).await;
+                return Err(reason);
+            }
+            if self.store.has_pending() {
+                if let StoreWait::Shutdown(reply) = self.wait_for_store(&mut requests).await {
+                    self.shutdown(&mut internal_rx).await;
+                    drop(self);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(());
+                    }
+                    return Ok(());
+                }
+                continue;
+            }
             let next = self.timers.keys().next().map(|(at, _)| *at);
-            let sleep = async {
+            let clock = self.config.clock.clone();
+            let sleep = async move {
                 match next {
-                    Some(at) => self.config.clock.sleep_until(at).await,
+                    Some(at) => clock.sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
             // Biased: definitions registered and commands sent through the API come before timers and before
             // the store's queue, so a queued command never sees an engine that has not yet learnt its workflows.
-            let step = tokio::select! {
-                biased;
-                request = requests.recv() => Step::Request(request),
-                Some(message) = internal_rx.recv() => Step::Internal(message),
-                Some(seen) = file_notes.recv() => Step::File(seen),
-                _ = sleep => Step::Timers,
-                _ = poll.tick() => Step::Poll,
+            let step = match self.deferred.pop_front() {
+                Some(request) => Step::Request(Some(request)),
+                None => tokio::select! {
+                    biased;
+                    request = requests.recv() => Step::Request(request),
+                    Some(message) = internal_rx.recv() => Step::Internal(message),
+                    Some(seen) = file_notes.recv() => Step::File(seen),
+                    _ = sleep => Step::Timers,
+                    _ = poll.tick() => Step::Poll,
+                },
             };
-            // Each step is one batch: one commit for all it changed, then its events, then any answer.
-            if let Err(error) = self.store.begin_batch() {
-                tracing::error!("opening a store batch failed: {error}");
-            }
+            // Each step is one batch: one commit for all it changed, then its events, then any answer. A batch
+            // that cannot begin still runs: its writes wait in the store until it accepts them.
+            let _ = self.store.begin_batch();
             let answer = match step {
-                Step::Request(Some(Request::Shutdown(reply))) => {
+                Step::Request(Some(Request::Shutdown(reply, stop))) => {
+                    self.closing = Some(stop);
                     self.flush();
                     self.shutdown(&mut internal_rx).await;
                     // The lock and the store go before the caller hears back, so it may open them again.
                     drop(self);
                     let _ = reply.send(());
-                    return;
+                    return Ok(());
                 }
                 Step::Request(Some(request)) => self.request(request),
                 Step::Request(None) => {
+                    self.closing = Some(Stop::Resumable);
                     self.flush();
                     self.shutdown(&mut internal_rx).await;
-                    return;
+                    return Ok(());
                 }
                 Step::Internal(Internal::Done(done)) => {
+                    crate::failpoint::hit("engine.attempt-ended");
                     self.attempt_done(done);
+                    None
+                }
+                Step::Internal(Internal::Spawned(spawned)) => {
+                    self.attempt_spawned(spawned);
+                    None
+                }
+                Step::Internal(Internal::Fatal(reason)) => {
+                    self.fatal = Some(reason);
                     None
                 }
                 Step::File(seen) => {
@@ -271,21 +295,10 @@ impl Actor {
                     None
                 }
             };
-            self.flush();
             if let Some(answer) = answer {
-                answer();
+                self.pending_answers.push(answer);
             }
-        }
-    }
-
-    /// Commits the step's batch, then announces what it changed: what an operator sees is already durable.
-    fn flush(&self) {
-        if let Err(error) = self.store.commit_batch() {
-            tracing::error!("committing to the store failed: {error}");
-        }
-        for event in self.pending_events.borrow_mut().drain(..) {
-            // No subscriber is fine: everything is in the store.
-            let _ = self.events.send(event);
+            self.flush();
         }
     }
 
@@ -325,7 +338,10 @@ impl Actor {
                 let result = self.watch_folder();
                 Some(Box::new(move || drop(reply.send(result))))
             }
-            Request::Shutdown(_) => unreachable!("handled by the loop"),
+            Request::Barrier(reply) => Some(Box::new(move || {
+                let _ = reply.send(());
+            })),
+            Request::Shutdown(..) => unreachable!("handled by the loop"),
         }
     }
 
@@ -370,7 +386,8 @@ impl Actor {
 
     /// Commands other shells wrote to the store.
     fn commands_from_store(&mut self) {
-        let pending = match self.store.pending_commands() {
+        // Deadlines are the wall clock's: the shell that queued a command waits in real time.
+        let pending = match self.store.pending_commands(chrono::Utc::now()) {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::error!("reading queued commands failed: {error}");
@@ -467,12 +484,13 @@ impl Actor {
         loop {
             let now = self.now();
             let Some(run) = self.runs.get_mut(id) else { return };
-            if run.record.state != RunState::Running || run.stopping.is_some() {
+            if run.record.state != RunState::Running || run.stopping.is_some() || self.closing.is_some() {
                 break;
             }
             let due_retries: Vec<usize> = (0..run.slots.len())
                 .filter(|&i| {
-                    run.slots[i].state() == TaskState::RetryWait && run.slots[i].retry_at.is_some_and(|at| at <= now)
+                    run.slots[i].state() == TaskState::RetryWait
+                        && run.slots[i].record.retry_at.is_some_and(|at| at <= now)
                 })
                 .collect();
             let ready = run.ready();
@@ -593,19 +611,10 @@ impl Actor {
                         cancel.cancel();
                     }
                 }
-                TaskState::RetryWait | TaskState::Pending | TaskState::WaitingApproval
-                    if target != RunState::Interrupted =>
-                {
+                TaskState::RetryWait | TaskState::Pending | TaskState::WaitingApproval => {
                     slot.record.state = TaskState::Cancelled;
                     slot.record.finished_at = Some(now);
-                    slot.retry_at = None;
-                    changed.push(slot.record.clone());
-                }
-                TaskState::RetryWait => {
-                    slot.record.state = TaskState::Failed;
-                    slot.record.error = Some("interrupted: the engine stopped before its retry".into());
-                    slot.record.finished_at = Some(now);
-                    slot.retry_at = None;
+                    slot.record.retry_at = None;
                     changed.push(slot.record.clone());
                 }
                 _ => {}
@@ -617,21 +626,28 @@ impl Actor {
         self.settle(id);
     }
 
+    /// Stops every running attempt (SIGTERM, then SIGKILL after the grace period) and leaves the runs for
+    /// the next engine: a running run becomes `interrupted` (marked for recovery unless an operator stopped
+    /// it), its stopped tasks pending again; paused runs and gates stay as they are.
     async fn shutdown(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
-        let ids: Vec<String> = self.runs.keys().cloned().collect();
-        for id in &ids {
-            let state = self.runs[id].record.state;
-            if state.is_active() && state != RunState::WaitingApproval {
-                self.stop_run(id, RunState::Interrupted, "the engine stopped while this run was active".into());
+        let stop = *self.closing.get_or_insert(Stop::Resumable);
+        let _ = self.store.begin_batch();
+        for run in self.runs.values() {
+            for slot in run.running() {
+                if let Some(cancel) = &slot.cancel {
+                    cancel.cancel();
+                }
             }
         }
         for (_, cancel) in self.handlers.values() {
             cancel.cancel();
         }
+        self.flush();
         let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(5);
         while !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some()) {
             match tokio::time::timeout_at(deadline, internal_rx.recv()).await {
                 Ok(Some(Internal::Done(done))) => {
+                    let _ = self.store.begin_batch();
                     self.attempt_done(done);
                     self.flush();
                 }
@@ -639,16 +655,32 @@ impl Actor {
                 _ => break,
             }
         }
-        let left: Vec<String> = self
-            .runs
-            .values()
-            .filter(|run| run.record.state != RunState::WaitingApproval)
-            .map(|run| run.record.id.clone())
-            .collect();
-        for id in left {
-            self.finish_run(&id, RunState::Interrupted, Some("the engine stopped while this run was active".into()));
+        let _ = self.store.begin_batch();
+        let now = self.now();
+        let ids: Vec<String> = self.runs.keys().cloned().collect();
+        for id in ids {
+            let Some(run) = self.runs.get_mut(&id) else { continue };
+            if !matches!(run.record.state, RunState::Running | RunState::Queued) {
+                continue;
+            }
+            run.record.state = RunState::Interrupted;
+            run.record.finished_at = Some(now);
+            run.record.error = Some(match stop {
+                Stop::Resumable => "the engine stopped while this run was active".into(),
+                Stop::ByOperator => "stopped by an operator; `conveyor resume` carries it on".into(),
+            });
+            let record = run.record.clone();
+            self.save_run(&record);
+            if let Err(error) = self.store.set_recover(&id, stop == Stop::Resumable) {
+                tracing::error!("marking run {id} for recovery failed: {error}");
+            }
         }
         self.flush();
+        if self.store.has_pending() {
+            tracing::error!(
+                "the engine stops with writes the store did not take; the next engine recovers from what it has"
+            );
+        }
     }
 
     fn save_run(&self, record: &RunRecord) {
@@ -692,10 +724,9 @@ impl Actor {
         };
         match self.store.add_alert(&record) {
             Ok(id) => record.id = id,
-            Err(error) => tracing::error!("storing an alert failed: {error}"),
+            Err(error) => tracing::debug!("storing an alert failed: {error}"),
         }
-        tracing::info!("alert: {}", record.message);
-        super::alerts::notify(&self.registry.alerts, &record, &self.config.workflows_dir);
+        // Its sinks fire with the other events, once it is committed.
         self.publish(Event::Alert(record));
     }
 }

@@ -20,22 +20,27 @@ pub fn notify(sinks: &Alerts, alert: &AlertRecord, workdir: &Path) {
         let body = body.clone();
         let workdir = workdir.to_path_buf();
         tokio::spawn(async move {
-            let spawned = tokio::process::Command::new(&argv[0])
+            let mut command = tokio::process::Command::new(&argv[0]);
+            command
                 .args(&argv[1..])
                 .arg(&message)
                 .current_dir(workdir)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn();
-            match spawned {
+                .kill_on_drop(true);
+            match crate::tasks::reclaim::spawn_tracked(&mut command) {
                 Ok(mut child) => {
+                    let pid = child.id();
                     if let Some(mut stdin) = child.stdin.take() {
                         let _ = stdin.write_all(&body).await;
                     }
                     if tokio::time::timeout(SINK_TIMEOUT, child.wait()).await.is_err() {
                         tracing::warn!("the alert command `{}` took over {SINK_TIMEOUT:?}: killed", argv[0]);
+                        let _ = child.kill().await;
+                    }
+                    if let Some(pid) = pid {
+                        crate::tasks::reclaim::untrack(pid);
                     }
                 }
                 Err(error) => tracing::warn!("the alert command `{}` could not start: {error}", argv[0]),

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock};
 pub use command::{Command, CommandResult, Origin, Reply, current_user};
@@ -37,6 +37,10 @@ pub struct EngineConfig {
     pub command_poll: Duration,
     /// In-process executors by route name; they take precedence over the registry's entry of that name.
     pub executors: BTreeMap<String, SharedExecutor>,
+    /// Make this process the reaper of orphaned task processes (`PR_SET_CHILD_SUBREAPER`), so that what a
+    /// task leaves outside its process group is found and stopped when its attempt ends. Process-wide: the
+    /// binary turns it on; a program embedding the engine that waits for children of its own may not.
+    pub subreaper: bool,
 }
 
 impl EngineConfig {
@@ -49,6 +53,7 @@ impl EngineConfig {
             kill_grace: Duration::from_secs(5),
             command_poll: Duration::from_millis(250),
             executors: BTreeMap::new(),
+            subreaper: false,
         }
     }
 }
@@ -68,7 +73,18 @@ enum Request {
     Start(String, oneshot::Sender<Result<(), String>>),
     StartAll(oneshot::Sender<Result<(), String>>),
     WatchFolder(oneshot::Sender<Result<(), String>>),
-    Shutdown(oneshot::Sender<()>),
+    Shutdown(oneshot::Sender<()>, Stop),
+    /// Answered once every request sent before it has been handled and committed.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// How an engine stops, which decides what the next engine does with runs it leaves active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// The engine stops (SIGTERM, quitting the console): the next engine applies each run's `on_interrupt`.
+    Resumable,
+    /// An operator stopped the runs (Ctrl-C of a foreground `conveyor run`): they wait for `conveyor resume`.
+    ByOperator,
 }
 
 /// A handle on a running engine; clones share it.
@@ -76,6 +92,8 @@ enum Request {
 pub struct Engine {
     requests: mpsc::UnboundedSender<Request>,
     events: broadcast::Sender<Event>,
+    /// `Some` once the engine has ended: `Ok` after a shutdown, `Err` with why after a fault.
+    ended: watch::Receiver<Option<Result<(), String>>>,
 }
 
 /// How many events a slow subscriber may fall behind before it misses some (it is told, and can re-read
@@ -92,11 +110,50 @@ impl Engine {
         config.state_dir = std::path::absolute(&config.state_dir).map_err(StoreError::Io)?;
         let lock = StateLock::acquire(&config.state_dir)?;
         let store = Store::open(&config.state_dir)?;
+        if config.subreaper && !crate::tasks::reclaim::become_subreaper() {
+            tracing::warn!(
+                "cannot become the reaper of orphaned task processes: strays of a task are found only at the next start"
+            );
+        }
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let grace = config.kill_grace;
         let actor = actor::Actor::new(config, store, lock, registry, events.clone())?;
-        tokio::spawn(actor.run(requests_rx));
-        Ok(Engine { requests, events })
+        let (ended_tx, ended) = watch::channel(None);
+        let running = tokio::spawn(actor.run(requests_rx));
+        tokio::spawn(async move {
+            let outcome = match running.await {
+                Ok(outcome) => outcome,
+                Err(error) if error.is_panic() => {
+                    Err(format!("the engine panicked: {}", panic_text(error.into_panic())))
+                }
+                // The runtime is going away: nothing is left to stop.
+                Err(_) => Ok(()),
+            };
+            if let Err(reason) = &outcome {
+                tracing::error!("{reason}: stopping every task process group before the process ends");
+                crate::tasks::reclaim::stop_spawned_groups(grace).await;
+            }
+            ended_tx.send_replace(Some(outcome));
+        });
+        Ok(Engine { requests, events, ended })
+    }
+
+    /// Waits until the engine has ended: `Ok` after `shutdown`, `Err` with the reason after a fault (a panic,
+    /// the store replaced under it) — after which the process should end with a failure status, so that a
+    /// supervisor starts a new engine, which recovers what this one left.
+    pub async fn ended(&self) -> Result<(), String> {
+        let mut ended = self.ended.clone();
+        match ended.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
+            Err(_) => Err("the engine is gone".into()),
+        }
+    }
+
+    /// Resolves once every request sent before it has been handled, committed and announced: a test waits
+    /// on this instead of sleeping to show that something did not happen.
+    pub async fn barrier(&self) -> Result<(), String> {
+        self.ask(Request::Barrier).await
     }
 
     /// Makes a workflow known (or replaces its definition; runs in flight keep the one they started with).
@@ -148,11 +205,23 @@ impl Engine {
         self.events.subscribe()
     }
 
-    /// Stops running tasks gracefully, leaves their runs interrupted (resumable), and releases the lock.
+    /// Stops running tasks gracefully, leaves their runs interrupted for the next engine to recover as
+    /// their `on_interrupt` says, and releases the lock.
     pub async fn shutdown(&self) {
+        self.shutdown_as(Stop::Resumable).await
+    }
+
+    pub async fn shutdown_as(&self, stop: Stop) {
         let (done, finished) = oneshot::channel();
-        if self.requests.send(Request::Shutdown(done)).is_ok() {
+        if self.requests.send(Request::Shutdown(done, stop)).is_ok() {
             let _ = finished.await;
         }
+    }
+}
+
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => payload.downcast::<&str>().map(|text| text.to_string()).unwrap_or_else(|_| "?".into()),
     }
 }

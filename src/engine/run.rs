@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::definition::{Task, TaskKind, Workflow};
@@ -23,20 +22,16 @@ pub struct Run {
 }
 
 pub struct Slot {
+    /// The task as stored, with where it stands on its routes and retries.
     pub record: TaskRecord,
-    /// 0 is the task's own route; 1.. are its `fallback` entries.
-    pub route_index: usize,
-    /// Attempts made on the current route since the task last (re)started.
-    pub route_attempts: u32,
     pub cancel: Option<CancelHandle>,
-    pub retry_at: Option<DateTime<Utc>>,
     /// The attempt running now (or the last one), as stored.
     pub attempt: Option<AttemptRecord>,
 }
 
 impl Slot {
     pub fn new(record: TaskRecord) -> Slot {
-        Slot { record, route_index: 0, route_attempts: 0, cancel: None, retry_at: None, attempt: None }
+        Slot { record, cancel: None, attempt: None }
     }
 
     pub fn state(&self) -> TaskState {
@@ -48,9 +43,9 @@ impl Slot {
         self.record.state = TaskState::Pending;
         self.record.error = None;
         self.record.finished_at = None;
-        self.route_index = 0;
-        self.route_attempts = 0;
-        self.retry_at = None;
+        self.record.route_index = 0;
+        self.record.route_attempts = 0;
+        self.record.retry_at = None;
     }
 }
 
@@ -134,14 +129,15 @@ impl Run {
             return chosen.clone();
         }
         let task = self.task(index);
-        match slot.route_index {
+        match slot.record.route_index {
             0 => Run::primary_route(task),
-            n => task.fallback[n - 1].clone(),
+            n => task.fallback[n as usize - 1].clone(),
         }
     }
 
     pub fn has_next_route(&self, index: usize) -> bool {
-        self.slots[index].record.route.is_none() && self.slots[index].route_index < self.task(index).fallback.len()
+        let slot = &self.slots[index].record;
+        slot.route.is_none() && (slot.route_index as usize) < self.task(index).fallback.len()
     }
 
     /// Tasks that are running or waiting to retry.
@@ -213,6 +209,7 @@ pub fn retry_delay(task: &Task, retry: u32, jitter: f64) -> std::time::Duration 
 mod tests {
     use super::*;
     use crate::definition::{Registry, parse_workflow};
+    use chrono::Utc;
     use serde_json::json;
     use std::path::{Path, PathBuf};
     use std::time::Duration;
@@ -316,7 +313,7 @@ mod tests {
         run.workflow = Arc::new(workflow);
         assert_eq!(run.route(0), "A");
         assert!(run.has_next_route(0));
-        run.slots[0].route_index = 1;
+        run.slots[0].record.route_index = 1;
         assert_eq!(run.route(0), "B");
         assert!(!run.has_next_route(0));
         run.slots[0].record.route = Some("C".into());

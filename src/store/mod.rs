@@ -2,6 +2,7 @@
 //! trail and commands from other shells. SQLite in WAL mode under the state folder; a change is committed
 //! before the engine announces it.
 
+mod batch;
 mod lock;
 mod records;
 mod schema;
@@ -28,6 +29,11 @@ pub enum StoreError {
     Locked { state_dir: PathBuf, pid: String },
     #[error("the store holds a value it cannot read: {0}")]
     Corrupt(String),
+    /// A write could not be committed; the engine holds it and tries again.
+    #[error("the store does not accept writes: {0}")]
+    Unavailable(String),
+    #[error("{} was deleted or replaced while the engine had it open: stopping rather than writing where nobody reads (start the engine again to use the file that is there now)", .0.display())]
+    Replaced(PathBuf),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -35,6 +41,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct Store {
     connection: Connection,
     state_dir: PathBuf,
+    batch: batch::SharedBatch,
+    /// Device and inode of the database file as opened.
+    identity: (u64, u64),
 }
 
 impl Store {
@@ -50,7 +59,28 @@ impl Store {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )?;
         schema::migrate(&connection)?;
-        Ok(Store { connection, state_dir: state_dir.to_path_buf() })
+        let identity = {
+            use std::os::unix::fs::MetadataExt;
+            let metadata = fs::metadata(&path)?;
+            (metadata.dev(), metadata.ino())
+        };
+        Ok(Store { connection, state_dir: state_dir.to_path_buf(), batch: Default::default(), identity })
+    }
+
+    /// A random id of this state folder, made once: task processes carry it (`CONVEYOR_STATE_ID`) so that an
+    /// engine can tell the processes of its folder from any other.
+    pub fn state_id(&self) -> Result<String> {
+        use rusqlite::OptionalExtension;
+        let found: Option<String> = self
+            .connection
+            .query_row("SELECT value FROM meta WHERE key = 'state_id'", [], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        let id = format!("{:016x}", rand::random::<u64>());
+        self.connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('state_id', ?1)", [&id])?;
+        Ok(self.connection.query_row("SELECT value FROM meta WHERE key = 'state_id'", [], |row| row.get(0))?)
     }
 
     pub fn state_dir(&self) -> &Path {
@@ -66,14 +96,14 @@ impl Store {
     pub fn work_dir(&self, run_id: &str) -> PathBuf {
         self.state_dir.join("work").join(run_id)
     }
+}
 
-    fn remove_run_files(&self, run_id: &str) {
-        for dir in [self.state_dir.join("logs").join(run_id), self.work_dir(run_id)] {
-            if dir.exists()
-                && let Err(error) = fs::remove_dir_all(&dir)
-            {
-                tracing::warn!("could not remove {}: {error}", dir.display());
-            }
+fn remove_run_files(state_dir: &Path, run_id: &str) {
+    for dir in [state_dir.join("logs").join(run_id), state_dir.join("work").join(run_id)] {
+        if dir.exists()
+            && let Err(error) = fs::remove_dir_all(&dir)
+        {
+            tracing::warn!("could not remove {}: {error}", dir.display());
         }
     }
 }

@@ -45,6 +45,13 @@ pub struct TaskRecord {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// 0 is the task's own route; 1.. are its `fallback` entries.
+    pub route_index: u32,
+    /// Attempts made on the current route since the task last (re)started; an attempt cut short by the
+    /// engine stopping does not count.
+    pub route_attempts: u32,
+    /// When a task in `retry_wait` tries again; kept so a restart waits out the same delay.
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 impl TaskRecord {
@@ -62,6 +69,9 @@ impl TaskRecord {
             started_at: None,
             finished_at: None,
             error: None,
+            route_index: 0,
+            route_attempts: 0,
+            retry_at: None,
         }
     }
 }
@@ -79,6 +89,11 @@ pub struct AttemptRecord {
     pub finished_at: Option<DateTime<Utc>>,
     pub log_path: PathBuf,
     pub log_bytes: u64,
+    /// The attempt's process group (its leader's PID), once it has started, so that an engine starting
+    /// after a crash can stop what this attempt left running.
+    pub pid: Option<u32>,
+    /// The leader's start time (`/proc/PID/stat` field 22): a PID reused by another process does not match.
+    pub pid_start: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -122,6 +137,9 @@ pub struct QueuedCommand {
     pub who: String,
     pub command: String,
 }
+
+/// The outcome of a command that no engine took in time.
+pub const EXPIRED: &str = "not carried out: no engine took the command before its deadline";
 
 fn json(value: &Value) -> String {
     serde_json::to_string(value).expect("JSON values serialise")
@@ -194,6 +212,9 @@ fn task_from_row(row: &Row) -> rusqlite::Result<TaskRecord> {
         started_at: time(row, "started_at")?,
         finished_at: time(row, "finished_at")?,
         error: row.get("error")?,
+        route_index: row.get("route_index")?,
+        route_attempts: row.get("route_attempts")?,
+        retry_at: time(row, "retry_at")?,
     })
 }
 
@@ -210,6 +231,8 @@ fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
         finished_at: time(row, "finished_at")?,
         log_path: PathBuf::from(row.get::<_, String>("log_path")?),
         log_bytes: row.get::<_, i64>("log_bytes")?.max(0) as u64,
+        pid: row.get("pid")?,
+        pid_start: row.get::<_, Option<i64>>("pid_start")?.map(|start| start.max(0) as u64),
     })
 }
 
@@ -227,94 +250,94 @@ fn alert_from_row(row: &Row) -> rusqlite::Result<AlertRecord> {
 }
 
 impl Store {
-    /// Runs `work` as one unit. A savepoint rather than a transaction, so that it nests inside a batch the
-    /// engine has open.
-    fn atomically<T>(&self, work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>) -> Result<T> {
-        self.connection.execute_batch("SAVEPOINT unit")?;
-        match work(&self.connection) {
-            Ok(value) => {
-                self.connection.execute_batch("RELEASE unit")?;
-                Ok(value)
-            }
-            Err(error) => {
-                let _ = self.connection.execute_batch("ROLLBACK TO unit; RELEASE unit");
-                Err(error.into())
-            }
-        }
-    }
-
-    /// Opens a batch: what is written until `commit_batch` becomes durable at once, in one commit.
-    pub fn begin_batch(&self) -> Result<()> {
-        if self.connection.is_autocommit() {
-            self.connection.execute_batch("BEGIN")?;
-        }
-        Ok(())
-    }
-
-    pub fn commit_batch(&self) -> Result<()> {
-        if !self.connection.is_autocommit() {
-            self.connection.execute_batch("COMMIT")?;
-        }
-        Ok(())
-    }
-
-    /// A new run and its tasks, in one transaction.
+    /// A new run and its tasks, in one unit.
     pub fn insert_run(&self, run: &RunRecord, tasks: &[TaskRecord]) -> Result<()> {
-        self.atomically(|connection| {
-        connection.execute(
-            "INSERT INTO runs (id, workflow, state, trigger, input, params, definition_file, definition, created_at, started_at, finished_at, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-            params![
-                run.id,
-                run.workflow,
-                run.state.as_str(),
-                run.trigger,
-                json(&run.input),
-                json(&run.params),
-                run.definition_file.to_string_lossy(),
-                run.definition,
-                timestamp(run.created_at),
-                run.started_at.map(timestamp),
-                run.finished_at.map(timestamp),
-                run.error,
-            ],
-        )?;
-        for task in tasks {
-            upsert_task(connection, task)?;
-        }
-        Ok(())
+        let (run, tasks) = (run.clone(), tasks.to_vec());
+        self.write(move |connection| {
+            atomically(connection, |connection| {
+                connection.execute(
+                    "INSERT INTO runs (id, workflow, state, trigger, input, params, definition_file, definition, created_at, started_at, finished_at, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    params![
+                        run.id,
+                        run.workflow,
+                        run.state.as_str(),
+                        run.trigger,
+                        json(&run.input),
+                        json(&run.params),
+                        run.definition_file.to_string_lossy(),
+                        run.definition,
+                        timestamp(run.created_at),
+                        run.started_at.map(timestamp),
+                        run.finished_at.map(timestamp),
+                        run.error,
+                    ],
+                )?;
+                for task in &tasks {
+                    upsert_task(connection, task)?;
+                }
+                Ok(())
+            })
         })
     }
 
     pub fn update_run(&self, run: &RunRecord) -> Result<()> {
-        self.connection.execute(
-            "UPDATE runs SET state = ?2, started_at = ?3, finished_at = ?4, error = ?5 WHERE id = ?1",
-            params![
-                run.id,
-                run.state.as_str(),
-                run.started_at.map(timestamp),
-                run.finished_at.map(timestamp),
-                run.error
-            ],
+        let run = run.clone();
+        self.write(move |connection| {
+            connection.execute(
+                "UPDATE runs SET state = ?2, started_at = ?3, finished_at = ?4, error = ?5 WHERE id = ?1",
+                params![
+                    run.id,
+                    run.state.as_str(),
+                    run.started_at.map(timestamp),
+                    run.finished_at.map(timestamp),
+                    run.error
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Whether the next engine applies the run's `on_interrupt` to it (set when an engine stops with the run
+    /// active; cleared once applied).
+    pub fn set_recover(&self, run_id: &str, recover: bool) -> Result<()> {
+        let run_id = run_id.to_string();
+        self.write(move |connection| {
+            connection.execute("UPDATE runs SET recover = ?2 WHERE id = ?1", params![run_id, recover])?;
+            Ok(())
+        })
+    }
+
+    /// Runs an engine that is gone left for the next one: active ones (it crashed), and interrupted ones it
+    /// marked for recovery (it was stopped). Oldest first.
+    pub fn runs_to_recover(&self) -> Result<Vec<RunRecord>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT * FROM runs WHERE state IN ('queued', 'running', 'paused', 'waiting_approval')
+                OR (state = 'interrupted' AND recover = 1)
+             ORDER BY created_at, id",
         )?;
-        Ok(())
+        let rows = statement.query_map([], run_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     pub fn update_task(&self, task: &TaskRecord) -> Result<()> {
-        upsert_task(&self.connection, task)?;
-        Ok(())
+        let task = task.clone();
+        self.write(move |connection| upsert_task(connection, &task))
     }
 
     pub fn insert_attempt(&self, attempt: &AttemptRecord) -> Result<()> {
-        upsert_attempt(&self.connection, attempt)?;
-        Ok(())
+        let attempt = attempt.clone();
+        self.write(move |connection| upsert_attempt(connection, &attempt))
     }
 
-    /// An attempt and its task, in one transaction: they change together at an attempt's start and end.
+    /// An attempt and its task, in one unit: they change together at an attempt's start and end.
     pub fn save_attempt_and_task(&self, attempt: &AttemptRecord, task: &TaskRecord) -> Result<()> {
-        self.atomically(|connection| {
-            upsert_attempt(connection, attempt)?;
-            upsert_task(connection, task)
+        let (attempt, task) = (attempt.clone(), task.clone());
+        self.write(move |connection| {
+            atomically(connection, |connection| {
+                upsert_attempt(connection, &attempt)?;
+                upsert_task(connection, &task)
+            })
         })
     }
 
@@ -360,22 +383,28 @@ impl Store {
     }
 
     pub fn set_paused(&self, workflow: &str, paused: bool, at: DateTime<Utc>) -> Result<()> {
-        self.connection.execute(
-            "INSERT INTO workflow_state (workflow, paused, changed_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (workflow) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at",
-            params![workflow, paused, timestamp(at)],
-        )?;
-        Ok(())
+        let workflow = workflow.to_string();
+        self.write(move |connection| {
+            connection.execute(
+                "INSERT INTO workflow_state (workflow, paused, changed_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (workflow) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at",
+                params![workflow, paused, timestamp(at)],
+            )?;
+            Ok(())
+        })
     }
 
     /// Every scheduled fire of `workflow` up to this instant has been handled (run, queued or skipped).
     pub fn set_scheduled_through(&self, workflow: &str, through: DateTime<Utc>) -> Result<()> {
-        self.connection.execute(
-            "INSERT INTO workflow_state (workflow, paused, changed_at, scheduled_through) VALUES (?1, 0, ?2, ?2)
-             ON CONFLICT (workflow) DO UPDATE SET scheduled_through = excluded.scheduled_through",
-            params![workflow, timestamp(through)],
-        )?;
-        Ok(())
+        let workflow = workflow.to_string();
+        self.write(move |connection| {
+            connection.execute(
+                "INSERT INTO workflow_state (workflow, paused, changed_at, scheduled_through) VALUES (?1, 0, ?2, ?2)
+                 ON CONFLICT (workflow) DO UPDATE SET scheduled_through = excluded.scheduled_through",
+                params![workflow, timestamp(through)],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn scheduled_through(&self, workflow: &str) -> Result<Option<DateTime<Utc>>> {
@@ -388,16 +417,25 @@ impl Store {
 
     /// Records a fire, keeping the newest 1,000 of each workflow.
     pub fn record_fire(&self, fire: &FireRecord) -> Result<()> {
-        self.atomically(|connection| {
-        connection.execute(
-            "INSERT INTO fires (workflow, scheduled_at, fired_at, outcome, run_id) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![fire.workflow, timestamp(fire.scheduled_at), timestamp(fire.fired_at), fire.outcome, fire.run_id],
-        )?;
-        connection.execute(
-            "DELETE FROM fires WHERE workflow = ?1 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET 1000)",
-            [&fire.workflow],
-        )?;
-        Ok(())
+        let fire = fire.clone();
+        self.write(move |connection| {
+            atomically(connection, |connection| {
+                connection.execute(
+                    "INSERT INTO fires (workflow, scheduled_at, fired_at, outcome, run_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        fire.workflow,
+                        timestamp(fire.scheduled_at),
+                        timestamp(fire.fired_at),
+                        fire.outcome,
+                        fire.run_id
+                    ],
+                )?;
+                connection.execute(
+                    "DELETE FROM fires WHERE workflow = ?1 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET 1000)",
+                    [&fire.workflow],
+                )?;
+                Ok(())
+            })
         })
     }
 
@@ -439,11 +477,14 @@ impl Store {
         run_id: Option<&str>,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        self.connection.execute(
-            "INSERT OR REPLACE INTO processed_files (workflow, path, size, modified, run_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![workflow, path, size as i64, timestamp(modified), run_id, timestamp(at)],
-        )?;
-        Ok(())
+        let (workflow, path, run_id) = (workflow.to_string(), path.to_string(), run_id.map(str::to_string));
+        self.write(move |connection| {
+            connection.execute(
+                "INSERT OR REPLACE INTO processed_files (workflow, path, size, modified, run_id, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![workflow, path, size as i64, timestamp(modified), run_id, timestamp(at)],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn paused_workflows(&self) -> Result<BTreeSet<String>> {
@@ -453,11 +494,14 @@ impl Store {
     }
 
     pub fn add_alert(&self, alert: &AlertRecord) -> Result<i64> {
-        self.connection.execute(
-            "INSERT INTO alerts (at, severity, workflow, run_id, task, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![timestamp(alert.at), alert.severity, alert.workflow, alert.run_id, alert.task, alert.message],
-        )?;
-        Ok(self.connection.last_insert_rowid())
+        let alert = alert.clone();
+        self.write(move |connection| {
+            connection.execute(
+                "INSERT INTO alerts (at, severity, workflow, run_id, task, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![timestamp(alert.at), alert.severity, alert.workflow, alert.run_id, alert.task, alert.message],
+            )?;
+            Ok(connection.last_insert_rowid())
+        })
     }
 
     /// Newest first.
@@ -469,10 +513,12 @@ impl Store {
 
     /// Whether an unacknowledged alert with that id existed.
     pub fn ack_alert(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
-        let changed = self.connection.execute(
-            "UPDATE alerts SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
-            params![id, timestamp(at)],
-        )?;
+        let changed = self.write(move |connection| {
+            connection.execute(
+                "UPDATE alerts SET acked_at = ?2 WHERE id = ?1 AND acked_at IS NULL",
+                params![id, timestamp(at)],
+            )
+        })?;
         Ok(changed > 0)
     }
 
@@ -485,11 +531,15 @@ impl Store {
         ok: bool,
         outcome: &str,
     ) -> Result<()> {
-        self.connection.execute(
-            "INSERT INTO audit (at, who, origin, command, ok, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![timestamp(at), who, origin, command, ok, outcome],
-        )?;
-        Ok(())
+        let (who, origin, command, outcome) =
+            (who.to_string(), origin.to_string(), command.to_string(), outcome.to_string());
+        self.write(move |connection| {
+            connection.execute(
+                "INSERT INTO audit (at, who, origin, command, ok, outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![timestamp(at), who, origin, command, ok, outcome],
+            )?;
+            Ok(())
+        })
     }
 
     pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditRecord>> {
@@ -508,16 +558,32 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Queues a command for the engine that holds the folder; returns its id.
-    pub fn enqueue_command(&self, at: DateTime<Utc>, who: &str, command: &str) -> Result<i64> {
+    /// Queues a command for the engine that holds the folder; returns its id. An engine that has not taken
+    /// it by `expires_at` never will: it is recorded as not carried out.
+    pub fn enqueue_command(
+        &self,
+        at: DateTime<Utc>,
+        who: &str,
+        command: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<i64> {
         self.connection.execute(
-            "INSERT INTO commands (at, who, command) VALUES (?1, ?2, ?3)",
-            params![timestamp(at), who, command],
+            "INSERT INTO commands (at, who, command, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![timestamp(at), who, command, timestamp(expires_at)],
         )?;
         Ok(self.connection.last_insert_rowid())
     }
 
-    pub fn pending_commands(&self) -> Result<Vec<QueuedCommand>> {
+    /// Commands waiting for the engine, after recording those past their deadline as not carried out.
+    pub fn pending_commands(&self, now: DateTime<Utc>) -> Result<Vec<QueuedCommand>> {
+        self.write(move |connection| {
+            connection.execute(
+                "UPDATE commands SET done_at = ?1, ok = 0, outcome = ?2
+                 WHERE done_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?1",
+                params![timestamp(now), EXPIRED],
+            )?;
+            Ok(())
+        })?;
         let mut statement = self
             .connection
             .prepare_cached("SELECT id, who, command FROM commands WHERE done_at IS NULL ORDER BY id")?;
@@ -526,15 +592,28 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Gives up on a command no engine has taken: `true` if it was still waiting (it will never run now),
+    /// `false` if an engine took it first (its result is there to read).
+    pub fn expire_command(&self, id: i64, now: DateTime<Utc>) -> Result<bool> {
+        let changed = self.connection.execute(
+            "UPDATE commands SET done_at = ?2, ok = 0, outcome = ?3 WHERE id = ?1 AND done_at IS NULL",
+            params![id, timestamp(now), EXPIRED],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// Records the engine's answer; answered commands beyond the newest 1,000 are dropped (the audit trail
     /// keeps every command).
     pub fn complete_command(&self, id: i64, at: DateTime<Utc>, ok: bool, outcome: &str) -> Result<()> {
-        self.connection.execute(
-            "UPDATE commands SET done_at = ?2, ok = ?3, outcome = ?4 WHERE id = ?1",
-            params![id, timestamp(at), ok, outcome],
-        )?;
-        self.connection.execute("DELETE FROM commands WHERE done_at IS NOT NULL AND id <= ?1 - 1000", [id])?;
-        Ok(())
+        let outcome = outcome.to_string();
+        self.write(move |connection| {
+            connection.execute(
+                "UPDATE commands SET done_at = ?2, ok = ?3, outcome = ?4 WHERE id = ?1",
+                params![id, timestamp(at), ok, outcome],
+            )?;
+            connection.execute("DELETE FROM commands WHERE done_at IS NOT NULL AND id <= ?1 - 1000", [id])?;
+            Ok(())
+        })
     }
 
     /// `Some((ok, outcome))` once the engine has acted on the command.
@@ -559,15 +638,21 @@ impl Store {
         if doomed.is_empty() {
             return Ok(doomed);
         }
-        self.atomically(|connection| {
-            for id in &doomed {
-                connection.execute("DELETE FROM runs WHERE id = ?1", [id])?;
-            }
-            Ok(())
+        let deleted = doomed.clone();
+        self.write(move |connection| {
+            atomically(connection, |connection| {
+                for id in &deleted {
+                    connection.execute("DELETE FROM runs WHERE id = ?1", [id])?;
+                }
+                Ok(())
+            })
         })?;
-        for id in &doomed {
-            self.remove_run_files(id);
-        }
+        let (state_dir, removed) = (self.state_dir.clone(), doomed.clone());
+        self.after_commit(move || {
+            for id in &removed {
+                super::remove_run_files(&state_dir, id);
+            }
+        });
         Ok(doomed)
     }
 
@@ -587,13 +672,34 @@ impl Store {
     }
 }
 
+/// Runs `work` as one unit. A savepoint rather than a transaction, so that it nests inside a batch the
+/// engine has open.
+fn atomically<T>(
+    connection: &rusqlite::Connection,
+    work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    connection.execute_batch("SAVEPOINT unit")?;
+    match work(connection) {
+        Ok(value) => {
+            connection.execute_batch("RELEASE unit")?;
+            Ok(value)
+        }
+        Err(error) => {
+            let _ = connection.execute_batch("ROLLBACK TO unit; RELEASE unit");
+            Err(error)
+        }
+    }
+}
+
 fn upsert_task(connection: &rusqlite::Connection, task: &TaskRecord) -> rusqlite::Result<()> {
     let mut statement = connection.prepare_cached(
-        "INSERT INTO tasks (run_id, name, position, state, attempts, route, input, output, started_at, finished_at, error)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+        "INSERT INTO tasks (run_id, name, position, state, attempts, route, input, output, started_at, finished_at, error,
+            route_index, route_attempts, retry_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (run_id, name) DO UPDATE SET state = excluded.state, attempts = excluded.attempts,
             route = excluded.route, input = excluded.input, output = excluded.output, started_at = excluded.started_at,
-            finished_at = excluded.finished_at, error = excluded.error",
+            finished_at = excluded.finished_at, error = excluded.error, route_index = excluded.route_index,
+            route_attempts = excluded.route_attempts, retry_at = excluded.retry_at",
     )?;
     statement.execute(params![
         task.run_id,
@@ -607,14 +713,18 @@ fn upsert_task(connection: &rusqlite::Connection, task: &TaskRecord) -> rusqlite
         task.started_at.map(timestamp),
         task.finished_at.map(timestamp),
         task.error,
+        task.route_index,
+        task.route_attempts,
+        task.retry_at.map(timestamp),
     ])?;
     Ok(())
 }
 
 fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) -> rusqlite::Result<()> {
     let mut statement = connection.prepare_cached(
-        "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at, log_path, log_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,
+            log_path, log_bytes, pid, pid_start)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     statement.execute(params![
         attempt.run_id,
@@ -628,6 +738,8 @@ fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) ->
         attempt.finished_at.map(timestamp),
         attempt.log_path.to_string_lossy(),
         attempt.log_bytes as i64,
+        attempt.pid,
+        attempt.pid_start.map(|start| start as i64),
     ])?;
     Ok(())
 }

@@ -103,6 +103,21 @@ CREATE TABLE processed_files (
     PRIMARY KEY (workflow, path, size, modified)
 );
 "#,
+    // Unattended recovery: what a crashed engine leaves must be enough for the next one to carry on alone.
+    r#"
+ALTER TABLE runs ADD COLUMN recover INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN route_index INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN route_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN retry_at TEXT;
+ALTER TABLE attempts ADD COLUMN pid INTEGER;
+ALTER TABLE attempts ADD COLUMN pid_start INTEGER;
+ALTER TABLE commands ADD COLUMN expires_at TEXT;
+ALTER TABLE fires ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
 ];
 
 pub fn migrate(connection: &Connection) -> rusqlite::Result<()> {

@@ -37,6 +37,9 @@ fn task(run_id: &str) -> TaskRecord {
         started_at: Some(Utc::now()),
         finished_at: None,
         error: Some("e".into()),
+        route_index: 1,
+        route_attempts: 2,
+        retry_at: Some(Utc::now()),
     }
 }
 
@@ -114,10 +117,10 @@ fn pauses_alerts_and_commands_are_kept() {
     assert!(store.ack_alert(id, now).unwrap());
     assert!(!store.ack_alert(id, now).unwrap());
     assert!(store.alerts(5).unwrap()[0].acked_at.is_some());
-    let command = store.enqueue_command(now, "me", "{}").unwrap();
-    assert_eq!(store.pending_commands().unwrap().len(), 1);
+    let command = store.enqueue_command(now, "me", "{}", now + chrono::Duration::seconds(30)).unwrap();
+    assert_eq!(store.pending_commands(now).unwrap().len(), 1);
     assert_eq!(store.command_result(command).unwrap(), None);
     store.complete_command(command, now, false, "no").unwrap();
-    assert!(store.pending_commands().unwrap().is_empty());
+    assert!(store.pending_commands(now).unwrap().is_empty());
     assert_eq!(store.command_result(command).unwrap(), Some((false, "no".to_string())));
 }

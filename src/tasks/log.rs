@@ -52,6 +52,8 @@ struct Files {
     log: LogFile,
     stderr: LogFile,
     lines: u64,
+    /// A failing disk fails every line: it is said once per log, not once per line.
+    write_failed: bool,
 }
 
 /// Where the stderr line numbers of the log at `log` are kept.
@@ -96,13 +98,14 @@ impl LogSink {
             log: LogFile::NotYet(path.to_path_buf()),
             stderr: LogFile::NotYet(stderr_index_path(path)),
             lines: 0,
+            write_failed: false,
         };
         LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), listener }
     }
 
     /// A sink that keeps nothing on disk (for tests of executors).
     pub fn detached(listener: Arc<Listener>) -> LogSink {
-        let files = Files { log: LogFile::Nowhere, stderr: LogFile::Nowhere, lines: 0 };
+        let files = Files { log: LogFile::Nowhere, stderr: LogFile::Nowhere, lines: 0, write_failed: false };
         LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), listener }
     }
 
@@ -118,15 +121,18 @@ impl LogSink {
                 let mut buffer = Vec::with_capacity(text.len() + 1);
                 buffer.extend_from_slice(text.as_bytes());
                 buffer.push(b'\n');
-                if let Err(error) = file.write_all(&buffer) {
-                    tracing::warn!("writing a task log failed: {error}");
+                if let Err(error) = file.write_all(&buffer)
+                    && !std::mem::replace(&mut files.write_failed, true)
+                {
+                    tracing::warn!("writing a task log failed (said once per log): {error}");
                 }
             }
             if stream == Stream::Stderr
                 && let Some(index) = files.stderr.writer()
                 && let Err(error) = writeln!(index, "{number}")
+                && !std::mem::replace(&mut files.write_failed, true)
             {
-                tracing::warn!("writing a task log's stderr index failed: {error}");
+                tracing::warn!("writing a task log's stderr index failed (said once per log): {error}");
             }
         }
         self.bytes.fetch_add(text.len() as u64 + 1, Ordering::Relaxed);

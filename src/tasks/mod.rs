@@ -5,6 +5,7 @@ mod governance;
 mod http;
 mod log;
 mod process;
+pub mod reclaim;
 pub mod when;
 
 use std::collections::BTreeMap;
@@ -45,7 +46,13 @@ pub struct Attempt {
     pub clock: SharedClock,
     /// How long a process group gets between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
+    /// The state folder's id (`CONVEYOR_STATE_ID`), by which a later engine finds what this attempt left.
+    pub state_id: String,
+    /// Told the process group's PID and its start time once the process has started.
+    pub spawned: Option<Spawned>,
 }
+
+pub type Spawned = Box<dyn FnOnce(u32, Option<u64>) + Send + Sync>;
 
 impl Attempt {
     /// The `CONVEYOR_*` variables of the task contract, parameters as `CONVEYOR_PARAM_<NAME>`, then `env`.
@@ -57,6 +64,7 @@ impl Attempt {
             ("CONVEYOR_ACTION".to_string(), self.action.clone().unwrap_or_default()),
             ("CONVEYOR_ATTEMPT".to_string(), self.number.to_string()),
             ("CONVEYOR_OUTPUT".to_string(), self.output_file.to_string_lossy().into_owned()),
+            ("CONVEYOR_STATE_ID".to_string(), self.state_id.clone()),
         ];
         for (name, value) in &self.params {
             let text = match value {

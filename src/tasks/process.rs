@@ -49,7 +49,9 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = match command.spawn() {
+    crate::failpoint::hit("task.before-spawn");
+    let _running = super::reclaim::running(&attempt.run_id, &attempt.task, attempt.number);
+    let mut child = match super::reclaim::spawn_tracked(&mut command) {
         Ok(child) => child,
         Err(error) => {
             let message = format!("cannot start `{}` in {}: {error}", argv[0], attempt.workdir.display());
@@ -60,6 +62,9 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     let pgid = child.id().map(|pid| pid as i32);
     let mut guard = GroupGuard(pgid);
     log.engine_line(&format!("started `{}` (pid {})", shell_words(&argv), pgid.unwrap_or(0)));
+    if let (Some(pid), Some(spawned)) = (pgid, attempt.spawned.take()) {
+        spawned(pid as u32, super::reclaim::start_time(pid));
+    }
     // Feeding stdin and reading stdout and stderr run in this task, beside the wait: no task spawns.
     let input = serde_json::to_vec(&attempt.input).expect("JSON values serialise");
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
@@ -87,7 +92,11 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     tokio::pin!(io);
     let mut io_done = false;
 
-    let deadline = attempt.timeout.map(|timeout| (timeout, attempt.clock.sleep_until(attempt.clock.now() + timeout)));
+    // A timeout too far to represent is no timeout at all (validation bounds them; this never panics).
+    let deadline = attempt.timeout.and_then(|timeout| {
+        let at = attempt.clock.now().checked_add_signed(chrono::Duration::from_std(timeout).ok()?)?;
+        Some((timeout, attempt.clock.sleep_until(at)))
+    });
     let (timeout, mut timer) = match deadline {
         Some((timeout, timer)) => (Some(timeout), timer),
         None => (None, Box::pin(std::future::pending()) as crate::engine::Sleep),
@@ -127,7 +136,27 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         }
     };
     guard.0 = None;
+    if let Some(pid) = pgid {
+        super::reclaim::untrack(pid as u32);
+    }
+    drop(_running);
+    stop_leftovers(&attempt, &log, grace).await;
     ending
+}
+
+/// Processes of this attempt that left its group (`setsid`, a double fork) and outlived it: stopped too.
+async fn stop_leftovers(attempt: &Attempt, log: &LogSink, grace: Duration) {
+    let strays: Vec<i32> = super::reclaim::leftovers(&attempt.state_id).into_iter().map(|stray| stray.pid).collect();
+    if strays.is_empty() {
+        return;
+    }
+    let list: Vec<String> = strays.iter().map(i32::to_string).collect();
+    log.engine_line(&format!(
+        "stopping {} process(es) left running outside the task's process group (pid {})",
+        strays.len(),
+        list.join(", ")
+    ));
+    super::reclaim::stop_processes(&strays, grace).await;
 }
 
 /// Kills the task's process group if the attempt is dropped before it has accounted for its processes (the

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use conveyor::engine::{Command, Engine, EngineConfig};
-use conveyor::state::{AttemptState, RunState, TaskState};
+use conveyor::state::{RunState, TaskState};
 use conveyor::store::Store;
 use serde_json::json;
 
@@ -119,7 +119,14 @@ async fn a_command_written_to_the_store_is_acted_on_by_the_running_engine() {
     let store = Store::open(&h.state()).unwrap();
     let command =
         Command::Trigger { workflow: "W".into(), input: None, params: [("n".to_string(), json!("7"))].into() };
-    let id = store.enqueue_command(chrono::Utc::now(), "someone", &command.to_json()).unwrap();
+    let id = store
+        .enqueue_command(
+            chrono::Utc::now(),
+            "someone",
+            &command.to_json(),
+            chrono::Utc::now() + chrono::Duration::seconds(30),
+        )
+        .unwrap();
     let started = std::time::Instant::now();
     let (ok, outcome) = loop {
         if let Some(result) = store.command_result(id).unwrap() {
@@ -134,7 +141,12 @@ async fn a_command_written_to_the_store_is_acted_on_by_the_running_engine() {
     h.run_reaches(&run, RunState::Succeeded).await;
     assert!(h.log(&run, "T", 1).contains("n=7\n"));
     let bad = store
-        .enqueue_command(chrono::Utc::now(), "someone", r#"{"command": "retry_task", "run": "nope", "task": "T"}"#)
+        .enqueue_command(
+            chrono::Utc::now(),
+            "someone",
+            r#"{"command": "retry_task", "run": "nope", "task": "T"}"#,
+            chrono::Utc::now() + chrono::Duration::seconds(30),
+        )
         .unwrap();
     let (ok, outcome) = loop {
         if let Some(result) = store.command_result(bad).unwrap() {
@@ -184,81 +196,6 @@ async fn rerouting_a_failed_task_runs_it_on_the_chosen_service() {
     let routes: Vec<&str> = attempts.iter().map(|a| a.route.as_str()).collect();
     assert_eq!(routes, vec!["Down", "Up"]);
     assert!(h.log(&run, "Call", 2).contains("up for go"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_cut_short_by_shutdown_is_interrupted_and_resumes_in_a_new_engine() {
-    let workflow = "id = \"S\"\n[[tasks]]\nname = \"A\"\nrun = 'test -f done || { touch done; sleep 300; }'\n[[tasks]]\nname = \"B\"\nrun = 'echo b'\n";
-    let mut h = Setup::new(workflow).start();
-    let run = h.trigger("S").await;
-    h.task_reaches(&run, "A", TaskState::Running).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    h.engine.shutdown().await;
-    let store = h.store();
-    let stored = store.run(&run).unwrap().unwrap();
-    assert_eq!(stored.state, RunState::Interrupted);
-    let a = h.task(&run, "A");
-    assert_eq!(
-        (a.state, a.error.as_deref()),
-        (TaskState::Failed, Some("interrupted: the engine stopped while it ran"))
-    );
-    assert_eq!(store.attempts(&run, Some("A")).unwrap()[0].state, AttemptState::Cancelled);
-
-    h.restart().await;
-    let reply = h.engine.send(Command::ResumeRun { run: run.clone() }).await.unwrap();
-    assert_eq!(reply.message, format!("run {run} resumed"));
-    h.run_reaches(&run, RunState::Succeeded).await;
-    assert_eq!(h.task(&run, "A").attempts, 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_engine_that_died_leaves_its_runs_interrupted_for_the_next_one() {
-    let h = Setup::new("id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"true\"\n").start();
-    h.engine.shutdown().await;
-    {
-        // What a crash leaves behind: a run still marked running, its attempt never finished.
-        let store = h.store();
-        let now = chrono::Utc::now();
-        let record = conveyor::store::RunRecord {
-            id: "crashed".into(),
-            workflow: "W".into(),
-            state: RunState::Running,
-            trigger: "manual".into(),
-            input: json!({}),
-            params: json!({}),
-            definition_file: h.workflows().join("w0.toml"),
-            definition: "id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"true\"\n".into(),
-            created_at: now,
-            started_at: Some(now),
-            finished_at: None,
-            error: None,
-        };
-        let task = conveyor::store::TaskRecord {
-            run_id: "crashed".into(),
-            name: "T".into(),
-            position: 0,
-            state: TaskState::Running,
-            attempts: 1,
-            route: None,
-            input: Some(json!({})),
-            output: None,
-            started_at: Some(now),
-            finished_at: None,
-            error: None,
-        };
-        store.insert_run(&record, &[task]).unwrap();
-    }
-    let engine = Engine::open(EngineConfig::new(h.workflows(), h.state()), Default::default()).unwrap();
-    let store = h.store();
-    let run = store.run("crashed").unwrap().unwrap();
-    assert_eq!(
-        (run.state, run.error.as_deref()),
-        (RunState::Interrupted, Some("the engine stopped while this run was active"))
-    );
-    assert_eq!(store.tasks("crashed").unwrap()[0].state, TaskState::Failed);
-    let alert = &store.alerts(1).unwrap()[0];
-    assert_eq!(alert.message, "run crashed of W was interrupted; `conveyor resume crashed` carries it on");
-    engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Actor, Done, HANDLER, Internal, Launch, Timer};
+use super::{Actor, Done, HANDLER, Internal, Launch, Spawned, Timer};
 use crate::definition::{Target, Task, TaskKind};
 use crate::engine::Event;
 use crate::engine::run::{Run, retry_delay};
-use crate::state::{AttemptState, RunState, TaskState};
+use crate::state::{AttemptState, TaskState};
 use crate::store::{AttemptRecord, timestamp};
 use crate::tasks::{
     Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor,
@@ -97,13 +97,13 @@ impl Actor {
             let run = self.runs.get_mut(id).expect("the run exists");
             let slot = &mut run.slots[index];
             slot.record.attempts += 1;
-            slot.route_attempts += 1;
+            slot.record.route_attempts += 1;
             number = slot.record.attempts;
             slot.record.state = TaskState::Running;
             slot.record.started_at.get_or_insert(now);
             slot.record.finished_at = None;
             slot.record.error = None;
-            slot.retry_at = None;
+            slot.record.retry_at = None;
             log_path = self.store.log_path(id, &task.name, number);
             attempt_record = AttemptRecord {
                 run_id: id.to_string(),
@@ -117,6 +117,8 @@ impl Actor {
                 finished_at: None,
                 log_path: log_path.clone(),
                 log_bytes: 0,
+                pid: None,
+                pid_start: None,
             };
         }
         self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
@@ -156,6 +158,12 @@ impl Actor {
         });
         let (cancel_handle, cancel) = cancel_pair();
         let done = self.internal.clone();
+        let told = self.internal.clone();
+        let (spawned_run, spawned_index) = (id.to_string(), index);
+        let spawned: crate::tasks::Spawned = Box::new(move |pid, start| {
+            let spawned = Spawned { run_id: spawned_run, index: spawned_index, attempt: number, pid, start };
+            let _ = told.send(Internal::Spawned(spawned));
+        });
         let sink = LogSink::create(&self.store.log_path(id, &task.name, number), listener);
         let mut env = route_env;
         env.extend(task.env.clone());
@@ -175,13 +183,25 @@ impl Actor {
             cancel,
             clock: self.config.clock.clone(),
             kill_grace: self.config.kill_grace,
+            state_id: self.state_id.clone(),
+            spawned: Some(spawned),
         };
         let permits = self.permits.clone();
         let run_id = id.to_string();
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let ending = executor.execute(attempt).await;
-            let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() }));
+            // Its own task, so that a panic in an executor is seen here and ends the engine, not just the attempt.
+            match tokio::spawn(executor.execute(attempt)).await {
+                Ok(ending) => {
+                    let log_bytes = sink.bytes();
+                    let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes }));
+                }
+                Err(error) if error.is_panic() => {
+                    let reason = format!("an executor panicked running task {} of run {run_id}", index);
+                    let _ = done.send(Internal::Fatal(reason));
+                }
+                Err(_) => {}
+            }
         });
         cancel_handle
     }
@@ -202,6 +222,8 @@ impl Actor {
             finished_at: None,
             log_path: self.store.log_path(id, &handler.name, 1),
             log_bytes: 0,
+            pid: None,
+            pid_start: None,
         };
         if let Err(error) = self.store.insert_attempt(&record) {
             tracing::error!("storing a handler's attempt failed: {error}");
@@ -260,6 +282,7 @@ impl Actor {
             return self.handler_done(done);
         }
         let now = self.now();
+        let closing = self.closing.is_some();
         let Some(run) = self.runs.get_mut(&done.run_id) else { return };
         let slot = &mut run.slots[done.index];
         let mut finished = None;
@@ -275,6 +298,10 @@ impl Actor {
                     attempt.state = AttemptState::Failed;
                     attempt.error = Some(error.clone());
                     attempt.exit_code = *exit_code;
+                }
+                Ending::Cancelled if closing => {
+                    attempt.state = AttemptState::Interrupted;
+                    attempt.error = Some("interrupted: the engine stopped while it ran".into());
                 }
                 Ending::Cancelled => attempt.state = AttemptState::Cancelled,
                 Ending::AwaitingApproval { .. } => attempt.state = AttemptState::Succeeded,
@@ -309,15 +336,16 @@ impl Actor {
                 slot.record.output = Some(output);
                 waiting_items = Some(waiting);
             }
+            Ending::Cancelled if closing => {
+                // The engine is stopping: the next one gives the task a new attempt, not counted as a retry.
+                slot.record.state = TaskState::Pending;
+                slot.record.route_attempts = slot.record.route_attempts.saturating_sub(1);
+                slot.record.error = Some("interrupted: the engine stopped while it ran; it runs again".into());
+            }
             Ending::Cancelled => {
                 slot.record.finished_at = Some(now);
-                if stopping == Some(RunState::Interrupted) {
-                    slot.record.state = TaskState::Failed;
-                    slot.record.error = Some("interrupted: the engine stopped while it ran".into());
-                } else {
-                    slot.record.state = TaskState::Cancelled;
-                    slot.record.error = Some("cancelled".into());
-                }
+                slot.record.state = TaskState::Cancelled;
+                slot.record.error = Some("cancelled".into());
             }
             Ending::Failed { error, .. } if stopping.is_some() => {
                 slot.record.state = TaskState::Failed;
@@ -325,22 +353,25 @@ impl Actor {
                 slot.record.finished_at = Some(now);
             }
             Ending::Failed { error, .. } => {
-                if slot.route_index == 0 && slot.route_attempts <= task.retries {
-                    let wait = retry_delay(&task, slot.route_attempts, rand::random::<f64>());
-                    let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                if slot.record.route_index == 0 && slot.record.route_attempts <= task.retries {
+                    let wait = retry_delay(&task, slot.record.route_attempts, rand::random::<f64>());
+                    let at = chrono::Duration::from_std(wait)
+                        .ok()
+                        .and_then(|wait| now.checked_add_signed(wait))
+                        .unwrap_or(now);
                     slot.record.state = TaskState::RetryWait;
                     slot.record.error = Some(format!(
                         "{error}; retry {} of {} at {}",
-                        slot.route_attempts,
+                        slot.record.route_attempts,
                         task.retries,
                         timestamp(at)
                     ));
-                    slot.retry_at = Some(at);
+                    slot.record.retry_at = Some(at);
                     self.timer_seq += 1;
                     self.timers.insert((at, self.timer_seq), Timer::Wake { run: done.run_id.clone() });
                 } else if has_next_route {
-                    slot.route_index += 1;
-                    slot.route_attempts = 0;
+                    slot.record.route_index += 1;
+                    slot.record.route_attempts = 0;
                     slot.record.error = Some(error);
                     fallback = true;
                 } else {
@@ -373,5 +404,21 @@ impl Actor {
             self.start_attempt(&done.run_id, done.index);
         }
         self.advance(&done.run_id);
+    }
+
+    /// The attempt's process group and its leader's start time, so that a later engine can stop it.
+    pub(super) fn attempt_spawned(&mut self, spawned: Spawned) {
+        let Some(run) = self.runs.get_mut(&spawned.run_id) else { return };
+        let Some(slot) = run.slots.get_mut(spawned.index) else { return };
+        let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == spawned.attempt) else { return };
+        if attempt.state != AttemptState::Running {
+            return;
+        }
+        attempt.pid = Some(spawned.pid);
+        attempt.pid_start = spawned.start;
+        let attempt = attempt.clone();
+        if let Err(error) = self.store.insert_attempt(&attempt) {
+            tracing::debug!("storing attempt {} of {}'s process failed: {error}", attempt.attempt, attempt.task);
+        }
     }
 }

@@ -125,7 +125,7 @@ impl Actor {
         slot.record.output = Some(input);
         slot.record.finished_at = Some(now);
         slot.record.error = Some("skipped by an operator".into());
-        slot.retry_at = None;
+        slot.record.retry_at = None;
         let record = slot.record.clone();
         self.save_task(&record);
         self.revive(&id);
@@ -218,8 +218,18 @@ impl Actor {
             return Err(format!("run {id} does not match its stored definition"));
         }
         let run = Run::new(record, Arc::new(workflow), tasks);
+        let retries: Vec<_> = run
+            .slots
+            .iter()
+            .filter(|slot| slot.state() == TaskState::RetryWait)
+            .filter_map(|slot| slot.record.retry_at)
+            .collect();
         self.prepare_work_dir(&id);
         self.runs.insert(id.clone(), run);
+        // A retry wait survives a restart: it ends when it would have.
+        for at in retries {
+            self.add_timer(at, super::Timer::Wake { run: id.clone() });
+        }
         Ok(id)
     }
 

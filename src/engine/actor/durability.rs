@@ -1,0 +1,167 @@
+//! Stored, then announced: a step's events, alert sinks and answers go out only after its commit. While the
+//! store refuses writes the engine holds everything — it takes no new step, so nothing new starts — and
+//! writes the held steps again with a growing delay until the store takes them.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Actor, Internal, Request};
+use crate::engine::Event;
+use crate::store::{AlertRecord, StoreError};
+
+/// Since when the store has refused writes, and the first reason it gave.
+pub struct StoreTrouble {
+    since: Instant,
+    since_wall: DateTime<Utc>,
+    error: String,
+}
+
+pub enum StoreWait {
+    /// The held writes are committed and announced.
+    Writable,
+    /// A shutdown came meanwhile (its answer, if it asked for one).
+    Shutdown(Option<oneshot::Sender<()>>),
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const LONGEST_RETRY: Duration = Duration::from_secs(5);
+
+impl Actor {
+    /// Commits the step's batch, then announces what it changed: what an operator sees is already durable.
+    pub(super) fn flush(&mut self) {
+        match self.store.commit_batch() {
+            Ok(()) => self.announce(),
+            Err(error) => self.store_refused(error),
+        }
+    }
+
+    /// Events, alert sinks and answers of everything committed so far.
+    fn announce(&mut self) {
+        let events: Vec<Event> = self.pending_events.borrow_mut().drain(..).collect();
+        for event in events {
+            if let Event::Alert(alert) = &event {
+                tracing::info!("alert: {}", alert.message);
+                crate::engine::alerts::notify(&self.registry.alerts, alert, &self.config.workflows_dir);
+            }
+            // No subscriber is fine: everything is in the store.
+            let _ = self.events.send(event);
+        }
+        for answer in self.pending_answers.drain(..) {
+            answer();
+        }
+        if let Some(trouble) = self.store_trouble.take() {
+            let held = trouble.since.elapsed();
+            tracing::warn!("the store accepts writes again after {}; carrying on", humantime::format_duration(held));
+            let message = format!(
+                "the store refused writes for {} from {} ({}); the engine held its work meanwhile and has carried on",
+                humantime::format_duration(Duration::from_secs(held.as_secs().max(1))),
+                crate::store::timestamp(trouble.since_wall),
+                trouble.error
+            );
+            let _ = self.store.begin_batch();
+            self.alert("warning", None, None, None, message);
+            self.flush();
+        }
+    }
+
+    /// A commit failed: the first time, say so once (log and alert sinks; the store cannot keep the alert
+    /// yet), and hold everything until the store takes the writes.
+    fn store_refused(&mut self, error: StoreError) {
+        if let StoreError::Replaced(_) = error {
+            self.fatal = Some(error.to_string());
+            return;
+        }
+        if self.store_trouble.is_some() {
+            tracing::debug!("the store still refuses writes: {error}");
+            return;
+        }
+        tracing::error!(
+            "the store refuses writes ({error}): the engine holds its work (nothing is announced or started) and tries again until it accepts them"
+        );
+        let alert = AlertRecord {
+            id: 0,
+            at: self.now(),
+            severity: "error".into(),
+            workflow: None,
+            run_id: None,
+            task: None,
+            message: format!("the store refuses writes ({error}): the engine holds its work until it accepts them"),
+            acked_at: None,
+        };
+        crate::engine::alerts::notify(&self.registry.alerts, &alert, &self.config.workflows_dir);
+        self.store_trouble =
+            Some(StoreTrouble { since: Instant::now(), since_wall: Utc::now(), error: error.to_string() });
+    }
+
+    /// Retries the held writes with a growing delay; requests that come meanwhile wait their turn, except a
+    /// shutdown.
+    pub(super) async fn wait_for_store(&mut self, requests: &mut mpsc::UnboundedReceiver<Request>) -> StoreWait {
+        let mut delay = FIRST_RETRY;
+        loop {
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    request = requests.recv() => match request {
+                        Some(Request::Shutdown(reply, stop)) => {
+                            self.closing = Some(stop);
+                            return StoreWait::Shutdown(Some(reply));
+                        }
+                        None => return StoreWait::Shutdown(None),
+                        Some(other) => self.deferred.push_back(other),
+                    },
+                }
+            }
+            match self.store.retry_pending() {
+                Ok(()) => {
+                    self.announce();
+                    return StoreWait::Writable;
+                }
+                Err(StoreError::Replaced(path)) => {
+                    self.fatal = Some(StoreError::Replaced(path).to_string());
+                    return StoreWait::Writable;
+                }
+                Err(error) => {
+                    tracing::debug!("the store still refuses writes: {error}");
+                    delay = (delay * 2).min(LONGEST_RETRY);
+                }
+            }
+        }
+    }
+
+    /// A fault ends the engine: every running attempt is stopped (its process group gets SIGTERM, then
+    /// SIGKILL), and what can still be stored is.
+    pub(super) async fn stop_everything_now(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
+        tracing::error!("the engine stops on a fault; its runs are recovered by the next engine");
+        self.closing = Some(crate::engine::Stop::Resumable);
+        for run in self.runs.values() {
+            for slot in run.running() {
+                if let Some(cancel) = &slot.cancel {
+                    cancel.cancel();
+                }
+            }
+        }
+        for (_, cancel) in self.handlers.values() {
+            cancel.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(2);
+        while !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some()) {
+            match tokio::time::timeout_at(deadline, internal_rx.recv()).await {
+                Ok(Some(Internal::Done(done))) => {
+                    // Nothing is written: the store may be what failed; the next engine starts from what it has.
+                    if let Some(run) = self.runs.get_mut(&done.run_id)
+                        && let Some(slot) = run.slots.get_mut(done.index)
+                    {
+                        slot.record.state = crate::state::TaskState::Pending;
+                    }
+                    self.handlers.remove(&done.run_id);
+                }
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+    }
+}

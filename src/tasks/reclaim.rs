@@ -1,0 +1,283 @@
+//! Finding and stopping task processes that outlived their attempt: those that left the attempt's process
+//! group (`setsid`, a double fork) while the engine runs, and everything a dead engine's tasks left behind.
+//!
+//! Every task process carries `CONVEYOR_STATE_ID` (the state folder's id) and its attempt's `CONVEYOR_RUN_ID`,
+//! `CONVEYOR_TASK` and `CONVEYOR_ATTEMPT`, readable in `/proc/PID/environ`. With the engine a child
+//! subreaper, a process whose parents have all exited becomes the engine's child instead of init's, so the
+//! engine sees it among its own children without scanning every process on the machine.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Processes this engine spawned and waits for itself (attempt leaders, alert commands). Held while spawning,
+/// so an orphan is never mistaken for one of them, nor one of them reaped as an orphan.
+static SPAWNED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+/// Attempts running now, as `(run, task, attempt)`: a stray of one of these is left alone until it ends.
+static RUNNING: Mutex<BTreeSet<(String, String, u32)>> = Mutex::new(BTreeSet::new());
+
+static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes this process the reaper of its orphaned descendants; false where the system refuses.
+pub fn become_subreaper() -> bool {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER only sets a flag on this process.
+    let ok = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } == 0;
+    SUBREAPER.store(ok, std::sync::atomic::Ordering::Relaxed);
+    ok
+}
+
+/// Spawns `command` and records its PID as one this engine waits for.
+pub fn spawn_tracked(command: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+    let mut spawned = SPAWNED.lock().expect("spawned set");
+    let child = command.spawn()?;
+    if let Some(pid) = child.id() {
+        spawned.insert(pid);
+    }
+    Ok(child)
+}
+
+/// The process has been waited for.
+pub fn untrack(pid: u32) {
+    SPAWNED.lock().expect("spawned set").remove(&pid);
+}
+
+/// Marks an attempt as running (its strays are its own business) until the guard drops.
+pub fn running(run: &str, task: &str, attempt: u32) -> RunningGuard {
+    let key = (run.to_string(), task.to_string(), attempt);
+    RUNNING.lock().expect("running set").insert(key.clone());
+    RunningGuard(key)
+}
+
+pub struct RunningGuard((String, String, u32));
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        RUNNING.lock().expect("running set").remove(&self.0);
+    }
+}
+
+/// What identifies a task process: the variables it was started with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    pub state_id: String,
+    pub run: String,
+    pub task: String,
+    pub attempt: u32,
+}
+
+/// A process found with a state folder's marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stray {
+    pub pid: i32,
+    pub marker: Marker,
+}
+
+/// The marker a process carries, if it is a task process at all.
+pub fn marker_of(pid: i32) -> Option<Marker> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let mut marker = Marker { state_id: String::new(), run: String::new(), task: String::new(), attempt: 0 };
+    for entry in environ.split(|byte| *byte == 0) {
+        let Ok(entry) = std::str::from_utf8(entry) else { continue };
+        if let Some(value) = entry.strip_prefix("CONVEYOR_STATE_ID=") {
+            marker.state_id = value.to_string();
+        } else if let Some(value) = entry.strip_prefix("CONVEYOR_RUN_ID=") {
+            marker.run = value.to_string();
+        } else if let Some(value) = entry.strip_prefix("CONVEYOR_TASK=") {
+            marker.task = value.to_string();
+        } else if let Some(value) = entry.strip_prefix("CONVEYOR_ATTEMPT=") {
+            marker.attempt = value.parse().unwrap_or(0);
+        }
+    }
+    (!marker.state_id.is_empty()).then_some(marker)
+}
+
+/// Every process on the machine (this one aside) carrying `state_id`: what a dead engine of this state
+/// folder left running.
+pub fn marked_processes(state_id: &str) -> Vec<Stray> {
+    let own = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != own)
+        .filter_map(|pid| {
+            let marker = marker_of(pid)?;
+            (marker.state_id == state_id).then_some(Stray { pid, marker })
+        })
+        .collect()
+}
+
+/// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
+pub fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count from the last `)`.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn state_and_parent(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// Alive, and not a zombie waiting for its parent.
+pub fn is_alive(pid: i32) -> bool {
+    state_and_parent(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+}
+
+/// This process's children that it did not spawn itself: orphans it adopted as their subreaper.
+fn adopted() -> Vec<i32> {
+    let spawned = SPAWNED.lock().expect("spawned set");
+    let mut children = BTreeSet::new();
+    if let Ok(threads) = std::fs::read_dir("/proc/self/task") {
+        for thread in threads.flatten() {
+            if let Ok(list) = std::fs::read_to_string(thread.path().join("children")) {
+                children.extend(list.split_whitespace().filter_map(|pid| pid.parse::<i32>().ok()));
+            }
+        }
+    }
+    let mut orphans = Vec::new();
+    for pid in children {
+        if spawned.contains(&(pid as u32)) {
+            continue;
+        }
+        if state_and_parent(pid).is_some_and(|(state, _)| state == 'Z') {
+            // An orphan that has exited: ours to reap, and nobody else waits for it.
+            // SAFETY: waitpid on one specific child that no other code of this process waits for.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        } else {
+            orphans.push(pid);
+        }
+    }
+    orphans
+}
+
+/// Adopted orphans of this state folder whose attempt is no longer running: what attempts left behind.
+pub fn leftovers(state_id: &str) -> Vec<Stray> {
+    if !SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
+        return Vec::new();
+    }
+    let orphans = adopted();
+    if orphans.is_empty() {
+        return Vec::new();
+    }
+    let running = RUNNING.lock().expect("running set").clone();
+    orphans
+        .into_iter()
+        .filter_map(|pid| {
+            let marker = marker_of(pid)?;
+            let key = (marker.run.clone(), marker.task.clone(), marker.attempt);
+            (marker.state_id == state_id && !running.contains(&key)).then_some(Stray { pid, marker })
+        })
+        .collect()
+}
+
+/// SIGTERM to each process and its own group, SIGKILL to what is still there after `grace`; reaps the
+/// ones that are this process's children.
+pub async fn stop_processes(pids: &[i32], grace: Duration) {
+    if pids.is_empty() {
+        return;
+    }
+    let own_group = unsafe { libc::getpgrp() };
+    let signal_all = |signal: i32| {
+        for &pid in pids {
+            // SAFETY: signals to processes identified just before; a gone one yields ESRCH.
+            unsafe {
+                let group = libc::getpgid(pid);
+                if group > 0 && group != own_group {
+                    libc::killpg(group, signal);
+                }
+                libc::kill(pid, signal);
+            }
+        }
+    };
+    signal_all(libc::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while pids.iter().any(|pid| is_alive(*pid)) && tokio::time::Instant::now() < deadline {
+        reap(pids);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if pids.iter().any(|pid| is_alive(*pid)) {
+        signal_all(libc::SIGKILL);
+        for _ in 0..50 {
+            reap(pids);
+            if !pids.iter().any(|pid| is_alive(*pid)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    reap(pids);
+}
+
+/// Every process group this engine started and still waits for: stopped when the engine ends on a fault,
+/// so that no task outlives it.
+pub async fn stop_spawned_groups(grace: Duration) {
+    let leaders: Vec<i32> = SPAWNED
+        .lock()
+        .expect("spawned set")
+        .iter()
+        .map(|pid| *pid as i32)
+        // SAFETY: getpgid only reads; a leader's group id is its own PID.
+        .filter(|pid| unsafe { libc::getpgid(*pid) } == *pid)
+        .collect();
+    stop_processes(&leaders, grace).await;
+}
+
+fn reap(pids: &[i32]) {
+    let spawned = SPAWNED.lock().expect("spawned set");
+    let own = std::process::id() as i32;
+    for &pid in pids {
+        if spawned.contains(&(pid as u32)) {
+            continue;
+        }
+        if state_and_parent(pid).is_some_and(|(state, parent)| state == 'Z' && parent == own) {
+            // SAFETY: a zombie child of ours that this engine did not spawn itself, so nobody else waits for it.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_start_time_is_read_past_a_command_name_with_spaces_and_parentheses() {
+        let own = std::process::id() as i32;
+        let start = start_time(own).expect("this process has a start time");
+        assert!(start > 0);
+        assert_eq!(start_time(own), Some(start), "the same process, the same start");
+        assert_eq!(start_time(i32::MAX), None);
+    }
+
+    #[test]
+    fn a_task_process_is_known_by_the_marker_in_its_environment() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .env("CONVEYOR_STATE_ID", "feedbeef")
+            .env("CONVEYOR_RUN_ID", "r1")
+            .env("CONVEYOR_TASK", "T")
+            .env("CONVEYOR_ATTEMPT", "2")
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // Until the child has replaced itself with `sleep`, /proc shows the environment it was forked with.
+        for _ in 0..200 {
+            if marker_of(pid).is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let expected = Marker { state_id: "feedbeef".into(), run: "r1".into(), task: "T".into(), attempt: 2 };
+        assert_eq!(marker_of(pid), Some(expected.clone()));
+        assert_eq!(marked_processes("feedbeef"), vec![Stray { pid, marker: expected }]);
+        assert!(marked_processes("another-folder").is_empty());
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
