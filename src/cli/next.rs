@@ -1,5 +1,6 @@
 //! `conveyor next`: a workflow's upcoming fire times.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -27,14 +28,39 @@ pub fn run(workflows: &Path, id: &str, count: usize, from: Option<&str>, as_json
     let Trigger::Schedule(schedule) = &workflow.trigger else {
         return fail(format!("workflow `{id}` has a {} trigger, not a schedule", workflow.trigger.kind()));
     };
-    let times: Vec<String> =
-        schedule.upcoming(from, count).into_iter().map(|time| super::list::in_zone(schedule, time)).collect();
-    if as_json {
-        println!("{}", serde_json::to_string(&times).expect("strings serialise"));
-    } else {
-        for time in times {
-            println!("{time}");
+    let times = schedule.fires_after(from).take(count).map(|time| super::list::in_zone(schedule, time));
+    match print(times, as_json) {
+        Ok(0) if count > 0 && !as_json => {
+            let from = from.to_rfc3339();
+            eprintln!("conveyor: workflow `{id}` has no fire after {from} (fires are found up to the year 5000)");
+            ExitCode::SUCCESS
         }
+        Ok(_) => ExitCode::SUCCESS,
+        // `conveyor next … -n 100000 | head` is a normal way to stop reading.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => fail(format!("cannot write the fire times: {error}")),
     }
-    ExitCode::SUCCESS
+}
+
+/// Writes each time as it is found, so a large `-n` never builds a list of that size; returns how many.
+fn print(times: impl Iterator<Item = String>, as_json: bool) -> std::io::Result<usize> {
+    let mut out = std::io::stdout().lock();
+    let mut printed = 0;
+    if as_json {
+        write!(out, "[")?;
+    }
+    for time in times {
+        if as_json {
+            let separator = if printed == 0 { "" } else { "," };
+            write!(out, "{separator}{}", serde_json::Value::from(time))?;
+        } else {
+            writeln!(out, "{time}")?;
+        }
+        printed += 1;
+    }
+    if as_json {
+        writeln!(out, "]")?;
+    }
+    out.flush()?;
+    Ok(printed)
 }

@@ -12,7 +12,8 @@ pub use model::*;
 pub use params::resolve_params;
 pub use problem::{Problem, line_and_column};
 pub use validate::{
-    DEFAULT_BACKOFF, DEFAULT_KEEP_RUNS, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY, coerce, parse_duration,
+    DEFAULT_BACKOFF, DEFAULT_KEEP_RUNS, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY, MAX_DURATION, MAX_RETRIES,
+    coerce, parse_duration,
 };
 
 #[cfg(test)]

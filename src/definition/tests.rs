@@ -323,15 +323,57 @@ fn durations_need_a_number_and_a_unit() {
 }
 
 #[test]
+fn durations_longer_than_a_hundred_years_are_refused_wherever_they_are_given() {
+    let too_long = "is more than 100 years; expected at most `100y` (36525 days)";
+    assert_eq!(parse_duration("100y").unwrap(), MAX_DURATION);
+    assert_eq!(parse_duration("36525d").unwrap(), MAX_DURATION);
+    assert_eq!(parse_duration("36525d 1ns").unwrap_err(), format!("`36525d 1ns` {too_long}"));
+    assert_eq!(
+        problems_of(&task_with("timeout = \"99999999999d\"\nretry_delay = \"36526d\"")),
+        vec![
+            format!("w.toml:5:11: bad duration for `timeout`: `99999999999d` {too_long}"),
+            format!("w.toml:6:15: bad duration for `retry_delay`: `36526d` {too_long}"),
+        ]
+    );
+    assert_eq!(
+        problems_of("id = \"W\"\ntimeout = \"101y\"\njitter = \"5000000h\"\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n"),
+        vec![
+            format!("w.toml:2:11: bad duration for `timeout`: `101y` {too_long}"),
+            format!("w.toml:3:10: bad duration for `jitter`: `5000000h` {too_long}"),
+        ]
+    );
+    assert_eq!(
+        problems_of(
+            "id = \"W\"\n[trigger]\ntype = \"event\"\nwatch = \"in/*\"\nsettle = \"200y\"\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n"
+        ),
+        vec![format!("w.toml:5:10: bad duration for `settle`: `200y` {too_long}")]
+    );
+    let (_, problems) = load(&[("conveyor.toml", "[services.A]\ncommand = [\"x\"]\ntimeout = \"99999999999d\"\n")]);
+    assert_eq!(problems, vec![format!("conveyor.toml:3:11: bad duration for `timeout`: `99999999999d` {too_long}")]);
+    assert_eq!(problems_of(&task_with("timeout = \"100y\"\nretry_delay = \"36525d\"")), Vec::<String>::new());
+}
+
+#[test]
 fn numbers_and_choices_are_range_checked() {
     assert_eq!(
         problems_of(&task_with("retries = -1")),
-        vec!["w.toml:5:11: bad `retries` -1: expected a whole number of 0 or more"]
+        vec!["w.toml:5:11: bad `retries` -1: expected a whole number from 0 to 1000"]
     );
+    assert_eq!(
+        problems_of(&task_with("retries = 99999999999")),
+        vec!["w.toml:5:11: bad `retries` 99999999999: expected a whole number from 0 to 1000"]
+    );
+    assert_eq!(problems_of(&task_with(&format!("retries = {MAX_RETRIES}"))), Vec::<String>::new());
     assert_eq!(
         problems_of(&task_with("backoff = 0.5")),
         vec!["w.toml:5:11: bad `backoff` 0.5: expected a factor from 1.0 (fixed delay) to 100.0"]
     );
+    for written in ["nan", "inf", "-inf", "-2.0", "1e300"] {
+        assert_eq!(
+            problems_of(&task_with(&format!("backoff = {written}"))),
+            vec![format!("w.toml:5:11: bad `backoff` {written}: expected a factor from 1.0 (fixed delay) to 100.0")],
+        );
+    }
     assert_eq!(
         problems_of("id = \"W\"\noverlap = \"sometimes\"\nkeep_runs = 0\n[[tasks]]\nname = \"T\"\nrun = \"x\"\n"),
         vec![

@@ -2,7 +2,7 @@
 //! the line and column it comes from rather than stopping at the first.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,11 @@ pub const DEFAULT_KEEP_RUNS: u32 = 100;
 pub const DEFAULT_MAX_ACTIVE_RUNS: u32 = 16;
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(10);
 pub const DEFAULT_BACKOFF: f64 = 2.0;
+/// The longest duration a definition may give (humantime's `100y`): longer is a typo, and the engine adds
+/// durations to dates, which must stay representable.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_525 * 24 * 60 * 60);
+/// The most retries a task may ask for: an hour apart at most, that is already weeks of trying.
+pub const MAX_RETRIES: u32 = 1000;
 
 const TASK_KINDS: &str = "`service`, `agent`, `layer`, `run` or `command`";
 
@@ -51,15 +56,22 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn whole_number(&mut self, value: &Option<Spanned<i64>>, what: &str, minimum: i64, default: u32) -> u32 {
+    fn whole_number(
+        &mut self,
+        value: &Option<Spanned<i64>>,
+        what: &str,
+        range: RangeInclusive<u32>,
+        default: u32,
+    ) -> u32 {
         let Some(value) = value else { return default };
         match u32::try_from(*value.get_ref()) {
-            Ok(number) if i64::from(number) >= minimum => number,
+            Ok(number) if range.contains(&number) => number,
             _ => {
-                self.at(
-                    value.span(),
-                    format!("bad `{what}` {}: expected a whole number of {minimum} or more", value.get_ref()),
-                );
+                let expected = match (range.start(), range.end()) {
+                    (minimum, &u32::MAX) => format!("a whole number of {minimum} or more"),
+                    (minimum, maximum) => format!("a whole number from {minimum} to {maximum}"),
+                };
+                self.at(value.span(), format!("bad `{what}` {}: expected {expected}", value.get_ref()));
                 default
             }
         }
@@ -201,8 +213,9 @@ impl<'a> Checker<'a> {
             Catchup::Latest,
             &[("none", Catchup::None), ("latest", Catchup::Latest), ("all", Catchup::All)],
         );
-        let max_active_runs = self.whole_number(&raw.max_active_runs, "max_active_runs", 1, DEFAULT_MAX_ACTIVE_RUNS);
-        let keep_runs = self.whole_number(&raw.keep_runs, "keep_runs", 1, DEFAULT_KEEP_RUNS);
+        let max_active_runs =
+            self.whole_number(&raw.max_active_runs, "max_active_runs", 1..=u32::MAX, DEFAULT_MAX_ACTIVE_RUNS);
+        let keep_runs = self.whole_number(&raw.keep_runs, "keep_runs", 1..=u32::MAX, DEFAULT_KEEP_RUNS);
         let on_interrupt = raw
             .on_interrupt
             .is_some()
@@ -482,14 +495,16 @@ impl<'a> Checker<'a> {
             }
         };
         let kind = self.task_kind(&raw, &name, span, registry);
-        let retries = self.whole_number(&raw.retries, "retries", 0, 0);
+        let retries = self.whole_number(&raw.retries, "retries", 0..=MAX_RETRIES, 0);
         let retry_delay = self.duration(&raw.retry_delay, "retry_delay").unwrap_or(DEFAULT_RETRY_DELAY);
         let timeout = self.duration(&raw.timeout, "timeout");
         let backoff = match &raw.backoff {
+            // Refuses NaN too (it is in no range); quoted as written, as `1e300` would print 301 digits.
             Some(backoff) if !(1.0..=100.0).contains(backoff.get_ref()) => {
+                let written = self.source.get(backoff.span()).unwrap_or_default().to_string();
                 self.at(
                     backoff.span(),
-                    format!("bad `backoff` {}: expected a factor from 1.0 (fixed delay) to 100.0", backoff.get_ref()),
+                    format!("bad `backoff` {written}: expected a factor from 1.0 (fixed delay) to 100.0"),
                 );
                 DEFAULT_BACKOFF
             }
@@ -634,7 +649,7 @@ fn span_of_line(source: &str, line: usize) -> Range<usize> {
     start..start
 }
 
-/// `10s`, `5m`, `1h30m`, `250ms`, `2d`; a bare number or an unknown unit is refused.
+/// `10s`, `5m`, `1h30m`, `250ms`, `2d`; a bare number, an unknown unit or more than 100 years is refused.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     let hint = "expected a number and a unit such as `10s`, `5m`, `1h30m` or `250ms`";
@@ -644,7 +659,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if trimmed.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!("`{text}` has no unit; {hint}"));
     }
-    humantime::parse_duration(trimmed).map_err(|error| format!("`{text}`: {error}; {hint}"))
+    let duration = humantime::parse_duration(trimmed).map_err(|error| format!("`{text}`: {error}; {hint}"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("`{text}` is more than 100 years; expected at most `100y` (36525 days)"));
+    }
+    Ok(duration)
 }
 
 fn is_name(text: &str) -> bool {

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Local, TimeZone, Utc};
+use chrono::{DateTime, Local, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
@@ -74,16 +74,26 @@ impl Schedule {
         self.zone
     }
 
-    /// The first fire time strictly after `after`.
+    /// The first fire time strictly after `after`; `None` once there is none (croner looks up to the year 5000).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if after >= SEARCH_UNTIL {
+            return None;
+        }
+        // No fire lies before the window, so starting at its edge finds the same one.
+        let after = after.max(SEARCH_FROM);
         match self.zone {
             Zone::Local => self.next_in(&Local, after),
             Zone::Named(tz) => self.next_in(&tz, after),
         }
     }
 
-    /// The last fire time strictly before `before`.
+    /// The last fire time strictly before `before`; `None` if there is none (croner looks back to the year 1).
     pub fn previous_before(&self, before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if before <= SEARCH_FROM {
+            return None;
+        }
+        // No fire lies beyond the window, so starting at its edge finds the same one.
+        let before = before.min(SEARCH_UNTIL);
         match self.zone {
             Zone::Local => self
                 .cron
@@ -103,7 +113,7 @@ impl Schedule {
     pub fn missed(&self, since: DateTime<Utc>, until: DateTime<Utc>, limit: usize) -> (Vec<DateTime<Utc>>, usize) {
         let mut newest_first = Vec::new();
         // croner works in whole seconds: start a second late and drop what lies after `until`.
-        let mut cursor = until + chrono::Duration::seconds(1);
+        let mut cursor = until.checked_add_signed(TimeDelta::seconds(1)).unwrap_or(DateTime::<Utc>::MAX_UTC);
         while newest_first.len() <= limit {
             match self.previous_before(cursor) {
                 Some(fire) if fire > until => cursor = fire,
@@ -122,24 +132,29 @@ impl Schedule {
 
     /// The next `count` fire times after `after`, in order.
     pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
-        let mut times = Vec::with_capacity(count);
-        let mut cursor = after;
-        while times.len() < count {
-            match self.next_after(cursor) {
-                Some(next) => {
-                    times.push(next);
-                    cursor = next;
-                }
-                None => break,
-            }
-        }
-        times
+        self.fires_after(after).take(count).collect()
+    }
+
+    /// Every fire time after `after`, in order, computed as they are asked for: a caller's count never
+    /// decides how much is allocated up front.
+    pub fn fires_after(&self, after: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> + '_ {
+        std::iter::successors(self.next_after(after), |&fire| self.next_after(fire))
     }
 
     fn next_in<Z: TimeZone>(&self, zone: &Z, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(zone);
         self.cron.find_next_occurrence(&local, false).ok().map(|next| next.with_timezone(&Utc))
     }
+}
+
+/// The instants handed to croner, which finds fires only in the years 1 to 5000. Outside them a zone's wall
+/// clock can leave chrono's range, which panics; these edges keep a day's margin for any offset.
+const SEARCH_FROM: DateTime<Utc> = utc_midnight(0, 1, 1);
+const SEARCH_UNTIL: DateTime<Utc> = utc_midnight(9999, 12, 31);
+
+const fn utc_midnight(year: i32, month: u32, day: u32) -> DateTime<Utc> {
+    let date = NaiveDate::from_ymd_opt(year, month, day).expect("a calendar date");
+    date.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
 }
 
 const MACROS: [&str; 7] = ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
@@ -218,6 +233,49 @@ mod tests {
         assert_eq!((many.len(), total), (100, 101), "150 missed: the newest 100, and a sign there were more");
         assert_eq!(many[0], utc("2026-01-03T03:00:00Z"));
         assert_eq!(many[99], utc("2026-01-07T06:00:00Z"));
+    }
+
+    /// A positive, a negative and a far (+14:00) offset, UTC and the machine's own: at the ends of chrono's
+    /// range the wall clock of each would overflow.
+    fn zones() -> Vec<Zone> {
+        let named = ["UTC", "Asia/Tokyo", "America/New_York", "Pacific/Kiritimati"];
+        named.into_iter().map(|name| Zone::parse(name).unwrap()).chain([Zone::Local]).collect()
+    }
+
+    #[test]
+    fn the_ends_of_time_give_no_fire_rather_than_a_panic_in_any_zone() {
+        let (min, max) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        for zone in zones() {
+            let daily = Schedule::parse("0 2 * * *", zone).unwrap();
+            assert_eq!(daily.next_after(max), None, "{zone}");
+            assert_eq!(daily.previous_before(min), None, "{zone}");
+            assert!(daily.upcoming(max, usize::MAX).is_empty(), "{zone}");
+            assert_eq!(daily.missed(max, max, 10), (vec![], 0), "{zone}");
+            assert_eq!(daily.missed(min, min, 10), (vec![], 0), "{zone}");
+            let first = daily.next_after(min).unwrap();
+            assert_eq!(daily.previous_before(first), None, "{zone}: the first fire croner finds, in the year 1");
+            let last = daily.previous_before(max).unwrap();
+            assert_eq!(daily.next_after(last), None, "{zone}: the last fire croner finds, in the year 5000");
+            assert_eq!(daily.missed(last, max, 10), (vec![], 0), "{zone}");
+        }
+    }
+
+    #[test]
+    fn the_last_fires_before_the_end_of_time_are_missed_fires_like_any_other() {
+        let daily = Schedule::parse("0 2 * * *", Zone::Named(Tz::UTC)).unwrap();
+        let (two, total) = daily.missed(utc("5000-12-29T00:00:00Z"), DateTime::<Utc>::MAX_UTC, 2);
+        assert_eq!((two, total), (vec![utc("5000-12-30T02:00:00Z"), utc("5000-12-31T02:00:00Z")], 3));
+        assert_eq!(daily.previous_before(utc("9999-12-31T23:59:59Z")), Some(utc("5000-12-31T02:00:00Z")));
+    }
+
+    #[test]
+    fn a_huge_count_stops_at_the_last_fire_without_allocating_for_it() {
+        let yearly = Schedule::parse("@yearly", Zone::Named(Tz::UTC)).unwrap();
+        let fires = yearly.upcoming(utc("4997-06-01T00:00:00Z"), usize::MAX);
+        assert_eq!(fires, vec![utc("4998-01-01T00:00:00Z"), utc("4999-01-01T00:00:00Z"), utc("5000-01-01T00:00:00Z")]);
+        let every_second = Schedule::parse("* * * * * *", Zone::Named(Tz::UTC)).unwrap();
+        let from = utc("2026-01-01T00:00:00Z");
+        assert_eq!(every_second.fires_after(from).take(2).collect::<Vec<_>>(), every_second.upcoming(from, 2));
     }
 
     #[test]

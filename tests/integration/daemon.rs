@@ -123,3 +123,23 @@ fn next_prints_upcoming_fires_in_the_workflows_zone() {
     let manual = run(&["next", "ReleaseChecks"], std::path::Path::new(env!("CARGO_MANIFEST_DIR")));
     assert_eq!(text(&manual.stderr), "conveyor: workflow `ReleaseChecks` has a manual trigger, not a schedule\n");
 }
+
+#[test]
+fn next_from_the_far_future_says_there_is_no_fire_instead_of_panicking() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The latest instant RFC 3339 can write: past chrono's own year 9999 once the offset is taken off.
+    let output =
+        run(&["next", "DailyGrantPipeline", "-n", "18446744073709551615", "--from", "9999-12-31T23:59:59-23:59"], root);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(text(&output.stdout), "");
+    assert_eq!(
+        text(&output.stderr),
+        "conveyor: workflow `DailyGrantPipeline` has no fire after +10000-01-01T23:58:59+00:00 (fires are found up to the year 5000)\n"
+    );
+    // A count beyond what is left gives what is left, up to where cron times are searched.
+    let json = run(&["next", "DailyGrantPipeline", "--from", "4999-12-30T00:00:00Z", "-n", "99", "--json"], root);
+    assert_eq!(
+        text(&json.stdout),
+        "[\"4999-12-30T02:00:00-05:00\",\"4999-12-31T02:00:00-05:00\",\"5000-01-01T02:00:00-05:00\"]\n"
+    );
+}

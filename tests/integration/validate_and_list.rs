@@ -41,6 +41,18 @@ fn validate_reports_every_bad_file_with_its_line_and_exits_one() {
 }
 
 #[test]
+fn validate_refuses_a_timeout_beyond_a_hundred_years_and_exits_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "w.toml", "id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"true\"\ntimeout = \"99999999999d\"\n");
+    let output = run(&["validate", "w.toml"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "w.toml:5:11: bad duration for `timeout`: `99999999999d` is more than 100 years; expected at most `100y` (36525 days)\n1 problem(s) in 1 file(s); 0 workflow(s) valid\n"
+    );
+}
+
+#[test]
 fn validate_takes_a_single_file_and_the_global_folder_option() {
     let dir = mixed_folder();
     let good = run(&["validate", "workflows/good.toml"], dir.path());
