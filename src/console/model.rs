@@ -415,7 +415,7 @@ impl Model {
                     self.paused.remove(workflow);
                 }
             }
-            Event::Reloaded { .. } | Event::Command { .. } => return false,
+            Event::Reloaded { .. } | Event::Command { .. } | Event::Fire(_) => return false,
         }
         self.clamp();
         true

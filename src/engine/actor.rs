@@ -338,9 +338,13 @@ impl Actor {
                 let result = self.watch_folder();
                 Some(Box::new(move || drop(reply.send(result))))
             }
-            Request::Barrier(reply) => Some(Box::new(move || {
-                let _ = reply.send(());
-            })),
+            Request::Barrier(reply) => {
+                // Timers due by the clock count as sent before: a test that moved a manual clock sees their effect.
+                self.fire_timers();
+                Some(Box::new(move || {
+                    let _ = reply.send(());
+                }))
+            }
             Request::Shutdown(..) => unreachable!("handled by the loop"),
         }
     }
@@ -462,7 +466,7 @@ impl Actor {
             self.publish(Event::Task(task.clone()));
         }
         if let Some(limit) = workflow.timeout {
-            self.add_timer(now + limit, Timer::RunTimeout { run: id.clone(), after: limit });
+            self.add_timer(crate::engine::later(now, limit), Timer::RunTimeout { run: id.clone(), after: limit });
         }
         self.prepare_work_dir(&id);
         self.runs.insert(id.clone(), Run::new(record, workflow.clone(), tasks));

@@ -18,6 +18,15 @@ pub trait Clock: Send + Sync + 'static {
 
 pub type SharedClock = Arc<dyn Clock>;
 
+/// `at` plus `wait`, or the end of representable time: a wait too long to represent never ends, and
+/// never panics.
+pub fn later(at: DateTime<Utc>, wait: std::time::Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(wait)
+        .ok()
+        .and_then(|wait| at.checked_add_signed(wait))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
+use crate::store::{AlertRecord, AttemptRecord, FireRecord, RunRecord, TaskRecord};
 use crate::tasks::Stream;
 
 #[derive(Debug, Clone, Serialize)]
@@ -25,6 +25,8 @@ pub enum Event {
         fraction: f64,
     },
     Alert(AlertRecord),
+    /// A scheduled instant came, and what came of it (started, queued, skipped), as stored.
+    Fire(FireRecord),
     WorkflowPaused {
         workflow: String,
         paused: bool,

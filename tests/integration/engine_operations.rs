@@ -167,7 +167,7 @@ async fn pausing_a_run_lets_the_running_task_finish_and_starts_nothing_new() {
     h.task_reaches(&run, "A", TaskState::Running).await;
     h.engine.send(Command::PauseRun { run: run.clone() }).await.unwrap();
     h.task_reaches(&run, "A", TaskState::Succeeded).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.engine.barrier().await.unwrap();
     assert_eq!(h.task(&run, "B").state, TaskState::Pending);
     assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::Paused);
     let refused = h.engine.send(Command::PauseRun { run: run.clone() }).await.unwrap_err();

@@ -68,12 +68,12 @@ backoff = 2.0
     let run = h.trigger("Flaky").await;
     let waiting = h.task_reaches(&run, "Flaky", TaskState::RetryWait).await;
     assert!(waiting.error.as_deref().unwrap().starts_with("exit status 1; retry 1 of 2 at "), "{waiting:?}");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.engine.barrier().await.unwrap();
     assert_eq!(h.task(&run, "Flaky").attempts, 1, "no retry before the clock moves");
     clock.advance(Duration::from_secs(11 * 60));
     h.task_reaches(&run, "Flaky", TaskState::RetryWait).await;
     clock.advance(Duration::from_secs(11 * 60));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.engine.barrier().await.unwrap();
     assert_eq!(h.task(&run, "Flaky").attempts, 2, "the second wait is twice as long");
     clock.advance(Duration::from_secs(11 * 60));
     h.run_reaches(&run, RunState::Succeeded).await;

@@ -28,9 +28,10 @@ async fn next_run_started(h: &mut Harness) -> String {
     .await
 }
 
-/// Lets the engine act on a clock change before the test looks at the store.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+/// Lets the engine act on a clock change before the test looks at the store: the barrier answers once the
+/// timers due by the clock have fired and what they did is committed.
+async fn settle(h: &Harness) {
+    h.engine.barrier().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +40,7 @@ async fn a_schedule_fires_at_its_instants_and_records_each_fire() {
     let mut h = Setup::new(&every_ten_seconds("")).clock(&clock).file("release", "").start();
     h.engine.start("Tick").await.unwrap();
     clock.advance(Duration::from_secs(8));
-    settle().await;
+    settle(&h).await;
     assert!(h.runs_of("Tick").is_empty(), "nothing before 00:00:10");
     clock.advance(Duration::from_secs(1));
     let run = next_run_started(&mut h).await;
@@ -51,7 +52,7 @@ async fn a_schedule_fires_at_its_instants_and_records_each_fire() {
     );
     clock.advance(Duration::from_secs(10));
     next_run_started(&mut h).await;
-    settle().await;
+    settle(&h).await;
     let fires = h.store().fires("Tick", 10).unwrap();
     let seen: Vec<(String, &str)> =
         fires.iter().map(|f| (conveyor::store::timestamp(f.scheduled_at), f.outcome.as_str())).collect();
@@ -69,7 +70,7 @@ async fn overlap_skip_leaves_the_active_run_alone_and_records_the_skip() {
     clock.advance(Duration::from_secs(5));
     let first = next_run_started(&mut h).await;
     clock.advance(Duration::from_secs(10));
-    settle().await;
+    settle(&h).await;
     assert_eq!(h.runs_of("Tick").len(), 1);
     let fires = h.store().fires("Tick", 10).unwrap();
     assert_eq!(fires[0].outcome, "skipped: a run is still active (overlap = skip)");
@@ -90,7 +91,7 @@ async fn overlap_queue_runs_the_fire_once_the_active_run_ends() {
     clock.advance(Duration::from_secs(5));
     let first = next_run_started(&mut h).await;
     clock.advance(Duration::from_secs(10));
-    settle().await;
+    settle(&h).await;
     assert_eq!(h.store().fires("Tick", 1).unwrap()[0].outcome, "queued: a run is still active");
     std::fs::write(h.workflows().join("release"), "").unwrap();
     h.run_reaches(&first, RunState::Succeeded).await;
@@ -130,7 +131,7 @@ async fn overlap_allow_is_bounded_by_max_active_runs() {
     clock.advance(Duration::from_secs(10));
     next_run_started(&mut h).await;
     clock.advance(Duration::from_secs(10));
-    settle().await;
+    settle(&h).await;
     assert_eq!(h.runs_of("Tick").len(), 2);
     assert_eq!(h.store().fires("Tick", 1).unwrap()[0].outcome, "skipped: max_active_runs (2) reached");
     std::fs::write(h.workflows().join("release"), "").unwrap();
@@ -143,7 +144,7 @@ async fn a_paused_workflow_skips_its_fires_and_records_them() {
     h.engine.start("Tick").await.unwrap();
     h.engine.send(Command::PauseWorkflow { workflow: "Tick".into() }).await.unwrap();
     clock.advance(Duration::from_secs(5));
-    settle().await;
+    settle(&h).await;
     assert!(h.runs_of("Tick").is_empty());
     assert_eq!(h.store().fires("Tick", 1).unwrap()[0].outcome, "skipped: the workflow is paused");
     h.engine.send(Command::ResumeWorkflow { workflow: "Tick".into() }).await.unwrap();
@@ -174,13 +175,13 @@ async fn wait_for_runs(h: &Harness, count: usize) {
         let runs = h.runs_of("Hourly");
         runs.len() >= count && runs.iter().all(|run| run.state.is_finished())
     });
-    settle().await;
+    settle(&h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_after_no_missed_fire_runs_nothing() {
     let h = catch_up("latest", "2026-01-10T10:05:00Z").await;
-    settle().await;
+    settle(&h).await;
     assert!(h.runs_of("Hourly").is_empty());
 }
 
@@ -227,7 +228,7 @@ async fn catch_up_all_after_150_missed_fires_runs_the_newest_100_in_order_and_wa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_none_runs_nothing_missed() {
     let h = catch_up("none", "2026-01-09T04:30:00Z").await;
-    settle().await;
+    settle(&h).await;
     assert!(h.runs_of("Hourly").is_empty());
 }
 
@@ -241,7 +242,7 @@ async fn jitter_delays_each_fire_within_its_bound() {
         clock.set(
             at("2026-01-01T00:00:00Z") + chrono::Duration::minutes(minute as i64) - chrono::Duration::milliseconds(1),
         );
-        settle().await;
+        settle(&h).await;
         assert_eq!(h.runs_of("Jittery").len(), minute as usize - 1, "nothing before the scheduled instant");
         for _ in 0..31 {
             clock.advance(Duration::from_secs(1));

@@ -355,10 +355,7 @@ impl Actor {
             Ending::Failed { error, .. } => {
                 if slot.record.route_index == 0 && slot.record.route_attempts <= task.retries {
                     let wait = retry_delay(&task, slot.record.route_attempts, rand::random::<f64>());
-                    let at = chrono::Duration::from_std(wait)
-                        .ok()
-                        .and_then(|wait| now.checked_add_signed(wait))
-                        .unwrap_or(now);
+                    let at = crate::engine::later(now, wait);
                     slot.record.state = TaskState::RetryWait;
                     slot.record.error = Some(format!(
                         "{error}; retry {} of {} at {}",

@@ -140,9 +140,8 @@ impl Actor {
                 let (started, limit) = (run.record.started_at, run.workflow.timeout);
                 let record = run.record.clone();
                 self.save_run(&record);
-                if let (Some(started), Some(limit)) = (started, limit)
-                    && let Some(at) = chrono::Duration::from_std(limit).ok().and_then(|d| started.checked_add_signed(d))
-                {
+                if let (Some(started), Some(limit)) = (started, limit) {
+                    let at = crate::engine::later(started, limit);
                     self.add_timer(at, Timer::RunTimeout { run: id.clone(), after: limit });
                 }
                 let message = format!("run {id} of {workflow} resumed by itself after the engine stopped{what}");

@@ -122,7 +122,7 @@ impl Actor {
         let Trigger::Schedule(schedule) = &workflow.trigger else { return };
         let now = self.now();
         let Some(mut next) = schedule.next_after(after) else { return };
-        if next < now - TOO_LATE {
+        if now.checked_sub_signed(TOO_LATE).is_some_and(|limit| next < limit) {
             tracing::warn!(
                 "{}: the fire at {} is long past (was the machine asleep?); not replaying it",
                 workflow.id,
@@ -134,7 +134,7 @@ impl Actor {
             }
         }
         let jitter = workflow.jitter.map_or(Duration::ZERO, |most| most.mul_f64(rand::random::<f64>()));
-        let at = next + chrono::Duration::from_std(jitter).unwrap_or_default();
+        let at = crate::engine::later(next, jitter);
         self.add_timer(at, Timer::Fire { workflow: workflow.id.clone(), scheduled: next });
     }
 
@@ -194,6 +194,7 @@ impl Actor {
         if let Err(error) = self.store.record_fire(&fire) {
             tracing::error!("recording a fire of {id} failed: {error}");
         }
+        self.publish(crate::engine::Event::Fire(fire));
         if !catching_up && let Err(error) = self.store.set_scheduled_through(id, scheduled) {
             tracing::error!("storing {id}'s schedule state failed: {error}");
         }
@@ -239,6 +240,7 @@ impl Actor {
         if let Err(error) = self.store.record_fire(&fire) {
             tracing::error!("recording a fire of {workflow} failed: {error}");
         }
+        self.publish(crate::engine::Event::Fire(fire));
     }
 
     /// Something happened to `path`: watch it settle for every file trigger it matches.
@@ -259,7 +261,7 @@ impl Actor {
                     // A file written in many chunks sends many events: one timer per file is enough, as
                     // `settle_file` waits again from the latest change it finds.
                     if self.pending_files.insert(key, (fingerprint, now)).is_none() {
-                        let at = now + chrono::Duration::from_std(settle).unwrap_or_default();
+                        let at = crate::engine::later(now, settle);
                         self.add_timer(at, Timer::Settle { workflow: id, path: path.clone() });
                     }
                 }
@@ -276,17 +278,24 @@ impl Actor {
         let key = (id.to_string(), path.to_path_buf());
         let Some(&(seen, since)) = self.pending_files.get(&key) else { return };
         let Some(settle) = self.activations.get(id).and_then(|a| a.files.as_ref()).map(|t| t.settle) else { return };
-        let settle = chrono::Duration::from_std(settle).unwrap_or_default();
+        let settle_for = settle;
+        let settle = chrono::Duration::from_std(settle).unwrap_or(chrono::Duration::MAX);
         match files::fingerprint(path) {
             None => {
                 self.pending_files.remove(&key);
             }
             Some(current) if current != seen => {
                 self.pending_files.insert(key, (current, now));
-                self.add_timer(now + settle, Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() });
+                self.add_timer(
+                    crate::engine::later(now, settle_for),
+                    Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() },
+                );
             }
-            Some(_) if now - since < settle => {
-                self.add_timer(since + settle, Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() });
+            Some(_) if now.signed_duration_since(since) < settle => {
+                self.add_timer(
+                    crate::engine::later(since, settle_for),
+                    Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() },
+                );
             }
             Some(complete) => {
                 self.pending_files.remove(&key);
