@@ -175,7 +175,7 @@ async fn wait_for_runs(h: &Harness, count: usize) {
         let runs = h.runs_of("Hourly");
         runs.len() >= count && runs.iter().all(|run| run.state.is_finished())
     });
-    settle(&h).await;
+    settle(h).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
