@@ -258,6 +258,11 @@ impl Actor {
                     let _ = reply.send(());
                     return Ok(());
                 }
+                Step::Request(Some(Request::Abandon(reply))) => {
+                    drop(self);
+                    let _ = reply.send(());
+                    return Ok(());
+                }
                 Step::Request(Some(request)) => self.request(request),
                 Step::Request(None) => {
                     self.closing = Some(Stop::Resumable);
@@ -345,7 +350,7 @@ impl Actor {
                     let _ = reply.send(());
                 }))
             }
-            Request::Shutdown(..) => unreachable!("handled by the loop"),
+            Request::Shutdown(..) | Request::Abandon(_) => unreachable!("handled by the loop"),
         }
     }
 

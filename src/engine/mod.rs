@@ -76,6 +76,8 @@ enum Request {
     Shutdown(oneshot::Sender<()>, Stop),
     /// Answered once every request sent before it has been handled and committed.
     Barrier(oneshot::Sender<()>),
+    /// Ends the engine as a crash would: nothing more is written and no process is stopped.
+    Abandon(oneshot::Sender<()>),
 }
 
 /// How an engine stops, which decides what the next engine does with runs it leaves active.
@@ -209,6 +211,13 @@ impl Engine {
     /// their `on_interrupt` says, and releases the lock.
     pub async fn shutdown(&self) {
         self.shutdown_as(Stop::Resumable).await
+    }
+
+    /// Ends the engine the way `kill -9` would, for tests of recovery: nothing more is written, task
+    /// processes keep running, the state folder's lock is released.
+    #[doc(hidden)]
+    pub async fn simulate_crash(&self) {
+        let _ = self.ask(Request::Abandon).await;
     }
 
     pub async fn shutdown_as(&self, stop: Stop) {

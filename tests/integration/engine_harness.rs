@@ -17,6 +17,8 @@ pub struct Harness {
     pub dir: tempfile::TempDir,
     pub engine: Engine,
     pub events: broadcast::Receiver<Event>,
+    clock: Option<ManualClock>,
+    kill_grace: Duration,
 }
 
 type Prepare = Box<dyn FnOnce(&Store)>;
@@ -80,19 +82,54 @@ impl Setup {
         let catalog = load_folder(&folder);
         let problems: Vec<String> = catalog.problems().map(ToString::to_string).collect();
         assert!(problems.is_empty(), "{problems:?}");
-        let mut config = EngineConfig::new(&folder, dir.path().join("state"));
-        config.kill_grace = self.kill_grace;
-        config.command_poll = Duration::from_millis(50);
-        if let Some(clock) = self.clock {
-            config.clock = Arc::new(clock);
-        }
-        let engine = Engine::open(config, catalog.registry.clone()).unwrap();
-        for workflow in catalog.workflows {
-            engine.register(workflow);
-        }
-        let events = engine.subscribe();
-        Harness { dir, engine, events }
+        let mut h = Harness {
+            engine: open_engine(&folder, &dir.path().join("state"), self.clock.as_ref(), self.kill_grace),
+            dir,
+            events: broadcast::channel(1).1,
+            clock: self.clock,
+            kill_grace: self.kill_grace,
+        };
+        h.events = h.engine.subscribe();
+        h
     }
+}
+
+fn open_engine(
+    folder: &std::path::Path,
+    state: &std::path::Path,
+    clock: Option<&ManualClock>,
+    grace: Duration,
+) -> Engine {
+    let catalog = load_folder(folder);
+    let mut config = EngineConfig::new(folder, state);
+    config.kill_grace = grace;
+    config.command_poll = Duration::from_millis(50);
+    if let Some(clock) = clock {
+        config.clock = Arc::new(clock.clone());
+    }
+    // Another test's task spawning at the moment the last engine let go holds a copy of its lock until that
+    // child execs: a few tries ride that out.
+    let mut tries = 0;
+    let engine = loop {
+        match Engine::open(config, catalog.registry.clone()) {
+            Ok(engine) => break engine,
+            Err(conveyor::engine::EngineError::Store(conveyor::store::StoreError::Locked { .. })) if tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(20));
+                config = EngineConfig::new(folder, state);
+                config.kill_grace = grace;
+                config.command_poll = Duration::from_millis(50);
+                if let Some(clock) = clock {
+                    config.clock = Arc::new(clock.clone());
+                }
+            }
+            Err(error) => panic!("the engine opens: {error}"),
+        }
+    };
+    for workflow in catalog.workflows {
+        engine.register(workflow);
+    }
+    engine
 }
 
 impl Harness {
@@ -112,13 +149,15 @@ impl Harness {
     /// becomes `self.engine`, and the events followed are its own.
     pub async fn restart(&mut self) {
         self.engine.shutdown().await;
-        let catalog = load_folder(&self.workflows());
-        let engine = Engine::open(EngineConfig::new(self.workflows(), self.state()), catalog.registry).unwrap();
-        for workflow in catalog.workflows {
-            engine.register(workflow);
-        }
-        self.events = engine.subscribe();
-        self.engine = engine;
+        self.reopen();
+    }
+
+    /// A new engine on the same folders, with the same clock, after the current one ended (or crashed).
+    /// Its first events come after it has subscribed; a test that must see recovery's first events waits on
+    /// the store, or on later events.
+    pub fn reopen(&mut self) {
+        self.engine = open_engine(&self.workflows(), &self.state(), self.clock.as_ref(), self.kill_grace);
+        self.events = self.engine.subscribe();
     }
 
     pub async fn trigger(&mut self, workflow: &str) -> String {

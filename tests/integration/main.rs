@@ -9,5 +9,6 @@ mod engine_harness;
 mod engine_operations;
 mod engine_runs;
 mod hot_reload;
+mod recovery;
 mod scheduling;
 mod validate_and_list;
