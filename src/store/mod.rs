@@ -83,6 +83,11 @@ impl Store {
         Ok(self.connection.query_row("SELECT value FROM meta WHERE key = 'state_id'", [], |row| row.get(0))?)
     }
 
+    /// SQLite's own check of the file: `ok`, or what is wrong.
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self.connection.query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }

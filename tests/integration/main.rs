@@ -8,6 +8,7 @@ mod daemon;
 mod engine_harness;
 mod engine_operations;
 mod engine_runs;
+mod faults;
 mod hot_reload;
 mod recovery;
 mod scheduling;

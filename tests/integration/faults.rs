@@ -1,0 +1,306 @@
+//! Faults, tested rather than assumed: a real daemon is SIGKILLed at named windows (fail points compiled
+//! into test builds) and at random times, its store refuses writes, its database file is deleted, its
+//! engine panics, commands go unanswered. After each: no succeeded task ran twice, every run ends with no
+//! operator, data passes intact, no process of a dead engine remains, and SQLite's integrity check is ok.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use conveyor::state::{AttemptState, RunState, TaskState};
+use conveyor::store::{StateLock, Store};
+use conveyor::tasks::reclaim;
+
+use crate::common::*;
+use crate::engine_harness::{process_is_gone, wait_until};
+
+const REGISTRY: &str = "[layers.Gate]\nitems = \"items\"\napproval = \"item.big\"\n";
+
+/// Five tasks: B fails its first attempt and retries after a second; C writes its output in two parts; D is
+/// an approval gate. Each task records its start and its end, and wraps its input in its output.
+const PIPELINE: &str = r#"id = "W"
+[[tasks]]
+name = "A"
+command = ["sh", "step.sh"]
+[[tasks]]
+name = "B"
+command = ["sh", "step.sh"]
+retries = 3
+retry_delay = "1s"
+[[tasks]]
+name = "C"
+command = ["sh", "step.sh"]
+[[tasks]]
+name = "D"
+layer = "Gate"
+[[tasks]]
+name = "E"
+command = ["sh", "step.sh"]
+"#;
+
+const STEP: &str = r#"echo "$CONVEYOR_RUN_ID $CONVEYOR_TASK $CONVEYOR_ATTEMPT" >> started
+input=$(cat)
+if [ "$CONVEYOR_TASK" = B ] && [ ! -f "b.failed.$CONVEYOR_RUN_ID" ]; then : > "b.failed.$CONVEYOR_RUN_ID"; echo "B fails once"; exit 1; fi
+sleep 0.1
+printf '{"step":"%s","items":[{"id":1,"big":true}],"prev":' "$CONVEYOR_TASK" > "$CONVEYOR_OUTPUT"
+sleep 0.1
+printf '%s}' "$input" >> "$CONVEYOR_OUTPUT"
+echo "$CONVEYOR_RUN_ID $CONVEYOR_TASK $CONVEYOR_ATTEMPT" >> finished
+"#;
+
+struct Daemon {
+    dir: PathBuf,
+    child: Option<Child>,
+    starts: u32,
+}
+
+impl Daemon {
+    fn new(dir: &Path) -> Daemon {
+        Daemon { dir: dir.to_path_buf(), child: None, starts: 0 }
+    }
+
+    fn start(&mut self, failpoints: &str) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("daemon.{}.log", self.starts))).unwrap();
+        let child = conveyor()
+            .arg("daemon")
+            .current_dir(&self.dir)
+            .env("CONVEYOR_FAILPOINTS", failpoints)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        wait_until("the daemon holds the state folder", || {
+            self.exited().is_some() || StateLock::is_held(&self.state())
+        });
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join(".conveyor")
+    }
+
+    fn store(&self) -> Store {
+        Store::open(&self.state()).unwrap()
+    }
+
+    /// The exit status, once the daemon has ended.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|child| child.try_wait().unwrap())
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().unwrap().code()
+    }
+
+    fn log(&self) -> String {
+        (1..=self.starts)
+            .map(|n| std::fs::read_to_string(self.dir.join(format!("daemon.{n}.log"))).unwrap_or_default())
+            .collect()
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        conveyor().args(args).current_dir(&self.dir).output().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn pipeline_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    write(&folder, "conveyor.toml", REGISTRY);
+    write(&folder, "w.toml", PIPELINE);
+    write(&folder, "step.sh", STEP);
+    dir
+}
+
+fn trigger(daemon: &Daemon) -> String {
+    let output = daemon.cli(&["trigger", "W"]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stderr), daemon.log());
+    let reply = text(&output.stdout);
+    reply.split_whitespace().nth(2).expect("started run ID of W").to_string()
+}
+
+/// Task processes of this state folder still running: with no engine up, each one is an orphan.
+fn marked(state: &Path) -> Vec<i32> {
+    let id = Store::open(state).unwrap().state_id().unwrap();
+    reclaim::marked_processes(&id).into_iter().map(|stray| stray.pid).filter(|pid| !process_is_gone(*pid)).collect()
+}
+
+/// Brings the run to its end with the daemon up: answers the gate when it waits. Restarts the daemon if a
+/// fail point has killed it.
+fn drive_to_end(daemon: &mut Daemon, run: &str) -> RunState {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "run {run} did not end:\n{}", daemon.log());
+        if daemon.exited().is_some() {
+            daemon.child = None;
+            daemon.start("");
+        }
+        let state = daemon.store().run(run).unwrap().unwrap().state;
+        match state {
+            RunState::WaitingApproval => {
+                let _ = daemon.cli(&["approve", run, "D"]);
+            }
+            state if state.is_finished() => return state,
+            _ => std::thread::sleep(Duration::from_millis(30)),
+        }
+    }
+}
+
+/// What must hold after any number of crashes.
+fn check(daemon: &Daemon, run: &str) {
+    let store = daemon.store();
+    let record = store.run(run).unwrap().unwrap();
+    assert_eq!(record.state, RunState::Succeeded, "{record:?}\n{}", daemon.log());
+    let started = std::fs::read_to_string(daemon.dir.join("workflows/started")).unwrap_or_default();
+    for task in ["A", "B", "C", "E"] {
+        let attempts = store.attempts(run, Some(task)).unwrap();
+        let succeeded: Vec<u32> =
+            attempts.iter().filter(|a| a.state == AttemptState::Succeeded).map(|a| a.attempt).collect();
+        assert_eq!(succeeded.len(), 1, "{task} succeeded once: {attempts:?}");
+        let last = *attempts.iter().map(|a| a.attempt).max().iter().next().unwrap();
+        assert_eq!(succeeded[0], last, "no attempt of {task} after its success: {attempts:?}");
+        let starts: Vec<u32> = started
+            .lines()
+            .filter_map(|line| line.strip_prefix(&format!("{run} {task} ")))
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        assert!(
+            starts.iter().all(|n| *n <= succeeded[0]),
+            "{task} never started again once its success was stored: starts {starts:?}, succeeded {succeeded:?}"
+        );
+    }
+    let e = store.tasks(run).unwrap().into_iter().find(|t| t.name == "E").unwrap();
+    assert_eq!(e.state, TaskState::Succeeded);
+    let input = e.input.expect("E has its input");
+    let mut chain = Vec::new();
+    let mut node = &input;
+    while let Some(step) = node.get("step").and_then(|s| s.as_str()) {
+        chain.push(step.to_string());
+        node = &node["prev"];
+    }
+    assert_eq!(chain, ["C", "B", "A"], "E's input is C's output (through the gate) wrapping B's wrapping A's: {input}");
+    assert_eq!(node["trigger"], "manual", "the innermost is the run's input: {input}");
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn a_daemon_killed_at_each_narrow_window_heals_by_itself() {
+    let dir = pipeline_dir();
+    let mut daemon = Daemon::new(dir.path());
+    let mut kills = 0;
+    let windows = [
+        // Running is stored, the process not yet spawned.
+        "task.before-spawn=kill",
+        "task.before-spawn=2*off->kill",
+        // The process has exited; its end is not yet stored.
+        "engine.attempt-ended=kill",
+        "engine.attempt-ended=2*off->kill",
+        "engine.attempt-ended=3*off->kill",
+    ];
+    for window in windows {
+        daemon.start(window);
+        let run = trigger(&daemon);
+        wait_until("the fail point has killed the daemon", || daemon.exited().is_some());
+        kills += 1;
+        daemon.child = None;
+        let orphans = marked(&daemon.state());
+        daemon.start("");
+        wait_until("the dead engine's processes are stopped", || orphans.iter().all(|pid| process_is_gone(*pid)));
+        assert_eq!(drive_to_end(&mut daemon, &run), RunState::Succeeded, "{window}");
+        check(&daemon, &run);
+        assert_eq!(daemon.terminate(), Some(0));
+        assert!(marked(&daemon.state()).is_empty(), "{window}: no task process outlives the run");
+    }
+    // States that last: killed while B waits to retry, while C writes its output, while the gate waits.
+    type Moment = fn(&Store, &str) -> bool;
+    let moments: [(&str, Moment); 3] = [
+        ("a retry's delay", |store, run| task_state(store, run, "B") == Some(TaskState::RetryWait)),
+        ("C mid-write", |store, run| task_state(store, run, "C") == Some(TaskState::Running)),
+        ("a gate waiting", |store, run| task_state(store, run, "D") == Some(TaskState::WaitingApproval)),
+    ];
+    for (moment, reached) in moments {
+        daemon.start("");
+        let run = trigger(&daemon);
+        let store = daemon.store();
+        wait_until(moment, || reached(&store, &run));
+        if moment == "C mid-write" {
+            std::thread::sleep(Duration::from_millis(150));
+        }
+        daemon.kill9();
+        kills += 1;
+        let orphans = marked(&daemon.state());
+        daemon.start("");
+        wait_until("the dead engine's processes are stopped", || orphans.iter().all(|pid| process_is_gone(*pid)));
+        assert_eq!(drive_to_end(&mut daemon, &run), RunState::Succeeded, "{moment}");
+        check(&daemon, &run);
+        assert_eq!(daemon.terminate(), Some(0));
+    }
+    assert_eq!(kills, 8);
+    assert!(marked(&daemon.state()).is_empty());
+}
+
+fn task_state(store: &Store, run: &str, task: &str) -> Option<TaskState> {
+    store.tasks(run).ok()?.into_iter().find(|t| t.name == task).map(|t| t.state)
+}
+
+#[test]
+fn a_daemon_killed_at_random_times_loses_nothing_and_runs_nothing_twice() {
+    let dir = pipeline_dir();
+    let mut daemon = Daemon::new(dir.path());
+    let mut kills = 0;
+    let mut runs = Vec::new();
+    let mut orphans_left = 0;
+    while kills < 20 {
+        daemon.start("");
+        let run = trigger(&daemon);
+        runs.push(run.clone());
+        loop {
+            // Anywhere from the daemon's first steps to a whole task's length.
+            std::thread::sleep(Duration::from_millis(rand_below(400)));
+            daemon.kill9();
+            kills += 1;
+            let orphans = marked(&daemon.state());
+            daemon.start("");
+            let stopped = Instant::now();
+            while orphans.iter().any(|pid| !process_is_gone(*pid)) && stopped.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            orphans_left += orphans.iter().filter(|pid| !process_is_gone(**pid)).count();
+            let state = daemon.store().run(&run).unwrap().unwrap().state;
+            if state == RunState::WaitingApproval {
+                let _ = daemon.cli(&["approve", &run, "D"]);
+            }
+            if state.is_finished() || kills >= 20 {
+                break;
+            }
+        }
+        assert_eq!(drive_to_end(&mut daemon, &run), RunState::Succeeded);
+        check(&daemon, &run);
+        assert_eq!(daemon.terminate(), Some(0));
+    }
+    assert_eq!(orphans_left, 0, "no process of a dead engine remains");
+    assert!(marked(&daemon.state()).is_empty());
+    eprintln!("random kills: {kills} over {} run(s), all recovered with no operator", runs.len());
+}
+
+fn rand_below(limit: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
+    nanos % limit
+}
