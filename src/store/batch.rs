@@ -23,6 +23,8 @@ pub(super) struct Batch {
     /// What must wait for the commit (removing a pruned run's files).
     after_commit: Vec<Box<dyn FnOnce() + Send>>,
     failure: Option<String>,
+    /// The first failure since `take_trouble` last looked, even if a retry then succeeded.
+    trouble: Option<String>,
 }
 
 pub(super) type SharedBatch = RefCell<Batch>;
@@ -47,6 +49,7 @@ impl Store {
             Err(error) => {
                 batch.live = false;
                 batch.failure = Some(error.to_string());
+                batch.trouble.get_or_insert_with(|| error.to_string());
                 Err(error.into())
             }
         }
@@ -71,11 +74,20 @@ impl Store {
                     after.into_iter().for_each(|work| work());
                     return Ok(());
                 }
-                Err(error) => batch.failure = Some(error.to_string()),
+                Err(error) => {
+                    batch.trouble.get_or_insert_with(|| error.to_string());
+                    batch.failure = Some(error.to_string());
+                }
             }
         }
         drop(batch);
         self.retry_pending()
+    }
+
+    /// The first failure since the last call, if any: a step that had to wait for the store, even if its
+    /// writes went through in the end.
+    pub fn take_trouble(&self) -> Option<String> {
+        self.batch.borrow_mut().trouble.take()
     }
 
     /// Whether writes of earlier steps still wait to be committed.
@@ -119,8 +131,10 @@ impl Store {
                     let _ = self.connection.execute_batch("ROLLBACK");
                 }
                 batch.failure = Some(error.to_string());
+                batch.trouble.get_or_insert_with(|| error.to_string());
                 Err(match error {
                     StoreError::Replaced(path) => StoreError::Replaced(path),
+                    StoreError::Unavailable(why) => StoreError::Unavailable(why),
                     other => StoreError::Unavailable(other.to_string()),
                 })
             }
@@ -145,6 +159,7 @@ impl Store {
         {
             batch.live = false;
             batch.failure = Some(error.to_string());
+            batch.trouble.get_or_insert_with(|| error.to_string());
         }
         batch.redo.push(Box::new(move |connection| work(connection).map(drop)));
         result

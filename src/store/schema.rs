@@ -122,11 +122,16 @@ CREATE TABLE meta (
 
 pub fn migrate(connection: &Connection) -> rusqlite::Result<()> {
     let version: usize = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version >= MIGRATIONS.len() {
+        return Ok(());
+    }
+    // Under the write lock, and read again: a daemon and a CLI command opening a new store at the same
+    // moment must not both migrate it.
+    let transaction = rusqlite::Transaction::new_unchecked(connection, rusqlite::TransactionBehavior::Immediate)?;
+    let version: usize = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version) {
-        let transaction = connection.unchecked_transaction()?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", index + 1)?;
-        transaction.commit()?;
     }
-    Ok(())
+    transaction.commit()
 }

@@ -71,8 +71,9 @@ impl Daemon {
             .spawn()
             .unwrap();
         self.child = Some(child);
-        wait_until("the daemon holds the state folder", || {
-            self.exited().is_some() || StateLock::is_held(&self.state())
+        let log = self.dir.join(format!("daemon.{}.log", self.starts));
+        wait_until("the daemon is up", || {
+            self.exited().is_some() || std::fs::read_to_string(&log).is_ok_and(|log| log.contains(") running "))
         });
     }
 
@@ -303,4 +304,119 @@ fn a_daemon_killed_at_random_times_loses_nothing_and_runs_nothing_twice() {
 fn rand_below(limit: u64) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64;
     nanos % limit
+}
+
+#[test]
+fn a_process_a_task_leaves_outside_its_group_is_stopped_when_the_attempt_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    write(
+        &folder,
+        "w.toml",
+        "id = \"Leaves\"\n[[tasks]]\nname = \"T\"\nrun = 'setsid sleep 300 >/dev/null 2>&1 & echo $! > stray.pid'\n",
+    );
+    let output = run(&["run", "Leaves"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let pid: i32 = std::fs::read_to_string(folder.join("stray.pid")).unwrap().trim().parse().unwrap();
+    assert!(process_is_gone(pid), "the setsid child is stopped with its attempt");
+    let store = Store::open(&dir.path().join(".conveyor")).unwrap();
+    let run_id = store.runs(Some("Leaves"), 1).unwrap()[0].id.clone();
+    let log = std::fs::read_to_string(store.log_path(&run_id, "T", 1)).unwrap();
+    assert!(
+        log.contains(&format!("stopping 1 process(es) left running outside the task's process group (pid {pid})")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_panic_in_the_engine_ends_the_daemon_with_a_failure_and_stops_its_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = "id = \"P\"\n[[tasks]]\nname = \"Slow\"\nrun = 'echo $$ > slow.pid; sleep 300'\n[[tasks]]\nname = \"Quick\"\nrun = 'while [ ! -f slow.pid ]; do sleep 0.02; done'\ndepends_on = []\n[[tasks]]\nname = \"Last\"\nrun = 'true'\ndepends_on = [\"Quick\", \"Slow\"]\n";
+    write(&dir.path().join("workflows"), "p.toml", workflow);
+    let mut daemon = Daemon::new(dir.path());
+    daemon.start("engine.attempt-ended=panic");
+    trigger_workflow(&daemon, "P");
+    wait_until("the daemon has ended", || daemon.exited().is_some());
+    let status = daemon.exited().unwrap();
+    daemon.child = None;
+    assert_ne!(status.code(), Some(0), "a supervisor sees a failure and restarts it: {}", daemon.log());
+    assert!(daemon.log().contains("the engine panicked: fail point engine.attempt-ended"), "{}", daemon.log());
+    let pid: i32 = std::fs::read_to_string(dir.path().join("workflows/slow.pid")).unwrap().trim().parse().unwrap();
+    assert!(process_is_gone(pid), "the slow task's group is stopped before the process ends");
+    assert!(!StateLock::is_held(&daemon.state()));
+}
+
+fn trigger_workflow(daemon: &Daemon, workflow: &str) {
+    let output = daemon.cli(&["trigger", workflow]);
+    assert_eq!(output.status.code(), Some(0), "{}{}", text(&output.stderr), daemon.log());
+}
+
+#[test]
+fn commits_that_fail_announce_nothing_until_they_succeed_and_raise_one_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    write(&folder, "w.toml", "id = \"S\"\n[[tasks]]\nname = \"T\"\nrun = 'echo hello'\n");
+    let mut daemon = Daemon::new(dir.path());
+    // The first commits (the daemon's start, its first polls) fail, as on a full disk.
+    daemon.start("store.commit=6*error");
+    trigger_workflow(&daemon, "S");
+    let store = daemon.store();
+    wait_until("the run has succeeded", || {
+        store.runs(Some("S"), 1).unwrap().first().is_some_and(|run| run.state == RunState::Succeeded)
+    });
+    assert_eq!(daemon.terminate(), Some(0));
+    let log = daemon.log();
+    assert_eq!(log.matches("the store refuses writes").count(), 1, "said once: {log}");
+    assert!(log.contains("the store accepts writes again"), "{log}");
+    let alerts = store.alerts(20).unwrap();
+    let held: Vec<_> =
+        alerts.iter().filter(|alert| alert.message.starts_with("the store refused writes for")).collect();
+    assert_eq!(held.len(), 1, "{alerts:?}");
+    assert_eq!(store.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn a_database_deleted_under_a_running_daemon_stops_it_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("workflows"), "w.toml", "id = \"S\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
+    let mut daemon = Daemon::new(dir.path());
+    daemon.start("");
+    let _ = daemon.store();
+    for file in ["conveyor.db", "conveyor.db-wal", "conveyor.db-shm"] {
+        let _ = std::fs::remove_file(daemon.state().join(file));
+    }
+    wait_until("the daemon has stopped", || daemon.exited().is_some());
+    let status = daemon.exited().unwrap();
+    daemon.child = None;
+    assert_eq!(status.code(), Some(1), "{}", daemon.log());
+    assert!(
+        daemon.log().contains("conveyor.db was deleted or replaced while the engine had it open"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn a_command_no_engine_takes_in_time_is_reported_not_carried_out_and_never_runs_later() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("workflows"), "w.toml", "id = \"S\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
+    let state = dir.path().join(".conveyor");
+    // A wedged engine: it holds the folder but takes no command.
+    let lock = StateLock::acquire(&state).unwrap();
+    let output = conveyor()
+        .args(["trigger", "S"])
+        .env("CONVEYOR_ANSWER_WITHIN", "0.5")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("not carried out: the engine holding"), "{}", text(&output.stderr));
+    drop(lock);
+    let mut daemon = Daemon::new(dir.path());
+    daemon.start("");
+    // A command queued after the expired one is answered, so the expired one has been looked at.
+    trigger_workflow(&daemon, "S");
+    let store = daemon.store();
+    assert_eq!(store.runs(Some("S"), 10).unwrap().len(), 1, "only the answered trigger started a run");
+    assert_eq!(daemon.terminate(), Some(0));
 }

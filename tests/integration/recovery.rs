@@ -181,3 +181,33 @@ async fn a_gate_and_a_paused_run_survive_a_crash_as_they_are() {
     assert_eq!(ran(&h), "A\nB\nC\n");
     h.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_another_process_holds_the_databases_write_lock_nothing_is_announced_and_then_all_is_stored() {
+    let workflow = "id = \"L\"\n[[tasks]]\nname = \"T\"\nrun = 'while [ ! -f go ]; do sleep 0.02; done; echo {\\\"done\\\": true} > \"$CONVEYOR_OUTPUT\"'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("L").await;
+    h.task_reaches(&run, "T", TaskState::Running).await;
+    let holder = h.store();
+    holder.begin_batch().unwrap();
+    std::fs::write(h.workflows().join("go"), "").unwrap();
+    let announced = tokio::time::timeout(
+        Duration::from_secs(7),
+        h.until(|event| match event {
+            conveyor::engine::Event::Task(task) if task.state == TaskState::Succeeded => Some(()),
+            conveyor::engine::Event::Run(record) if record.state.is_finished() => Some(()),
+            _ => None,
+        }),
+    )
+    .await;
+    assert!(announced.is_err(), "nothing is announced while the store cannot take it");
+    holder.commit_batch().unwrap();
+    drop(holder);
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let task = h.task(&run, "T");
+    assert_eq!((task.state, task.output), (TaskState::Succeeded, Some(serde_json::json!({"done": true}))));
+    h.engine.barrier().await.unwrap();
+    let alerts = h.store().alerts(10).unwrap();
+    assert_eq!(alerts.iter().filter(|alert| alert.message.starts_with("the store refused writes for")).count(), 1);
+    h.engine.shutdown().await;
+}

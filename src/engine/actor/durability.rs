@@ -16,6 +16,10 @@ pub struct StoreTrouble {
     since: Instant,
     since_wall: DateTime<Utc>,
     error: String,
+    /// Writes go through again; the alert saying so goes with the next step's writes.
+    over: Option<Duration>,
+    /// That alert is in the batch being committed.
+    alerted: bool,
 }
 
 pub enum StoreWait {
@@ -25,15 +29,42 @@ pub enum StoreWait {
     Shutdown(Option<oneshot::Sender<()>>),
 }
 
+/// How `StoreError::Unavailable` begins, so that a reason is not wrapped twice.
+const UNAVAILABLE: &str = "the store does not accept writes: ";
+
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(5);
 
 impl Actor {
     /// Commits the step's batch, then announces what it changed: what an operator sees is already durable.
     pub(super) fn flush(&mut self) {
+        if let Some(trouble) = &mut self.store_trouble
+            && let Some(held) = trouble.over
+            && !trouble.alerted
+        {
+            trouble.alerted = true;
+            let message = format!(
+                "the store refused writes for {} from {} ({}); the engine held its work meanwhile and has carried on",
+                humantime::format_duration(Duration::from_secs(held.as_secs().max(1))),
+                crate::store::timestamp(trouble.since_wall),
+                trouble.error
+            );
+            self.alert("warning", None, None, None, message);
+        }
         match self.store.commit_batch() {
-            Ok(()) => self.announce(),
-            Err(error) => self.store_refused(error),
+            Ok(()) => {
+                if let Some(error) = self.store.take_trouble() {
+                    // The step waited for the store and got through on a retry: the same story, told once.
+                    self.store_refused(StoreError::Unavailable(error.trim_start_matches(UNAVAILABLE).to_string()));
+                } else if self.store_trouble.as_ref().is_some_and(|trouble| trouble.alerted) {
+                    self.store_trouble = None;
+                }
+                self.announce()
+            }
+            Err(error) => {
+                self.store.take_trouble();
+                self.store_refused(error)
+            }
         }
     }
 
@@ -51,18 +82,13 @@ impl Actor {
         for answer in self.pending_answers.drain(..) {
             answer();
         }
-        if let Some(trouble) = self.store_trouble.take() {
+        if let Some(trouble) = &mut self.store_trouble
+            && trouble.over.is_none()
+        {
             let held = trouble.since.elapsed();
-            tracing::warn!("the store accepts writes again after {}; carrying on", humantime::format_duration(held));
-            let message = format!(
-                "the store refused writes for {} from {} ({}); the engine held its work meanwhile and has carried on",
-                humantime::format_duration(Duration::from_secs(held.as_secs().max(1))),
-                crate::store::timestamp(trouble.since_wall),
-                trouble.error
-            );
-            let _ = self.store.begin_batch();
-            self.alert("warning", None, None, None, message);
-            self.flush();
+            trouble.over = Some(held);
+            let held = humantime::format_duration(Duration::from_millis(held.as_millis() as u64));
+            tracing::warn!("the store accepts writes again after {held}; carrying on");
         }
     }
 
@@ -73,7 +99,9 @@ impl Actor {
             self.fatal = Some(error.to_string());
             return;
         }
-        if self.store_trouble.is_some() {
+        if let Some(trouble) = &mut self.store_trouble {
+            // Still the same outage; an alert already written waits in the held writes.
+            trouble.over = None;
             tracing::debug!("the store still refuses writes: {error}");
             return;
         }
@@ -91,8 +119,13 @@ impl Actor {
             acked_at: None,
         };
         crate::engine::alerts::notify(&self.registry.alerts, &alert, &self.config.workflows_dir);
-        self.store_trouble =
-            Some(StoreTrouble { since: Instant::now(), since_wall: Utc::now(), error: error.to_string() });
+        self.store_trouble = Some(StoreTrouble {
+            since: Instant::now(),
+            since_wall: Utc::now(),
+            error: error.to_string(),
+            over: None,
+            alerted: false,
+        });
     }
 
     /// Retries the held writes with a growing delay; requests that come meanwhile wait their turn, except a
@@ -117,6 +150,7 @@ impl Actor {
             }
             match self.store.retry_pending() {
                 Ok(()) => {
+                    self.store.take_trouble();
                     self.announce();
                     return StoreWait::Writable;
                 }
