@@ -128,6 +128,8 @@ pub struct FireRecord {
     /// `started`, `queued`, `catch-up`, or `skipped: <why>`.
     pub outcome: String,
     pub run_id: Option<String>,
+    /// Waits in the workflow's queue for its active run to end; kept across restarts until it starts.
+    pub queued: bool,
 }
 
 /// A command written by another shell, waiting for the engine that holds the folder.
@@ -421,17 +423,18 @@ impl Store {
         self.write(move |connection| {
             atomically(connection, |connection| {
                 connection.execute(
-                    "INSERT INTO fires (workflow, scheduled_at, fired_at, outcome, run_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO fires (workflow, scheduled_at, fired_at, outcome, run_id, pending) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
                         fire.workflow,
                         timestamp(fire.scheduled_at),
                         timestamp(fire.fired_at),
                         fire.outcome,
-                        fire.run_id
+                        fire.run_id,
+                        fire.queued
                     ],
                 )?;
                 connection.execute(
-                    "DELETE FROM fires WHERE workflow = ?1 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET 1000)",
+                    "DELETE FROM fires WHERE workflow = ?1 AND pending = 0 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET 1000)",
                     [&fire.workflow],
                 )?;
                 Ok(())
@@ -450,9 +453,31 @@ impl Store {
                 fired_at: required_time(row, "fired_at")?,
                 outcome: row.get("outcome")?,
                 run_id: row.get("run_id")?,
+                queued: row.get("pending")?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Fires of `workflow` still waiting in its queue, oldest first.
+    pub fn queued_fires(&self, workflow: &str) -> Result<Vec<DateTime<Utc>>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT scheduled_at FROM fires WHERE workflow = ?1 AND pending = 1 ORDER BY scheduled_at, id",
+        )?;
+        let rows = statement.query_map([workflow], |row| required_time(row, "scheduled_at"))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A queued fire has left the queue (its run started, or it was dropped).
+    pub fn unqueue_fire(&self, workflow: &str, scheduled_at: DateTime<Utc>) -> Result<()> {
+        let workflow = workflow.to_string();
+        self.write(move |connection| {
+            connection.execute(
+                "UPDATE fires SET pending = 0 WHERE workflow = ?1 AND scheduled_at = ?2 AND pending = 1",
+                params![workflow, timestamp(scheduled_at)],
+            )?;
+            Ok(())
+        })
     }
 
     /// Whether this file, at this size and modification time, already started a run of `workflow`.

@@ -309,3 +309,29 @@ async fn a_queue_behind_a_run_that_never_ends_stays_bounded() {
     assert_eq!(fires[0].outcome, "skipped: 100 fires already wait for the active run");
     assert_eq!(fires.iter().filter(|f| f.outcome == "queued: a run is still active").count(), 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fire_queued_behind_a_run_survives_a_crash_and_starts_when_the_run_ends() {
+    let clock = ManualClock::new(at("2026-01-01T00:00:05Z"));
+    let mut h = Setup::new(&every_ten_seconds("overlap = \"queue\"")).clock(&clock).start();
+    h.engine.start("Tick").await.unwrap();
+    clock.advance(Duration::from_secs(5));
+    let first = next_run_started(&mut h).await;
+    clock.advance(Duration::from_secs(10));
+    settle(&h).await;
+    let queued = h.store().fires("Tick", 1).unwrap().remove(0);
+    assert_eq!((queued.outcome.as_str(), queued.queued), ("queued: a run is still active", true));
+    h.engine.simulate_crash().await;
+    h.reopen();
+    h.engine.start("Tick").await.unwrap();
+    std::fs::write(h.workflows().join("release"), "").unwrap();
+    wait_until("the resumed run and the queued fire's run have succeeded", || {
+        let runs = h.runs_of("Tick");
+        runs.len() == 2 && runs.iter().all(|run| run.state == RunState::Succeeded)
+    });
+    let runs = h.runs_of("Tick");
+    assert_eq!(runs[0].id, first);
+    assert_eq!(h.task(&runs[1].id, "Hold").output.unwrap()["scheduled_at"], "2026-01-01T00:00:20.000Z");
+    assert!(h.store().fires("Tick", 10).unwrap().iter().all(|fire| !fire.queued), "the queue is empty");
+    h.engine.shutdown().await;
+}

@@ -47,6 +47,11 @@ impl Actor {
         let mut activation = Activation::default();
         match &workflow.trigger {
             Trigger::Schedule(_) => {
+                // Fires queued behind a run when the last engine stopped still wait for it.
+                match self.store.queued_fires(id) {
+                    Ok(queued) => activation.queue = queued.into(),
+                    Err(error) => tracing::error!("reading {id}'s queued fires failed: {error}"),
+                }
                 self.activations.insert(id.to_string(), activation);
                 let now = self.now();
                 match self.store.scheduled_through(id) {
@@ -58,6 +63,8 @@ impl Actor {
                     tracing::error!("storing {id}'s schedule state failed: {error}");
                 }
                 self.schedule_next(&workflow, now);
+                // A queued fire whose run ended while no engine ran starts now.
+                self.dequeue(id);
             }
             Trigger::Event { watch, settle } => {
                 let pattern = FilePattern::new(watch, &self.config.workflows_dir)?;
@@ -189,8 +196,15 @@ impl Actor {
         } else if let Some(activation) = self.activations.get_mut(id) {
             activation.skip_alerted = false;
         }
-        let fire =
-            FireRecord { workflow: id.to_string(), scheduled_at: scheduled, fired_at: self.now(), outcome, run_id };
+        let queued = outcome.starts_with("queued");
+        let fire = FireRecord {
+            workflow: id.to_string(),
+            scheduled_at: scheduled,
+            fired_at: self.now(),
+            outcome,
+            run_id,
+            queued,
+        };
         if let Err(error) = self.store.record_fire(&fire) {
             tracing::error!("recording a fire of {id} failed: {error}");
         }
@@ -230,7 +244,11 @@ impl Actor {
             return;
         };
         let (outcome, run_id) = self.start_scheduled(workflow, scheduled, "started from the queue");
+        if let Err(error) = self.store.unqueue_fire(workflow, scheduled) {
+            tracing::error!("recording that a queued fire of {workflow} started failed: {error}");
+        }
         let fire = FireRecord {
+            queued: false,
             workflow: workflow.to_string(),
             scheduled_at: scheduled,
             fired_at: self.now(),
