@@ -64,6 +64,12 @@ impl Link {
         match self {
             Link::Embedded(engine) => {
                 let mut events = engine.subscribe();
+                let (watched, failed) = (engine.clone(), tx.clone());
+                tokio::spawn(async move {
+                    if let Err(reason) = watched.ended().await {
+                        let _ = failed.send(Message::EngineFailed(reason)).await;
+                    }
+                });
                 tokio::spawn(async move {
                     loop {
                         let message = match events.recv().await {

@@ -46,6 +46,8 @@ enum Message {
     Window(PathBuf, logview::WindowKey, Vec<String>),
     Reply(Result<String, String>),
     Catalog(Box<Catalog>),
+    /// The embedded engine ended on a fault: the console leaves, with a failure status and the reason.
+    EngineFailed(String),
 }
 
 const CHANNEL: usize = 1024;
@@ -119,11 +121,15 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         reindex: false,
         logger: tui_logger::TuiWidgetState::new(),
         requested_runs: Default::default(),
+        failure: None,
     };
     console.load_snapshot();
     let code = console.run(rx, &mut terminal).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
+    if let Some(reason) = &console.failure {
+        eprintln!("conveyor: the engine stopped: {reason}");
+    }
     console.link.close().await;
     code
 }
@@ -156,6 +162,8 @@ struct Console {
     indexing: bool,
     /// The log grew while it was being indexed: index again when that is done.
     reindex: bool,
+    /// Why the embedded engine ended, if a fault ended it.
+    failure: Option<String>,
     logger: tui_logger::TuiWidgetState,
     requested_runs: std::collections::HashSet<String>,
 }
@@ -189,6 +197,10 @@ impl Console {
                 _ = tokio::time::sleep(tick) => { dirty = true; continue; }
             };
             let Some(message) = message else { return ExitCode::SUCCESS };
+            if let Message::EngineFailed(reason) = message {
+                self.failure = Some(reason);
+                return ExitCode::FAILURE;
+            }
             match self.handle(message) {
                 Some(Flow::Quit) => return ExitCode::SUCCESS,
                 Some(Flow::Redraw) => dirty = true,
@@ -219,6 +231,8 @@ impl Console {
                 }
             }
             Message::Resync => self.load_snapshot(),
+            // Handled by the loop, which leaves.
+            Message::EngineFailed(_) => return None,
             Message::Snapshot(snapshot) => {
                 self.model.apply_snapshot(snapshot);
                 if self.model.attached && self.model.log.is_some() {

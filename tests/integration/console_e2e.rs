@@ -158,3 +158,43 @@ fn a_console_beside_a_daemon_attaches_to_it() {
     let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_console_whose_engine_fails_leaves_with_a_failure_status_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("workflows"), "hello.toml", "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'true'\n");
+    let tmux = Tmux { socket: format!("conveyor-e2e-fail-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    let script =
+        format!("NO_COLOR=1 CONVEYOR_FAILPOINTS=engine.attempt-ended=panic {binary} 2> stderr; echo $? > status");
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "-c",
+        dir.path().to_str().unwrap(),
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Hello"));
+    tmux.keys(&["t"]);
+    let status = dir.path().join("status");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&status).is_ok_and(|text| text.ends_with('\n')) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the console left:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&status).unwrap(), "1\n");
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(
+        stderr.contains("conveyor: the engine stopped: the engine panicked: fail point engine.attempt-ended"),
+        "{stderr}"
+    );
+}

@@ -425,3 +425,31 @@ fn a_command_no_engine_takes_in_time_is_reported_not_carried_out_and_never_runs_
     assert_eq!(store.runs(Some("S"), 10).unwrap().len(), 1, "only the answered trigger started a run");
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[test]
+fn a_foreground_run_stopped_with_ctrl_c_is_never_resumed_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    write(&folder, "w.toml", "id = \"F\"\n[[tasks]]\nname = \"T\"\nrun = 'echo $$ > t.pid; sleep 300'\n");
+    let mut foreground = conveyor()
+        .args(["run", "F"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid_file = folder.join("t.pid");
+    wait_until("the task has started", || std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.ends_with('\n')));
+    let task: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // SAFETY: a signal to our own child, as Ctrl-C in its terminal would send.
+    unsafe { libc::kill(foreground.id() as i32, libc::SIGINT) };
+    assert_eq!(foreground.wait().unwrap().code(), Some(130));
+    assert!(process_is_gone(task));
+    let mut daemon = Daemon::new(dir.path());
+    // Up means recovered: the engine applies `on_interrupt` before it takes its first request.
+    daemon.start("");
+    let run = daemon.store().runs(Some("F"), 1).unwrap().remove(0);
+    assert_eq!(run.state, RunState::Interrupted, "{run:?}");
+    assert_eq!(run.error.as_deref(), Some("stopped by an operator; `conveyor resume` carries it on"));
+    assert_eq!(daemon.terminate(), Some(0));
+}
