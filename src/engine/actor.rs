@@ -136,6 +136,8 @@ pub struct Actor {
     file_notes: mpsc::Sender<crate::trigger::files::Seen>,
     file_notes_rx: Option<mpsc::Receiver<crate::trigger::files::Seen>>,
     permits: Arc<Semaphore>,
+    /// Attempts whose process group is known but not yet stored: `(run, task index)`.
+    unsaved_pids: Vec<(String, usize)>,
     /// This state folder's id, carried by every task process (`CONVEYOR_STATE_ID`).
     state_id: String,
     /// Answers of steps not yet committed.
@@ -186,6 +188,7 @@ impl Actor {
             file_notes_rx: Some(file_notes_rx),
             permits,
             state_id,
+            unsaved_pids: Vec::new(),
             pending_answers: Vec::new(),
             deferred: VecDeque::new(),
             store_trouble: None,
@@ -245,6 +248,12 @@ impl Actor {
                     _ = poll.tick() => Step::Poll,
                 },
             };
+            // A started process's PID costs no commit of its own: the next step's batch stores it (a crash
+            // before then is covered by the folder's id in the process's environment).
+            if let Step::Internal(Internal::Spawned(spawned)) = step {
+                self.attempt_spawned(spawned);
+                continue;
+            }
             // Each step is one batch: one commit for all it changed, then its events, then any answer. A batch
             // that cannot begin still runs: its writes wait in the store until it accepts them.
             let _ = self.store.begin_batch();
@@ -275,10 +284,7 @@ impl Actor {
                     self.attempt_done(done);
                     None
                 }
-                Step::Internal(Internal::Spawned(spawned)) => {
-                    self.attempt_spawned(spawned);
-                    None
-                }
+                Step::Internal(Internal::Spawned(_)) => None,
                 Step::Internal(Internal::Fatal(reason)) => {
                     self.fatal = Some(reason);
                     None

@@ -601,20 +601,33 @@ impl Store {
 
     /// Commands waiting for the engine, after recording those past their deadline as not carried out.
     pub fn pending_commands(&self, now: DateTime<Utc>) -> Result<Vec<QueuedCommand>> {
-        self.write(move |connection| {
-            connection.execute(
-                "UPDATE commands SET done_at = ?1, ok = 0, outcome = ?2
-                 WHERE done_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?1",
-                params![timestamp(now), EXPIRED],
-            )?;
-            Ok(())
-        })?;
         let mut statement = self
             .connection
-            .prepare_cached("SELECT id, who, command FROM commands WHERE done_at IS NULL ORDER BY id")?;
-        let rows = statement
-            .query_map([], |row| Ok(QueuedCommand { id: row.get(0)?, who: row.get(1)?, command: row.get(2)? }))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .prepare_cached("SELECT id, who, command, expires_at FROM commands WHERE done_at IS NULL ORDER BY id")?;
+        let rows = statement.query_map([], |row| {
+            let expires_at: Option<String> = row.get(3)?;
+            let command = QueuedCommand { id: row.get(0)?, who: row.get(1)?, command: row.get(2)? };
+            Ok((command, expires_at))
+        })?;
+        let mut pending = Vec::new();
+        let now_text = timestamp(now);
+        for row in rows {
+            let (command, expires_at) = row?;
+            // Timestamps share one format, so their text orders as their times do.
+            if expires_at.is_some_and(|at| at <= now_text) {
+                let (id, at) = (command.id, now_text.clone());
+                self.write(move |connection| {
+                    connection.execute(
+                        "UPDATE commands SET done_at = ?2, ok = 0, outcome = ?3 WHERE id = ?1 AND done_at IS NULL",
+                        params![id, at, EXPIRED],
+                    )?;
+                    Ok(())
+                })?;
+            } else {
+                pending.push(command);
+            }
+        }
+        Ok(pending)
     }
 
     /// Gives up on a command no engine has taken: `true` if it was still waiting (it will never run now),

@@ -27,6 +27,8 @@ async fn crash_while_b_runs(h: &mut Harness) -> (String, i32) {
     wait_until("B has written its pid", || std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.ends_with('\n')));
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     std::fs::remove_file(&pid_file).unwrap();
+    // The process group is stored with the step after its start: let one pass.
+    h.engine.barrier().await.unwrap();
     h.engine.simulate_crash().await;
     assert!(!process_is_gone(pid), "a crash leaves the task's process running");
     (run, pid)

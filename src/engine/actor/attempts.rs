@@ -413,9 +413,20 @@ impl Actor {
         }
         attempt.pid = Some(spawned.pid);
         attempt.pid_start = spawned.start;
-        let attempt = attempt.clone();
-        if let Err(error) = self.store.insert_attempt(&attempt) {
-            tracing::debug!("storing attempt {} of {}'s process failed: {error}", attempt.attempt, attempt.task);
+        self.unsaved_pids.push((spawned.run_id, spawned.index));
+    }
+
+    /// Stores the process groups learnt since the last step, with this step's writes.
+    pub(super) fn save_pids(&mut self) {
+        for (run, index) in std::mem::take(&mut self.unsaved_pids) {
+            let Some(attempt) = self.runs.get(&run).and_then(|run| run.slots.get(index)?.attempt.as_ref()) else {
+                continue;
+            };
+            if attempt.state == AttemptState::Running
+                && let Err(error) = self.store.insert_attempt(attempt)
+            {
+                tracing::debug!("storing attempt {} of {}'s process failed: {error}", attempt.attempt, attempt.task);
+            }
         }
     }
 }

@@ -116,7 +116,7 @@ impl Actor {
         }
         self.broken_reported.retain(|file, _| catalog.broken.contains_key(file));
         if !changed.is_empty() || !removed.is_empty() {
-            tracing::info!("workflows reloaded: {} changed or added, {} removed", changed.len(), removed.len());
+            tracing::debug!("workflows reloaded: {} changed or added, {} removed", changed.len(), removed.len());
         }
         let broken = catalog.broken.keys().map(|file| file.display().to_string()).collect();
         self.publish(Event::Reloaded { changed, removed, broken });
