@@ -29,7 +29,7 @@ pub fn notify(sinks: &Alerts, alert: &AlertRecord, workdir: &Path) {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .kill_on_drop(true);
-            match crate::tasks::reclaim::spawn_tracked(&mut command) {
+            match crate::tasks::reclaim::spawn_tracked(&mut command, None) {
                 Ok(mut child) => {
                     let pid = child.id();
                     if let Some(mut stdin) = child.stdin.take() {

@@ -120,6 +120,7 @@ impl Engine {
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let grace = config.kill_grace;
+        let state_id = store.state_id()?;
         let actor = actor::Actor::new(config, store, lock, registry, events.clone())?;
         let (ended_tx, ended) = watch::channel(None);
         let running = tokio::spawn(actor.run(requests_rx));
@@ -134,7 +135,7 @@ impl Engine {
             };
             if let Err(reason) = &outcome {
                 tracing::error!("{reason}: stopping every task process group before the process ends");
-                crate::tasks::reclaim::stop_spawned_groups(grace).await;
+                crate::tasks::reclaim::stop_spawned_groups(&state_id, grace).await;
             }
             ended_tx.send_replace(Some(outcome));
         });

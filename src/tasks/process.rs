@@ -51,7 +51,7 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         .process_group(0);
     crate::failpoint::hit("task.before-spawn");
     let _running = super::reclaim::running(&attempt.run_id, &attempt.task, attempt.number);
-    let mut child = match super::reclaim::spawn_tracked(&mut command) {
+    let mut child = match super::reclaim::spawn_tracked(&mut command, Some(&attempt.state_id)) {
         Ok(child) => child,
         Err(error) => {
             let message = format!("cannot start `{}` in {}: {error}", argv[0], attempt.workdir.display());

@@ -6,13 +6,14 @@
 //! subreaper, a process whose parents have all exited becomes the engine's child instead of init's, so the
 //! engine sees it among its own children without scanning every process on the machine.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Processes this engine spawned and waits for itself (attempt leaders, alert commands). Held while spawning,
-/// so an orphan is never mistaken for one of them, nor one of them reaped as an orphan.
-static SPAWNED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+/// Processes the engines of this process spawned and wait for themselves (attempt leaders, with the id of the
+/// state folder they run for; alert commands, with none). Held while spawning, so an orphan is never mistaken
+/// for one of them, nor one of them reaped as an orphan.
+static SPAWNED: Mutex<BTreeMap<u32, Option<String>>> = Mutex::new(BTreeMap::new());
 
 /// Attempts running now, as `(run, task, attempt)`: a stray of one of these is left alone until it ends.
 static RUNNING: Mutex<BTreeSet<(String, String, u32)>> = Mutex::new(BTreeSet::new());
@@ -28,11 +29,14 @@ pub fn become_subreaper() -> bool {
 }
 
 /// Spawns `command` and records its PID as one this engine waits for.
-pub fn spawn_tracked(command: &mut tokio::process::Command) -> std::io::Result<tokio::process::Child> {
+pub fn spawn_tracked(
+    command: &mut tokio::process::Command,
+    state_id: Option<&str>,
+) -> std::io::Result<tokio::process::Child> {
     let mut spawned = SPAWNED.lock().expect("spawned set");
     let child = command.spawn()?;
     if let Some(pid) = child.id() {
-        spawned.insert(pid);
+        spawned.insert(pid, state_id.map(str::to_string));
     }
     Ok(child)
 }
@@ -142,7 +146,7 @@ fn adopted() -> Vec<i32> {
     }
     let mut orphans = Vec::new();
     for pid in children {
-        if spawned.contains(&(pid as u32)) {
+        if spawned.contains_key(&(pid as u32)) {
             continue;
         }
         if state_and_parent(pid).is_some_and(|(state, _)| state == 'Z') {
@@ -182,10 +186,14 @@ pub async fn stop_processes(pids: &[i32], grace: Duration) {
     if pids.is_empty() {
         return;
     }
+    // Who each one is now: a process that has ended is never signalled again, in case its PID is reused.
+    let known: Vec<(i32, Option<u64>)> = pids.iter().map(|pid| (*pid, start_time(*pid))).collect();
+    let still_there = |(pid, start): &(i32, Option<u64>)| is_alive(*pid) && start_time(*pid) == *start;
     let own_group = unsafe { libc::getpgrp() };
-    let signal_all = |signal: i32| {
-        for &pid in pids {
-            // SAFETY: signals to processes identified just before; a gone one yields ESRCH.
+    let signal = |signal: i32| {
+        for process in known.iter().filter(|process| still_there(process)) {
+            let pid = process.0;
+            // SAFETY: signals to a process identified by its PID and start time just now, and its group.
             unsafe {
                 let group = libc::getpgid(pid);
                 if group > 0 && group != own_group {
@@ -195,17 +203,17 @@ pub async fn stop_processes(pids: &[i32], grace: Duration) {
             }
         }
     };
-    signal_all(libc::SIGTERM);
+    signal(libc::SIGTERM);
     let deadline = tokio::time::Instant::now() + grace;
-    while pids.iter().any(|pid| is_alive(*pid)) && tokio::time::Instant::now() < deadline {
+    while known.iter().any(still_there) && tokio::time::Instant::now() < deadline {
         reap(pids);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    if pids.iter().any(|pid| is_alive(*pid)) {
-        signal_all(libc::SIGKILL);
+    if known.iter().any(still_there) {
+        signal(libc::SIGKILL);
         for _ in 0..50 {
             reap(pids);
-            if !pids.iter().any(|pid| is_alive(*pid)) {
+            if !known.iter().any(still_there) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -214,14 +222,15 @@ pub async fn stop_processes(pids: &[i32], grace: Duration) {
     reap(pids);
 }
 
-/// Every process group this engine started and still waits for: stopped when the engine ends on a fault,
-/// so that no task outlives it.
-pub async fn stop_spawned_groups(grace: Duration) {
+/// Every process group an engine of `state_id` started and still waits for: stopped when it ends on a fault,
+/// so that no task outlives it (another engine in the same process keeps its own).
+pub async fn stop_spawned_groups(state_id: &str, grace: Duration) {
     let leaders: Vec<i32> = SPAWNED
         .lock()
         .expect("spawned set")
         .iter()
-        .map(|pid| *pid as i32)
+        .filter(|(_, owner)| owner.as_deref() == Some(state_id))
+        .map(|(pid, _)| *pid as i32)
         // SAFETY: getpgid only reads; a leader's group id is its own PID.
         .filter(|pid| unsafe { libc::getpgid(*pid) } == *pid)
         .collect();
@@ -232,7 +241,7 @@ fn reap(pids: &[i32]) {
     let spawned = SPAWNED.lock().expect("spawned set");
     let own = std::process::id() as i32;
     for &pid in pids {
-        if spawned.contains(&(pid as u32)) {
+        if spawned.contains_key(&(pid as u32)) {
             continue;
         }
         if state_and_parent(pid).is_some_and(|(state, parent)| state == 'Z' && parent == own) {
