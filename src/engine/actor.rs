@@ -644,22 +644,25 @@ impl Actor {
     /// Stops every running attempt (SIGTERM, then SIGKILL after the grace period) and leaves the runs for
     /// the next engine: a running run becomes `interrupted` (marked for recovery unless an operator stopped
     /// it), its stopped tasks pending again; paused runs and gates stay as they are.
+    /// Every running attempt and handler is told to stop (its process group gets SIGTERM, then SIGKILL).
+    fn cancel_every_attempt(&self) {
+        let running = self.runs.values().flat_map(|run| run.running());
+        for cancel in running.filter_map(|slot| slot.cancel.as_ref()).chain(self.handlers.values().map(|(_, c)| c)) {
+            cancel.cancel();
+        }
+    }
+
+    fn anything_running(&self) -> bool {
+        !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some())
+    }
+
     async fn shutdown(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
         let stop = *self.closing.get_or_insert(Stop::Resumable);
         let _ = self.store.begin_batch();
-        for run in self.runs.values() {
-            for slot in run.running() {
-                if let Some(cancel) = &slot.cancel {
-                    cancel.cancel();
-                }
-            }
-        }
-        for (_, cancel) in self.handlers.values() {
-            cancel.cancel();
-        }
+        self.cancel_every_attempt();
         self.flush();
         let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(5);
-        while !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some()) {
+        while self.anything_running() {
             match tokio::time::timeout_at(deadline, internal_rx.recv()).await {
                 Ok(Some(Internal::Done(done))) => {
                     let _ = self.store.begin_batch();

@@ -172,18 +172,9 @@ impl Actor {
     pub(super) async fn stop_everything_now(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
         tracing::error!("the engine stops on a fault; its runs are recovered by the next engine");
         self.closing = Some(crate::engine::Stop::Resumable);
-        for run in self.runs.values() {
-            for slot in run.running() {
-                if let Some(cancel) = &slot.cancel {
-                    cancel.cancel();
-                }
-            }
-        }
-        for (_, cancel) in self.handlers.values() {
-            cancel.cancel();
-        }
+        self.cancel_every_attempt();
         let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(2);
-        while !self.handlers.is_empty() || self.runs.values().any(|run| run.running().next().is_some()) {
+        while self.anything_running() {
             match tokio::time::timeout_at(deadline, internal_rx.recv()).await {
                 Ok(Some(Internal::Done(done))) => {
                     // Nothing is written: the store may be what failed; the next engine starts from what it has.
