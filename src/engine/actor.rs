@@ -136,6 +136,8 @@ pub struct Actor {
     file_notes: mpsc::Sender<crate::trigger::files::Seen>,
     file_notes_rx: Option<mpsc::Receiver<crate::trigger::files::Seen>>,
     permits: Arc<Semaphore>,
+    /// The id of the newest alert.
+    last_alert: std::cell::Cell<i64>,
     /// Attempts whose process group is known but not yet stored: `(run, task index)`.
     unsaved_pids: Vec<(String, usize)>,
     /// This state folder's id, carried by every task process (`CONVEYOR_STATE_ID`).
@@ -165,6 +167,7 @@ impl Actor {
         let (file_notes, file_notes_rx) = mpsc::channel(FILE_NOTES);
         let permits = Arc::new(Semaphore::new(config.max_parallel.max(1)));
         let state_id = store.state_id()?;
+        let last_alert = store.last_alert_id()?;
         let actor = Actor {
             config,
             store,
@@ -188,6 +191,7 @@ impl Actor {
             file_notes_rx: Some(file_notes_rx),
             permits,
             state_id,
+            last_alert: std::cell::Cell::new(last_alert),
             unsaved_pids: Vec::new(),
             pending_answers: Vec::new(),
             deferred: VecDeque::new(),
@@ -730,8 +734,11 @@ impl Actor {
     }
 
     fn alert(&self, severity: &str, workflow: Option<&str>, run: Option<&str>, task: Option<&str>, message: String) {
-        let mut record = AlertRecord {
-            id: 0,
+        // The engine numbers its alerts itself: an alert held while the store refuses writes keeps the id it
+        // was announced with when it is written again.
+        self.last_alert.set(self.last_alert.get() + 1);
+        let record = AlertRecord {
+            id: self.last_alert.get(),
             at: self.now(),
             severity: severity.to_string(),
             workflow: workflow.map(str::to_string),
@@ -740,9 +747,8 @@ impl Actor {
             message,
             acked_at: None,
         };
-        match self.store.add_alert(&record) {
-            Ok(id) => record.id = id,
-            Err(error) => tracing::debug!("storing an alert failed: {error}"),
+        if let Err(error) = self.store.add_alert(&record) {
+            tracing::debug!("storing an alert failed: {error}");
         }
         // Its sinks fire with the other events, once it is committed.
         self.publish(Event::Alert(record));

@@ -518,15 +518,29 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Stores an alert under its `id`, or under the next free one when the id is 0; returns the id.
     pub fn add_alert(&self, alert: &AlertRecord) -> Result<i64> {
         let alert = alert.clone();
         self.write(move |connection| {
             connection.execute(
-                "INSERT INTO alerts (at, severity, workflow, run_id, task, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![timestamp(alert.at), alert.severity, alert.workflow, alert.run_id, alert.task, alert.message],
+                "INSERT INTO alerts (id, at, severity, workflow, run_id, task, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    (alert.id > 0).then_some(alert.id),
+                    timestamp(alert.at),
+                    alert.severity,
+                    alert.workflow,
+                    alert.run_id,
+                    alert.task,
+                    alert.message
+                ],
             )?;
             Ok(connection.last_insert_rowid())
         })
+    }
+
+    /// The highest alert id so far (0 for none).
+    pub fn last_alert_id(&self) -> Result<i64> {
+        Ok(self.connection.query_row("SELECT COALESCE(MAX(id), 0) FROM alerts", [], |row| row.get(0))?)
     }
 
     /// Newest first.
