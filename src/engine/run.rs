@@ -200,7 +200,9 @@ impl Run {
 /// with up to 10 % random jitter so that many failing tasks do not retry in lockstep.
 pub fn retry_delay(task: &Task, retry: u32, jitter: f64) -> std::time::Duration {
     const CAP: f64 = 3600.0;
-    let base = task.retry_delay.as_secs_f64() * task.backoff.powi(retry.saturating_sub(1) as i32);
+    let base = task.retry_delay.as_secs_f64() * task.backoff.powi(retry.saturating_sub(1).min(1000) as i32);
+    // No delay times a backoff grown past any number is still no delay.
+    let base = if base.is_nan() { 0.0 } else { base };
     let with_jitter = base.min(CAP) * (1.0 + 0.1 * jitter.clamp(0.0, 1.0));
     std::time::Duration::from_secs_f64(with_jitter.min(CAP))
 }
@@ -293,6 +295,9 @@ mod tests {
         assert_eq!(retry_delay(task, 3, 0.0), Duration::from_secs(90));
         assert_eq!(retry_delay(task, 2, 1.0), Duration::from_secs(33));
         assert_eq!(retry_delay(task, 40, 1.0), Duration::from_secs(3600));
+        let instant =
+            run_of("id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"x\"\nretry_delay = \"0s\"\nbackoff = 100.0\n");
+        assert_eq!(retry_delay(instant.task(0), 900, 1.0), Duration::ZERO, "0 × an overflowing backoff is 0");
     }
 
     #[test]
