@@ -4,6 +4,7 @@ mod daemon;
 mod follow;
 mod history;
 mod list;
+mod logfile;
 mod logs;
 mod next;
 mod remote;
@@ -187,12 +188,13 @@ fn init_logging(cli: &Cli) {
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("CONVEYOR_LOG").unwrap_or_else(|_| default.into());
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
-    let file = daemon
+    // Under systemd (`JOURNAL_STREAM` is set) the journal keeps stderr: a file of our own would only double it.
+    let to_file = daemon && std::env::var_os("JOURNAL_STREAM").is_none();
+    let file = to_file
         .then(|| {
             crate::store::create_private_dir(&cli.state).ok()?;
-            use std::os::unix::fs::OpenOptionsExt;
             let log = cli.state.join("conveyor.log");
-            std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(log).ok()
+            logfile::RotatingFile::open(&log, logfile::LOG_LIMIT, logfile::LOG_KEEP).ok()
         })
         .flatten();
     let builder = tracing_subscriber::fmt().with_env_filter(filter);

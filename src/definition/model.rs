@@ -172,6 +172,26 @@ pub struct Registry {
     pub layers: BTreeMap<String, Layer>,
     pub alerts: Alerts,
     pub on_interrupt: OnInterrupt,
+    pub retention: Retention,
+}
+
+/// `[retention]`: how much of what only grows the store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// The newest alerts kept.
+    pub alerts: u32,
+    /// The newest entries of the audit trail kept.
+    pub audit: u32,
+    /// The newest recorded fires kept per workflow.
+    pub fires: u32,
+    /// How long a processed file's record outlives the file (it keeps a file from running twice).
+    pub processed_files: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Retention {
+        Retention { alerts: 10_000, audit: 10_000, fires: 1_000, processed_files: Duration::from_secs(30 * 86_400) }
+    }
 }
 
 /// `on_interrupt`: what becomes of a run that an engine left active when it crashed or was stopped.

@@ -74,6 +74,16 @@ pub struct RawRegistry {
     pub alerts: Option<Spanned<RawAlerts>>,
     /// The `on_interrupt` of every workflow that does not name its own.
     pub on_interrupt: Option<Spanned<String>>,
+    pub retention: Option<Spanned<RawRetention>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub alerts: Option<Spanned<i64>>,
+    pub audit: Option<Spanned<i64>>,
+    pub fires: Option<Spanned<i64>>,
+    pub processed_files: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

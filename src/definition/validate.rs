@@ -136,6 +136,18 @@ impl<'a> Checker<'a> {
             let approval = layer.approval.map(Spanned::into_inner);
             registry.layers.insert(name, Layer { description: layer.description, items: layer.items, rules, approval });
         }
+        if let Some(retention) = raw.retention {
+            let retention = retention.into_inner();
+            let defaults = Retention::default();
+            registry.retention = Retention {
+                alerts: self.whole_number(&retention.alerts, "retention.alerts", 1..=u32::MAX, defaults.alerts),
+                audit: self.whole_number(&retention.audit, "retention.audit", 1..=u32::MAX, defaults.audit),
+                fires: self.whole_number(&retention.fires, "retention.fires", 1..=u32::MAX, defaults.fires),
+                processed_files: self
+                    .duration(&retention.processed_files, "retention.processed_files")
+                    .unwrap_or(defaults.processed_files),
+            };
+        }
         registry.on_interrupt =
             self.choice(&raw.on_interrupt, "on_interrupt", OnInterrupt::Resume, ON_INTERRUPT_CHOICES);
         if let Some(alerts) = raw.alerts {

@@ -105,7 +105,12 @@ enum Timer {
         workflow: String,
         path: PathBuf,
     },
+    /// Time to trim what the store would otherwise keep forever (alerts, audit, processed files).
+    Housekeeping,
 }
+
+/// How often the store is trimmed.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
 
 pub struct Actor {
     config: EngineConfig,
@@ -214,6 +219,7 @@ impl Actor {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let _ = self.store.begin_batch();
         self.recover_runs().await;
+        self.add_timer(self.now(), Timer::Housekeeping);
         self.flush();
         loop {
             if let Some(reason) = self.fatal.take() {
@@ -604,6 +610,22 @@ impl Actor {
                 }
                 Timer::Fire { workflow, scheduled } => self.fire(&workflow, scheduled, false),
                 Timer::Settle { workflow, path } => self.settle_file(&workflow, &path),
+                Timer::Housekeeping => {
+                    let retention = self.registry.retention;
+                    match self.store.trim(
+                        retention.alerts,
+                        retention.audit,
+                        chrono::Duration::from_std(retention.processed_files).unwrap_or(chrono::Duration::MAX),
+                        now,
+                    ) {
+                        Ok(0) => {}
+                        Ok(removed) => {
+                            tracing::info!("trimmed {removed} old alert, audit and processed-file record(s)")
+                        }
+                        Err(error) => tracing::debug!("trimming the store failed: {error}"),
+                    }
+                    self.add_timer(crate::engine::later(now, HOUSEKEEPING_EVERY), Timer::Housekeeping);
+                }
             }
         }
     }

@@ -19,7 +19,7 @@ pub struct StateLock {
 
 impl StateLock {
     pub fn acquire(state_dir: &Path) -> Result<StateLock, StoreError> {
-        super::create_private_dir(state_dir)?;
+        super::create_state_dir(state_dir)?;
         let path = state_dir.join(LOCK_FILE);
         let mut file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;

@@ -32,6 +32,8 @@ pub enum StoreError {
     /// A write could not be committed; the engine holds it and tries again.
     #[error("the store does not accept writes: {0}")]
     Unavailable(String),
+    #[error("the state folder {} is open to other users (mode {mode:o}) and cannot be made private: use a folder of your own (--state)", .dir.display())]
+    Insecure { dir: PathBuf, mode: u32 },
     #[error("{} was deleted or replaced while the engine had it open: stopping rather than writing where nobody reads (start the engine again to use the file that is there now)", .0.display())]
     Replaced(PathBuf),
 }
@@ -49,7 +51,7 @@ pub struct Store {
 impl Store {
     /// Opens (creating and migrating as needed) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store> {
-        create_private_dir(state_dir)?;
+        create_state_dir(state_dir)?;
         let path = state_dir.join(DATABASE_FILE);
         let connection = Connection::open(&path)?;
         restrict_file(&path)?;
@@ -111,6 +113,26 @@ fn remove_run_files(state_dir: &Path, run_id: &str) {
             tracing::warn!("could not remove {}: {error}", dir.display());
         }
     }
+}
+
+/// The state folder, created private; one that exists with looser permissions is made private (0700) if it is
+/// ours and not a shared folder (sticky, like `/tmp`), refused otherwise.
+pub fn create_state_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    create_private_dir(dir)?;
+    let metadata = fs::metadata(dir)?;
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    // SAFETY: geteuid only reads this process's effective user id.
+    let ours = metadata.uid() == unsafe { libc::geteuid() };
+    if !ours || mode & 0o1000 != 0 {
+        return Err(StoreError::Insecure { dir: dir.to_path_buf(), mode });
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
+    tracing::warn!("the state folder {} was open to other users (mode {mode:o}): made private (700)", dir.display());
+    Ok(())
 }
 
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {

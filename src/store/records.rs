@@ -417,8 +417,8 @@ impl Store {
         text.flatten().map(|text| parse_timestamp(&text)).transpose()
     }
 
-    /// Records a fire, keeping the newest 1,000 of each workflow.
-    pub fn record_fire(&self, fire: &FireRecord) -> Result<()> {
+    /// Records a fire, keeping the newest `keep` of its workflow (and every one still queued).
+    pub fn record_fire(&self, fire: &FireRecord, keep: u32) -> Result<()> {
         let fire = fire.clone();
         self.write(move |connection| {
             atomically(connection, |connection| {
@@ -434,8 +434,8 @@ impl Store {
                     ],
                 )?;
                 connection.execute(
-                    "DELETE FROM fires WHERE workflow = ?1 AND pending = 0 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET 1000)",
-                    [&fire.workflow],
+                    "DELETE FROM fires WHERE workflow = ?1 AND pending = 0 AND id <= (SELECT id FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    params![fire.workflow, keep],
                 )?;
                 Ok(())
             })
@@ -682,7 +682,8 @@ impl Store {
     /// Removes the oldest finished runs of `workflow` beyond the newest `keep`, rows and files together.
     pub fn prune(&self, workflow: &str, keep: u32) -> Result<Vec<String>> {
         let mut statement = self.connection.prepare_cached(
-            "SELECT id FROM runs WHERE workflow = ?1 AND state IN ('succeeded', 'failed', 'cancelled')
+            "SELECT id FROM runs WHERE workflow = ?1
+                AND (state IN ('succeeded', 'failed', 'cancelled') OR (state = 'interrupted' AND recover = 0))
              ORDER BY created_at DESC, id DESC LIMIT -1 OFFSET ?2",
         )?;
         let doomed: Vec<String> =
@@ -706,6 +707,45 @@ impl Store {
             }
         });
         Ok(doomed)
+    }
+
+    /// Trims what would otherwise grow without end: alerts and the audit trail beyond their newest `keep`,
+    /// and files recorded as processed that are gone from disk and older than `files_for`. Returns how many
+    /// rows went.
+    pub fn trim(
+        &self,
+        keep_alerts: u32,
+        keep_audit: u32,
+        files_for: chrono::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        let cutoff = timestamp(now.checked_sub_signed(files_for).unwrap_or(DateTime::<Utc>::MIN_UTC));
+        let mut statement = self.connection.prepare_cached(
+            "SELECT workflow, path, size, modified FROM processed_files WHERE at < ?1 ORDER BY at LIMIT 10000",
+        )?;
+        let gone: Vec<(String, String, i64, String)> = statement
+            .query_map([&cutoff], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, path, _, _)| !std::path::Path::new(path).exists())
+            .collect();
+        self.write(move |connection| {
+            let mut removed = connection.execute(
+                "DELETE FROM alerts WHERE id <= (SELECT id FROM alerts ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                [keep_alerts],
+            )?;
+            removed += connection.execute(
+                "DELETE FROM audit WHERE id <= (SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                [keep_audit],
+            )?;
+            for (workflow, path, size, modified) in &gone {
+                removed += connection.execute(
+                    "DELETE FROM processed_files WHERE workflow = ?1 AND path = ?2 AND size = ?3 AND modified = ?4",
+                    params![workflow, path, size, modified],
+                )?;
+            }
+            Ok(removed)
+        })
     }
 
     /// Whether any run id starts with this text (for telling a run from a workflow on the command line).

@@ -73,10 +73,11 @@ fn runs_and_tasks_round_trip() {
 }
 
 #[test]
-fn retention_removes_the_oldest_finished_runs_with_their_logs() {
+fn retention_removes_the_oldest_finished_runs_with_their_logs_interrupted_ones_too() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    for (i, state) in [RunState::Failed, RunState::Succeeded, RunState::Succeeded, RunState::Running].iter().enumerate()
+    for (i, state) in
+        [RunState::Interrupted, RunState::Succeeded, RunState::Succeeded, RunState::Running].iter().enumerate()
     {
         let id = format!("r{i}");
         store.insert_run(&run(&id, "W", *state, 10 - i as i64), &[task(&id)]).unwrap();
@@ -123,4 +124,62 @@ fn pauses_alerts_and_commands_are_kept() {
     store.complete_command(command, now, false, "no").unwrap();
     assert!(store.pending_commands(now).unwrap().is_empty());
     assert_eq!(store.command_result(command).unwrap(), Some((false, "no".to_string())));
+}
+
+#[test]
+fn a_state_folder_open_to_others_is_made_private_or_refused_when_it_is_shared() {
+    let dir = tempfile::tempdir().unwrap();
+    let loose = dir.path().join("loose");
+    std::fs::create_dir(&loose).unwrap();
+    std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o777)).unwrap();
+    drop(Store::open(&loose).unwrap());
+    assert_eq!(std::fs::metadata(&loose).unwrap().permissions().mode() & 0o7777, 0o700);
+
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let refused = Store::open(&shared).err().expect("a shared folder is refused");
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "the state folder {} is open to other users (mode 1777) and cannot be made private: use a folder of your own (--state)",
+            shared.display()
+        )
+    );
+}
+
+#[test]
+fn trimming_keeps_the_newest_alerts_and_audit_and_forgets_processed_files_long_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Utc::now();
+    for n in 0..5 {
+        let alert = AlertRecord {
+            id: 0,
+            at: now,
+            severity: "info".into(),
+            workflow: None,
+            run_id: None,
+            task: None,
+            message: format!("alert {n}"),
+            acked_at: None,
+        };
+        store.add_alert(&alert).unwrap();
+        store.audit(now, "me", "cli", "{}", true, &format!("command {n}")).unwrap();
+    }
+    let present = dir.path().join("present.json");
+    std::fs::write(&present, "{}").unwrap();
+    let long_ago = now - chrono::Duration::days(60);
+    for path in [present.to_string_lossy().into_owned(), "/nowhere/gone.json".to_string()] {
+        store.mark_file_processed("W", &path, 2, long_ago, None, long_ago).unwrap();
+    }
+    store.mark_file_processed("W", "/nowhere/recent.json", 2, now, None, now).unwrap();
+    let removed = store.trim(2, 3, chrono::Duration::days(30), now).unwrap();
+    assert_eq!(removed, 3 + 2 + 1);
+    let alerts: Vec<String> = store.alerts(10).unwrap().into_iter().map(|a| a.message).collect();
+    assert_eq!(alerts, vec!["alert 4", "alert 3"]);
+    assert_eq!(store.audit_trail(10).unwrap().len(), 3);
+    assert!(store.file_processed("W", &present.to_string_lossy(), 2, long_ago).unwrap(), "its file is still there");
+    assert!(!store.file_processed("W", "/nowhere/gone.json", 2, long_ago).unwrap());
+    assert!(store.file_processed("W", "/nowhere/recent.json", 2, now).unwrap(), "gone, but recently");
 }

@@ -205,7 +205,7 @@ impl Actor {
             run_id,
             queued,
         };
-        if let Err(error) = self.store.record_fire(&fire) {
+        if let Err(error) = self.store.record_fire(&fire, self.registry.retention.fires) {
             tracing::error!("recording a fire of {id} failed: {error}");
         }
         self.publish(crate::engine::Event::Fire(fire));
@@ -255,7 +255,7 @@ impl Actor {
             outcome,
             run_id,
         };
-        if let Err(error) = self.store.record_fire(&fire) {
+        if let Err(error) = self.store.record_fire(&fire, self.registry.retention.fires) {
             tracing::error!("recording a fire of {workflow} failed: {error}");
         }
         self.publish(crate::engine::Event::Fire(fire));
