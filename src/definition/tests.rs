@@ -443,7 +443,7 @@ fn the_registry_is_checked_too() {
     assert_eq!(
         problems,
         vec![
-            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`"
+            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`"
         ]
     );
     assert!(catalog.registry.services.is_empty());
