@@ -62,8 +62,8 @@ pub(super) enum Internal {
     Done(Done),
     /// An attempt's process has started: its group and start time go to the store.
     Spawned(Spawned),
-    /// A workflow file changed (debounced).
-    Reload,
+    /// A workflow file changed (debounced): the folder as read and validated again, off the engine's loop.
+    Reload(Box<crate::definition::Catalog>),
     /// Something the engine relies on broke (an executor panicked): the process must end.
     Fatal(String),
 }
@@ -303,8 +303,8 @@ impl Actor {
                     self.file_note(seen);
                     None
                 }
-                Step::Internal(Internal::Reload) => {
-                    self.reload();
+                Step::Internal(Internal::Reload(catalog)) => {
+                    self.reload(*catalog);
                     None
                 }
                 Step::Timers => {

@@ -453,3 +453,23 @@ fn a_foreground_run_stopped_with_ctrl_c_is_never_resumed_by_itself() {
     assert_eq!(run.error.as_deref(), Some("stopped by an operator; `conveyor resume` carries it on"));
     assert_eq!(daemon.terminate(), Some(0));
 }
+
+#[test]
+fn commands_are_answered_while_a_slow_reload_reads_the_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    write(&folder, "w.toml", "id = \"S\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
+    let mut daemon = Daemon::new(dir.path());
+    // Reading the folder takes three seconds, as a very large folder would.
+    daemon.start("reload.load=sleep(3000)");
+    write(&folder, "w.toml", "id = \"S\"\ndescription = \"edited\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
+    // Past the watch's 300 ms debounce: the slow read is under way.
+    std::thread::sleep(Duration::from_millis(800));
+    trigger_workflow(&daemon, "S");
+    wait_until("the reload has finished", || daemon.log().contains("workflows reloaded: changed [\"S\"]"));
+    let log = daemon.log();
+    let answered = log.find("command from").expect("the command is logged");
+    let reloaded = log.find("workflows reloaded").unwrap();
+    assert!(answered < reloaded, "the command was answered before the reload finished:\n{log}");
+    assert_eq!(daemon.terminate(), Some(0));
+}

@@ -43,15 +43,26 @@ impl Actor {
                 }
                 // Only new bytes or a new set of files are worth a reload: rewriting a file as it was, or a
                 // lost-events rescan that finds nothing new, would reload (and announce) nothing.
-                let (folder, state_dir) = (folder.clone(), state_dir.clone());
-                let Ok(print) = tokio::task::spawn_blocking(move || folder_print(&folder, &state_dir)).await else {
+                let (scanned, skipped) = (folder.clone(), state_dir.clone());
+                let Ok(print) = tokio::task::spawn_blocking(move || folder_print(&scanned, &skipped)).await else {
                     return;
                 };
                 if print == last {
                     continue;
                 }
                 last = print;
-                if internal.send(Internal::Reload).is_err() {
+                // Reading and validating a large folder takes time: it happens here, never on the engine's loop,
+                // which only applies the result.
+                let folder = folder.clone();
+                let Ok(catalog) = tokio::task::spawn_blocking(move || {
+                    crate::failpoint::hit("reload.load");
+                    load_folder(&folder)
+                })
+                .await
+                else {
+                    return;
+                };
+                if internal.send(Internal::Reload(Box::new(catalog))).is_err() {
                     return;
                 }
             }
@@ -60,9 +71,8 @@ impl Actor {
         Ok(())
     }
 
-    /// Reads the folder again and applies what changed. Runs in flight keep the definition they started with.
-    pub(super) fn reload(&mut self) {
-        let catalog = load_folder(&self.config.workflows_dir);
+    /// Applies the folder as read again. Runs in flight keep the definition they started with.
+    pub(super) fn reload(&mut self, catalog: crate::definition::Catalog) {
         let registry_file = self.config.workflows_dir.join(REGISTRY_FILE);
         let registry_problems = catalog.broken.get(&registry_file).cloned().unwrap_or_default();
         if registry_problems.is_empty() {
