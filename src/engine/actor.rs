@@ -66,6 +66,12 @@ pub(super) enum Internal {
     Reload(Box<crate::definition::Catalog>),
     /// Something the engine relies on broke (an executor panicked): the process must end.
     Fatal(String),
+    /// A task's `when`, evaluated off the loop: run it, skip it, or fail it.
+    Condition {
+        run_id: String,
+        index: usize,
+        result: Result<bool, String>,
+    },
 }
 
 pub(super) struct Spawned {
@@ -295,6 +301,10 @@ impl Actor {
                     None
                 }
                 Step::Internal(Internal::Spawned(_)) => None,
+                Step::Internal(Internal::Condition { run_id, index, result }) => {
+                    self.condition_decided(&run_id, index, result);
+                    None
+                }
                 Step::Internal(Internal::Fatal(reason)) => {
                     self.fatal = Some(reason);
                     None

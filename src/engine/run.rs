@@ -25,13 +25,15 @@ pub struct Slot {
     /// The task as stored, with where it stands on its routes and retries.
     pub record: TaskRecord,
     pub cancel: Option<CancelHandle>,
+    /// Its `when` is being evaluated (off the engine's loop): not ready, yet not done.
+    pub evaluating: bool,
     /// The attempt running now (or the last one), as stored.
     pub attempt: Option<AttemptRecord>,
 }
 
 impl Slot {
     pub fn new(record: TaskRecord) -> Slot {
-        Slot { record, cancel: None, attempt: None }
+        Slot { record, cancel: None, evaluating: false, attempt: None }
     }
 
     pub fn state(&self) -> TaskState {
@@ -142,7 +144,9 @@ impl Run {
 
     /// Tasks that are running or waiting to retry.
     pub fn is_busy(&self) -> bool {
-        self.slots.iter().any(|slot| matches!(slot.state(), TaskState::Running | TaskState::RetryWait))
+        self.slots
+            .iter()
+            .any(|slot| slot.evaluating || matches!(slot.state(), TaskState::Running | TaskState::RetryWait))
     }
 
     pub fn running(&self) -> impl Iterator<Item = &Slot> {
@@ -153,7 +157,9 @@ impl Run {
     pub fn ready(&self) -> Vec<usize> {
         (0..self.slots.len())
             .filter(|&index| {
-                self.slots[index].state() == TaskState::Pending && self.readiness(index) == Readiness::Ready
+                self.slots[index].state() == TaskState::Pending
+                    && !self.slots[index].evaluating
+                    && self.readiness(index) == Readiness::Ready
             })
             .collect()
     }

@@ -20,7 +20,12 @@ impl Executor for GovernanceExecutor {
     fn execute(&self, attempt: Attempt) -> Execution {
         let (name, layer) = (self.name.clone(), self.layer.clone());
         Box::pin(async move {
-            match judge(&name, &layer, &attempt.input, &mut |line| attempt.log.engine_line(line)) {
+            let (input, log) = (attempt.input.clone(), attempt.log.clone());
+            let what = format!("layer {name}");
+            let judged = super::budget::run_bounded(&what, super::budget::LAYER_BUDGET, move || {
+                judge(&name, &layer, &input, &mut |line| log.engine_line(line))
+            });
+            match judged.await {
                 Ok(Verdict { output, waiting: 0 }) => Ending::Succeeded { output },
                 Ok(Verdict { output, waiting }) => Ending::AwaitingApproval { output, waiting },
                 Err(error) => {

@@ -1,6 +1,7 @@
 //! Executors: how one attempt of a task runs against its route — a process, an HTTP endpoint, or an
 //! in-process executor supplied by a program that embeds the engine.
 
+pub mod budget;
 mod governance;
 mod http;
 mod log;

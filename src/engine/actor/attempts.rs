@@ -11,7 +11,7 @@ use super::{Actor, Done, HANDLER, Internal, Launch, Spawned, Timer};
 use crate::definition::{Target, Task, TaskKind};
 use crate::engine::Event;
 use crate::engine::run::{Run, retry_delay};
-use crate::state::{AttemptState, TaskState};
+use crate::state::{AttemptState, RunState, TaskState};
 use crate::store::{AttemptRecord, timestamp};
 use crate::tasks::{
     Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor,
@@ -20,37 +20,61 @@ use crate::tasks::{
 
 impl Actor {
     pub(super) fn start_task(&mut self, id: &str, index: usize) {
-        let now = self.now();
         let Some(run) = self.runs.get_mut(id) else { return };
         let input = run.input_for(index);
         let condition = run.task(index).when.clone();
         let params = run.record.params.clone();
         let slot = &mut run.slots[index];
         slot.record.input = Some(input.clone());
-        if let Some(condition) = condition {
-            match when::evaluate(&condition, &input, &params) {
-                Ok(true) => {}
-                Ok(false) => {
-                    slot.record.state = TaskState::Skipped;
-                    slot.record.output = Some(input);
-                    slot.record.started_at = Some(now);
-                    slot.record.finished_at = Some(now);
-                    slot.record.error = Some(format!("skipped: `when = \"{condition}\"` is false"));
-                    let record = slot.record.clone();
-                    self.save_task(&record);
-                    return;
-                }
-                Err(error) => {
-                    slot.record.state = TaskState::Failed;
-                    slot.record.finished_at = Some(now);
-                    slot.record.error = Some(error);
-                    let record = slot.record.clone();
-                    self.save_task(&record);
-                    return;
+        let Some(condition) = condition else { return self.start_attempt(id, index) };
+        // An expression may be slow: it is evaluated off the loop, which hears back with a `Condition`.
+        slot.evaluating = true;
+        let (told, run_id) = (self.internal.clone(), id.to_string());
+        tokio::spawn(async move {
+            let result = crate::tasks::budget::run_bounded("`when`", crate::tasks::budget::WHEN_BUDGET, move || {
+                when::evaluate(&condition, &input, &params)
+            })
+            .await;
+            let _ = told.send(Internal::Condition { run_id, index, result });
+        });
+    }
+
+    /// A task's `when` has been evaluated: it runs, is skipped (its input passes on), or fails.
+    pub(super) fn condition_decided(&mut self, id: &str, index: usize, result: Result<bool, String>) {
+        let now = self.now();
+        let Some(run) = self.runs.get_mut(id) else { return };
+        let Some(slot) = run.slots.get_mut(index) else { return };
+        slot.evaluating = false;
+        // Cancelled or stopped meanwhile: the answer no longer matters.
+        if slot.state() != TaskState::Pending || run.stopping.is_some() || self.closing.is_some() {
+            return self.settle(id);
+        }
+        let condition = run.workflow.tasks[index].when.clone().unwrap_or_default();
+        let input = slot.record.input.clone().unwrap_or(Value::Null);
+        match result {
+            Ok(true) => {
+                if run.record.state == RunState::Running {
+                    self.start_attempt(id, index);
                 }
             }
+            Ok(false) => {
+                slot.record.state = TaskState::Skipped;
+                slot.record.output = Some(input);
+                slot.record.started_at = Some(now);
+                slot.record.finished_at = Some(now);
+                slot.record.error = Some(format!("skipped: `when = \"{condition}\"` is false"));
+                let record = slot.record.clone();
+                self.save_task(&record);
+            }
+            Err(error) => {
+                slot.record.state = TaskState::Failed;
+                slot.record.finished_at = Some(now);
+                slot.record.error = Some(error);
+                let record = slot.record.clone();
+                self.save_task(&record);
+            }
         }
-        self.start_attempt(id, index);
+        self.advance(id);
     }
 
     /// Which executor a route runs on, and the route's own timeout and environment.
