@@ -42,12 +42,16 @@ impl FilePattern {
         Ok(FilePattern { root, pattern, recursive })
     }
 
+    /// Whether `path` fits the pattern. A name that is not UTF-8 is matched in its escaped form (`file_text`),
+    /// which the glob can read; the escape never adds a `/`, so it cannot cross a folder.
     pub fn matches(&self, path: &Path) -> bool {
         let options = glob::MatchOptions { require_literal_separator: !self.recursive, ..Default::default() };
-        path.components().all(|c| !matches!(c, Component::ParentDir)) && self.pattern.matches_path_with(path, options)
+        path.components().all(|c| !matches!(c, Component::ParentDir))
+            && self.pattern.matches_with(&file_text(path), options)
     }
 
-    /// Files matching now, for the scan when watching starts.
+    /// Paths matching now, for the scan when watching starts: files and symbolic links, which then go through
+    /// `admit` exactly as a path reported live does, so both see one rule.
     pub fn existing(&self) -> Vec<PathBuf> {
         let mut found = Vec::new();
         collect(&self.root, self.recursive, &mut found);
@@ -55,6 +59,37 @@ impl FilePattern {
         found.sort();
         found
     }
+
+    /// The one rule for a path, at start-up and live: a regular file matching the pattern is a candidate; so is
+    /// a symbolic link whose final target is a regular file inside the watched folder. A link leading outside
+    /// is refused, as following it would let anyone who can write the folder feed the workflow any file the
+    /// engine can read.
+    pub fn admit(&self, path: &Path) -> Admit {
+        if !self.matches(path) {
+            return Admit::No;
+        }
+        let Ok(own) = std::fs::symlink_metadata(path) else { return Admit::No };
+        if own.file_type().is_symlink() {
+            let Ok(target) = std::fs::canonicalize(path) else { return Admit::No };
+            // The root is resolved too, so a watched folder reached through a link still holds its own files.
+            let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
+            if !target.starts_with(&root) {
+                return Admit::Outside(target);
+            }
+        }
+        fingerprint(path).map_or(Admit::No, Admit::File)
+    }
+}
+
+/// What `FilePattern::admit` makes of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit {
+    /// A file to process, as it is now.
+    File(Fingerprint),
+    /// A symbolic link whose target (given) is outside the watched folder: not processed.
+    Outside(PathBuf),
+    /// Not a matching file (gone, a folder, a broken link, another name).
+    No,
 }
 
 fn collect(dir: &Path, recursive: bool, found: &mut Vec<PathBuf>) {
@@ -63,10 +98,34 @@ fn collect(dir: &Path, recursive: bool, found: &mut Vec<PathBuf>) {
         let path = entry.path();
         match entry.file_type() {
             Ok(kind) if kind.is_dir() && recursive => collect(&path, recursive, found),
-            Ok(kind) if kind.is_file() => found.push(path),
+            // A link is listed whatever it points to: `admit` decides, as it does for a link that arrives live.
+            Ok(kind) if kind.is_file() || kind.is_symlink() => found.push(path),
             _ => {}
         }
     }
+}
+
+/// A path as text for a run's input and the processed-files record. A UTF-8 path is itself. Any other is
+/// escaped losslessly: `\` becomes `\\`, each byte that is not part of valid UTF-8 becomes `\xNN`, the rest is
+/// kept (so `printf '%b'` in bash, or Python's `codecs.escape_decode`, gives the bytes back).
+pub fn file_text(path: &Path) -> String {
+    if let Some(text) = path.to_str() {
+        return text.to_string();
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut text = String::new();
+    for chunk in path.as_os_str().as_bytes().utf8_chunks() {
+        text.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for byte in chunk.invalid() {
+            text.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    text
+}
+
+/// Whether `file_text` had to escape the path.
+pub fn is_escaped(path: &Path) -> bool {
+    path.to_str().is_none()
 }
 
 /// What a settle check compares: a file is complete once this stays the same for the settle interval.
@@ -163,6 +222,18 @@ mod tests {
             pattern.existing().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, vec!["a.json", "b.json"]);
         assert_eq!(fingerprint(&dir.path().join("inbox/a.json")).unwrap().size, 2);
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_matched_and_written_with_its_bytes_escaped() {
+        use std::os::unix::ffi::OsStrExt;
+        let path = |bytes: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
+        assert_eq!(file_text(Path::new("/in/a\\b.json")), "/in/a\\b.json", "a UTF-8 name is itself");
+        assert_eq!(file_text(&path(b"/in/\xffa\\\xc3.json")), "/in/\\xffa\\\\\\xc3.json");
+        assert_eq!(file_text(&path(&["/in/é".as_bytes(), b"\xff"].concat())), "/in/é\\xff");
+        let pattern = FilePattern::new("in/*.json", Path::new("/")).unwrap();
+        assert!(pattern.matches(&path(b"/in/\xff.json")));
+        assert!(!pattern.matches(&path(b"/in/\xff.txt")));
     }
 
     #[test]

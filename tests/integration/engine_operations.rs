@@ -94,6 +94,111 @@ timeout = "500ms"
     assert!(h.log(&run, "Broken", 1).contains("[conveyor] HTTP 500 in "));
 }
 
+/// One request as a test server saw it.
+#[derive(Debug)]
+struct Seen {
+    method: String,
+    path: String,
+    key: String,
+    body: String,
+}
+
+/// A 127.0.0.1 server that sends every request it gets to the returned channel and answers with `answer(path)`:
+/// a status line and extra headers. The body echoes the request's as `{"path", "key", "input"}`.
+fn recording_server(
+    answer: impl Fn(&str) -> (&'static str, Vec<String>) + Send + Sync + 'static,
+) -> (String, std::sync::mpsc::Receiver<Seen>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let (sender, seen) = std::sync::mpsc::channel();
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (sender, answer) = (sender.clone(), answer.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let (mut length, mut key) = (0usize, String::new());
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    let (name, value) = header.split_once(':').unwrap();
+                    match name.to_ascii_lowercase().as_str() {
+                        "content-length" => length = value.trim().parse().unwrap(),
+                        "idempotency-key" => key = value.trim().to_string(),
+                        _ => {}
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let mut parts = request_line.split_whitespace();
+                let method = parts.next().unwrap_or("").to_string();
+                let path = parts.next().unwrap_or("/").to_string();
+                let body = String::from_utf8(body).unwrap();
+                let (status, headers) = answer(&path);
+                let input: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+                let reply = json!({"path": path, "key": key, "input": input}).to_string();
+                let _ = sender.send(Seen { method, path, key, body });
+                let mut head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\n");
+                for header in headers {
+                    head.push_str(&format!("{header}\r\n"));
+                }
+                let _ = write!(stream, "{head}Content-Length: {}\r\nConnection: close\r\n\r\n{reply}", reply.len());
+            });
+        }
+    });
+    (format!("http://{address}"), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_origin_fails_the_task_and_the_other_server_hears_nothing() {
+    let (elsewhere, heard_elsewhere) = recording_server(|_| ("200 OK", vec![]));
+    let target = format!("{elsewhere}/svc/ok");
+    let (url, heard) = recording_server(move |_| ("302 Found", vec![format!("Location: {target}")]));
+    let registry = format!("[services.Api]\nurl = \"{url}/svc\"\n");
+    let workflow = "id = \"Away\"\n[[tasks]]\nname = \"Call\"\nservice = \"Api\"\naction = \"away\"\n";
+    let mut h = Setup::new(workflow).registry(&registry).start();
+    let run = h.trigger("Away").await;
+    h.run_reaches(&run, RunState::Failed).await;
+    let call = h.task(&run, "Call");
+    let expected = format!(
+        "redirected to {elsewhere}/svc/ok: a redirect to another origin is not followed (point the registry's `url` there if that is where the service lives)"
+    );
+    assert_eq!((call.state, call.error.as_deref()), (TaskState::Failed, Some(expected.as_str())));
+    assert_eq!(heard.try_iter().map(|seen| seen.path).collect::<Vec<_>>(), vec!["/svc/away"]);
+    // The task failed only after the redirect was decided on, so a followed one would have arrived by now.
+    assert!(heard_elsewhere.try_recv().is_err(), "the other origin got a request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_same_origin_307_is_posted_again_with_its_body_and_idempotency_key() {
+    let (url, heard) = recording_server(|path| match path {
+        "/svc/old" => ("307 Temporary Redirect", vec!["Location: /svc/new".to_string()]),
+        _ => ("200 OK", vec![]),
+    });
+    let registry = format!("[services.Api]\nurl = \"{url}/svc\"\n");
+    let workflow = "id = \"Moved\"\n[[tasks]]\nname = \"Call\"\nservice = \"Api\"\naction = \"old\"\n";
+    let mut h = Setup::new(workflow).registry(&registry).start();
+    let run = h.trigger("Moved").await;
+    h.run_reaches(&run, RunState::Succeeded).await;
+    let requests: Vec<Seen> = heard.try_iter().collect();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let (first, second) = (&requests[0], &requests[1]);
+    assert_eq!((first.path.as_str(), second.path.as_str()), ("/svc/old", "/svc/new"));
+    assert_eq!(second.method, "POST");
+    assert_eq!(second.key, format!("{run}-Call-1"));
+    assert_eq!(second.body, first.body);
+    assert!(second.body.contains("\"trigger\":\"manual\""), "{}", second.body);
+    let output = h.task(&run, "Call").output.unwrap();
+    assert_eq!(output["path"], "/svc/new");
+    assert!(h.log(&run, "Call", 1).contains(&format!("HTTP 307: POST again to {url}/svc/new")));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_engine_on_the_same_state_folder_is_refused() {
     let h = Setup::new("id = \"W\"\n[[tasks]]\nname = \"T\"\nrun = \"true\"\n").start();

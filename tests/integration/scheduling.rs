@@ -335,3 +335,93 @@ async fn a_fire_queued_behind_a_run_survives_a_crash_and_starts_when_the_run_end
     assert!(h.store().fires("Tick", 10).unwrap().iter().all(|fire| !fire.queued), "the queue is empty");
     h.engine.shutdown().await;
 }
+
+/// Watches `inbox/*.json` with a short settle; the task only succeeds.
+const INBOX: &str = "id = \"Inbox\"\n[trigger]\ntype = \"event\"\nwatch = \"inbox/*.json\"\nsettle = \"200ms\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n";
+
+async fn next_file_run(h: &mut Harness) -> conveyor::store::RunRecord {
+    h.until(|event| match event {
+        Event::Run(run) if run.state == RunState::Succeeded => Some(run.clone()),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_that_is_not_utf8_is_processed_at_start_up_and_live_with_its_bytes_escaped() {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = Setup::new(INBOX).file("inbox/.keep", "").start();
+    let inbox = h.workflows().join("inbox");
+    std::fs::write(inbox.join(std::ffi::OsStr::from_bytes(b"old-\xff.json")), "{}").unwrap();
+    h.engine.start("Inbox").await.unwrap();
+    let old = next_file_run(&mut h).await;
+    // `file` must be a JSON string, so the bytes that are not UTF-8 are written `\xNN` and flagged.
+    assert_eq!(old.input["file"], format!("{}/old-\\xff.json", inbox.display()));
+    assert_eq!(old.input["file_escaped"], true);
+
+    // A backslash is escaped too, so the text decodes to exactly one name.
+    std::fs::write(inbox.join(std::ffi::OsStr::from_bytes(b"new\\-\xfe.json")), "{}").unwrap();
+    let new = next_file_run(&mut h).await;
+    assert_eq!(new.input["file"], format!("{}/new\\\\-\\xfe.json", inbox.display()));
+    assert_eq!(new.input["file_escaped"], true);
+
+    std::fs::write(inbox.join("plain.json"), "{}").unwrap();
+    let plain = next_file_run(&mut h).await;
+    assert_eq!(plain.input["file"], format!("{}/plain.json", inbox.display()));
+    assert!(plain.input.get("file_escaped").is_none(), "a UTF-8 name keeps the input it always had");
+
+    // Recorded under the escaped name: a new engine does not process them again. The start-up scan sets its
+    // settle timers before the later file's, so once that file's run is done the others have been decided.
+    h.restart().await;
+    h.engine.start("Inbox").await.unwrap();
+    std::fs::write(inbox.join("later.json"), "{}").unwrap();
+    let later = next_file_run(&mut h).await;
+    assert_eq!(later.input["file"], format!("{}/later.json", inbox.display()));
+    h.engine.barrier().await.unwrap();
+    assert_eq!(h.runs_of("Inbox").len(), 4);
+    h.engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_is_followed_only_inside_the_watched_folder_at_start_up_and_live_alike() {
+    use std::os::unix::fs::symlink;
+    let mut h = Setup::new(INBOX).file("inbox/real.txt", "inside").file("outside/secret.json", "{}").start();
+    let (inbox, secret) = (h.workflows().join("inbox"), h.workflows().join("outside/secret.json"));
+    symlink(&secret, inbox.join("out-old.json")).unwrap();
+    symlink("real.txt", inbox.join("in-old.json")).unwrap();
+    h.engine.start("Inbox").await.unwrap();
+    let old = next_file_run(&mut h).await;
+    assert_eq!(old.input["file"], format!("{}/in-old.json", inbox.display()));
+
+    // The outside link first: its alert is raised on its own event, before the inside link has settled.
+    symlink(&secret, inbox.join("out-new.json")).unwrap();
+    symlink(inbox.join("real.txt"), inbox.join("in-new.json")).unwrap();
+    let new = next_file_run(&mut h).await;
+    assert_eq!(new.input["file"], format!("{}/in-new.json", inbox.display()));
+    h.engine.barrier().await.unwrap();
+
+    assert_eq!(h.runs_of("Inbox").len(), 2, "no link to outside was processed");
+    let mut refused: Vec<String> = h
+        .store()
+        .alerts(20)
+        .unwrap()
+        .into_iter()
+        .filter(|alert| alert.message.contains("is a symbolic link"))
+        .map(|alert| alert.message)
+        .collect();
+    refused.sort();
+    let secret = std::fs::canonicalize(&secret).unwrap();
+    let expected: Vec<String> = ["out-new.json", "out-old.json"]
+        .iter()
+        .map(|name| {
+            format!(
+                "Inbox: {}/{name} is a symbolic link to {}, outside the watched folder {}: it is not processed (move or copy the file into the folder instead)",
+                inbox.display(),
+                secret.display(),
+                inbox.display()
+            )
+        })
+        .collect();
+    assert_eq!(refused, expected, "one alert per link, the same at start-up and live");
+    h.engine.shutdown().await;
+}

@@ -1,7 +1,7 @@
 //! Schedules and file arrivals: when a workflow's trigger fires, and what the overlap and catch-up
 //! policies make of it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use super::{Actor, Timer};
 use crate::definition::{Catchup, Overlap, Trigger, Workflow};
 use crate::state::RunState;
 use crate::store::{FireRecord, timestamp};
-use crate::trigger::files::{self, FilePattern, Fingerprint};
+use crate::trigger::files::{self, Admit, FilePattern, Fingerprint};
 
 /// A fire further in the past than this (the machine slept, the clock jumped) is not replayed.
 const TOO_LATE: chrono::Duration = chrono::Duration::minutes(1);
@@ -35,6 +35,8 @@ pub struct Activation {
 struct FileTrigger {
     pattern: FilePattern,
     settle: Duration,
+    /// Links to outside the watched folder already alerted on: one alert per link, however many events it sends.
+    refused: HashSet<PathBuf>,
     _watcher: notify::RecommendedWatcher,
 }
 
@@ -75,7 +77,8 @@ impl Actor {
                     let _ = notes.blocking_send(seen);
                 })?;
                 let existing = pattern.existing();
-                activation.files = Some(FileTrigger { pattern, settle: *settle, _watcher: watcher });
+                activation.files =
+                    Some(FileTrigger { pattern, settle: *settle, refused: HashSet::new(), _watcher: watcher });
                 self.activations.insert(id.to_string(), activation);
                 for path in existing {
                     self.file_seen(path);
@@ -261,20 +264,21 @@ impl Actor {
         self.publish(crate::engine::Event::Fire(fire));
     }
 
-    /// Something happened to `path`: watch it settle for every file trigger it matches.
+    /// Something happened to `path`: watch it settle for every file trigger it matches. Paths found when
+    /// watching starts come here too, so one rule (`FilePattern::admit`) decides for both.
     pub(super) fn file_seen(&mut self, path: PathBuf) {
         let now = self.now();
-        let matching: Vec<(String, Duration)> = self
+        let matching: Vec<(String, Duration, Admit)> = self
             .activations
             .iter()
             .filter_map(|(id, activation)| {
                 let trigger = activation.files.as_ref()?;
-                trigger.pattern.matches(&path).then(|| (id.clone(), trigger.settle))
+                trigger.pattern.matches(&path).then(|| (id.clone(), trigger.settle, trigger.pattern.admit(&path)))
             })
             .collect();
-        for (id, settle) in matching {
+        for (id, settle, admit) in matching {
             let key = (id.clone(), path.clone());
-            match files::fingerprint(&path) {
+            match self.admitted(&id, &path, admit) {
                 Some(fingerprint) => {
                     // A file written in many chunks sends many events: one timer per file is enough, as
                     // `settle_file` waits again from the latest change it finds.
@@ -290,15 +294,44 @@ impl Actor {
         }
     }
 
+    /// The fingerprint of an admitted file; a link to outside the watched folder raises its one alert.
+    fn admitted(&mut self, id: &str, path: &Path, admit: Admit) -> Option<Fingerprint> {
+        let trigger = self.activations.get_mut(id).and_then(|a| a.files.as_mut())?;
+        let target = match admit {
+            Admit::File(fingerprint) => {
+                trigger.refused.remove(path);
+                return Some(fingerprint);
+            }
+            Admit::No => {
+                // Gone or no longer a link: if it comes back pointing outside, that is news again.
+                trigger.refused.remove(path);
+                return None;
+            }
+            Admit::Outside(target) => target,
+        };
+        if trigger.refused.insert(path.to_path_buf()) {
+            let message = format!(
+                "{id}: {} is a symbolic link to {}, outside the watched folder {}: it is not processed (move or copy the file into the folder instead)",
+                files::file_text(path),
+                files::file_text(&target),
+                files::file_text(&trigger.pattern.root)
+            );
+            tracing::warn!("{message}");
+            self.alert("warning", Some(id), None, None, message);
+        }
+        None
+    }
+
     /// A settle interval has passed: start the file's run if it has stayed the same all along.
     pub(super) fn settle_file(&mut self, id: &str, path: &Path) {
         let now = self.now();
         let key = (id.to_string(), path.to_path_buf());
         let Some(&(seen, since)) = self.pending_files.get(&key) else { return };
-        let Some(settle) = self.activations.get(id).and_then(|a| a.files.as_ref()).map(|t| t.settle) else { return };
-        let settle_for = settle;
-        let settle = chrono::Duration::from_std(settle).unwrap_or(chrono::Duration::MAX);
-        match files::fingerprint(path) {
+        let Some(trigger) = self.activations.get(id).and_then(|a| a.files.as_ref()) else { return };
+        // Asked again, not just re-measured: a link may have been pointed elsewhere while the file settled.
+        let (settle_for, admit) = (trigger.settle, trigger.pattern.admit(path));
+        let settle = chrono::Duration::from_std(settle_for).unwrap_or(chrono::Duration::MAX);
+        match self.admitted(id, path, admit) {
             None => {
                 self.pending_files.remove(&key);
             }
@@ -323,7 +356,9 @@ impl Actor {
     }
 
     fn file_arrived(&mut self, id: &str, path: &Path, file: Fingerprint) {
-        let text = path.to_string_lossy().into_owned();
+        // Not lossy: two names differing only in bytes that are not UTF-8 must stay two files. (A UTF-8 name
+        // spelled exactly like another's escape shares its key; with equal size and time too, it counts as seen.)
+        let text = files::file_text(path);
         match self.store.file_processed(id, &text, file.size, file.modified) {
             Ok(true) => return,
             Ok(false) => {}
@@ -336,7 +371,11 @@ impl Actor {
             tracing::info!("{id} is paused: {text} waits for it to resume");
             return;
         }
-        let input = json!({"file": text, "size": file.size, "modified": timestamp(file.modified)});
+        let mut input = json!({"file": text, "size": file.size, "modified": timestamp(file.modified)});
+        if files::is_escaped(path) {
+            // Tells the task that `file` must be unescaped to open it; UTF-8 names keep the shape they had.
+            input["file_escaped"] = json!(true);
+        }
         let run = match self.trigger(id, Some(input), &BTreeMap::new(), "event") {
             Ok(reply) => reply.run,
             Err(error) => {
