@@ -14,7 +14,7 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         if !workflows.is_dir() {
             return fail(format!("{}: no such folder (set --workflows DIR)", workflows.display()));
         }
@@ -74,7 +74,10 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
         engine.shutdown().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
-    })
+    });
+    // An expression past its budget may still be computing on a blocking thread: it does not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// The daemon's own log: what an operator tailing it wants to see, one line each. `last_broken` is the broken

@@ -36,7 +36,7 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
         let mut config = EngineConfig::new(workflows, state);
         config.subreaper = true;
         let engine = match Engine::open(config, catalog.registry.clone()) {
@@ -84,7 +84,10 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
         };
         engine.shutdown().await;
         code
-    })
+    });
+    // An expression past its budget may still be computing on a blocking thread: it does not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 /// Prints one event of `run_id`; the exit code once the run has ended.

@@ -64,7 +64,10 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run_async(workflows.to_path_buf(), state.to_path_buf()))
+    let code = runtime.block_on(run_async(workflows.to_path_buf(), state.to_path_buf()));
+    // An expression past its budget may still be computing on a blocking thread: it does not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {

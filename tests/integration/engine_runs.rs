@@ -423,3 +423,23 @@ async fn a_flood_of_output_is_kept_whole_even_when_listeners_fall_behind() {
     let attempt = &h.store().attempts(&run, None).unwrap()[0];
     assert_eq!(attempt.log_bytes, std::fs::metadata(&attempt.log_path).unwrap().len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_condition_that_runs_too_long_fails_its_task_while_the_engine_keeps_answering() {
+    // 1,000 items judged against each other: a million evaluations, seconds past the two-second budget.
+    let workflow = "id = \"Heavy\"\n[[tasks]]\nname = \"Make\"\nrun = 'seq 1 1000 | awk \"BEGIN{printf \\\"{\\\\\\\"items\\\\\\\":[\\\"} {printf (NR>1?\\\",\\\":\\\"\\\") \\$1} END{print \\\"]}\\\"}\" > \"$CONVEYOR_OUTPUT\"'\n[[tasks]]\nname = \"Judge\"\nrun = 'true'\nwhen = \"input.items.all(x, input.items.all(y, x + y > 0))\"\n";
+    let mut h =
+        Setup::new(workflow).file("other.toml", "id = \"Other\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n").start();
+    let run = h.trigger("Heavy").await;
+    h.task_reaches(&run, "Make", TaskState::Succeeded).await;
+    let other = h.trigger("Other").await;
+    h.run_reaches(&other, RunState::Succeeded).await;
+    assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::Running, "still judging meanwhile");
+    let failed = h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(
+        failed.error.as_deref(),
+        Some(
+            "task Judge failed: `when` took longer than its budget of 2s: stopped waiting for it (simplify the expression or the data it runs over)"
+        )
+    );
+}
