@@ -137,6 +137,9 @@ pub struct Task {
     pub depends_on: Vec<String>,
     pub continue_on_failure: bool,
     pub env: BTreeMap<String, String>,
+    /// Bytes; `None` follows the registry, then the defaults in `tasks::limits`.
+    pub max_output_size: Option<u64>,
+    pub max_log_size: Option<u64>,
     /// Where the task starts in its file, for messages that point back at it.
     pub line: usize,
 }
@@ -172,6 +175,9 @@ pub struct Registry {
     pub layers: BTreeMap<String, Layer>,
     pub alerts: Alerts,
     pub on_interrupt: OnInterrupt,
+    /// Bytes; `None` leaves the defaults in `tasks::limits`.
+    pub max_output_size: Option<u64>,
+    pub max_log_size: Option<u64>,
 }
 
 /// `on_interrupt`: what becomes of a run that an engine left active when it crashed or was stopped.

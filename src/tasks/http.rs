@@ -7,7 +7,6 @@ use super::{Attempt, Ending, Execution, Executor};
 
 /// Used when neither the task nor the route sets a timeout: an HTTP call must not hang a run forever.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(300);
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub struct HttpExecutor {
     pub url: String,
@@ -30,6 +29,8 @@ async fn call(url: String, mut attempt: Attempt) -> Ending {
     let body = serde_json::to_vec(&attempt.input).expect("JSON values serialise");
     log.engine_line(&format!("POST {url} ({} bytes, Idempotency-Key {key})", body.len()));
     let started = Instant::now();
+    // The answer becomes the output: it is held to the same limit as a process's `CONVEYOR_OUTPUT`.
+    let max_answer = attempt.limits.max_output_size;
     let request = tokio::task::spawn_blocking(move || {
         let agent: ureq::Agent =
             ureq::Agent::config_builder().timeout_global(Some(timeout)).http_status_as_error(false).build().into();
@@ -41,7 +42,7 @@ async fn call(url: String, mut attempt: Attempt) -> Ending {
             .send(&body[..]);
         response.and_then(|mut response| {
             let status = response.status().as_u16();
-            let text = response.body_mut().with_config().limit(MAX_RESPONSE_BYTES).read_to_vec()?;
+            let text = response.body_mut().with_config().limit(max_answer).read_to_vec()?;
             Ok((status, text))
         })
     });
