@@ -48,7 +48,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 
 /// `16 MiB`, `1536 KiB`, `100 B`: the largest unit that divides the size exactly, as `parse_size` reads it.
 pub fn format_size(bytes: u64) -> String {
-    let (name, scale) = UNITS.iter().find(|(_, scale)| bytes >= *scale && bytes.is_multiple_of(*scale)).unwrap_or(&("B", 1));
+    let (name, scale) =
+        UNITS.iter().find(|(_, scale)| bytes >= *scale && bytes.is_multiple_of(*scale)).unwrap_or(&("B", 1));
     format!("{} {name}", bytes / scale)
 }
 
