@@ -9,4 +9,5 @@ pub mod schedule;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod text;
 pub mod trigger;

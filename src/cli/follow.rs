@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use crate::state::{RunState, TaskState};
 use crate::store::{AttemptRecord, RunRecord, Store, TaskRecord};
+use crate::text::{visible, visible_bytes};
 
 pub fn task_line(task: &TaskRecord) -> Option<String> {
     let name = &task.name;
-    let error = task.error.as_deref().unwrap_or_default();
+    // Errors carry what tasks and servers said (an HTTP error's body): shown, never obeyed.
+    let error = visible(task.error.as_deref().unwrap_or_default());
     let took = match (task.started_at, task.finished_at) {
         (Some(start), Some(end)) => format!(" in {}", seconds(end - start)),
         _ => String::new(),
@@ -35,8 +37,9 @@ pub fn attempt_line(attempt: &AttemptRecord) -> String {
     format!("▶ {} attempt {} on {}", attempt.task, attempt.attempt, attempt.route)
 }
 
+/// A line a task printed, with its control characters made visible (`conveyor logs --raw` has the bytes).
 pub fn log_line(task: &str, line: &str) -> String {
-    format!("  {task} │ {line}")
+    format!("  {task} │ {}", visible(line))
 }
 
 pub fn run_line(run: &RunRecord) -> String {
@@ -45,7 +48,7 @@ pub fn run_line(run: &RunRecord) -> String {
         _ => String::new(),
     };
     match &run.error {
-        Some(error) => format!("run {} {}{took}: {error}", run.id, run.state),
+        Some(error) => format!("run {} {}{took}: {}", run.id, run.state, visible(error)),
         None => format!("run {} {}{took}", run.id, run.state),
     }
 }
@@ -111,15 +114,16 @@ fn print_new_lines(task: &str, path: &PathBuf, offset: u64) -> u64 {
     }
     let mut reader = BufReader::new(file);
     let mut consumed = offset;
-    let mut line = String::new();
-    while let Ok(read) = reader.read_line(&mut line) {
-        if read == 0 || !line.ends_with('\n') {
+    // Bytes, not `read_line`: a line of invalid UTF-8 must not stop the follow at it.
+    let mut line = Vec::new();
+    while let Ok(read) = reader.read_until(b'\n', &mut line) {
+        if read == 0 || !line.ends_with(b"\n") {
             break;
         }
         consumed += read as u64;
-        let text = line.trim_end_matches('\n');
-        if !text.starts_with("[conveyor] ") {
-            println!("{}", log_line(task, text));
+        let text = &line[..line.len() - 1];
+        if !text.starts_with(b"[conveyor] ") {
+            println!("  {task} │ {}", visible_bytes(text));
         }
         line.clear();
     }

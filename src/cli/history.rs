@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use super::fail;
 use super::follow::seconds;
 use crate::store::Store;
+use crate::text::visible;
 
 pub fn run(state: &Path, workflow: Option<&str>, limit: usize, as_json: bool) -> ExitCode {
     if !state.join(crate::store::DATABASE_FILE).exists() {
@@ -35,14 +36,15 @@ pub fn run(state: &Path, workflow: Option<&str>, limit: usize, as_json: bool) ->
                 (Some(start), None) => format!("{}…", seconds(chrono::Utc::now() - start)),
                 _ => "-".into(),
             };
+            // The trigger names a file that arrived, the error may quote a server: shown, never obeyed.
             [
                 run.id.clone(),
                 run.workflow.clone(),
                 run.state.to_string(),
-                run.trigger.clone(),
+                visible(&run.trigger).into_owned(),
                 run.created_at.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string(),
                 duration,
-                run.error.clone().unwrap_or_default(),
+                visible(run.error.as_deref().unwrap_or_default()).into_owned(),
             ]
         })
         .collect();

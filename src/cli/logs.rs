@@ -1,11 +1,14 @@
-use std::io::Write;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use super::fail;
 use crate::store::Store;
 
-pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>) -> ExitCode {
+/// Prints the chosen logs: as bytes with `raw` or when stdout is not a terminal (for pipes and files),
+/// else line by line with control characters made visible, so a log cannot take over the terminal.
+pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>, raw: bool) -> ExitCode {
+    let escape = !raw && std::io::stdout().is_terminal();
     let store = match Store::open(state) {
         Ok(store) => store,
         Err(error) => return fail(error),
@@ -43,7 +46,8 @@ pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>) ->
         }
         match std::fs::File::open(&attempt.log_path) {
             Ok(mut file) => {
-                if let Err(error) = std::io::copy(&mut file, &mut out) {
+                let copied = if escape { print_visible(file, &mut out) } else { std::io::copy(&mut file, &mut out) };
+                if let Err(error) = copied {
                     return fail(format!("reading {}: {error}", attempt.log_path.display()));
                 }
             }
@@ -53,4 +57,20 @@ pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>) ->
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The log's lines with their control characters made visible; returns the bytes read.
+fn print_visible(file: std::fs::File, out: &mut impl Write) -> std::io::Result<u64> {
+    let mut reader = BufReader::new(file);
+    let mut line = Vec::new();
+    let mut read = 0;
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line)? {
+            0 => return Ok(read),
+            count => read += count as u64,
+        }
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        writeln!(out, "{}", crate::text::visible_bytes(text))?;
+    }
 }

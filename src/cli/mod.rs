@@ -99,6 +99,10 @@ pub enum Command {
         /// Attempt number.
         #[arg(long, requires = "task")]
         attempt: Option<u32>,
+        /// Print the log's bytes exactly as the task wrote them, for piping. Without it, a terminal gets the
+        /// lines with control characters made visible (`\x1b`, `\r`); a pipe or a file gets the bytes.
+        #[arg(long)]
+        raw: bool,
     },
     /// Start a run in the engine that holds the state folder.
     Trigger(RunArgs),
@@ -162,7 +166,7 @@ pub fn run(cli: Cli) -> ExitCode {
         None => crate::console::run(&workflows, &state),
         Some(Command::Run(args)) => run::run(&workflows, &state, &args),
         Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
-        Some(Command::Logs { run, task, attempt }) => logs::run(&state, &run, task.as_deref(), attempt),
+        Some(Command::Logs { run, task, attempt, raw }) => logs::run(&state, &run, task.as_deref(), attempt, raw),
         Some(Command::Trigger(args)) => remote::trigger(&state, &args),
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
@@ -197,7 +201,7 @@ fn init_logging(cli: &Cli) {
             logfile::RotatingFile::open(&log, logfile::LOG_LIMIT, logfile::LOG_KEEP).ok()
         })
         .flatten();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).fmt_fields(escaped_fields());
     match file {
         Some(file) => {
             let writer = std::io::stderr.and(std::sync::Mutex::new(file));
@@ -207,6 +211,19 @@ fn init_logging(cli: &Cli) {
             let _ = builder.with_ansi(colour).with_writer(std::io::stderr).try_init();
         }
     }
+}
+
+/// Fields as the default formatter writes them, with control characters made visible: a message quoting a
+/// task or a server (an alert, an HTTP error's body) cannot forge a line of `conveyor.log` or send escapes
+/// to a terminal.
+fn escaped_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'writer> + Send + Sync + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::text::visible(&text);
+        if field.name() == "message" { write!(writer, "{text}") } else { write!(writer, "{field}={text}") }
+    })
+    .delimited(" ")
 }
 
 /// Sends a command to the engine that holds `state` (through the store) and waits for its answer.
@@ -242,4 +259,42 @@ fn read_input(input: &Option<PathBuf>) -> Result<Option<serde_json::Value>, Stri
 fn fail(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("conveyor: {message}");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    #[test]
+    fn a_logged_message_quoting_a_server_cannot_forge_a_line_or_send_escapes() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = written.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(super::escaped_fields())
+            .with_ansi(false)
+            .with_writer(move || Writer(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let body = "HTTP 500: boom\nFORGED \x1b]0;title\x07";
+            tracing::info!("alert: {body}");
+            tracing::warn!(error = body, "a field too");
+        });
+        let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 2, "one line per event: {text}");
+        assert!(text.contains(r"alert: HTTP 500: boom\nFORGED \x1b]0;title\x07"), "{text}");
+        assert!(text.contains(r#"a field too error="HTTP 500: boom\nFORGED \u{1b}]0;title\u{7}""#), "{text}");
+        assert!(!text.contains(['\x1b', '\x07']), "no raw escape reaches the log");
+    }
+
+    struct Writer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Writer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

@@ -90,7 +90,7 @@ fn send_within(state: &Path, command: &Command, within: Duration) -> Result<Repl
 fn report(result: Result<Reply, String>) -> ExitCode {
     match result {
         Ok(reply) => {
-            println!("{}", reply.message);
+            println!("{}", crate::text::visible(&reply.message));
             ExitCode::SUCCESS
         }
         Err(error) => fail(error),
@@ -113,7 +113,7 @@ pub fn trigger_and_follow(
 ) -> ExitCode {
     match send(state, &Command::Trigger { workflow: workflow.to_string(), input, params }) {
         Ok(reply) => {
-            println!("{}", reply.message);
+            println!("{}", crate::text::visible(&reply.message));
             match reply.run {
                 Some(run) => super::follow::follow_from_store(state, &run),
                 None => ExitCode::SUCCESS,

@@ -97,8 +97,9 @@ pub fn read_lines(path: &Path, index: &LogIndex, range: std::ops::Range<usize>) 
 /// The longest part of a line the screen shows (wrapped, it fills a few screens).
 const SHOWN_CHARS: usize = 8192;
 
-/// What a task prints goes on screen as text: escape sequences and other control characters are shown,
-/// never obeyed, so no output can take over the terminal; tabs become spaces; very long lines are cut.
+/// What a task prints goes on screen as text: control characters are shown as escapes (`crate::text`, as
+/// the CLI shows them), never obeyed, so no output can take over the terminal; tabs become spaces; very
+/// long lines are cut.
 pub fn printable(line: &str) -> String {
     let mut shown = String::with_capacity(line.len().min(SHOWN_CHARS));
     for (count, c) in line.chars().enumerate() {
@@ -108,9 +109,7 @@ pub fn printable(line: &str) -> String {
         }
         match c {
             '\t' => shown.push_str("    "),
-            '\x1b' => shown.push('␛'),
-            c if c.is_control() => shown.push('�'),
-            c => shown.push(c),
+            c => crate::text::push_visible(&mut shown, c),
         }
     }
     shown
@@ -331,7 +330,7 @@ mod tests {
 
     #[test]
     fn escape_sequences_and_control_characters_are_shown_not_obeyed() {
-        assert_eq!(printable("\x1b[2J\x1b[31mred\tx\x07"), "␛[2J␛[31mred    x�");
+        assert_eq!(printable("\x1b[2J\x1b[31mred\tx\x07"), r"\x1b[2J\x1b[31mred    x\x07");
         let long = "x".repeat(10_000);
         assert_eq!(printable(&long).chars().count(), SHOWN_CHARS + 1);
     }

@@ -137,6 +137,9 @@ pub struct Task {
     pub depends_on: Vec<String>,
     pub continue_on_failure: bool,
     pub env: BTreeMap<String, String>,
+    /// Bytes; `None` follows the registry, then the defaults in `tasks::limits`.
+    pub max_output_size: Option<u64>,
+    pub max_log_size: Option<u64>,
     /// Where the task starts in its file, for messages that point back at it.
     pub line: usize,
 }
@@ -173,6 +176,9 @@ pub struct Registry {
     pub alerts: Alerts,
     pub on_interrupt: OnInterrupt,
     pub retention: Retention,
+    /// Bytes; `None` leaves the defaults in `tasks::limits`.
+    pub max_output_size: Option<u64>,
+    pub max_log_size: Option<u64>,
 }
 
 /// `[retention]`: how much of what only grows the store keeps.

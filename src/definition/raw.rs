@@ -60,6 +60,8 @@ pub struct RawTask {
     pub continue_on_failure: bool,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    pub max_output_size: Option<Spanned<String>>,
+    pub max_log_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -75,6 +77,9 @@ pub struct RawRegistry {
     /// The `on_interrupt` of every workflow that does not name its own.
     pub on_interrupt: Option<Spanned<String>>,
     pub retention: Option<Spanned<RawRetention>>,
+    /// The `max_output_size` and `max_log_size` of every task that does not set its own.
+    pub max_output_size: Option<Spanned<String>>,
+    pub max_log_size: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

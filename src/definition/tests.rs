@@ -170,7 +170,7 @@ fn unknown_keys_are_refused_where_they_are() {
     assert_eq!(
         problems_of(&task_with("retrys = 3")),
         vec![
-            "w.toml:5:1: unknown field `retrys`, expected one of `name`, `service`, `agent`, `layer`, `run`, `command`, `action`, `retries`, `retry_delay`, `backoff`, `timeout`, `fallback`, `when`, `depends_on`, `continue_on_failure`, `env`"
+            "w.toml:5:1: unknown field `retrys`, expected one of `name`, `service`, `agent`, `layer`, `run`, `command`, `action`, `retries`, `retry_delay`, `backoff`, `timeout`, `fallback`, `when`, `depends_on`, `continue_on_failure`, `env`, `max_output_size`, `max_log_size`"
         ]
     );
     assert_eq!(
@@ -443,7 +443,7 @@ fn the_registry_is_checked_too() {
     assert_eq!(
         problems,
         vec![
-            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`"
+            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`, `max_output_size`, `max_log_size`"
         ]
     );
     assert!(catalog.registry.services.is_empty());
@@ -483,4 +483,22 @@ fn the_bundled_workflows_folder_is_valid() {
     let problems: Vec<String> = catalog.problems().map(ToString::to_string).collect();
     assert_eq!(problems, Vec::<String>::new());
     assert!(catalog.workflows.len() >= 4);
+}
+
+#[test]
+fn output_and_log_limits_are_sizes_on_tasks_and_in_the_registry() {
+    let (catalog, problems) = load(&[
+        ("conveyor.toml", "max_output_size = \"1 MiB\"\nmax_log_size = \"10MiB\"\n"),
+        ("w.toml", &task_with("max_output_size = \"64 KiB\"")),
+    ]);
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!((catalog.registry.max_output_size, catalog.registry.max_log_size), (Some(1 << 20), Some(10 << 20)));
+    let task = &catalog.workflow("W").unwrap().tasks[0];
+    assert_eq!((task.max_output_size, task.max_log_size), (Some(64 << 10), None), "unset follows the registry");
+    assert_eq!(
+        problems_of(&task_with("max_log_size = \"100 MB\"")),
+        vec![
+            "w.toml:5:16: bad size for `max_log_size`: `100 MB`: expected a whole number and a unit such as `16 MiB`, `512KiB`, `1 GiB` or `4096 B`"
+        ]
+    );
 }

@@ -56,6 +56,13 @@ impl<'a> Checker<'a> {
         }
     }
 
+    fn size(&mut self, value: &Option<Spanned<String>>, what: &str) -> Option<u64> {
+        let value = value.as_ref()?;
+        crate::tasks::limits::parse_size(value.get_ref())
+            .map_err(|message| self.at(value.span(), format!("bad size for `{what}`: {message}")))
+            .ok()
+    }
+
     fn whole_number(
         &mut self,
         value: &Option<Spanned<i64>>,
@@ -150,6 +157,8 @@ impl<'a> Checker<'a> {
         }
         registry.on_interrupt =
             self.choice(&raw.on_interrupt, "on_interrupt", OnInterrupt::Resume, ON_INTERRUPT_CHOICES);
+        registry.max_output_size = self.size(&raw.max_output_size, "max_output_size");
+        registry.max_log_size = self.size(&raw.max_log_size, "max_log_size");
         if let Some(alerts) = raw.alerts {
             let alerts = alerts.into_inner();
             if let Some(command) = &alerts.command
@@ -510,6 +519,8 @@ impl<'a> Checker<'a> {
         let retries = self.whole_number(&raw.retries, "retries", 0..=MAX_RETRIES, 0);
         let retry_delay = self.duration(&raw.retry_delay, "retry_delay").unwrap_or(DEFAULT_RETRY_DELAY);
         let timeout = self.duration(&raw.timeout, "timeout");
+        let max_output_size = self.size(&raw.max_output_size, "max_output_size");
+        let max_log_size = self.size(&raw.max_log_size, "max_log_size");
         let backoff = match &raw.backoff {
             // Refuses NaN too (it is in no range); quoted as written, as `1e300` would print 301 digits.
             Some(backoff) if !(1.0..=100.0).contains(backoff.get_ref()) => {
@@ -573,6 +584,8 @@ impl<'a> Checker<'a> {
             depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
             continue_on_failure: raw.continue_on_failure,
             env: raw.env,
+            max_output_size,
+            max_log_size,
             line,
         })
     }

@@ -11,7 +11,6 @@ use super::{Attempt, Ending, Execution, Executor};
 
 /// Used when neither the task nor the route sets a timeout: an HTTP call must not hang a run forever.
 pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(300);
-const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 /// Same-origin 307/308 hops followed before the attempt fails: a loop must not spin until the timeout.
 pub const MAX_REDIRECTS: usize = 5;
 
@@ -109,6 +108,8 @@ async fn call(url: String, mut attempt: Attempt) -> Ending {
     log.engine_line(&format!("POST {url} ({} bytes, Idempotency-Key {key})", body.len()));
     let started = Instant::now();
     let hops = log.clone();
+    // The answer becomes the output: it is held to the same limit as a process's `CONVEYOR_OUTPUT`.
+    let max_answer = attempt.limits.max_output_size;
     let request = tokio::task::spawn_blocking(move || {
         // ureq must not follow redirects itself: it would follow any of them anywhere, as a GET.
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -141,7 +142,7 @@ async fn call(url: String, mut attempt: Attempt) -> Ending {
                     continue;
                 }
             }
-            let text = response.body_mut().with_config().limit(MAX_RESPONSE_BYTES).read_to_vec()?;
+            let text = response.body_mut().with_config().limit(max_answer).read_to_vec()?;
             return Ok(Ok((status, text)));
         }
     });

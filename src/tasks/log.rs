@@ -1,13 +1,15 @@
 //! An attempt's log: every line goes whole to its file on disk first, then to whoever listens.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+
+use super::limits::EVENT_LINE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -43,6 +45,7 @@ type Listener = dyn Fn(Stream, &str, Option<Progress>) + Send + Sync;
 pub struct LogSink {
     files: Arc<Mutex<Files>>,
     bytes: Arc<AtomicU64>,
+    path: Option<Arc<Path>>,
     listener: Arc<Listener>,
 }
 
@@ -54,11 +57,30 @@ struct Files {
     lines: u64,
     /// A failing disk fails every line: it is said once per log, not once per line.
     write_failed: bool,
+    /// `max_log_size`: the first half is written as it comes, the rest kept as a tail (see `Tail`).
+    cap: u64,
+    written: u64,
+    tail: Option<Tail>,
+    finished: bool,
+}
+
+/// Once the head is full, lines go to two segment files beside the log, each up to a quarter of the cap:
+/// when the current one is full the older is emptied and reused. At the end the log gets a marker and the
+/// two segments, so the disk and memory a log takes stay bounded and its last lines are kept.
+struct Tail {
+    segments: [LogFile; 2],
+    current: usize,
+    sizes: [u64; 2],
+    left_out: u64,
 }
 
 /// Where the stderr line numbers of the log at `log` are kept.
 pub fn stderr_index_path(log: &Path) -> PathBuf {
     log.with_extension("stderr")
+}
+
+fn segment_path(log: &Path, number: usize) -> PathBuf {
+    log.with_extension(format!("tail{number}"))
 }
 
 enum LogFile {
@@ -91,59 +113,170 @@ impl LogFile {
     }
 }
 
+/// One byte before each line in a tail segment says which stream it came from.
+fn stream_tag(stream: Stream) -> u8 {
+    match stream {
+        Stream::Stdout => b'o',
+        Stream::Stderr => b'e',
+        Stream::Engine => b'c',
+    }
+}
+
+impl Files {
+    fn new(log: LogFile, stderr: LogFile, cap: u64) -> Files {
+        Files { log, stderr, lines: 0, write_failed: false, cap, written: 0, tail: None, finished: false }
+    }
+
+    fn warn_once(&mut self, what: &str, error: std::io::Error) {
+        if !std::mem::replace(&mut self.write_failed, true) {
+            tracing::warn!("writing {what} failed (said once per log): {error}");
+        }
+    }
+
+    /// The line (without its newline) to the head of the log, or to the tail once the head is full.
+    fn record(&mut self, stream: Stream, text: &[u8], path: Option<&Path>) {
+        let size = text.len() as u64 + 1;
+        if self.finished || (self.tail.is_none() && self.written + size <= self.cap / 2) {
+            return self.write(stream, text);
+        }
+        let tail = self.tail.get_or_insert_with(|| {
+            let segment = |n| path.map_or(LogFile::Nowhere, |path| LogFile::NotYet(segment_path(path, n)));
+            Tail { segments: [segment(0), segment(1)], current: 0, sizes: [0, 0], left_out: 0 }
+        });
+        if tail.sizes[tail.current] >= self.cap / 4 {
+            // The older segment's lines are the ones left out; its file is emptied and written again.
+            tail.current = 1 - tail.current;
+            tail.left_out += std::mem::take(&mut tail.sizes[tail.current]);
+            if let Some(file) = tail.segments[tail.current].writer()
+                && let Err(error) = file.set_len(0)
+            {
+                self.warn_once("a task log's tail", error);
+                return;
+            }
+        }
+        let current = tail.current;
+        tail.sizes[current] += size;
+        if let Some(file) = tail.segments[current].writer() {
+            let mut buffer = Vec::with_capacity(text.len() + 2);
+            buffer.push(stream_tag(stream));
+            buffer.extend_from_slice(text);
+            buffer.push(b'\n');
+            if let Err(error) = file.write_all(&buffer) {
+                self.warn_once("a task log's tail", error);
+            }
+        }
+    }
+
+    fn write(&mut self, stream: Stream, text: &[u8]) {
+        let number = self.lines;
+        self.lines += 1;
+        self.written += text.len() as u64 + 1;
+        if let Some(file) = self.log.writer() {
+            // One write per line, so a reader in another process sees each line as soon as it exists.
+            let mut buffer = Vec::with_capacity(text.len() + 1);
+            buffer.extend_from_slice(text);
+            buffer.push(b'\n');
+            if let Err(error) = file.write_all(&buffer) {
+                self.warn_once("a task log", error);
+            }
+        }
+        if stream == Stream::Stderr
+            && let Some(index) = self.stderr.writer()
+            && let Err(error) = writeln!(index, "{number}")
+        {
+            self.warn_once("a task log's stderr index", error);
+        }
+    }
+
+    /// The marker and the kept tail, copied into the log; the segment files are removed.
+    fn finish(&mut self, path: Option<&Path>) {
+        self.finished = true;
+        let Some(tail) = self.tail.take() else { return };
+        let older = 1 - tail.current;
+        let marker = format!(
+            "[conveyor] {} bytes of output left out here: the log keeps its first and last parts (max_log_size {})",
+            tail.left_out,
+            super::limits::format_size(self.cap)
+        );
+        self.write(Stream::Engine, marker.as_bytes());
+        let Some(path) = path else { return };
+        drop(tail.segments);
+        for index in [older, tail.current] {
+            if tail.sizes[index] == 0 {
+                continue;
+            }
+            let copied = File::open(segment_path(path, index)).and_then(|file| {
+                // Segment lines were written here, each at most a split line and its tag: bounded.
+                for line in BufReader::new(file).split(b'\n') {
+                    let line = line?;
+                    let (stream, text) = match line.split_first() {
+                        Some((b'e', text)) => (Stream::Stderr, text),
+                        Some((b'c', text)) => (Stream::Engine, text),
+                        Some((_, text)) => (Stream::Stdout, text),
+                        None => continue,
+                    };
+                    self.write(stream, text);
+                }
+                Ok(())
+            });
+            if let Err(error) = copied {
+                self.warn_once("a task log's tail", error);
+            }
+        }
+        for number in 0..2 {
+            let _ = std::fs::remove_file(segment_path(path, number));
+        }
+    }
+}
+
 impl LogSink {
-    /// A sink writing (0600, appending) to `path`, created with its folder when the first line comes.
-    pub fn create(path: &Path, listener: Arc<Listener>) -> LogSink {
-        let files = Files {
-            log: LogFile::NotYet(path.to_path_buf()),
-            stderr: LogFile::NotYet(stderr_index_path(path)),
-            lines: 0,
-            write_failed: false,
-        };
-        LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), listener }
+    /// A sink writing (0600, appending) to `path`, created with its folder when the first line comes; past
+    /// `max_log_size` bytes it keeps the head and the tail (see `finish`).
+    pub fn create(path: &Path, max_log_size: u64, listener: Arc<Listener>) -> LogSink {
+        let files =
+            Files::new(LogFile::NotYet(path.to_path_buf()), LogFile::NotYet(stderr_index_path(path)), max_log_size);
+        LogSink {
+            files: Arc::new(Mutex::new(files)),
+            bytes: Arc::new(AtomicU64::new(0)),
+            path: Some(Arc::from(path)),
+            listener,
+        }
     }
 
     /// A sink that keeps nothing on disk (for tests of executors).
     pub fn detached(listener: Arc<Listener>) -> LogSink {
-        let files = Files { log: LogFile::Nowhere, stderr: LogFile::Nowhere, lines: 0, write_failed: false };
-        LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), listener }
+        let files = Files::new(LogFile::Nowhere, LogFile::Nowhere, super::limits::DEFAULT_MAX_LOG_SIZE);
+        LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), path: None, listener }
     }
 
-    pub fn line(&self, stream: Stream, text: &str) {
-        let text = text.strip_suffix('\n').unwrap_or(text);
-        let text = text.strip_suffix('\r').unwrap_or(text);
+    /// One line as the task printed it (a trailing newline is dropped): kept byte for byte in the file;
+    /// listeners get it as text, cut to `EVENT_LINE` bytes, without a trailing `\r`.
+    pub fn line(&self, stream: Stream, text: impl AsRef<[u8]>) {
+        let text = text.as_ref();
+        let text = text.strip_suffix(b"\n").unwrap_or(text);
         {
             let mut files = self.files.lock().expect("log file lock");
-            let number = files.lines;
-            files.lines += 1;
-            if let Some(file) = files.log.writer() {
-                // One write per line, so a reader in another process sees each line as soon as it exists.
-                let mut buffer = Vec::with_capacity(text.len() + 1);
-                buffer.extend_from_slice(text.as_bytes());
-                buffer.push(b'\n');
-                if let Err(error) = file.write_all(&buffer)
-                    && !std::mem::replace(&mut files.write_failed, true)
-                {
-                    tracing::warn!("writing a task log failed (said once per log): {error}");
-                }
-            }
-            if stream == Stream::Stderr
-                && let Some(index) = files.stderr.writer()
-                && let Err(error) = writeln!(index, "{number}")
-                && !std::mem::replace(&mut files.write_failed, true)
-            {
-                tracing::warn!("writing a task log's stderr index failed (said once per log): {error}");
-            }
+            files.record(stream, text, self.path.as_deref());
+            self.bytes.store(files.written, Ordering::Relaxed);
         }
-        self.bytes.fetch_add(text.len() as u64 + 1, Ordering::Relaxed);
-        let progress = if stream == Stream::Engine { None } else { parse_progress(text) };
-        (self.listener)(stream, text, progress);
+        let shown = text.strip_suffix(b"\r").unwrap_or(text);
+        let shown = String::from_utf8_lossy(&shown[..shown.len().min(EVENT_LINE)]);
+        let progress = if stream == Stream::Engine { None } else { parse_progress(&shown) };
+        (self.listener)(stream, &shown, progress);
     }
 
     pub fn engine_line(&self, text: &str) {
-        self.line(Stream::Engine, &format!("[conveyor] {text}"));
+        self.line(Stream::Engine, format!("[conveyor] {text}"));
     }
 
+    /// Ends the log: if it went over `max_log_size`, a marker saying how much was left out, then the tail.
+    pub fn finish(&self) {
+        let mut files = self.files.lock().expect("log file lock");
+        files.finish(self.path.as_deref());
+        self.bytes.store(files.written, Ordering::Relaxed);
+    }
+
+    /// Bytes in the log file.
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -172,6 +305,7 @@ mod tests {
         let recorder = seen.clone();
         let sink = LogSink::create(
             &path,
+            1 << 20,
             Arc::new(move |stream, text: &str, progress| {
                 recorder.lock().unwrap().push((stream, text.to_string(), progress))
             }),
@@ -187,5 +321,41 @@ mod tests {
         assert_eq!(seen[1], (Stream::Stderr, "::progress::1/2".to_string(), Some(Progress(0.5))));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_log_over_its_cap_keeps_the_head_a_marker_and_the_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/run/Task.1.log");
+        let sink = LogSink::create(&path, 4096, Arc::new(|_, _: &str, _| {}));
+        for number in 0..1000 {
+            let stream = if number % 2 == 0 { Stream::Stdout } else { Stream::Stderr };
+            sink.line(stream, format!("line {number:04}"));
+        }
+        sink.finish();
+        let log = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines[0], "line 0000");
+        let marker = lines.iter().position(|line| line.starts_with("[conveyor] ")).expect("a marker");
+        assert_eq!(marker, 2048 / 10, "the head is half the cap, in whole lines");
+        assert_eq!(lines[marker - 1], format!("line {:04}", marker - 1));
+        assert_eq!(*lines.last().unwrap(), "line 0999", "the last line is kept");
+        let tail: Vec<u32> = lines[marker + 1..].iter().map(|line| line[5..].parse().unwrap()).collect();
+        assert!(tail.windows(2).all(|pair| pair[1] == pair[0] + 1), "the tail is whole and in order");
+        let left_out = (1000 - marker - tail.len()) * 10;
+        assert_eq!(
+            lines[marker],
+            format!(
+                "[conveyor] {left_out} bytes of output left out here: the log keeps its first and last parts (max_log_size 4 KiB)"
+            )
+        );
+        assert!(log.len() <= 4096 + 200, "at most the cap and the marker: {}", log.len());
+        let index = std::fs::read_to_string(stderr_index_path(&path)).unwrap();
+        let stderr: Vec<usize> = index.lines().map(|n| n.parse().unwrap()).collect();
+        assert!(
+            stderr.iter().all(|&n| lines[n][5..].parse::<u32>().unwrap() % 2 == 1),
+            "stderr lines keep their numbers"
+        );
+        assert!(!path.with_extension("tail0").exists() && !path.with_extension("tail1").exists(), "segments removed");
     }
 }

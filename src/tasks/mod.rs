@@ -4,6 +4,7 @@
 pub mod budget;
 mod governance;
 mod http;
+pub mod limits;
 mod log;
 mod process;
 pub mod reclaim;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 
 pub use governance::{GovernanceExecutor, decide as decide_approval};
 pub use http::HttpExecutor;
+pub use limits::Limits;
 pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path};
 pub use process::ProcessExecutor;
 
@@ -51,6 +53,8 @@ pub struct Attempt {
     pub state_id: String,
     /// Told the process group's PID and its start time once the process has started.
     pub spawned: Option<Spawned>,
+    /// How long a line, how large an output, how large a log (the log sink was made with it).
+    pub limits: Limits,
 }
 
 pub type Spawned = Box<dyn FnOnce(u32, Option<u64>) + Send + Sync>;
@@ -161,16 +165,55 @@ impl Executor for Refusal {
     }
 }
 
-/// Reads what a task wrote to `CONVEYOR_OUTPUT`: nothing means `null`; anything else must be JSON.
-pub fn read_output(path: &std::path::Path) -> Result<Value, String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
+/// Reads what a task wrote to `CONVEYOR_OUTPUT`: nothing means `null`; anything else must be JSON of at
+/// most `max_output_size` bytes, which is checked before reading so a huge file is never loaded.
+pub fn read_output(path: &std::path::Path, max_output_size: u64) -> Result<Value, String> {
+    use std::io::Read;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Value::Null),
         Err(error) => return Err(format!("cannot read CONVEYOR_OUTPUT ({}): {error}", path.display())),
     };
+    let too_large = |size: u64| {
+        format!(
+            "CONVEYOR_OUTPUT is {size} bytes, over max_output_size ({}): write less to it (large data belongs in a file whose path the output names), or raise `max_output_size` on the task or in conveyor.toml",
+            limits::format_size(max_output_size)
+        )
+    };
+    let size = file.metadata().map(|metadata| metadata.len()).unwrap_or(0);
+    if size > max_output_size {
+        let _ = std::fs::remove_file(path);
+        return Err(too_large(size));
+    }
+    // A file still growing after the check is read no further than one byte past the limit.
+    let mut bytes = Vec::with_capacity(size as usize);
+    let read = file.take(max_output_size + 1).read_to_end(&mut bytes);
     let _ = std::fs::remove_file(path);
+    if let Err(error) = read {
+        return Err(format!("cannot read CONVEYOR_OUTPUT ({}): {error}", path.display()));
+    }
+    if bytes.len() as u64 > max_output_size {
+        return Err(too_large(bytes.len() as u64));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
     serde_json::from_slice(&bytes).map_err(|error| format!("CONVEYOR_OUTPUT is not valid JSON: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_file_over_the_limit_is_refused_without_being_read_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("T.1.output.json");
+        std::fs::write(&path, format!("\"{}\"", "x".repeat(2048))).unwrap();
+        let error = read_output(&path, 1024).unwrap_err();
+        assert!(error.starts_with("CONVEYOR_OUTPUT is 2050 bytes, over max_output_size (1 KiB): "), "{error}");
+        assert!(!path.exists(), "the refused file is removed");
+        std::fs::write(&path, "{\"ok\": true}").unwrap();
+        assert_eq!(read_output(&path, 1024), Ok(serde_json::json!({"ok": true})));
+    }
 }

@@ -5,7 +5,7 @@
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::{Attempt, Ending, Execution, Executor, LogSink, Stream, read_output};
@@ -69,6 +69,7 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     let input = serde_json::to_vec(&attempt.input).expect("JSON values serialise");
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
     let (out_log, err_log) = (log.clone(), log.clone());
+    let max_line = attempt.limits.max_line;
     let io = async move {
         let feed = async move {
             if let Some(mut stdin) = stdin {
@@ -79,12 +80,12 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         };
         let out = async move {
             if let Some(stdout) = stdout {
-                forward(stdout, Stream::Stdout, out_log).await;
+                forward(stdout, Stream::Stdout, out_log, max_line).await;
             }
         };
         let err = async move {
             if let Some(stderr) = stderr {
-                forward(stderr, Stream::Stderr, err_log).await;
+                forward(stderr, Stream::Stderr, err_log, max_line).await;
             }
         };
         tokio::join!(feed, out, err);
@@ -178,7 +179,7 @@ fn exited(status: std::io::Result<ExitStatus>, attempt: &Attempt, log: &LogSink)
     };
     if status.success() {
         log.engine_line("exit status 0");
-        return match read_output(&attempt.output_file) {
+        return match read_output(&attempt.output_file, attempt.limits.max_output_size) {
             Ok(output) => Ending::Succeeded { output },
             Err(error) => {
                 log.engine_line(&error);
@@ -254,16 +255,62 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-/// Lines are read as bytes so invalid UTF-8 cannot stop the stream; the file gets them as text.
-async fn forward(stream: impl AsyncRead + Unpin, kind: Stream, log: LogSink) {
+/// Lines are read as bytes, kept exactly, so invalid UTF-8 cannot stop the stream; a line longer than
+/// `max_line` is logged in pieces, each followed by a marker.
+async fn forward(stream: impl AsyncRead + Unpin, kind: Stream, log: LogSink, max_line: usize) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => log.line(kind, &String::from_utf8_lossy(&line)),
+    while let Ok(Some(end)) = read_piece(&mut reader, &mut line, max_line).await {
+        log.line(kind, &line);
+        if end == PieceEnd::Cut {
+            log.engine_line(&format!(
+                "the line above is longer than {}: split here, it goes on in the next line",
+                super::limits::format_size(max_line as u64)
+            ));
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PieceEnd {
+    /// The line ended with a newline (not kept in the piece).
+    Newline,
+    /// The piece reached the limit; the line goes on.
+    Cut,
+    /// The stream ended without a final newline.
+    Eof,
+}
+
+/// Reads the next line, or its next `limit` bytes, into `line`: `None` once the stream is over. Unlike
+/// `read_until`, `line` never holds more than `limit` bytes, however long the line.
+async fn read_piece(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<Option<PieceEnd>> {
+    line.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok((!line.is_empty()).then_some(PieceEnd::Eof));
+        }
+        if line.len() == limit {
+            // A newline right at the limit ends this line: no empty piece after a marker.
+            if available[0] == b'\n' {
+                reader.consume(1);
+                return Ok(Some(PieceEnd::Newline));
+            }
+            return Ok(Some(PieceEnd::Cut));
+        }
+        let window = &available[..available.len().min(limit - line.len())];
+        if let Some(at) = window.iter().position(|&byte| byte == b'\n') {
+            line.extend_from_slice(&window[..at]);
+            reader.consume(at + 1);
+            return Ok(Some(PieceEnd::Newline));
+        }
+        let taken = window.len();
+        line.extend_from_slice(window);
+        reader.consume(taken);
     }
 }
 
@@ -282,4 +329,47 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_4_mib_line_without_a_newline_is_logged_in_pieces_each_followed_by_a_marker() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = seen.clone();
+        let sink = LogSink::detached(Arc::new(move |stream, text: &str, _| {
+            recorder.lock().unwrap().push((stream, text.len(), text.starts_with("[conveyor] the line above")))
+        }));
+        let limit = 1024 * 1024;
+        let stream = tokio::io::repeat(b'x').take(4 * 1024 * 1024 + 10);
+        forward(stream, Stream::Stdout, sink.clone(), limit).await;
+        let seen = seen.lock().unwrap();
+        let pieces: Vec<usize> = seen.iter().filter(|(s, ..)| *s == Stream::Stdout).map(|(_, len, _)| *len).collect();
+        let markers = seen.iter().filter(|(s, _, marker)| *s == Stream::Engine && *marker).count();
+        // Listeners see each piece cut to EVENT_LINE; the log has all of it (the sink's byte count says so).
+        let event_line = super::super::limits::EVENT_LINE;
+        assert_eq!(pieces, vec![event_line, event_line, event_line, event_line, 10]);
+        assert_eq!(markers, 4, "a marker after every piece the line goes on from");
+        assert!(sink.bytes() > 4 * 1024 * 1024, "every byte reached the log");
+    }
+
+    #[tokio::test]
+    async fn the_line_reader_never_holds_more_than_its_limit_however_long_the_line() {
+        let limit = 1024 * 1024;
+        let mut reader = BufReader::new(tokio::io::repeat(b'x').take(4 * 1024 * 1024).chain(&b"\nend\n"[..]));
+        let mut line = Vec::new();
+        let mut pieces = Vec::new();
+        while let Some(end) = read_piece(&mut reader, &mut line, limit).await.unwrap() {
+            assert!(line.capacity() <= limit, "held {} bytes", line.capacity());
+            pieces.push((line.len(), end));
+        }
+        let cut = (limit, PieceEnd::Cut);
+        assert_eq!(pieces, vec![cut, cut, cut, (limit, PieceEnd::Newline), (3, PieceEnd::Newline)]);
+    }
 }

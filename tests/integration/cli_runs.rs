@@ -220,3 +220,105 @@ fn the_seed_pipeline_runs_end_to_end_with_an_operators_approval_from_another_she
     let audit = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap().audit_trail(5).unwrap();
     assert!(audit.iter().any(|entry| entry.ok && entry.command.contains("\"approve\"") && entry.origin == "cli"));
 }
+
+/// Bytes that look random (no dependency for it): every value, newlines and escapes included.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    *bytes.last_mut().unwrap() = b'\n';
+    bytes
+}
+
+#[test]
+fn logs_raw_gives_back_binary_output_byte_for_byte() {
+    let dir = folder();
+    let data = noise(200_000);
+    std::fs::write(dir.path().join("workflows/data.bin"), &data).unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "dump.toml",
+        "id = \"Dump\"\n[[tasks]]\nname = \"Cat\"\nrun = 'cat data.bin'\n",
+    );
+    let output = run(&["run", "Dump"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert!(!output.stdout.contains(&0x1b), "`conveyor run` shows escapes, never sends them");
+    let run_id = history_json(dir.path())[0]["id"].as_str().unwrap().to_string();
+    let raw = run(&["logs", &run_id, "Cat", "--raw"], dir.path());
+    assert_eq!(raw.status.code(), Some(0), "{}", text(&raw.stderr));
+    let log = raw.stdout;
+    let start = log.iter().position(|&b| b == b'\n').unwrap() + 1;
+    assert!(log.starts_with(b"[conveyor] started `sh -c 'cat data.bin'`"), "{}", text(&log[..start]));
+    assert!(log[start..].starts_with(&data), "the task's bytes, exactly");
+    assert_eq!(&log[start + data.len()..], b"[conveyor] exit status 0\n");
+}
+
+#[test]
+fn an_output_file_over_max_output_size_fails_the_task_with_the_limit_in_the_message() {
+    let dir = folder();
+    write(
+        &dir.path().join("workflows"),
+        "big.toml",
+        "id = \"Big\"\n[[tasks]]\nname = \"Write\"\nmax_output_size = \"1 KiB\"\nrun = 'head -c 2048 /dev/zero | tr \"\\0\" x > \"$CONVEYOR_OUTPUT\"'\n",
+    );
+    let output = run(&["run", "Big"], dir.path());
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("✗ Write failed: CONVEYOR_OUTPUT is 2048 bytes, over max_output_size (1 KiB): "),
+        "{stdout}"
+    );
+}
+
+/// Answers one POST with a 500 whose body tries to forge a line and retitle the terminal.
+pub fn hostile_server() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let _ = reader.read_exact(&mut vec![0; length]);
+            let body = "boom\nFORGED \x1b]0;title\x07";
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{address}")
+}
+
+#[test]
+fn a_servers_error_body_is_shown_escaped_by_run_and_history() {
+    let dir = folder();
+    let workflows = dir.path().join("workflows");
+    write(&workflows, "conveyor.toml", &format!("{REGISTRY}[services.Hostile]\nurl = \"{}\"\n", hostile_server()));
+    write(&workflows, "call.toml", "id = \"Call\"\n[[tasks]]\nname = \"Ask\"\nservice = \"Hostile\"\n");
+    let output = run(&["run", "Call"], dir.path());
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(r"✗ Ask failed: HTTP 500: boom\nFORGED \x1b]0;title\x07"), "{stdout}");
+    assert!(!output.stdout.contains(&0x1b) && !stdout.lines().any(|line| line.starts_with("FORGED")), "{stdout}");
+    let history = run(&["history"], dir.path());
+    let table = text(&history.stdout);
+    assert!(table.contains(r"boom\nFORGED \x1b]0;title\x07"), "{table}");
+    assert!(!history.stdout.contains(&0x1b) && !table.lines().any(|line| line.starts_with("FORGED")), "{table}");
+}

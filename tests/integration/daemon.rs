@@ -143,3 +143,25 @@ fn next_from_the_far_future_says_there_is_no_fire_instead_of_panicking() {
         "[\"4999-12-30T02:00:00-05:00\",\"4999-12-31T02:00:00-05:00\",\"5000-01-01T02:00:00-05:00\"]\n"
     );
 }
+
+#[test]
+fn a_servers_error_body_cannot_forge_a_line_of_conveyor_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflows = dir.path().join("workflows");
+    let url = crate::cli_runs::hostile_server();
+    write(&workflows, "conveyor.toml", &format!("[services.Hostile]\nurl = \"{url}\"\n"));
+    write(&workflows, "call.toml", "id = \"Call\"\n[[tasks]]\nname = \"Ask\"\nservice = \"Hostile\"\n");
+    let mut daemon = start_daemon(dir.path());
+    let store = store(dir.path());
+    let triggered = run(&["trigger", "Call"], dir.path());
+    assert_eq!(triggered.status.code(), Some(0), "{}", text(&triggered.stderr));
+    wait_until("the call has failed", || {
+        store.runs(Some("Call"), 10).unwrap().iter().any(|run| run.state == RunState::Failed)
+    });
+    assert_eq!(terminate(&mut daemon).code(), Some(0));
+    let file_log = std::fs::read(dir.path().join(".conveyor/conveyor.log")).unwrap();
+    let file_log = text(&file_log);
+    assert!(file_log.contains(r"HTTP 500: boom\nFORGED \x1b]0;title\x07"), "the alert is logged, escaped: {file_log}");
+    assert!(!file_log.contains(['\x1b', '\x07']), "{file_log}");
+    assert!(file_log.lines().all(|line| !line.starts_with("FORGED")), "{file_log}");
+}

@@ -33,7 +33,7 @@ fn validate_reports_every_bad_file_with_its_line_and_exits_one() {
         vec![
             "workflows/cron.toml:4:8: bad cron expression `0 2 * *`: it has 4 field(s); expected 5 fields (minute hour day-of-month month day-of-week), 6 with seconds first, or a macro such as @daily",
             "workflows/empty.toml:1:1: the file is empty: expected a workflow with `id`, a `[trigger]` and `[[tasks]]`",
-            "workflows/typo.toml:5:1: unknown field `retrys`, expected one of `name`, `service`, `agent`, `layer`, `run`, `command`, `action`, `retries`, `retry_delay`, `backoff`, `timeout`, `fallback`, `when`, `depends_on`, `continue_on_failure`, `env`",
+            "workflows/typo.toml:5:1: unknown field `retrys`, expected one of `name`, `service`, `agent`, `layer`, `run`, `command`, `action`, `retries`, `retry_delay`, `backoff`, `timeout`, `fallback`, `when`, `depends_on`, `continue_on_failure`, `env`, `max_output_size`, `max_log_size`",
             "3 problem(s) in 3 file(s); 1 workflow(s) valid",
         ]
     );

@@ -13,6 +13,7 @@ use crate::engine::Event;
 use crate::engine::run::{Run, retry_delay};
 use crate::state::{AttemptState, RunState, TaskState};
 use crate::store::{AttemptRecord, timestamp};
+use crate::tasks::limits::{DEFAULT_MAX_LOG_SIZE, DEFAULT_MAX_OUTPUT_SIZE};
 use crate::tasks::{
     Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor,
     cancel_pair, when,
@@ -188,7 +189,12 @@ impl Actor {
             let spawned = Spawned { run_id: spawned_run, index: spawned_index, attempt: number, pid, start };
             let _ = told.send(Internal::Spawned(spawned));
         });
-        let sink = LogSink::create(&self.store.log_path(id, &task.name, number), listener);
+        let limits = crate::tasks::Limits {
+            max_output_size: task.max_output_size.or(self.registry.max_output_size).unwrap_or(DEFAULT_MAX_OUTPUT_SIZE),
+            max_log_size: task.max_log_size.or(self.registry.max_log_size).unwrap_or(DEFAULT_MAX_LOG_SIZE),
+            ..Default::default()
+        };
+        let sink = LogSink::create(&self.store.log_path(id, &task.name, number), limits.max_log_size, listener);
         let mut env = route_env;
         env.extend(task.env.clone());
         let attempt = Attempt {
@@ -209,6 +215,7 @@ impl Actor {
             kill_grace: self.config.kill_grace,
             state_id: self.state_id.clone(),
             spawned: Some(spawned),
+            limits,
         };
         let permits = self.permits.clone();
         let run_id = id.to_string();
@@ -217,6 +224,9 @@ impl Actor {
             // Its own task, so that a panic in an executor is seen here and ends the engine, not just the attempt.
             match tokio::spawn(executor.execute(attempt)).await {
                 Ok(ending) => {
+                    // Copying a capped log's tail is file work: off the runtime's threads.
+                    let finishing = sink.clone();
+                    let _ = tokio::task::spawn_blocking(move || finishing.finish()).await;
                     let log_bytes = sink.bytes();
                     let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes }));
                 }
