@@ -21,6 +21,11 @@ impl Problem {
         Self::at_offset(file, source, span.start, message)
     }
 
+    pub fn at_indexed(file: &Path, source: &str, lines: &LineIndex, offset: usize, message: impl Into<String>) -> Self {
+        let (line, column) = lines.locate(source, offset);
+        Problem { file: file.to_path_buf(), line, column, message: message.into() }
+    }
+
     /// For a file as a whole (unreadable, empty): points at its first line.
     pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
         Problem { file: file.to_path_buf(), line: 1, column: 1, message: message.into() }
@@ -33,14 +38,40 @@ impl fmt::Display for Problem {
     }
 }
 
-/// 1-based line and column (in characters) of a byte offset.
+/// 1-based line and column (in characters) of a byte offset. Scans from the start: for one position;
+/// a file with many goes through a [`LineIndex`].
 pub fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
-    let offset = floor_char_boundary(source, offset.min(source.len()));
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
+    LineIndex::new(source).locate(source, offset)
+}
+
+/// Where each line of a file starts, found once, so locating a position costs a binary search and the
+/// length of its line, not a scan of the file: validating a file stays linear however many positions it
+/// looks up.
+#[derive(Debug, Clone)]
+pub struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    pub fn new(source: &str) -> Self {
+        let starts =
+            std::iter::once(0).chain(source.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
+        LineIndex { starts: starts.collect() }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset in `source`, the text indexed.
+    pub fn locate(&self, source: &str, offset: usize) -> (usize, usize) {
+        let offset = floor_char_boundary(source, offset.min(source.len()));
+        let line = self.starts.partition_point(|start| *start <= offset);
+        let line_start = self.starts[line - 1];
+        let column = source[line_start..offset].chars().count() + 1;
+        (line, column)
+    }
+
+    /// The byte offset where a 1-based line starts (the end of the text past the last line).
+    pub fn line_start(&self, source: &str, line: usize) -> usize {
+        self.starts.get(line.saturating_sub(1)).copied().unwrap_or(source.len())
+    }
 }
 
 fn floor_char_boundary(source: &str, mut offset: usize) -> usize {
@@ -61,6 +92,21 @@ mod tests {
         assert_eq!(line_and_column(source, 6), (2, 1));
         assert_eq!(line_and_column(source, 9), (2, 3));
         assert_eq!(line_and_column(source, 999), (3, 1));
+    }
+
+    #[test]
+    fn the_line_index_agrees_with_a_scan_at_every_offset() {
+        let source = "a = 1\n\nbé = \"x\"\r\n\n  c\n";
+        let index = LineIndex::new(source);
+        for offset in 0..=source.len() + 2 {
+            let offset_in = floor_char_boundary(source, offset.min(source.len()));
+            let before = &source[..offset_in];
+            let line = before.matches('\n').count() + 1;
+            let column = before[before.rfind('\n').map_or(0, |n| n + 1)..].chars().count() + 1;
+            assert_eq!(index.locate(source, offset), (line, column), "offset {offset}");
+        }
+        assert_eq!(index.line_start(source, 3), 7);
+        assert_eq!(index.line_start(source, 99), source.len());
     }
 
     #[test]

@@ -116,3 +116,15 @@ fn help_reads_well() {
     let output = run(&["validate", "--help"], std::path::Path::new("."));
     assert!(text(&output.stdout).contains("Exit status 0 when everything is valid"));
 }
+
+#[test]
+fn validate_refuses_a_when_that_does_not_parse_with_its_line_and_exits_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "w.toml", "id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"true\"\nwhen = \"(((\"\n");
+    let output = run(&["validate", "w.toml"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "w.toml:5:8: bad CEL expression `(((` in `when` of task `A`: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} (at character 4)\n1 problem(s) in 1 file(s); 0 workflow(s) valid\n"
+    );
+}
