@@ -600,3 +600,44 @@ fn bad_rules_and_approvals_in_the_registry_point_at_the_expression() {
         ]
     );
 }
+
+/// A workflow of `count` tasks; each depends on the one before when `chain`, else they run in order.
+fn generated_workflow(count: usize, chain: bool) -> String {
+    let mut text = String::from("id = \"Big\"\n");
+    for index in 0..count {
+        text.push_str(&format!("[[tasks]]\nname = \"T{index}\"\nrun = \"true\"\n"));
+        if chain && index > 0 {
+            text.push_str(&format!("depends_on = [\"T{}\"]\n", index - 1));
+        }
+        if index % 1000 == 7 {
+            text.push_str("when = \"size(input) > 0\"\n");
+        }
+    }
+    text
+}
+
+#[test]
+fn a_workflow_of_fifty_thousand_tasks_loads_without_problems() {
+    let text = generated_workflow(50_000, false);
+    let workflow = parse_workflow(Path::new("big.toml"), &text, &Registry::default()).unwrap();
+    assert_eq!(workflow.tasks.len(), 50_000);
+    assert_eq!(workflow.tasks[49_999].line, 2 + 3 * 49_999 + 50);
+    assert!(!workflow.dag);
+}
+
+#[test]
+fn a_depends_on_chain_of_ten_thousand_tasks_loads_and_a_cycle_at_its_end_is_found() {
+    let text = generated_workflow(10_000, true);
+    let workflow = parse_workflow(Path::new("chain.toml"), &text, &Registry::default()).unwrap();
+    assert_eq!(workflow.tasks.len(), 10_000);
+    assert!(workflow.dag);
+    let looped = text.replacen(
+        "name = \"T0\"\nrun = \"true\"\n",
+        "name = \"T0\"\nrun = \"true\"\ndepends_on = [\"T9999\"]\n",
+        1,
+    );
+    let problems = parse_workflow(Path::new("chain.toml"), &looped, &Registry::default()).unwrap_err();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].message.starts_with("cycle in `depends_on`: T0 → T9999 → T9998 → "), "{}", problems[0]);
+    assert_eq!((problems[0].line, problems[0].message.matches('→').count()), (5, 10_000));
+}
