@@ -21,4 +21,6 @@ pub use validate::{
 };
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

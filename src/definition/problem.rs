@@ -14,7 +14,7 @@ pub struct Problem {
 impl Problem {
     pub fn at_offset(file: &Path, source: &str, offset: usize, message: impl Into<String>) -> Self {
         let (line, column) = line_and_column(source, offset);
-        Problem { file: file.to_path_buf(), line, column, message: message.into() }
+        Problem { file: file.to_path_buf(), line, column, message: one_line(message.into()) }
     }
 
     pub fn at_span(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
@@ -23,13 +23,37 @@ impl Problem {
 
     pub fn at_indexed(file: &Path, source: &str, lines: &LineIndex, offset: usize, message: impl Into<String>) -> Self {
         let (line, column) = lines.locate(source, offset);
-        Problem { file: file.to_path_buf(), line, column, message: message.into() }
+        Problem { file: file.to_path_buf(), line, column, message: one_line(message.into()) }
     }
 
     /// For a file as a whole (unreadable, empty): points at its first line.
     pub fn whole_file(file: &Path, message: impl Into<String>) -> Self {
-        Problem { file: file.to_path_buf(), line: 1, column: 1, message: message.into() }
+        Problem { file: file.to_path_buf(), line: 1, column: 1, message: one_line(message.into()) }
     }
+}
+
+/// The longest message kept, in characters: messages quote what was written, which may be a megabyte.
+const MAX_MESSAGE: usize = 1000;
+
+/// A message as one line of bounded length, so that `file:line:column: message` stays one line per problem
+/// whatever the quoted text holds (newlines, NUL, escape sequences).
+fn one_line(message: String) -> String {
+    if !message.chars().any(char::is_control) && message.len() <= MAX_MESSAGE {
+        return message;
+    }
+    let mut line = String::new();
+    for (count, c) in message.chars().enumerate() {
+        if count == MAX_MESSAGE {
+            line.push('…');
+            break;
+        }
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
 }
 
 impl fmt::Display for Problem {
@@ -107,6 +131,14 @@ mod tests {
         }
         assert_eq!(index.line_start(source, 3), 7);
         assert_eq!(index.line_start(source, 99), source.len());
+    }
+
+    #[test]
+    fn messages_are_one_line_of_at_most_a_thousand_characters() {
+        let problem = Problem::whole_file(Path::new("w.toml"), "unknown agent `line\nbreak\0`");
+        assert_eq!(problem.message, "unknown agent `line\\nbreak\\u{0}`");
+        let long = Problem::whole_file(Path::new("w.toml"), "x".repeat(5000));
+        assert_eq!(long.message, format!("{}…", "x".repeat(1000)));
     }
 
     #[test]
