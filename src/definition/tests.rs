@@ -637,7 +637,10 @@ fn a_depends_on_chain_of_ten_thousand_tasks_loads_and_a_cycle_at_its_end_is_foun
         1,
     );
     let problems = parse_workflow(Path::new("chain.toml"), &looped, &Registry::default()).unwrap_err();
-    assert_eq!(problems.len(), 1);
-    assert!(problems[0].message.starts_with("cycle in `depends_on`: T0 → T9999 → T9998 → "), "{}", problems[0]);
-    assert_eq!((problems[0].line, problems[0].message.matches('→').count()), (5, 10_000));
+    assert_eq!(
+        problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        vec![
+            "chain.toml:5:15: cycle in `depends_on`: T0 → T9999 → T9998 → T9997 → T9996 → … → T4 → T3 → T2 → T1 → T0 (10000 tasks)"
+        ]
+    );
 }

@@ -497,7 +497,14 @@ impl<'a> Checker<'a> {
             let (_, dependencies) =
                 tasks.iter().find(|(task, _)| task.name == cycle[0]).expect("a cycle starts at a task");
             let span = dependencies.iter().find(|d| d.get_ref() == &cycle[1]).map_or(0..0, Spanned::span);
-            self.at(span, format!("cycle in `depends_on`: {}", cycle.join(" → ")));
+            // A long cycle is shown by its ends: all ten thousand names of a chain would be one unreadable line.
+            let shown = if cycle.len() > 2 * NAMES_SHOWN {
+                let (head, tail) = (&cycle[..NAMES_SHOWN / 2], &cycle[cycle.len() - NAMES_SHOWN / 2..]);
+                format!("{} → … → {} ({} tasks)", head.join(" → "), tail.join(" → "), cycle.len() - 1)
+            } else {
+                cycle.join(" → ")
+            };
+            self.at(span, format!("cycle in `depends_on`: {shown}"));
         }
     }
 
