@@ -1,5 +1,6 @@
 //! Workflow files: their schema, loading and validation.
 
+mod expression;
 mod load;
 mod model;
 mod params;
@@ -7,14 +8,19 @@ mod problem;
 mod raw;
 mod validate;
 
+pub use expression::{
+    MAX_COMPREHENSION_NESTING, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH, MAX_EXPRESSION_NESTING, compile_expression,
+};
 pub use load::{Catalog, REGISTRY_FILE, load_file, load_folder, parse_workflow};
 pub use model::*;
 pub use params::resolve_params;
-pub use problem::{Problem, line_and_column};
+pub use problem::{LineIndex, Problem, line_and_column};
 pub use validate::{
     DEFAULT_BACKOFF, DEFAULT_KEEP_RUNS, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY, MAX_DURATION, MAX_RETRIES,
     coerce, parse_duration,
 };
 
+#[cfg(test)]
+mod fuzz;
 #[cfg(test)]
 mod tests;

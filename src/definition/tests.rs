@@ -502,3 +502,168 @@ fn output_and_log_limits_are_sizes_on_tasks_and_in_the_registry() {
         ]
     );
 }
+
+/// `when = <text>` as a TOML basic string, whatever the text holds.
+fn when(text: &str) -> String {
+    task_with(&format!("when = {}", toml::Value::from(text)))
+}
+
+const CEL_SYNTAX: &str = "Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER}";
+
+#[test]
+fn a_when_that_does_not_parse_is_refused_at_validation_not_at_run_time() {
+    assert_eq!(
+        problems_of(&when("(((")),
+        vec![format!("w.toml:5:8: bad CEL expression `(((` in `when` of task `T`: {CEL_SYNTAX} (at character 4)")]
+    );
+    assert_eq!(
+        problems_of(&when("input.x\n  && (")),
+        vec![format!(
+            "w.toml:5:8: bad CEL expression `input.x\\n  && (` in `when` of task `T`: {CEL_SYNTAX} (line 2, column 7)"
+        )]
+    );
+    assert_eq!(problems_of(&when("size(input.applications) > 0 && params.mode == 'full'")), Vec::<String>::new());
+}
+
+#[test]
+fn a_hundred_thousand_nested_parentheses_are_refused_before_the_parser_sees_them() {
+    let deep = format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000));
+    // On a 1 MiB stack, which a debug build of the parser overflows within six levels of parentheses.
+    let problems = std::thread::Builder::new()
+        .stack_size(1024 * 1024)
+        .spawn(move || problems_of(&when(&deep)))
+        .unwrap()
+        .join()
+        .expect("no panic");
+    assert_eq!(
+        problems,
+        vec![format!(
+            "w.toml:5:8: bad CEL expression `{}…` in `when` of task `T`: brackets nest more than 64 deep (at character 65); expected at most 64",
+            "(".repeat(40)
+        )]
+    );
+    // Exactly at the limit is accepted, and brackets inside a string do not count.
+    let at_limit = format!("{}1{} == 1", "(".repeat(64), ")".repeat(64));
+    assert_eq!(compile_expression(&at_limit).err(), None);
+    assert_eq!(compile_expression(&format!("input.name == '{}'", "(".repeat(200))).err(), None);
+}
+
+#[test]
+fn an_expression_longer_than_4096_characters_is_refused() {
+    let long = format!("input.a == 1{}", " || input.a == 1".repeat(300));
+    assert_eq!(
+        problems_of(&when(&long)),
+        vec![
+            "w.toml:5:8: bad CEL expression `input.a == 1 || input.a == 1 || input.a …` in `when` of task `T`: it is 4812 characters long; expected at most 4096"
+        ]
+    );
+}
+
+#[test]
+fn comprehensions_nested_three_deep_are_refused_and_two_or_a_chain_are_not() {
+    assert_eq!(
+        problems_of(&when("input.a.map(x, input.b.map(y, input.c.map(z, x + y + z))).size() > 0")),
+        vec![
+            "w.toml:5:8: bad CEL expression `input.a.map(x, input.b.map(y, input.c.ma…` in `when` of task `T`: it nests comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) 3 deep; expected at most 2, as each level multiplies the work"
+        ]
+    );
+    assert_eq!(compile_expression("input.a.all(x, input.b.exists(y, x == y))").err(), None);
+    assert_eq!(compile_expression("input.a.map(x, x).filter(x, x > 1).map(x, x).exists(x, x > 2)").err(), None);
+}
+
+#[test]
+fn a_long_chain_of_operators_is_parsed_off_the_callers_stack_and_refused_as_too_deep() {
+    let chain = format!("1{}", "+1".repeat(2047));
+    // 256 KiB would not hold the parser's recursion through 2047 operators; it runs on a thread of its own.
+    let error = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || compile_expression(&chain).err())
+        .unwrap()
+        .join()
+        .expect("no stack overflow, no panic");
+    assert_eq!(
+        error.as_deref(),
+        Some(
+            "bad CEL expression `1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+1+…`: it is nested 2048 operations deep; expected at most 64: split it into smaller conditions"
+        )
+    );
+    let ternaries = format!("{}1", "true ? 1 : ".repeat(120));
+    assert_eq!(
+        compile_expression(&ternaries).err().as_deref(),
+        Some(
+            "bad CEL expression `true ? 1 : true ? 1 : true ? 1 : true ? …`: it nests too deeply for the CEL parser: expected fewer nested `? :`, brackets or calls"
+        )
+    );
+}
+
+#[test]
+fn the_evaluator_refuses_what_validation_refuses_with_the_same_reason() {
+    let deep = format!("{}true{}", "(".repeat(65), ")".repeat(65));
+    let refused = compile_expression(&deep).unwrap_err();
+    let empty = serde_json::json!({});
+    assert_eq!(crate::tasks::when::evaluate(&deep, &empty, &empty), Err(refused));
+}
+
+#[test]
+fn bad_rules_and_approvals_in_the_registry_point_at_the_expression() {
+    let registry = "[layers.Gate]\nitems = \"applications\"\nrules = [\n  { name = \"eligible\", expr = \"item.score >=\" },\n  { name = \"fine\", expr = \"item.score >= 0.7\" },\n]\napproval = \"item.amount.map(a, a.map(b, b.map(c, c)))\"\n";
+    let (_, problems) = load(&[("conveyor.toml", registry)]);
+    assert_eq!(
+        problems,
+        vec![
+            format!(
+                "conveyor.toml:4:31: bad CEL expression `item.score >=` in rule `eligible` of layer `Gate`: {CEL_SYNTAX} (at character 14)"
+            ),
+            "conveyor.toml:7:12: bad CEL expression `item.amount.map(a, a.map(b, b.map(c, c))…` in `approval` of layer `Gate`: it nests comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) 3 deep; expected at most 2, as each level multiplies the work".to_string(),
+        ]
+    );
+}
+
+/// A workflow of `count` tasks; each depends on the one before when `chain`, else they run in order.
+fn generated_workflow(count: usize, chain: bool) -> String {
+    let mut text = String::from("id = \"Big\"\n");
+    for index in 0..count {
+        text.push_str(&format!("[[tasks]]\nname = \"T{index}\"\nrun = \"true\"\n"));
+        if chain && index > 0 {
+            text.push_str(&format!("depends_on = [\"T{}\"]\n", index - 1));
+        }
+        if index % 1000 == 7 {
+            text.push_str("when = \"size(input) > 0\"\n");
+        }
+    }
+    text
+}
+
+#[test]
+fn a_workflow_of_fifty_thousand_tasks_loads_without_problems() {
+    let text = generated_workflow(50_000, false);
+    let workflow = parse_workflow(Path::new("big.toml"), &text, &Registry::default()).unwrap();
+    assert_eq!(workflow.tasks.len(), 50_000);
+    assert_eq!(workflow.tasks[49_999].line, 2 + 3 * 49_999 + 50);
+    assert!(!workflow.dag);
+}
+
+#[test]
+fn a_depends_on_chain_of_ten_thousand_tasks_loads_and_a_cycle_at_its_end_is_found() {
+    // On a 512 KiB stack: a search that recursed once per task would overflow it.
+    std::thread::Builder::new().stack_size(512 * 1024).spawn(chain_of_ten_thousand).unwrap().join().unwrap();
+}
+
+fn chain_of_ten_thousand() {
+    let text = generated_workflow(10_000, true);
+    let workflow = parse_workflow(Path::new("chain.toml"), &text, &Registry::default()).unwrap();
+    assert_eq!(workflow.tasks.len(), 10_000);
+    assert!(workflow.dag);
+    let looped = text.replacen(
+        "name = \"T0\"\nrun = \"true\"\n",
+        "name = \"T0\"\nrun = \"true\"\ndepends_on = [\"T9999\"]\n",
+        1,
+    );
+    let problems = parse_workflow(Path::new("chain.toml"), &looped, &Registry::default()).unwrap_err();
+    assert_eq!(
+        problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        vec![
+            "chain.toml:5:15: cycle in `depends_on`: T0 → T9999 → T9998 → T9997 → T9996 → … → T4 → T3 → T2 → T1 → T0 (10000 tasks)"
+        ]
+    );
+}

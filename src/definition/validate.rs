@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::expression;
 use super::model::*;
-use super::problem::Problem;
+use super::problem::{LineIndex, Problem};
 use super::raw::*;
 use crate::schedule::{Schedule, Zone};
 
@@ -26,23 +27,46 @@ pub const MAX_RETRIES: u32 = 1000;
 
 const TASK_KINDS: &str = "`service`, `agent`, `layer`, `run` or `command`";
 
+/// How many names a message lists before it says how many there are in all.
+const NAMES_SHOWN: usize = 10;
+
 pub(crate) struct Checker<'a> {
     file: &'a Path,
     source: &'a str,
+    lines: LineIndex,
+    /// What compiling each distinct expression text gave: a generated file repeats the same `when`.
+    compiled: BTreeMap<String, Result<(), String>>,
     pub problems: Vec<Problem>,
 }
 
 impl<'a> Checker<'a> {
     pub fn new(file: &'a Path, source: &'a str) -> Self {
-        Checker { file, source, problems: Vec::new() }
+        Checker { file, source, lines: LineIndex::new(source), compiled: BTreeMap::new(), problems: Vec::new() }
     }
 
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
-        self.problems.push(Problem::at_span(self.file, self.source, span, message));
+        self.problems.push(Problem::at_indexed(self.file, self.source, &self.lines, span.start, message));
     }
 
     fn line_of(&self, span: &Range<usize>) -> usize {
-        super::problem::line_and_column(self.source, span.start).0
+        self.lines.locate(self.source, span.start).0
+    }
+
+    /// Compiles a CEL expression as a run would, reporting at the expression what stops it; `place` says
+    /// which expression it is.
+    fn expression(&mut self, value: &Spanned<String>, place: &str) {
+        let text = value.get_ref();
+        let outcome = match self.compiled.get(text.as_str()) {
+            Some(outcome) => outcome.clone(),
+            None => {
+                let outcome = expression::compile(text).map(drop);
+                self.compiled.insert(text.clone(), outcome.clone());
+                outcome
+            }
+        };
+        if let Err(reason) = outcome {
+            self.at(value.span(), format!("bad CEL expression `{}` in {place}: {reason}", expression::excerpt(text)));
+        }
     }
 
     fn duration(&mut self, value: &Option<Spanned<String>>, what: &str) -> Option<Duration> {
@@ -132,13 +156,13 @@ impl<'a> Checker<'a> {
                             rule.name
                         ),
                     );
+                } else {
+                    self.expression(&rule.expr, &format!("rule `{}` of layer `{name}`", rule.name));
                 }
                 rules.push(Rule { name: rule.name, expr: rule.expr.into_inner() });
             }
-            if let Some(approval) = &layer.approval
-                && let Err(message) = crate::tasks::when::check(approval.get_ref())
-            {
-                self.at(approval.span(), message);
+            if let Some(approval) = &layer.approval {
+                self.expression(approval, &format!("`approval` of layer `{name}`"));
             }
             let approval = layer.approval.map(Spanned::into_inner);
             registry.layers.insert(name, Layer { description: layer.description, items: layer.items, rules, approval });
@@ -475,13 +499,12 @@ impl<'a> Checker<'a> {
                     self.at(dependency.span(), format!("task `{}` depends on itself", task.name));
                     unknown = true;
                 } else if !names.contains_key(target) {
-                    let known: Vec<&str> = names.keys().map(String::as_str).collect();
                     self.at(
                         dependency.span(),
                         format!(
                             "task `{}` depends on unknown task `{target}`: expected one of {}",
                             task.name,
-                            known.join(", ")
+                            listed(names.keys(), names.len())
                         ),
                     );
                     unknown = true;
@@ -495,7 +518,14 @@ impl<'a> Checker<'a> {
             let (_, dependencies) =
                 tasks.iter().find(|(task, _)| task.name == cycle[0]).expect("a cycle starts at a task");
             let span = dependencies.iter().find(|d| d.get_ref() == &cycle[1]).map_or(0..0, Spanned::span);
-            self.at(span, format!("cycle in `depends_on`: {}", cycle.join(" → ")));
+            // A long cycle is shown by its ends: all ten thousand names of a chain would be one unreadable line.
+            let shown = if cycle.len() > 2 * NAMES_SHOWN {
+                let (head, tail) = (&cycle[..NAMES_SHOWN / 2], &cycle[cycle.len() - NAMES_SHOWN / 2..]);
+                format!("{} → … → {} ({} tasks)", head.join(" → "), tail.join(" → "), cycle.len() - 1)
+            } else {
+                cycle.join(" → ")
+            };
+            self.at(span, format!("cycle in `depends_on`: {shown}"));
         }
     }
 
@@ -541,7 +571,10 @@ impl<'a> Checker<'a> {
                     route.span(),
                     format!(
                         "unknown fallback `{name}`: expected a service or agent defined in conveyor.toml{}",
-                        known(registry.services.keys().chain(registry.agents.keys()))
+                        known(
+                            registry.services.keys().chain(registry.agents.keys()),
+                            registry.services.len() + registry.agents.len(),
+                        )
                     ),
                 );
             }
@@ -552,18 +585,21 @@ impl<'a> Checker<'a> {
                 format!("task `{name}` is a governance layer: `fallback` applies to services, agents and commands"),
             );
         }
-        if let Some(when) = &raw.when
-            && when.get_ref().trim().is_empty()
-        {
-            self.at(
-                when.span(),
-                "`when` is empty: expected a CEL expression over `input`, such as `size(input.applications) > 0`",
-            );
+        if let Some(when) = &raw.when {
+            if when.get_ref().trim().is_empty() {
+                self.at(
+                    when.span(),
+                    "`when` is empty: expected a CEL expression over `input`, such as `size(input.applications) > 0`",
+                );
+            } else {
+                self.expression(when, &format!("`when` of task `{name}`"));
+            }
         }
         for key in raw.env.keys() {
             if !is_identifier(key) {
+                let start = self.lines.line_start(self.source, line);
                 self.at(
-                    span_of_line(self.source, line),
+                    start..start,
                     format!("bad environment variable name `{key}` in task `{name}`: expected letters, digits and `_`"),
                 );
             }
@@ -657,21 +693,22 @@ impl<'a> Checker<'a> {
             format!(
                 "unknown {kind} `{}`: expected a {kind} defined in conveyor.toml{}",
                 name.get_ref(),
-                known(known_entries.keys())
+                known(known_entries.keys(), known_entries.len())
             ),
         );
         false
     }
 }
 
-fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let names: Vec<&str> = names.map(String::as_str).collect();
-    if names.is_empty() { String::from(" (it defines none)") } else { format!(" (known: {})", names.join(", ")) }
+fn known<'a>(names: impl Iterator<Item = &'a String>, total: usize) -> String {
+    if total == 0 { String::from(" (it defines none)") } else { format!(" (known: {})", listed(names, total)) }
 }
 
-fn span_of_line(source: &str, line: usize) -> Range<usize> {
-    let start: usize = source.split_inclusive('\n').take(line.saturating_sub(1)).map(str::len).sum();
-    start..start
+/// Names joined with commas, the first few only: a message per unknown name that listed all of thousands
+/// would make reporting quadratic.
+fn listed<'a>(names: impl Iterator<Item = &'a String>, total: usize) -> String {
+    let shown: Vec<&str> = names.take(NAMES_SHOWN).map(String::as_str).collect();
+    if total > NAMES_SHOWN { format!("{}, … ({total} in all)", shown.join(", ")) } else { shown.join(", ") }
 }
 
 /// `10s`, `5m`, `1h30m`, `250ms`, `2d`; a bare number, an unknown unit or more than 100 years is refused.
@@ -729,7 +766,8 @@ pub fn coerce(value: &toml::Value, kind: ParamType) -> Option<serde_json::Value>
     }
 }
 
-/// The first cycle among `depends_on` edges, as a path of task names that ends where it starts.
+/// The first cycle among `depends_on` edges, as a path of task names that ends where it starts. A depth-first
+/// search with its own stack: a chain of ten thousand tasks must not overflow the thread's.
 fn find_cycle<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<Vec<String>> {
     let edges: BTreeMap<&str, Vec<&str>> =
         tasks.map(|task| (task.name.as_str(), task.depends_on.iter().map(String::as_str).collect())).collect();
@@ -738,37 +776,34 @@ fn find_cycle<'a>(tasks: impl Iterator<Item = &'a Task>) -> Option<Vec<String>> 
         Visiting,
         Done,
     }
-    fn visit<'a>(
-        node: &'a str,
-        edges: &BTreeMap<&'a str, Vec<&'a str>>,
-        marks: &mut BTreeMap<&'a str, Mark>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match marks.get(node) {
-            Some(Mark::Done) => return None,
-            Some(Mark::Visiting) => {
-                let start = path.iter().position(|n| *n == node).expect("a visiting node is on the path");
-                let mut cycle: Vec<String> = path[start..].iter().map(|n| n.to_string()).collect();
-                cycle.push(node.to_string());
-                return Some(cycle);
-            }
-            None => {}
+    let mut marks: BTreeMap<&str, Mark> = BTreeMap::new();
+    for &start in edges.keys() {
+        if marks.contains_key(start) {
+            continue;
         }
-        marks.insert(node, Mark::Visiting);
-        path.push(node);
-        for next in edges.get(node).into_iter().flatten() {
-            if let Some(cycle) = visit(next, edges, marks, path) {
-                return Some(cycle);
+        // The path being explored, each node with the index of the next edge to follow from it.
+        let mut path: Vec<(&str, usize)> = vec![(start, 0)];
+        marks.insert(start, Mark::Visiting);
+        while let Some((node, next)) = path.last_mut() {
+            let Some(&target) = edges.get(*node).and_then(|targets| targets.get(*next)) else {
+                marks.insert(*node, Mark::Done);
+                path.pop();
+                continue;
+            };
+            *next += 1;
+            match marks.get(target) {
+                Some(Mark::Done) => {}
+                Some(Mark::Visiting) => {
+                    let from = path.iter().position(|(n, _)| *n == target).expect("a visiting node is on the path");
+                    let mut cycle: Vec<String> = path[from..].iter().map(|(n, _)| n.to_string()).collect();
+                    cycle.push(target.to_string());
+                    return Some(cycle);
+                }
+                None => {
+                    marks.insert(target, Mark::Visiting);
+                    path.push((target, 0));
+                }
             }
-        }
-        path.pop();
-        marks.insert(node, Mark::Done);
-        None
-    }
-    let mut marks = BTreeMap::new();
-    for node in edges.keys() {
-        if let Some(cycle) = visit(node, &edges, &mut marks, &mut Vec::new()) {
-            return Some(cycle);
         }
     }
     None

@@ -76,8 +76,7 @@ fn replace_items(input: &Value, path: Option<&str>, items: Vec<Value>) -> Value 
 }
 
 fn check(expression: &str, item: &Value, input: &Value) -> Result<bool, String> {
-    let program =
-        cel::Program::compile(expression).map_err(|error| format!("bad CEL expression `{expression}`: {error}"))?;
+    let program = crate::definition::compile_expression(expression)?;
     let mut context = cel::Context::default();
     context.add_variable("item", item).map_err(|error| error.to_string())?;
     context.add_variable("input", input).map_err(|error| error.to_string())?;

@@ -2,14 +2,15 @@
 
 use serde_json::Value;
 
+use crate::definition::compile_expression;
+
 pub fn check(expression: &str) -> Result<(), String> {
-    cel::Program::compile(expression).map(|_| ()).map_err(|error| format!("bad CEL expression `{expression}`: {error}"))
+    compile_expression(expression).map(|_| ())
 }
 
 /// Whether the task should run. An expression that does not give a boolean is an error, not a false.
 pub fn evaluate(expression: &str, input: &Value, params: &Value) -> Result<bool, String> {
-    let program =
-        cel::Program::compile(expression).map_err(|error| format!("bad CEL expression `{expression}`: {error}"))?;
+    let program = compile_expression(expression)?;
     let mut context = cel::Context::default();
     context
         .add_variable("input", input)

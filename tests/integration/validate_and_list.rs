@@ -116,3 +116,51 @@ fn help_reads_well() {
     let output = run(&["validate", "--help"], std::path::Path::new("."));
     assert!(text(&output.stdout).contains("Exit status 0 when everything is valid"));
 }
+
+#[test]
+fn validate_refuses_a_when_that_does_not_parse_with_its_line_and_exits_one() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "w.toml", "id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"true\"\nwhen = \"(((\"\n");
+    let output = run(&["validate", "w.toml"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        text(&output.stderr),
+        "w.toml:5:8: bad CEL expression `(((` in `when` of task `A`: Syntax error: mismatched input '<EOF>' expecting {'[', '{', '(', '.', '-', '!', 'true', 'false', 'null', NUM_FLOAT, NUM_INT, NUM_UINT, STRING, BYTES, IDENTIFIER} (at character 4)\n1 problem(s) in 1 file(s); 0 workflow(s) valid\n"
+    );
+}
+
+#[test]
+fn validate_refuses_every_hostile_fixture_with_located_errors_and_never_crashes() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
+    let mut paths: Vec<_> = std::fs::read_dir(&fixtures).unwrap().map(|entry| entry.unwrap().path()).collect();
+    paths.sort();
+    for fixture in paths {
+        // Each beside the bundled registry, or (`*.registry.toml`) as the registry of the bundled workflows.
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("workflows");
+        std::fs::create_dir_all(&folder).unwrap();
+        for entry in std::fs::read_dir(bundled_workflows()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+        let target = if name.ends_with(".registry.toml") { "conveyor.toml".to_string() } else { name.clone() };
+        std::fs::copy(&fixture, folder.join(&target)).unwrap();
+        let output = run(&["validate", "workflows"], dir.path());
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        let (summary, problems) = lines.split_last().expect("a summary line");
+        assert!(summary.contains(" problem(s) in "), "{name}: {summary}");
+        assert!(!problems.is_empty(), "{name}");
+        for problem in problems {
+            let mut parts = problem.splitn(4, ':');
+            let (file, line, column) = (parts.next().unwrap(), parts.next(), parts.next());
+            assert!(file.starts_with("workflows/"), "{name}: not located: {problem}");
+            assert!(line.and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| l >= 1), "{name}: {problem}");
+            assert!(column.and_then(|c| c.parse::<usize>().ok()).is_some_and(|c| c >= 1), "{name}: {problem}");
+        }
+    }
+}
