@@ -75,8 +75,7 @@ fn replace_items(input: &Value, path: Option<&str>, items: Vec<Value>) -> Value 
     output
 }
 
-fn check(expression: &str, item: &Value, input: &Value) -> Result<bool, String> {
-    let program = crate::definition::compile_expression(expression)?;
+fn check(expression: &str, program: &cel::Program, item: &Value, input: &Value) -> Result<bool, String> {
     let mut context = cel::Context::default();
     context.add_variable("item", item).map_err(|error| error.to_string())?;
     context.add_variable("input", input).map_err(|error| error.to_string())?;
@@ -94,15 +93,33 @@ pub fn judge(name: &str, layer: &Layer, input: &Value, log: &mut dyn FnMut(&str)
         None if !input.is_array() => std::slice::from_ref(input).to_vec(),
         _ => items_of(input, path).map_err(|error| format!("layer {name}: {error}"))?.clone(),
     };
+    // Each expression is compiled once for all the items, not once per item.
+    let rules: Vec<(&str, &str, cel::Program)> = layer
+        .rules
+        .iter()
+        .map(|rule| {
+            let program = crate::definition::compile_expression(&rule.expr)
+                .map_err(|error| format!("layer {name}, rule `{}`: {error}", rule.name))?;
+            Ok((rule.name.as_str(), rule.expr.as_str(), program))
+        })
+        .collect::<Result<_, String>>()?;
+    let approval = match &layer.approval {
+        Some(expression) => Some((
+            expression.as_str(),
+            crate::definition::compile_expression(expression)
+                .map_err(|error| format!("layer {name}, approval: {error}"))?,
+        )),
+        None => None,
+    };
     let (mut passed, mut pending, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
     for (index, item) in items.into_iter().enumerate() {
         let who = label(&item, index);
         let mut failed = Vec::new();
-        for rule in &layer.rules {
-            match check(&rule.expr, &item, input) {
+        for (rule, expression, program) in &rules {
+            match check(expression, program, &item, input) {
                 Ok(true) => {}
-                Ok(false) => failed.push(rule.name.clone()),
-                Err(error) => return Err(format!("layer {name}, rule `{}`, {who}: {error}", rule.name)),
+                Ok(false) => failed.push(rule.to_string()),
+                Err(error) => return Err(format!("layer {name}, rule `{rule}`, {who}: {error}")),
             }
         }
         if !failed.is_empty() {
@@ -110,10 +127,9 @@ pub fn judge(name: &str, layer: &Layer, input: &Value, log: &mut dyn FnMut(&str)
             rejected.push(json!({"item": item, "by": failed}));
             continue;
         }
-        let needs_approval = match &layer.approval {
-            Some(expression) => {
-                check(expression, &item, input).map_err(|error| format!("layer {name}, approval, {who}: {error}"))?
-            }
+        let needs_approval = match &approval {
+            Some((expression, program)) => check(expression, program, &item, input)
+                .map_err(|error| format!("layer {name}, approval, {who}: {error}"))?,
             None => false,
         };
         if needs_approval {
