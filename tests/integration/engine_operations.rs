@@ -12,6 +12,33 @@ use serde_json::json;
 use crate::engine_harness::*;
 
 /// A tiny HTTP server on 127.0.0.1 that answers by path: `/svc/ok` echoes, `/svc/broken` is a 500,
+/// One HTTP/1.1 request off the wire: method, path, `Idempotency-Key`, body.
+fn read_request(stream: &std::net::TcpStream) -> (String, String, String, Vec<u8>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    let (mut length, mut key) = (0usize, String::new());
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header.trim().is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').unwrap();
+        match name.to_ascii_lowercase().as_str() {
+            "content-length" => length = value.trim().parse().unwrap(),
+            "idempotency-key" => key = value.trim().to_string(),
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let mut parts = request_line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("/").to_string();
+    (method, path, key, body)
+}
+
 /// `/svc/slow` answers after 3 s. It serves at most `connections` requests.
 fn http_server(connections: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -20,26 +47,7 @@ fn http_server(connections: usize) -> String {
         for stream in listener.incoming().take(connections) {
             let Ok(mut stream) = stream else { continue };
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                let (mut length, mut key) = (0usize, String::new());
-                loop {
-                    let mut header = String::new();
-                    reader.read_line(&mut header).unwrap();
-                    if header.trim().is_empty() {
-                        break;
-                    }
-                    let (name, value) = header.split_once(':').unwrap();
-                    match name.to_ascii_lowercase().as_str() {
-                        "content-length" => length = value.trim().parse().unwrap(),
-                        "idempotency-key" => key = value.trim().to_string(),
-                        _ => {}
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (_, path, key, body) = read_request(&stream);
                 let (status, answer) = match path.as_str() {
                     "/svc/ok" => {
                         let input: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -117,28 +125,7 @@ fn recording_server(
             let Ok(mut stream) = stream else { continue };
             let (sender, answer) = (sender.clone(), answer.clone());
             std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                let (mut length, mut key) = (0usize, String::new());
-                loop {
-                    let mut header = String::new();
-                    reader.read_line(&mut header).unwrap();
-                    if header.trim().is_empty() {
-                        break;
-                    }
-                    let (name, value) = header.split_once(':').unwrap();
-                    match name.to_ascii_lowercase().as_str() {
-                        "content-length" => length = value.trim().parse().unwrap(),
-                        "idempotency-key" => key = value.trim().to_string(),
-                        _ => {}
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let mut parts = request_line.split_whitespace();
-                let method = parts.next().unwrap_or("").to_string();
-                let path = parts.next().unwrap_or("/").to_string();
+                let (method, path, key, body) = read_request(&stream);
                 let body = String::from_utf8(body).unwrap();
                 let (status, headers) = answer(&path);
                 let input: serde_json::Value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
