@@ -103,6 +103,8 @@ impl Default for Keymap {
             ("end", Action::Bottom),
             ("pageup", Action::PageUp),
             ("pagedown", Action::PageDown),
+            // In raw mode Ctrl-C is a key, not a signal: it quits as `q` does, asking first when runs are active.
+            ("ctrl-c", Action::Quit),
         ] {
             keymap.bind(key, action).expect("default keys parse");
         }
@@ -147,8 +149,18 @@ impl Keymap {
         self.keys.get(&(key.code, ctrl)).copied()
     }
 
-    /// The key shown for an action in the bottom bar and help.
+    /// The one key shown for an action in the bottom bar, where room is short: the plainest.
+    pub fn short_label(&self, action: Action) -> String {
+        self.labels(action).into_iter().next().unwrap_or_default()
+    }
+
+    /// Every key of an action, as the help shows them.
     pub fn label(&self, action: Action) -> String {
+        self.labels(action).join("/")
+    }
+
+    /// The keys of an action, single characters first.
+    fn labels(&self, action: Action) -> Vec<String> {
         let mut labels: Vec<String> = self
             .keys
             .iter()
@@ -172,11 +184,20 @@ impl Keymap {
             })
             .collect();
         labels.sort_by_key(|label| (label.chars().count() > 1, label.clone()));
-        labels.join("/")
+        labels
     }
 }
 
 /// Handles one key; what it asks of the runtime comes back as effects.
+/// A key on a screen too small to show the panes: only quitting acts, so no key does what the operator
+/// cannot see.
+pub fn handle_key_too_small(keymap: &Keymap, key: KeyEvent) -> Vec<Effect> {
+    match keymap.action(key) {
+        Some(Action::Quit) => vec![Effect::Quit],
+        _ => Vec::new(),
+    }
+}
+
 pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[String]) -> Vec<Effect> {
     model.status = None;
     if model.popup.is_some() {

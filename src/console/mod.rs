@@ -291,11 +291,12 @@ impl Console {
         use crossterm::event::Event as Input;
         let effects = match event {
             Input::Key(key) if key.kind == crossterm::event::KeyEventKind::Press => {
-                if self.areas.workflows.width == 0 && self.keymap.action(key) == Some(Action::Quit) {
+                if self.areas.workflows.width == 0 {
                     // The "too small" screen only knows q.
-                    return Some(Flow::Quit);
+                    keys::handle_key_too_small(&self.keymap, key)
+                } else {
+                    handle_key(&mut self.model, &self.keymap, key, &self.routes)
                 }
-                handle_key(&mut self.model, &self.keymap, key, &self.routes)
             }
             Input::Mouse(mouse) => {
                 keys::handle_mouse(&mut self.model, &self.areas, mouse, &self.routes);

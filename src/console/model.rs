@@ -404,10 +404,14 @@ impl Model {
             }
             // The open log is read from its file; its lines on the event stream change nothing here.
             Event::Log { .. } => return false,
-            Event::Alert(alert) => {
-                self.alerts.insert(0, alert.clone());
-                self.alerts.truncate(ALERTS_SHOWN);
-            }
+            // A known alert comes again when it is acknowledged: it changes in place.
+            Event::Alert(alert) => match self.alerts.iter_mut().find(|known| known.id == alert.id) {
+                Some(known) => *known = alert.clone(),
+                None => {
+                    self.alerts.insert(0, alert.clone());
+                    self.alerts.truncate(ALERTS_SHOWN);
+                }
+            },
             Event::WorkflowPaused { workflow, paused } => {
                 if *paused {
                     self.paused.insert(workflow.clone());

@@ -614,8 +614,8 @@ fn a_long_session_holds_no_more_than_the_lists_show() {
     assert!(!model.tasks.contains_key(&oldest), "the tasks of a run that left the list are let go");
     assert!(!model.attempts.contains_key(&oldest));
     let alert = model.alerts[0].clone();
-    for _ in 0..model::ALERTS_SHOWN + 50 {
-        model.apply(&Event::Alert(alert.clone()));
+    for n in 0..model::ALERTS_SHOWN + 50 {
+        model.apply(&Event::Alert(AlertRecord { id: 1000 + n as i64, ..alert.clone() }));
     }
     assert_eq!(model.alerts.len(), model::ALERTS_SHOWN);
 }
@@ -655,4 +655,51 @@ fn the_log_switches_between_attempts() {
     assert!(
         matches!(&effects[..], [Effect::OpenLog { task, attempt: 1, jump_to_error: false, .. }] if task == "Score")
     );
+}
+
+#[test]
+fn an_acknowledged_alert_changes_in_place_and_a_second_acknowledgement_is_refused() {
+    let mut model = fixture().model;
+    let unacked = model.unacknowledged_alerts();
+    let mut alert = model.alerts.iter().find(|alert| alert.acked_at.is_none()).unwrap().clone();
+    let before = model.alerts.len();
+    alert.acked_at = Some(at(NOW));
+    model.apply(&crate::engine::Event::Alert(alert.clone()));
+    assert_eq!(model.alerts.len(), before, "the same alert, not a new row");
+    assert_eq!(model.unacknowledged_alerts(), unacked - 1, "the header's count goes down");
+    assert_eq!(model.alerts.iter().find(|known| known.id == alert.id).unwrap().acked_at, Some(at(NOW)));
+    if model.unacknowledged_alerts() == 0 {
+        assert!(press(&mut model, "A").is_empty());
+        assert_eq!(model.status.as_deref(), Some("no unacknowledged alert"));
+    }
+}
+
+#[test]
+fn behind_terminal_too_small_only_quitting_acts() {
+    let keymap = Keymap::default();
+    assert!(keys::handle_key_too_small(&keymap, key(KeyCode::Char('t'))).is_empty(), "t starts nothing");
+    assert!(keys::handle_key_too_small(&keymap, key(KeyCode::Enter)).is_empty());
+    assert_eq!(keys::handle_key_too_small(&keymap, key(KeyCode::Char('q'))), vec![Effect::Quit]);
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(keys::handle_key_too_small(&keymap, ctrl_c), vec![Effect::Quit]);
+}
+
+#[test]
+fn ctrl_c_quits_like_q_and_asks_the_same_question_when_runs_are_active() {
+    let mut model = fixture().model;
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    let routes = vec!["ArchiveService".to_string()];
+    let by_q = {
+        let mut copy = fixture().model;
+        press(&mut copy, "q");
+        copy.popup.is_some()
+    };
+    let effects = handle_key(&mut model, &Keymap::default(), ctrl_c, &routes);
+    assert_eq!(model.popup.is_some(), by_q, "the same question as q");
+    if !by_q {
+        assert_eq!(effects, vec![Effect::Quit]);
+    } else {
+        assert!(model.active_runs() > 0);
+        assert!(effects.is_empty(), "not cancel: Ctrl-C is not c");
+    }
 }

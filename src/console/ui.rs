@@ -542,7 +542,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         let description =
             BINDINGS.iter().find(|(known, ..)| *known == action).map(|(_, name, ..)| *name).unwrap_or_default();
         spans.push(Span::styled(
-            format!(" {} ", chrome.keymap.label(action)),
+            format!(" {} ", chrome.keymap.short_label(action)),
             Style::new().add_modifier(Modifier::REVERSED),
         ));
         spans.push(Span::raw(format!(" {} ", description.replace('_', " "))));

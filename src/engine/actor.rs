@@ -412,7 +412,13 @@ impl Actor {
             Command::Approve { run, task } => self.answer_gate(run, task, true, origin),
             Command::Reject { run, task } => self.answer_gate(run, task, false, origin),
             Command::AckAlert { id } => match self.store.ack_alert(*id, self.now()) {
-                Ok(true) => Ok(Reply::new(format!("alert {id} acknowledged"))),
+                Ok(true) => {
+                    // Views holding the alert see it acknowledged.
+                    if let Ok(Some(alert)) = self.store.alert(*id) {
+                        self.publish(Event::Alert(alert));
+                    }
+                    Ok(Reply::new(format!("alert {id} acknowledged")))
+                }
                 Ok(false) => Err(format!("no unacknowledged alert {id}")),
                 Err(error) => Err(error.to_string()),
             },

@@ -550,6 +550,10 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    pub fn alert(&self, id: i64) -> Result<Option<AlertRecord>> {
+        Ok(self.connection.query_row("SELECT * FROM alerts WHERE id = ?1", [id], alert_from_row).optional()?)
+    }
+
     /// Whether an unacknowledged alert with that id existed.
     pub fn ack_alert(&self, id: i64, at: DateTime<Utc>) -> Result<bool> {
         let changed = self.write(move |connection| {

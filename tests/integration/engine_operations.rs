@@ -332,3 +332,26 @@ fn an_engine_dropped_mid_task_leaves_no_process_behind() {
     wait_until("the task's process group is gone", || process_is_gone(pid));
     drop(h);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledging_an_alert_announces_it_acknowledged() {
+    let mut h = Setup::new("id = \"F\"\n[[tasks]]\nname = \"T\"\nrun = 'exit 3'\n").start();
+    let run = h.trigger("F").await;
+    let alert = h
+        .until(|event| match event {
+            conveyor::engine::Event::Alert(alert) if alert.run_id.as_deref() == Some(run.as_str()) => {
+                Some(alert.clone())
+            }
+            _ => None,
+        })
+        .await;
+    h.engine.send(Command::AckAlert { id: alert.id }).await.unwrap();
+    let acked = h
+        .until(|event| match event {
+            conveyor::engine::Event::Alert(known) if known.id == alert.id => Some(known.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(acked.acked_at.is_some(), "{acked:?}");
+    assert_eq!(acked.message, alert.message);
+}

@@ -73,7 +73,10 @@ impl Actor {
     fn announce(&mut self) {
         let events: Vec<Event> = self.pending_events.borrow_mut().drain(..).collect();
         for event in events {
-            if let Event::Alert(alert) = &event {
+            // An alert comes again when acknowledged: that is news for views, not for the sinks.
+            if let Event::Alert(alert) = &event
+                && alert.acked_at.is_none()
+            {
                 tracing::info!("alert: {}", alert.message);
                 crate::engine::alerts::notify(&self.registry.alerts, alert, &self.config.workflows_dir);
             }
