@@ -537,17 +537,41 @@ fn draw_footer(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         frame.render_widget(Paragraph::new(format!(" filter: {}▏ (Enter keeps it, Esc clears)", model.filter)), area);
         return;
     }
+    let mut hints: Vec<(String, String)> = footer_actions(model)
+        .into_iter()
+        .map(|action| (chrome.keymap.short_label(action), footer_word(model, action)))
+        .collect();
+    // `? help` and `q quit` always show: when the line is too long, the hints before them go, last first.
+    let width = |hints: &[(String, String)]| {
+        hints.iter().map(|(key, word)| key.chars().count() + word.len() + 4).sum::<usize>()
+    };
+    while width(&hints) > area.width as usize && hints.len() > 2 {
+        hints.remove(hints.len() - 3);
+    }
     let mut spans = Vec::new();
-    for action in footer_actions(model) {
-        let description =
-            BINDINGS.iter().find(|(known, ..)| *known == action).map(|(_, name, ..)| *name).unwrap_or_default();
-        spans.push(Span::styled(
-            format!(" {} ", chrome.keymap.short_label(action)),
-            Style::new().add_modifier(Modifier::REVERSED),
-        ));
-        spans.push(Span::raw(format!(" {} ", description.replace('_', " "))));
+    for (key, word) in hints {
+        spans.push(Span::styled(format!(" {key} "), Style::new().add_modifier(Modifier::REVERSED)));
+        spans.push(Span::raw(format!(" {word} ")));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// What a key does where the focus is: `/` searches a log and filters a list; `p` resumes what is paused or
+/// interrupted.
+fn footer_word(model: &Model, action: Action) -> String {
+    let name = BINDINGS.iter().find(|(known, ..)| *known == action).map(|(_, name, ..)| *name).unwrap_or_default();
+    let resumes = match model.focus {
+        Pane::Workflows => model.selected_workflow().is_some_and(|workflow| model.paused.contains(&workflow.id)),
+        Pane::Runs | Pane::Tasks => model.selected_run().is_some_and(|run| {
+            matches!(run.state, crate::state::RunState::Paused | crate::state::RunState::Interrupted)
+        }),
+        _ => false,
+    };
+    match action {
+        Action::Filter if model.focus == Pane::Log => "search".into(),
+        Action::Pause if resumes => "resume".into(),
+        _ => name.replace('_', " "),
+    }
 }
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
