@@ -589,14 +589,29 @@ fn task_command(
         model.set_status(format!("select a task to {verb}"));
         return Vec::new();
     };
-    let (name, state) = (task.name.clone(), task.state);
+    let (name, state, run_id) = (task.name.clone(), task.state, run.id.clone());
     match command(run.id.clone(), name.clone(), state) {
-        Some(command) => vec![Effect::Send(command)],
+        // Each of these changes what the run does next: the operator says yes to words that name it.
+        Some(command) => {
+            let question = match verb {
+                "skip" => format!("Skip task {name} of run {run_id}? Its input passes on as its output."),
+                "approve" => format!("Approve the items waiting at task {name} of run {run_id}?"),
+                "reject" => format!("Reject the items waiting at task {name} of run {run_id}?"),
+                _ => return vec![Effect::Send(command)],
+            };
+            confirm(model, question, command)
+        }
         None => {
             model.set_status(format!("cannot {verb} task {name}: it is {state}"));
             Vec::new()
         }
     }
+}
+
+/// Asks `question` before sending `command`, with No focused.
+pub(super) fn confirm(model: &mut Model, question: String, command: Command) -> Vec<Effect> {
+    model.popup = Some(Popup::Confirm { question, action: Box::new(Effect::Send(command)), yes_focused: false });
+    Vec::new()
 }
 
 fn go_to_alert(model: &mut Model, workflow: Option<&str>, run: Option<&str>, task: Option<&str>) -> Vec<Effect> {

@@ -86,7 +86,10 @@ fn command_line(model: &mut Model, text: &str) -> Vec<Effect> {
         ["trigger", name] => Command::Trigger { workflow: name.to_string(), input: None, params: Default::default() },
         ["pause", name] => Command::PauseWorkflow { workflow: name.to_string() },
         ["resume", name] => Command::ResumeWorkflow { workflow: name.to_string() },
-        ["cancel", run] => Command::CancelRun { run: run.to_string() },
+        ["cancel", run] => {
+            let command = Command::CancelRun { run: run.to_string() };
+            return super::keys::confirm(model, format!("Cancel run {run}? Its running tasks are stopped."), command);
+        }
         ["history"] | ["history", _] => {
             if let [_, name] = words.as_slice()
                 && let Some(index) = model.visible_workflows().iter().position(|row| row.id == *name)

@@ -400,8 +400,12 @@ fn task_keys_act_on_the_selected_task_only_when_they_apply() {
         press(&mut model, "r"),
         vec![Effect::Send(Command::RetryTask { run: run.clone(), task: "Score".into() })]
     );
+    assert!(press(&mut model, "s").is_empty(), "skip asks first");
+    let Some(Popup::Confirm { question, yes_focused, .. }) = &model.popup else { panic!("a confirmation") };
+    assert_eq!(question, &format!("Skip task Score of run {run}? Its input passes on as its output."));
+    assert!(!yes_focused, "No is focused");
     assert_eq!(
-        press(&mut model, "s"),
+        press(&mut model, "y"),
         vec![Effect::Send(Command::SkipTask { run: run.clone(), task: "Score".into() })]
     );
     assert!(press(&mut model, "a").is_empty());
@@ -593,8 +597,8 @@ fn approve_and_reject_answer_a_waiting_gate() {
     press_code(model, KeyCode::Enter);
     press(model, "j");
     assert_eq!(model.selected_task().unwrap().name, "Review");
-    assert_eq!(press(model, "a"), vec![Effect::Send(Command::Approve { run: run.clone(), task: "Review".into() })]);
-    assert_eq!(press(model, "x"), vec![Effect::Send(Command::Reject { run, task: "Review".into() })]);
+    assert_eq!(press(model, "ay"), vec![Effect::Send(Command::Approve { run: run.clone(), task: "Review".into() })]);
+    assert_eq!(press(model, "xy"), vec![Effect::Send(Command::Reject { run, task: "Review".into() })]);
     insta::assert_snapshot!("waiting_gate_120x40", render(model, 120, 40, false));
 }
 

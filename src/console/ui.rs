@@ -611,7 +611,7 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
             let lines = vec![
                 Line::from(question.clone()),
                 Line::from(""),
-                Line::from(vec![button("Cancel", !yes_focused), Span::raw("   "), button("Yes", *yes_focused)])
+                Line::from(vec![button("No", !yes_focused), Span::raw("   "), button("Yes", *yes_focused)])
                     .alignment(Alignment::Center),
             ];
             let block = Block::bordered().title(" Confirm (←→ choose, Enter, y/n) ").border_style(theme.border(true));
