@@ -378,6 +378,11 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
     let focused = model.focus == Pane::Log;
     let filter = model.filter.clone();
     let filtering = model.filtering;
+    // Whose log it is, in full: the title names the workflow and the run as well as the task.
+    let workflow = model
+        .log
+        .as_ref()
+        .and_then(|log| model.runs.values().flatten().find(|run| run.id == log.run).map(|run| run.workflow.clone()));
     let Some(log) = model.log.as_mut() else {
         let hint = Paragraph::new(Span::styled("l (or Enter on a task) opens its log", theme.dim())).block(pane(
             Line::from(" Log "),
@@ -400,12 +405,15 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
     if focused && filtering {
         flags.push(format!("search: {filter}▏"));
     }
+    // What changes as one reads comes first, so a narrow pane cuts the names, not the search count.
     let title = format!(
-        " Log · {} attempt {} · {} line(s){} ",
+        " Log · {} attempt {} · {} line(s){} · {}{} ",
         log.task,
         log.attempt,
         log.index.lines(),
-        if flags.is_empty() { String::new() } else { format!(" · {}", flags.join(" · ")) }
+        if flags.is_empty() { String::new() } else { format!(" · {}", flags.join(" · ")) },
+        workflow.map(|workflow| format!("{workflow} · ")).unwrap_or_default(),
+        log.run,
     );
     let block = pane(Line::from(title), focused, theme);
     let inner = block.inner(area);
