@@ -88,10 +88,8 @@ fn command_line(model: &mut Model, text: &str) -> Vec<Effect> {
         ["resume", name] => Command::ResumeWorkflow { workflow: name.to_string() },
         ["cancel", run] => Command::CancelRun { run: run.to_string() },
         ["history"] | ["history", _] => {
-            if let [_, name] = words.as_slice()
-                && let Some(index) = model.visible_workflows().iter().position(|row| row.id == *name)
-            {
-                model.cursor.workflow = index;
+            if let [_, name] = words.as_slice() {
+                model.select_workflow_id(name);
             }
             model.focus = Pane::Runs;
             return Vec::new();
