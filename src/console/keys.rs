@@ -239,8 +239,9 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             Pane::Runs => {
                 model.focus = Pane::Tasks;
                 model.select_task(0);
-                let mut effects: Vec<Effect> =
-                    model.selected_run().map(|run| Effect::LoadRun(run.id.clone())).into_iter().collect();
+                let run = model.selected_run().map(|run| run.id.clone());
+                model.landing = run.clone().filter(|run| !model.tasks.contains_key(run)).map(|run| (run, false));
+                let mut effects: Vec<Effect> = run.map(Effect::LoadRun).into_iter().collect();
                 effects.extend(model.land_on_attention());
                 return effects;
             }
@@ -512,8 +513,9 @@ fn open_run_log(model: &mut Model) -> Vec<Effect> {
         return Vec::new();
     };
     if !model.tasks.contains_key(&run) {
-        // A run older than the snapshot: its tasks are read first, and `l` again opens the log.
+        // A run older than the snapshot: its tasks are read first, and the log opens when they arrive.
         model.set_status(format!("reading run {run}…"));
+        model.landing = Some((run.clone(), true));
         return vec![Effect::LoadRun(run)];
     }
     match model.land_on_attention() {

@@ -220,6 +220,9 @@ pub struct Model {
     /// Text typed after `/`, per pane: a list shows only rows containing its own filter (the Runs list is not
     /// filtered by what was typed in Workflows); the log's is the search being typed.
     pub filters: HashMap<Pane, String>,
+    /// A run whose tasks are being read because Enter or `l` asked to land on what needs attention there; the
+    /// flag says whether to open the log (`l`) once they arrive.
+    pub landing: Option<(String, bool)>,
     pub filtering: bool,
     pub popup: Option<Popup>,
     pub log: Option<LogView>,
@@ -244,6 +247,7 @@ impl Model {
             cursor: Cursors::default(),
             selected: Selected::default(),
             filters: HashMap::new(),
+            landing: None,
             filtering: false,
             popup: None,
             log: None,
@@ -567,6 +571,23 @@ impl Model {
             path: attempt.log_path.clone(),
             jump_to_error,
         })
+    }
+
+    /// A run's tasks and attempts read from the store; lands on what needs attention when a key asked to while
+    /// they were being read and the run is still selected.
+    pub fn run_loaded(&mut self, run: String, tasks: Vec<TaskRecord>, attempts: Vec<AttemptRecord>) -> Option<Effect> {
+        self.tasks.insert(run.clone(), tasks);
+        self.attempts.insert(run.clone(), attempts);
+        self.clamp();
+        let (_, open) = self.landing.take_if(|(waiting, _)| *waiting == run)?;
+        if self.selected_run().is_none_or(|selected| selected.id != run) {
+            return None;
+        }
+        let effect = self.land_on_attention();
+        if open && effect.is_some() {
+            self.focus = Pane::Log;
+        }
+        effect
     }
 
     /// What needs the operator first: on a failed run the cursor goes to its failed task and its latest

@@ -795,3 +795,23 @@ fn enter_on_a_run_waiting_at_a_gate_selects_the_waiting_task() {
     assert_eq!(model.focus, Pane::Tasks);
     assert_eq!(model.selected_task().unwrap().name, "Summary");
 }
+
+#[test]
+fn l_and_enter_on_a_failed_run_whose_tasks_are_still_being_read_land_on_its_failed_task_when_they_arrive() {
+    let failed = "20261125-114500-a1b2".to_string();
+    for (keys, focus) in [("l", Pane::Log), ("\n", Pane::Tasks)] {
+        let mut fixture = fixture();
+        let model = &mut fixture.model;
+        let (tasks, attempts) = (model.tasks.remove(&failed).unwrap(), model.attempts.remove(&failed).unwrap());
+        press_code(model, KeyCode::Enter);
+        let effects = if keys == "l" { press(model, "l") } else { press_code(model, KeyCode::Enter) };
+        assert_eq!(effects, vec![Effect::LoadRun(failed.clone())], "nothing to open before the tasks are read");
+        let effect = model.run_loaded(failed.clone(), tasks, attempts);
+        assert!(
+            matches!(&effect, Some(Effect::OpenLog { task, attempt: 2, jump_to_error: true, .. }) if task == "Score"),
+            "{effect:?}"
+        );
+        assert_eq!(model.selected_task().unwrap().name, "Score");
+        assert_eq!(model.focus, focus);
+    }
+}
