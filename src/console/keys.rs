@@ -207,19 +207,19 @@ pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[S
         match key.code {
             KeyCode::Esc => {
                 model.filtering = false;
-                model.filter.clear();
+                model.focused_filter().clear();
             }
             KeyCode::Enter => {
                 model.filtering = false;
-                if model.focus == Pane::Log && !model.filter.is_empty() {
-                    let query = std::mem::take(&mut model.filter);
+                if model.focus == Pane::Log && !model.focused_filter().is_empty() {
+                    let query = std::mem::take(model.focused_filter());
                     return vec![Effect::SearchLog(query)];
                 }
             }
             KeyCode::Backspace => {
-                model.filter.pop();
+                model.focused_filter().pop();
             }
-            KeyCode::Char(c) => model.filter.push(c),
+            KeyCode::Char(c) => model.focused_filter().push(c),
             _ => {}
         }
         model.clamp();
@@ -254,16 +254,16 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             let index = Pane::ORDER.iter().position(|pane| *pane == focus).unwrap_or(0);
             let step = if action == Action::NextPane { 1 } else { Pane::ORDER.len() - 1 };
             model.focus = Pane::ORDER[(index + step) % Pane::ORDER.len()];
-            model.filter.clear();
         }
         Action::Open => match focus {
             Pane::Workflows => model.focus = Pane::Runs,
             Pane::Runs => {
                 model.focus = Pane::Tasks;
-                model.cursor.task = 0;
-                let mut effects: Vec<Effect> =
-                    model.selected_run().map(|run| Effect::LoadRun(run.id.clone())).into_iter().collect();
-                effects.extend(model.land_on_failure());
+                model.select_task(0);
+                let run = model.selected_run().map(|run| run.id.clone());
+                model.landing = run.clone().filter(|run| !model.tasks.contains_key(run)).map(|run| (run, false));
+                let mut effects: Vec<Effect> = run.map(Effect::LoadRun).into_iter().collect();
+                effects.extend(model.land_on_attention());
                 return effects;
             }
             Pane::Tasks => return open_log(model),
@@ -280,8 +280,8 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             _ => {}
         },
         Action::Back => {
-            if !model.filter.is_empty() {
-                model.filter.clear();
+            if !model.focused_filter().is_empty() {
+                model.focused_filter().clear();
                 model.clamp();
                 return Vec::new();
             }
@@ -345,6 +345,7 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
                 yes_focused: false,
             });
         }
+        Action::Log if matches!(focus, Pane::Workflows | Pane::Runs) => return open_run_log(model),
         Action::Log => return open_log(model),
         Action::Acknowledge => {
             let alert = if focus == Pane::Monitor && model.monitor_alerts {
@@ -359,7 +360,7 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
         }
         Action::Filter => {
             model.filtering = true;
-            model.filter.clear();
+            model.focused_filter().clear();
         }
         Action::CommandLine => model.popup = Some(Popup::CommandLine { text: String::new() }),
         Action::Help => model.popup = Some(Popup::Help),
@@ -470,11 +471,10 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
             match pane {
                 Pane::Workflows => model.select_workflow(row),
                 Pane::Runs => model.select_run(row),
-                Pane::Tasks => model.cursor.task = row,
-                Pane::Monitor => model.cursor.alert = row,
+                Pane::Tasks => model.select_task(row),
+                Pane::Monitor => model.select_alert(row),
                 _ => {}
             }
-            model.clamp();
         }
         MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
             let previous = model.focus;
@@ -503,8 +503,8 @@ fn move_cursor(model: &mut Model, by: isize) {
     match model.focus {
         Pane::Workflows => model.select_workflow(step(model.cursor.workflow, model.visible_workflows().len())),
         Pane::Runs => model.select_run(step(model.cursor.run, model.visible_runs().len())),
-        Pane::Tasks => model.cursor.task = step(model.cursor.task, model.visible_tasks().len()),
-        Pane::Monitor => model.cursor.alert = step(model.cursor.alert, model.alerts.len()),
+        Pane::Tasks => model.select_task(step(model.cursor.task, model.visible_tasks().len())),
+        Pane::Monitor => model.select_alert(step(model.cursor.alert, model.alerts.len())),
         Pane::Log => {
             if let Some(log) = model.log.as_mut() {
                 log.scroll(by.clamp(-1_000_000_000, 1_000_000_000));
@@ -523,6 +523,28 @@ fn open_log(model: &mut Model) -> Vec<Effect> {
             model.set_status("this task has no attempt yet");
             Vec::new()
         }
+    }
+}
+
+/// `l` on a run (from Workflows or Runs) does what Enter, Enter does: a failed run opens its failed task's
+/// latest attempt at the first error, a run at a gate its waiting task, any other run its selected task.
+fn open_run_log(model: &mut Model) -> Vec<Effect> {
+    let Some(run) = model.selected_run().map(|run| run.id.clone()) else {
+        model.set_status("no run selected");
+        return Vec::new();
+    };
+    if !model.tasks.contains_key(&run) {
+        // A run older than the snapshot: its tasks are read first, and the log opens when they arrive.
+        model.set_status(format!("reading run {run}…"));
+        model.landing = Some((run.clone(), true));
+        return vec![Effect::LoadRun(run)];
+    }
+    match model.land_on_attention() {
+        Some(effect) => {
+            model.focus = Pane::Log;
+            vec![effect]
+        }
+        None => open_log(model),
     }
 }
 
@@ -616,16 +638,15 @@ pub(super) fn confirm(model: &mut Model, question: String, command: Command) -> 
 
 fn go_to_alert(model: &mut Model, workflow: Option<&str>, run: Option<&str>, task: Option<&str>) -> Vec<Effect> {
     let Some(workflow) = workflow else { return Vec::new() };
-    model.filter.clear();
-    let Some(index) = model.visible_workflows().iter().position(|row| row.id == workflow) else { return Vec::new() };
-    model.cursor.workflow = index;
+    if !model.select_workflow_id(workflow) {
+        return Vec::new();
+    }
     model.focus = Pane::Runs;
     let Some(run) = run else { return Vec::new() };
-    if let Some(index) = model.visible_runs().iter().position(|r| r.id == run) {
-        model.cursor.run = index;
+    if model.select_run_id(run) {
         model.focus = Pane::Tasks;
         if let Some(index) = task.and_then(|task| model.visible_tasks().iter().position(|t| t.name == task)) {
-            model.cursor.task = index;
+            model.select_task(index);
         }
     }
     vec![Effect::LoadRun(run.to_string())]

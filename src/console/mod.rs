@@ -244,9 +244,9 @@ impl Console {
             }
             Message::RunLoaded(run, tasks, attempts) => {
                 self.requested_runs.remove(&run);
-                self.model.tasks.insert(run.clone(), tasks);
-                self.model.attempts.insert(run, attempts);
-                self.model.clamp();
+                if let Some(effect) = self.model.run_loaded(run, tasks, attempts) {
+                    self.effect(effect);
+                }
             }
             Message::Index(path, index) => {
                 self.indexing = false;

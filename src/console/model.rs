@@ -18,7 +18,7 @@ pub const RUNS_SHOWN: usize = 100;
 /// Alerts kept in memory (the store has the rest).
 pub const ALERTS_SHOWN: usize = 200;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pane {
     Workflows,
     Runs,
@@ -181,6 +181,29 @@ pub struct Cursors {
     pub alert: usize,
 }
 
+/// What is selected, by identity: rows come and go (reloads, new runs, filters), and the cursors are found
+/// again from these, so a key acts on the row the operator chose, not on whatever slid into its place.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub workflow: Option<String>,
+    pub run: Option<String>,
+    pub task: Option<String>,
+    pub alert: Option<i64>,
+}
+
+/// Where the selection is among `ids`: at its id when listed; otherwise at the same place (kept in range),
+/// which becomes the selection. An empty list keeps the id, for when a filter is cleared.
+fn follow<T: PartialEq + Clone>(ids: &[T], selected: Option<T>, at: usize) -> (usize, Option<T>) {
+    if ids.is_empty() {
+        return (0, selected);
+    }
+    if let Some(index) = selected.as_ref().and_then(|id| ids.iter().position(|known| known == id)) {
+        return (index, selected);
+    }
+    let index = at.min(ids.len() - 1);
+    (index, Some(ids[index].clone()))
+}
+
 pub struct Model {
     pub attached: bool,
     pub workflows: Vec<WorkflowRow>,
@@ -191,9 +214,15 @@ pub struct Model {
     pub progress: HashMap<(String, String), f64>,
     pub alerts: Vec<AlertRecord>,
     pub focus: Pane,
+    /// Row indexes as drawn, derived from `selected` whenever rows change.
     pub cursor: Cursors,
-    /// Text typed after `/` in a list; the list shows only rows containing it.
-    pub filter: String,
+    pub selected: Selected,
+    /// Text typed after `/`, per pane: a list shows only rows containing its own filter (the Runs list is not
+    /// filtered by what was typed in Workflows); the log's is the search being typed.
+    pub filters: HashMap<Pane, String>,
+    /// A run whose tasks are being read because Enter or `l` asked to land on what needs attention there; the
+    /// flag says whether to open the log (`l`) once they arrive.
+    pub landing: Option<(String, bool)>,
     pub filtering: bool,
     pub popup: Option<Popup>,
     pub log: Option<LogView>,
@@ -216,7 +245,9 @@ impl Model {
             alerts: Vec::new(),
             focus: Pane::Workflows,
             cursor: Cursors::default(),
-            filter: String::new(),
+            selected: Selected::default(),
+            filters: HashMap::new(),
+            landing: None,
             filtering: false,
             popup: None,
             log: None,
@@ -227,14 +258,19 @@ impl Model {
         }
     }
 
-    /// Workflows as listed (the filter applies when the list has focus).
+    /// Workflows as listed, under the Workflows filter whichever pane has focus.
     pub fn visible_workflows(&self) -> Vec<&WorkflowRow> {
-        let filter = self.list_filter(Pane::Workflows);
+        let filter = self.filter(Pane::Workflows).to_lowercase();
         self.workflows.iter().filter(|row| filter.is_empty() || row.id.to_lowercase().contains(&filter)).collect()
     }
 
-    fn list_filter(&self, pane: Pane) -> String {
-        if self.focus == pane { self.filter.to_lowercase() } else { String::new() }
+    pub fn filter(&self, pane: Pane) -> &str {
+        self.filters.get(&pane).map_or("", String::as_str)
+    }
+
+    /// The filter of the pane with focus, which `/` edits.
+    pub fn focused_filter(&mut self) -> &mut String {
+        self.filters.entry(self.focus).or_default()
     }
 
     pub fn selected_workflow(&self) -> Option<&WorkflowRow> {
@@ -243,7 +279,7 @@ impl Model {
 
     pub fn visible_runs(&self) -> Vec<&RunRecord> {
         let Some(workflow) = self.selected_workflow() else { return Vec::new() };
-        let filter = self.list_filter(Pane::Runs);
+        let filter = self.filter(Pane::Runs).to_lowercase();
         self.runs
             .get(&workflow.id)
             .map(|runs| {
@@ -372,10 +408,6 @@ impl Model {
                             list.truncate(RUNS_SHOWN);
                             self.forget_unlisted_runs();
                         }
-                        if self.selected_workflow().is_some_and(|w| w.id == run.workflow) && self.cursor.run > 0 {
-                            // Keep the operator on the run they were looking at.
-                            self.cursor.run += 1;
-                        }
                     }
                 }
             }
@@ -425,27 +457,106 @@ impl Model {
         true
     }
 
-    /// Keeps every cursor on a row that exists.
+    /// Brings every cursor back to its selected row after rows changed; a selected row that is gone gives way
+    /// to the row now in its place, and a new workflow or run starts its runs or tasks from the top.
     pub fn clamp(&mut self) {
-        let limit = |len: usize, at: usize| if len == 0 { 0 } else { at.min(len - 1) };
-        self.cursor.workflow = limit(self.visible_workflows().len(), self.cursor.workflow);
-        self.cursor.run = limit(self.visible_runs().len(), self.cursor.run);
-        self.cursor.task = limit(self.visible_tasks().len(), self.cursor.task);
-        self.cursor.alert = limit(self.alerts.len(), self.cursor.alert);
+        let ids: Vec<String> = self.visible_workflows().iter().map(|row| row.id.clone()).collect();
+        let before = self.selected.workflow.clone();
+        (self.cursor.workflow, self.selected.workflow) = follow(&ids, before.clone(), self.cursor.workflow);
+        if self.selected.workflow != before {
+            self.cursor = Cursors { run: 0, task: 0, ..self.cursor };
+            self.selected.run = None;
+            self.selected.task = None;
+        }
+        let ids: Vec<String> = self.visible_runs().iter().map(|run| run.id.clone()).collect();
+        let before = self.selected.run.clone();
+        (self.cursor.run, self.selected.run) = follow(&ids, before.clone(), self.cursor.run);
+        if self.selected.run != before {
+            self.cursor.task = 0;
+            self.selected.task = None;
+        }
+        let ids: Vec<String> = self.visible_tasks().iter().map(|task| task.name.clone()).collect();
+        (self.cursor.task, self.selected.task) = follow(&ids, self.selected.task.take(), self.cursor.task);
+        let ids: Vec<i64> = self.alerts.iter().map(|alert| alert.id).collect();
+        (self.cursor.alert, self.selected.alert) = follow(&ids, self.selected.alert.take(), self.cursor.alert);
     }
 
-    /// Selects a workflow; a different one starts its runs and tasks from the top.
+    /// Selects the workflow at a row of the list as shown (past the end, the last).
     pub fn select_workflow(&mut self, index: usize) {
-        if index != self.cursor.workflow {
-            self.cursor = Cursors { workflow: index, run: 0, task: 0, ..self.cursor };
+        let rows = self.visible_workflows();
+        if let Some(id) = rows.get(index.min(rows.len().saturating_sub(1))).map(|row| row.id.clone()) {
+            self.choose_workflow(id);
+        }
+        self.clamp();
+    }
+
+    /// Selects a workflow by id, clearing the Workflows filter when it hides it; whether it exists.
+    pub fn select_workflow_id(&mut self, id: &str) -> bool {
+        if !self.visible_workflows().iter().any(|row| row.id == id) {
+            self.filters.remove(&Pane::Workflows);
+        }
+        if !self.visible_workflows().iter().any(|row| row.id == id) {
+            return false;
+        }
+        self.choose_workflow(id.to_string());
+        self.clamp();
+        true
+    }
+
+    /// Selects the run at a row of the list as shown (past the end, the last).
+    pub fn select_run(&mut self, index: usize) {
+        let rows = self.visible_runs();
+        if let Some(id) = rows.get(index.min(rows.len().saturating_sub(1))).map(|run| run.id.clone()) {
+            self.choose_run(id);
+        }
+        self.clamp();
+    }
+
+    /// Selects a run of the selected workflow by id, clearing the Runs filter when it hides it.
+    pub fn select_run_id(&mut self, id: &str) -> bool {
+        if !self.visible_runs().iter().any(|run| run.id == id) {
+            self.filters.remove(&Pane::Runs);
+        }
+        if !self.visible_runs().iter().any(|run| run.id == id) {
+            return false;
+        }
+        self.choose_run(id.to_string());
+        self.clamp();
+        true
+    }
+
+    /// A different workflow starts its runs and tasks from the top.
+    fn choose_workflow(&mut self, id: String) {
+        if self.selected.workflow.as_ref() != Some(&id) {
+            self.selected = Selected { workflow: Some(id), run: None, task: None, ..self.selected.clone() };
+            self.cursor = Cursors { run: 0, task: 0, ..self.cursor };
         }
     }
 
-    /// Selects a run; a different one starts its tasks from the top.
-    pub fn select_run(&mut self, index: usize) {
-        if index != self.cursor.run {
-            self.cursor = Cursors { run: index, task: 0, ..self.cursor };
+    /// A different run starts its tasks from the top.
+    fn choose_run(&mut self, id: String) {
+        if self.selected.run.as_ref() != Some(&id) {
+            self.selected.run = Some(id);
+            self.selected.task = None;
+            self.cursor.task = 0;
         }
+    }
+
+    /// Selects the task at a row of the list (past the end, the last).
+    pub fn select_task(&mut self, index: usize) {
+        let rows = self.visible_tasks();
+        if let Some(task) = rows.get(index.min(rows.len().saturating_sub(1))) {
+            self.selected.task = Some(task.name.clone());
+        }
+        self.clamp();
+    }
+
+    /// Selects the alert at a row of the list (past the end, the last).
+    pub fn select_alert(&mut self, index: usize) {
+        if let Some(alert) = self.alerts.get(index.min(self.alerts.len().saturating_sub(1))) {
+            self.selected.alert = Some(alert.id);
+        }
+        self.clamp();
     }
 
     pub fn set_status(&mut self, text: impl Into<String>) {
@@ -466,14 +577,30 @@ impl Model {
         })
     }
 
-    /// Failure first: on a failed run, the cursor goes to its failed task.
-    pub fn land_on_failure(&mut self) -> Option<Effect> {
-        let run = self.selected_run()?;
-        if run.state != RunState::Failed {
+    /// A run's tasks and attempts read from the store; lands on what needs attention when a key asked to while
+    /// they were being read and the run is still selected.
+    pub fn run_loaded(&mut self, run: String, tasks: Vec<TaskRecord>, attempts: Vec<AttemptRecord>) -> Option<Effect> {
+        self.tasks.insert(run.clone(), tasks);
+        self.attempts.insert(run.clone(), attempts);
+        self.clamp();
+        let (_, open) = self.landing.take_if(|(waiting, _)| *waiting == run)?;
+        if self.selected_run().is_none_or(|selected| selected.id != run) {
             return None;
         }
-        let index = self.visible_tasks().iter().position(|task| task.state == TaskState::Failed)?;
-        self.cursor.task = index;
-        self.open_log_effect(true)
+        let effect = self.land_on_attention();
+        if open && effect.is_some() {
+            self.focus = Pane::Log;
+        }
+        effect
+    }
+
+    /// What needs the operator first: on a failed run the cursor goes to its failed task and its latest
+    /// attempt's log opens at the first error; on a run waiting at a gate, to the waiting task.
+    pub fn land_on_attention(&mut self) -> Option<Effect> {
+        let run = self.selected_run()?;
+        let wanted = if run.state == RunState::Failed { TaskState::Failed } else { TaskState::WaitingApproval };
+        let index = self.visible_tasks().iter().position(|task| task.state == wanted)?;
+        self.select_task(index);
+        if wanted == TaskState::Failed { self.open_log_effect(true) } else { None }
     }
 }

@@ -91,10 +91,8 @@ fn command_line(model: &mut Model, text: &str) -> Vec<Effect> {
             return super::keys::confirm(model, format!("Cancel run {run}? Its running tasks are stopped."), command);
         }
         ["history"] | ["history", _] => {
-            if let [_, name] = words.as_slice()
-                && let Some(index) = model.visible_workflows().iter().position(|row| row.id == *name)
-            {
-                model.cursor.workflow = index;
+            if let [_, name] = words.as_slice() {
+                model.select_workflow_id(name);
             }
             model.focus = Pane::Runs;
             return Vec::new();

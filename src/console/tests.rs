@@ -661,6 +661,165 @@ fn the_log_switches_between_attempts() {
     );
 }
 
+/// What `t` sends for a workflow.
+fn trigger_of(workflow: &str) -> Vec<Effect> {
+    vec![Effect::Send(Command::Trigger { workflow: workflow.into(), input: None, params: Default::default() })]
+}
+
+#[test]
+fn a_reload_that_adds_a_workflow_before_the_selected_one_keeps_the_selection_on_its_id() {
+    let mut model = fixture().model;
+    press(&mut model, "G");
+    assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks");
+    // As the runtime applies a hot reload: new rows, then the cursors brought back in line.
+    let mut rows = model.workflows.clone();
+    let mut added = rows[0].clone();
+    added.id = "Backup".into();
+    rows.push(added);
+    rows.sort_by_key(|row| row.id.to_lowercase());
+    model.workflows = rows;
+    model.clamp();
+    assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks");
+    assert_eq!(press(&mut model, "t"), trigger_of("ReleaseChecks"));
+}
+
+#[test]
+fn a_workflow_filter_stays_with_its_pane_and_enter_opens_the_row_it_shows() {
+    let mut model = fixture().model;
+    press(&mut model, "/release");
+    press_code(&mut model, KeyCode::Enter);
+    press_code(&mut model, KeyCode::Enter);
+    assert_eq!(model.focus, Pane::Runs);
+    assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks");
+    assert_eq!(
+        model.visible_runs().iter().map(|run| run.id.as_str()).collect::<Vec<_>>(),
+        vec!["20261125-115900-e5f6"],
+        "the workflow filter does not filter the runs"
+    );
+    press(&mut model, "c");
+    let Some(Popup::Confirm { action, .. }) = &model.popup else { panic!("c asks to cancel the run shown") };
+    assert_eq!(**action, Effect::Send(Command::CancelRun { run: "20261125-115900-e5f6".into() }));
+}
+
+#[test]
+fn clearing_a_filter_keeps_the_row_it_selected() {
+    let mut model = fixture().model;
+    press(&mut model, "G/release");
+    press_code(&mut model, KeyCode::Enter);
+    press_code(&mut model, KeyCode::Esc);
+    assert_eq!(model.visible_workflows().len(), 4);
+    assert_eq!(press(&mut model, "t"), trigger_of("ReleaseChecks"));
+    press(&mut model, "/inbox");
+    press_code(&mut model, KeyCode::Enter);
+    press_code(&mut model, KeyCode::Esc);
+    assert_eq!(press(&mut model, "t"), trigger_of("InboxIntake"));
+}
+
+#[test]
+fn l_under_a_workflow_filter_opens_the_log_of_the_run_shown() {
+    let mut model = fixture().model;
+    press(&mut model, "/daily");
+    press_code(&mut model, KeyCode::Enter);
+    press_code(&mut model, KeyCode::Enter);
+    let effects = press(&mut model, "l");
+    assert!(
+        matches!(&effects[..], [Effect::OpenLog { run, task, .. }] if run == "20261125-114500-a1b2" && task == "Score"),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn new_runs_arriving_keep_the_selected_run() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    press_code(model, KeyCode::Enter);
+    assert_eq!(model.selected_run().unwrap().id, "20261125-114500-a1b2");
+    model.apply(&Event::Run(run("20261125-120000-ffff", "DailyGrantPipeline", RunState::Running, 0, 0)));
+    assert_eq!(model.selected_run().unwrap().id, "20261125-114500-a1b2", "an event adds a run above it");
+    press(model, "j");
+    assert_eq!(model.selected_run().unwrap().id, "20261124-070000-c3d4");
+    let mut runs: Vec<RunRecord> = model.runs.values().flatten().cloned().collect();
+    runs.push(run("20261125-120100-eeee", "DailyGrantPipeline", RunState::Running, 0, 0));
+    model.apply_snapshot(Snapshot { runs, alerts: model.alerts.clone(), ..Snapshot::default() });
+    assert_eq!(model.selected_run().unwrap().id, "20261124-070000-c3d4", "a snapshot adds a run above it");
+}
+
+#[test]
+fn a_new_alert_keeps_the_selected_alert() {
+    let mut model = fixture().model;
+    press(&mut model, "v");
+    press(&mut model, "j");
+    assert_eq!(model.alerts[model.cursor.alert].id, 1);
+    let mut newer = model.alerts[0].clone();
+    newer.id = 3;
+    model.apply(&Event::Alert(newer));
+    assert_eq!(model.alerts[model.cursor.alert].id, 1);
+}
+
+#[test]
+fn l_on_a_failed_run_opens_its_failed_task_at_the_latest_attempt_from_workflows_and_runs() {
+    for keys in [vec![], vec![KeyCode::Enter]] {
+        let mut fixture = fixture();
+        let model = &mut fixture.model;
+        for code in keys {
+            press_code(model, code);
+        }
+        let effects = press(model, "l");
+        assert_eq!(
+            effects,
+            vec![Effect::OpenLog {
+                run: "20261125-114500-a1b2".into(),
+                task: "Score".into(),
+                attempt: 2,
+                path: fixture.log.clone(),
+                jump_to_error: true,
+            }]
+        );
+        assert_eq!(model.focus, Pane::Log);
+        assert_eq!(model.selected_task().unwrap().name, "Score");
+    }
+}
+
+#[test]
+fn enter_on_a_run_waiting_at_a_gate_selects_the_waiting_task() {
+    let mut model = fixture().model;
+    let waiting = run("20261125-115950-abcd", "ReleaseChecks", RunState::WaitingApproval, 0, 0);
+    model.apply(&Event::Run(waiting.clone()));
+    for (position, (name, state)) in
+        [("Disk", TaskState::Succeeded), ("Clock", TaskState::Succeeded), ("Summary", TaskState::WaitingApproval)]
+            .into_iter()
+            .enumerate()
+    {
+        model.apply(&Event::Task(task(&waiting, name, position as u32, state, 1)));
+    }
+    press(&mut model, "G");
+    press_code(&mut model, KeyCode::Enter);
+    assert_eq!(model.selected_run().unwrap().id, waiting.id);
+    press_code(&mut model, KeyCode::Enter);
+    assert_eq!(model.focus, Pane::Tasks);
+    assert_eq!(model.selected_task().unwrap().name, "Summary");
+}
+
+#[test]
+fn l_and_enter_on_a_failed_run_whose_tasks_are_still_being_read_land_on_its_failed_task_when_they_arrive() {
+    let failed = "20261125-114500-a1b2".to_string();
+    for (keys, focus) in [("l", Pane::Log), ("\n", Pane::Tasks)] {
+        let mut fixture = fixture();
+        let model = &mut fixture.model;
+        let (tasks, attempts) = (model.tasks.remove(&failed).unwrap(), model.attempts.remove(&failed).unwrap());
+        press_code(model, KeyCode::Enter);
+        let effects = if keys == "l" { press(model, "l") } else { press_code(model, KeyCode::Enter) };
+        assert_eq!(effects, vec![Effect::LoadRun(failed.clone())], "nothing to open before the tasks are read");
+        let effect = model.run_loaded(failed.clone(), tasks, attempts);
+        assert!(
+            matches!(&effect, Some(Effect::OpenLog { task, attempt: 2, jump_to_error: true, .. }) if task == "Score"),
+            "{effect:?}"
+        );
+        assert_eq!(model.selected_task().unwrap().name, "Score");
+        assert_eq!(model.focus, focus);
+    }
+}
+
 #[test]
 fn an_acknowledged_alert_changes_in_place_and_a_second_acknowledgement_is_refused() {
     let mut model = fixture().model;

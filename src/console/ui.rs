@@ -177,8 +177,10 @@ fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome)
             ])
         })
         .collect();
-    let title = if focused && (model.filtering || !model.filter.is_empty()) {
-        Line::from(format!(" Workflows /{} ", model.filter))
+    let filter = model.filter(Pane::Workflows);
+    // The filter shows wherever the focus is, since it still narrows the list.
+    let title = if (focused && model.filtering) || !filter.is_empty() {
+        Line::from(format!(" Workflows /{filter} "))
     } else {
         Line::from(" Workflows ")
     };
@@ -198,7 +200,9 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         return;
     };
     let rate = model.success_rate(&workflow.id).map(|rate| format!(" · {:.0}% ok", rate * 100.0)).unwrap_or_default();
-    let title = Line::from(format!(" Runs · {}{rate} ", workflow.id));
+    let filter = model.filter(Pane::Runs);
+    let filter = if (focused && model.filtering) || !filter.is_empty() { format!(" /{filter}") } else { String::new() };
+    let title = Line::from(format!(" Runs · {}{rate}{filter} ", workflow.id));
     let block = pane(title, focused, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -376,7 +380,7 @@ fn progress_of(model: &Model, workflow: &str, task: &crate::store::TaskRecord) -
 fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
     let theme = chrome.theme;
     let focused = model.focus == Pane::Log;
-    let filter = model.filter.clone();
+    let filter = model.filter(Pane::Log).to_string();
     let filtering = model.filtering;
     // Whose log it is, in full: the title names the workflow and the run as well as the task.
     let workflow = model
@@ -542,7 +546,10 @@ fn draw_footer(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         return;
     }
     if model.filtering && model.focus != Pane::Log {
-        frame.render_widget(Paragraph::new(format!(" filter: {}▏ (Enter keeps it, Esc clears)", model.filter)), area);
+        frame.render_widget(
+            Paragraph::new(format!(" filter: {}▏ (Enter keeps it, Esc clears)", model.filter(model.focus))),
+            area,
+        );
         return;
     }
     let mut hints: Vec<(String, String)> = footer_actions(model)
