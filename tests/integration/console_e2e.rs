@@ -198,3 +198,47 @@ fn a_console_whose_engine_fails_leaves_with_a_failure_status_and_says_why() {
         "{stderr}"
     );
 }
+
+#[test]
+fn after_a_reload_adds_a_workflow_above_the_selected_one_t_still_starts_the_selected_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    for id in ["Middle", "Zulu"] {
+        write(&folder, &format!("{id}.toml"), &format!("id = \"{id}\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n"));
+    }
+    let tmux = Tmux { socket: format!("conveyor-e2e-reload-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    let started = tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "console",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        "-c",
+        dir.path().to_str().unwrap(),
+        "env",
+        "NO_COLOR=1",
+        binary,
+    ]);
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    tmux.wait_for("the workflow list", |screen| screen.contains("Middle") && screen.contains("Zulu"));
+    tmux.keys(&["G"]);
+    write(&folder, "Alpha.toml", "id = \"Alpha\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
+    tmux.wait_for("the reloaded list", |screen| screen.contains("Alpha"));
+    tmux.keys(&["t"]);
+    let state = dir.path().join(".conveyor");
+    let started = Instant::now();
+    let run = loop {
+        let runs = conveyor::store::Store::open(&state).unwrap().runs(None, 10).unwrap();
+        if let Some(run) = runs.into_iter().next() {
+            break run;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "a run started:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run.workflow, "Zulu", "t started the workflow that was selected");
+    tmux.keys(&["q"]);
+}
