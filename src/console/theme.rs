@@ -103,7 +103,8 @@ pub fn run_symbol(state: RunState) -> &'static str {
         RunState::Failed => "✗",
         RunState::Interrupted => "!",
         RunState::Running | RunState::Queued => "▶",
-        RunState::WaitingApproval => "?",
+        // An hourglass, not `?`: a question mark reads as help, and marks must tell states apart without colour.
+        RunState::WaitingApproval => "⧗",
         RunState::Paused => "⏸",
         RunState::Cancelled => "■",
     }
@@ -115,7 +116,7 @@ pub fn task_symbol(state: TaskState) -> &'static str {
         TaskState::Failed => "✗",
         TaskState::Running => "▶",
         TaskState::RetryWait => "↻",
-        TaskState::WaitingApproval => "?",
+        TaskState::WaitingApproval => "⧗",
         TaskState::Skipped => "↷",
         TaskState::Cancelled => "■",
         TaskState::Pending => "·",

@@ -157,7 +157,8 @@ fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome)
                 ("⏸", theme.fg("paused"))
             } else {
                 match last {
-                    Some(run) => ("●", theme.run(run.state)),
+                    // The last run's own mark: with NO_COLOR a dot would say nothing of how it ended.
+                    Some(run) => (super::theme::run_symbol(run.state), theme.run(run.state)),
                     None => ("○", theme.dim()),
                 }
             };
