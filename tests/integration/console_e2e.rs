@@ -20,6 +20,15 @@ impl Tmux {
             .expect("tmux is installed (.ci/run installs it)")
     }
 
+    /// The session `console`, `width` × `height`, running `command` in `dir`.
+    fn start(&self, width: u16, height: u16, dir: &str, command: &[&str]) {
+        let (width, height) = (width.to_string(), height.to_string());
+        let mut args = vec!["new-session", "-d", "-s", "console", "-x", &width, "-y", &height, "-c", dir];
+        args.extend_from_slice(command);
+        let started = self.run(&args);
+        assert!(started.status.success(), "{}", text(&started.stderr));
+    }
+
     fn screen(&self) -> String {
         text(&self.run(&["capture-pane", "-p", "-t", "console"]).stdout)
     }
@@ -59,22 +68,7 @@ fn an_operator_triggers_a_workflow_reads_its_log_and_quits() {
     );
     let tmux = Tmux { socket: format!("conveyor-e2e-{}", std::process::id()) };
     let binary = env!("CARGO_BIN_EXE_conveyor");
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "-c",
-        dir.path().to_str().unwrap(),
-        "env",
-        "NO_COLOR=1",
-        binary,
-    ]);
-    assert!(started.status.success(), "{}", text(&started.stderr));
+    tmux.start(120, 40, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary]);
     tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Hello"));
 
     tmux.keys(&["t"]);
@@ -129,22 +123,7 @@ fn a_console_beside_a_daemon_attaches_to_it() {
     }
     let tmux = Tmux { socket: format!("conveyor-attach-{}", std::process::id()) };
     let binary = env!("CARGO_BIN_EXE_conveyor");
-    let opened = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-c",
-        dir.path().to_str().unwrap(),
-        "env",
-        "NO_COLOR=1",
-        binary,
-    ]);
-    assert!(opened.status.success());
+    tmux.start(100, 30, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary]);
     tmux.wait_for("the attached marker", |screen| screen.contains("attached to a daemon") && screen.contains("Hello"));
     tmux.keys(&["t"]);
     tmux.wait_for("the daemon's run to show as succeeded", |screen| screen.contains("✓ succeeded"));
@@ -167,22 +146,7 @@ fn a_console_whose_engine_fails_leaves_with_a_failure_status_and_says_why() {
     let binary = env!("CARGO_BIN_EXE_conveyor");
     let script =
         format!("NO_COLOR=1 CONVEYOR_FAILPOINTS=engine.attempt-ended=panic {binary} 2> stderr; echo $? > status");
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "-c",
-        dir.path().to_str().unwrap(),
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(started.status.success(), "{}", text(&started.stderr));
+    tmux.start(100, 30, dir.path().to_str().unwrap(), &["sh", "-c", &script]);
     tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Hello"));
     tmux.keys(&["t"]);
     let status = dir.path().join("status");
@@ -208,22 +172,7 @@ fn after_a_reload_adds_a_workflow_above_the_selected_one_t_still_starts_the_sele
     }
     let tmux = Tmux { socket: format!("conveyor-e2e-reload-{}", std::process::id()) };
     let binary = env!("CARGO_BIN_EXE_conveyor");
-    let started = tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "console",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        "-c",
-        dir.path().to_str().unwrap(),
-        "env",
-        "NO_COLOR=1",
-        binary,
-    ]);
-    assert!(started.status.success(), "{}", text(&started.stderr));
+    tmux.start(120, 40, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary]);
     tmux.wait_for("the workflow list", |screen| screen.contains("Middle") && screen.contains("Zulu"));
     tmux.keys(&["G"]);
     write(&folder, "Alpha.toml", "id = \"Alpha\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n");
