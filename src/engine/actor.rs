@@ -117,6 +117,7 @@ enum Timer {
 
 /// How often the store is trimmed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
+const FIRST_HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 pub struct Actor {
     config: EngineConfig,
@@ -225,7 +226,8 @@ impl Actor {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let _ = self.store.begin_batch();
         self.recover_runs().await;
-        self.add_timer(self.now(), Timer::Housekeeping);
+        // Not at start-up, which must be quick (and a `conveyor run` is often over before then).
+        self.add_timer(crate::engine::later(self.now(), FIRST_HOUSEKEEPING), Timer::Housekeeping);
         self.flush();
         loop {
             if let Some(reason) = self.fatal.take() {

@@ -29,6 +29,24 @@ pub(super) struct Batch {
 
 pub(super) type SharedBatch = RefCell<Batch>;
 
+impl Batch {
+    /// A write or commit failed: nothing more of this batch runs live, and the reason is kept for the write
+    /// errors that follow and for `take_trouble`.
+    fn failed(&mut self, error: &StoreError) {
+        let reason = error.reason();
+        self.live = false;
+        self.trouble.get_or_insert_with(|| reason.clone());
+        self.failure = Some(reason);
+    }
+
+    /// The work that waited for the commit, run once the batch is released.
+    fn run_after_commit(mut batch: std::cell::RefMut<'_, Batch>) {
+        let after: Vec<_> = batch.after_commit.drain(..).collect();
+        drop(batch);
+        after.into_iter().for_each(|work| work());
+    }
+}
+
 impl Store {
     /// Opens a batch: what is written until `commit_batch` becomes durable at once, in one commit. The
     /// write lock is taken now (`BEGIN IMMEDIATE`), so a step never reads a snapshot that another writer
@@ -47,10 +65,9 @@ impl Store {
                 Ok(())
             }
             Err(error) => {
-                batch.live = false;
-                batch.failure = Some(error.to_string());
-                batch.trouble.get_or_insert_with(|| error.to_string());
-                Err(error.into())
+                let error = StoreError::from(error);
+                batch.failed(&error);
+                Err(error)
             }
         }
     }
@@ -60,7 +77,7 @@ impl Store {
         let mut batch = self.batch.borrow_mut();
         batch.open = false;
         self.check_identity()?;
-        if batch.live && batch.failure.is_none() {
+        if batch.live {
             batch.live = false;
             let committed = match crate::failpoint::hit("store.commit") {
                 Some(crate::failpoint::Action::Error) => Err(StoreError::Unavailable("fail point store.commit".into())),
@@ -69,15 +86,10 @@ impl Store {
             match committed {
                 Ok(()) => {
                     batch.redo.clear();
-                    let after: Vec<_> = batch.after_commit.drain(..).collect();
-                    drop(batch);
-                    after.into_iter().for_each(|work| work());
+                    Batch::run_after_commit(batch);
                     return Ok(());
                 }
-                Err(error) => {
-                    batch.trouble.get_or_insert_with(|| error.to_string());
-                    batch.failure = Some(error.to_string());
-                }
+                Err(error) => batch.failed(&error),
             }
         }
         drop(batch);
@@ -121,17 +133,14 @@ impl Store {
             Ok(()) => {
                 batch.redo.clear();
                 batch.failure = None;
-                let after: Vec<_> = batch.after_commit.drain(..).collect();
-                drop(batch);
-                after.into_iter().for_each(|work| work());
+                Batch::run_after_commit(batch);
                 Ok(())
             }
             Err(error) => {
                 if !self.connection.is_autocommit() {
                     let _ = self.connection.execute_batch("ROLLBACK");
                 }
-                batch.failure = Some(error.to_string());
-                batch.trouble.get_or_insert_with(|| error.to_string());
+                batch.failed(&error);
                 Err(match error {
                     StoreError::Replaced(path) => StoreError::Replaced(path),
                     StoreError::Unavailable(why) => StoreError::Unavailable(why),
@@ -157,9 +166,7 @@ impl Store {
         if let Err(error) = &result
             && batch.live
         {
-            batch.live = false;
-            batch.failure = Some(error.to_string());
-            batch.trouble.get_or_insert_with(|| error.to_string());
+            batch.failed(error);
         }
         batch.redo.push(Box::new(move |connection| work(connection).map(drop)));
         result

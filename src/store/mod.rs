@@ -38,6 +38,16 @@ pub enum StoreError {
     Replaced(PathBuf),
 }
 
+impl StoreError {
+    /// Why, without the "does not accept writes" a held write's error already says.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Unavailable(why) => why.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 pub struct Store {

@@ -715,7 +715,8 @@ impl Store {
 
     /// Trims what would otherwise grow without end: alerts and the audit trail beyond their newest `keep`,
     /// and files recorded as processed that are gone from disk and older than `files_for`. Returns how many
-    /// rows went.
+    /// rows went. At most 1,000 file records are looked at (one `stat` each) per call, so a pass stays short
+    /// on the engine's loop; the next pass takes the next ones.
     pub fn trim(
         &self,
         keep_alerts: u32,
@@ -725,7 +726,7 @@ impl Store {
     ) -> Result<usize> {
         let cutoff = timestamp(now.checked_sub_signed(files_for).unwrap_or(DateTime::<Utc>::MIN_UTC));
         let mut statement = self.connection.prepare_cached(
-            "SELECT workflow, path, size, modified FROM processed_files WHERE at < ?1 ORDER BY at LIMIT 10000",
+            "SELECT workflow, path, size, modified FROM processed_files WHERE at < ?1 ORDER BY at LIMIT 1000",
         )?;
         let gone: Vec<(String, String, i64, String)> = statement
             .query_map([&cutoff], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?

@@ -50,7 +50,7 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
         .stderr(Stdio::piped())
         .process_group(0);
     crate::failpoint::hit("task.before-spawn");
-    let _running = super::reclaim::running(&attempt.run_id, &attempt.task, attempt.number);
+    let running = super::reclaim::running(&attempt.run_id, &attempt.task, attempt.number);
     let mut child = match super::reclaim::spawn_tracked(&mut command, Some(&attempt.state_id)) {
         Ok(child) => child,
         Err(error) => {
@@ -140,7 +140,7 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     if let Some(pid) = pgid {
         super::reclaim::untrack(pid as u32);
     }
-    drop(_running);
+    drop(running);
     stop_leftovers(&attempt, &log, grace).await;
     ending
 }

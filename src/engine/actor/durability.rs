@@ -2,7 +2,7 @@
 //! store refuses writes the engine holds everything — it takes no new step, so nothing new starts — and
 //! writes the held steps again with a growing delay until the store takes them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
@@ -13,8 +13,7 @@ use crate::store::{AlertRecord, StoreError};
 
 /// Since when the store has refused writes, and the first reason it gave.
 pub struct StoreTrouble {
-    since: Instant,
-    since_wall: DateTime<Utc>,
+    since: DateTime<Utc>,
     error: String,
     /// Writes go through again; the alert saying so goes with the next step's writes.
     over: Option<Duration>,
@@ -28,9 +27,6 @@ pub enum StoreWait {
     /// A shutdown came meanwhile (its answer, if it asked for one).
     Shutdown(Option<oneshot::Sender<()>>),
 }
-
-/// How `StoreError::Unavailable` begins, so that a reason is not wrapped twice.
-const UNAVAILABLE: &str = "the store does not accept writes: ";
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
 const LONGEST_RETRY: Duration = Duration::from_secs(5);
@@ -47,7 +43,7 @@ impl Actor {
             let message = format!(
                 "the store refused writes for {} from {} ({}); the engine held its work meanwhile and has carried on",
                 humantime::format_duration(Duration::from_secs(held.as_secs().max(1))),
-                crate::store::timestamp(trouble.since_wall),
+                crate::store::timestamp(trouble.since),
                 trouble.error
             );
             self.alert("warning", None, None, None, message);
@@ -56,7 +52,7 @@ impl Actor {
             Ok(()) => {
                 if let Some(error) = self.store.take_trouble() {
                     // The step waited for the store and got through on a retry: the same story, told once.
-                    self.store_refused(StoreError::Unavailable(error.trim_start_matches(UNAVAILABLE).to_string()));
+                    self.store_refused(StoreError::Unavailable(error));
                 } else if self.store_trouble.as_ref().is_some_and(|trouble| trouble.alerted) {
                     self.store_trouble = None;
                 }
@@ -89,7 +85,7 @@ impl Actor {
         if let Some(trouble) = &mut self.store_trouble
             && trouble.over.is_none()
         {
-            let held = trouble.since.elapsed();
+            let held = (Utc::now() - trouble.since).to_std().unwrap_or_default();
             trouble.over = Some(held);
             let held = humantime::format_duration(Duration::from_millis(held.as_millis() as u64));
             tracing::warn!("the store accepts writes again after {held}; carrying on");
@@ -106,9 +102,10 @@ impl Actor {
         if let Some(trouble) = &mut self.store_trouble {
             // Still the same outage; an alert already written waits in the held writes.
             trouble.over = None;
-            tracing::debug!("the store still refuses writes: {error}");
+            tracing::debug!("the store still refuses writes: {}", error.reason());
             return;
         }
+        let error = error.reason();
         tracing::error!(
             "the store refuses writes ({error}): the engine holds its work (nothing is announced or started) and tries again until it accepts them"
         );
@@ -123,13 +120,7 @@ impl Actor {
             acked_at: None,
         };
         crate::engine::alerts::notify(&self.registry.alerts, &alert, &self.config.workflows_dir);
-        self.store_trouble = Some(StoreTrouble {
-            since: Instant::now(),
-            since_wall: Utc::now(),
-            error: error.to_string(),
-            over: None,
-            alerted: false,
-        });
+        self.store_trouble = Some(StoreTrouble { since: Utc::now(), error, over: None, alerted: false });
     }
 
     /// Retries the held writes with a growing delay; requests that come meanwhile wait their turn, except a

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::Actor;
-use crate::definition::parse_workflow;
+use crate::definition::{Workflow, parse_workflow};
 use crate::engine::Event;
 use crate::engine::command::{CommandResult, Origin, Reply};
 use crate::engine::run::Run;
 use crate::state::{RunState, TaskState};
+use crate::store::{RunRecord, TaskRecord};
 
 impl Actor {
     pub(super) fn pause_workflow(&mut self, workflow: &str, paused: bool) -> CommandResult {
@@ -208,12 +209,27 @@ impl Actor {
             return Ok(id);
         }
         let record = self.store.run(&id).map_err(|e| e.to_string())?.ok_or_else(|| format!("no run `{id}`"))?;
-        let workflow =
-            parse_workflow(&record.definition_file, &record.definition, &self.registry).map_err(|problems| {
-                let first = problems.first().map(ToString::to_string).unwrap_or_default();
-                format!("run {id}'s definition no longer loads against the current registry: {first}")
-            })?;
+        let workflow = self.definition_of(&record)?;
         let tasks = self.store.tasks(&id).map_err(|e| e.to_string())?;
+        self.install_run(record, workflow, tasks)
+    }
+
+    /// The workflow a run started with, as stored with it, against today's registry.
+    pub(super) fn definition_of(&self, record: &RunRecord) -> Result<Workflow, String> {
+        parse_workflow(&record.definition_file, &record.definition, &self.registry).map_err(|problems| {
+            let first = problems.first().map(ToString::to_string).unwrap_or_default();
+            format!("run {}'s definition no longer loads against the current registry: {first}", record.id)
+        })
+    }
+
+    /// Makes a stored run active in memory, with a timer for each retry it waits on.
+    pub(super) fn install_run(
+        &mut self,
+        record: RunRecord,
+        workflow: Workflow,
+        tasks: Vec<TaskRecord>,
+    ) -> Result<String, String> {
+        let id = record.id.clone();
         if tasks.len() != workflow.tasks.len() {
             return Err(format!("run {id} does not match its stored definition"));
         }

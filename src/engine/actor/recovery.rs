@@ -8,7 +8,7 @@ use std::io::Write;
 use super::{Actor, Timer};
 use crate::definition::OnInterrupt;
 use crate::state::{AttemptState, RunState, TaskState};
-use crate::store::RunRecord;
+use crate::store::{AttemptRecord, RunRecord};
 use crate::tasks::reclaim;
 
 const CUT_SHORT: &str = "interrupted: the engine stopped while it ran";
@@ -22,22 +22,30 @@ impl Actor {
                 return;
             }
         };
+        // Each run's attempts, read once: for the processes to stop, then for the attempts to close.
+        let runs: Vec<(RunRecord, Vec<AttemptRecord>)> = runs
+            .into_iter()
+            .map(|run| {
+                let attempts = self.store.attempts(&run.id, None).unwrap_or_default();
+                let running = attempts.into_iter().filter(|attempt| attempt.state == AttemptState::Running).collect();
+                (run, running)
+            })
+            .collect();
         let left = self.left_running(&runs);
         reclaim::stop_processes(&left, self.config.kill_grace).await;
-        for run in runs {
-            self.recover_run(run);
+        for (run, running) in runs {
+            self.recover_run(run, running);
         }
     }
 
     /// Every process of this state folder still running belongs to an engine that is gone: the groups
     /// recorded for its attempts (if the leader is the same process, by its start time) and any process
     /// carrying the folder's id.
-    fn left_running(&self, runs: &[RunRecord]) -> Vec<i32> {
+    fn left_running(&self, runs: &[(RunRecord, Vec<AttemptRecord>)]) -> Vec<i32> {
         let mut pids = Vec::new();
         let mut notes: Vec<(std::path::PathBuf, String)> = Vec::new();
-        for run in runs {
-            let Ok(attempts) = self.store.attempts(&run.id, None) else { continue };
-            for attempt in attempts.iter().filter(|attempt| attempt.state == AttemptState::Running) {
+        for (_, running) in runs {
+            for attempt in running {
                 let (Some(pid), Some(start)) = (attempt.pid, attempt.pid_start) else { continue };
                 let pid = pid as i32;
                 if reclaim::is_alive(pid) && reclaim::start_time(pid) == Some(start) {
@@ -66,30 +74,28 @@ impl Actor {
         pids
     }
 
-    fn recover_run(&mut self, mut record: RunRecord) {
+    fn recover_run(&mut self, mut record: RunRecord, running: Vec<AttemptRecord>) {
         let id = record.id.clone();
         let now = self.now();
         let mut cut_short = Vec::new();
-        if let Ok(attempts) = self.store.attempts(&id, None) {
-            for mut attempt in attempts.into_iter().filter(|attempt| attempt.state == AttemptState::Running) {
-                attempt.state = AttemptState::Interrupted;
-                attempt.error = Some(CUT_SHORT.into());
-                attempt.finished_at = Some(now);
-                if let Err(error) = self.store.insert_attempt(&attempt) {
-                    tracing::error!("storing attempt {} of {} failed: {error}", attempt.attempt, attempt.task);
-                }
-                self.publish(crate::engine::Event::Attempt(attempt));
+        for mut attempt in running {
+            attempt.state = AttemptState::Interrupted;
+            attempt.error = Some(CUT_SHORT.into());
+            attempt.finished_at = Some(now);
+            if let Err(error) = self.store.insert_attempt(&attempt) {
+                tracing::error!("storing attempt {} of {} failed: {error}", attempt.attempt, attempt.task);
             }
+            self.publish(crate::engine::Event::Attempt(attempt));
         }
-        let policy =
-            match crate::definition::parse_workflow(&record.definition_file, &record.definition, &self.registry) {
-                Ok(workflow) => workflow.on_interrupt.unwrap_or(self.registry.on_interrupt),
-                // It cannot run again as it was defined: an operator decides.
-                Err(_) => OnInterrupt::Wait,
-            };
+        let definition = self.definition_of(&record);
+        // A run whose definition no longer loads cannot run again as it was defined: an operator decides.
+        let policy = definition
+            .as_ref()
+            .map_or(OnInterrupt::Wait, |workflow| workflow.on_interrupt.unwrap_or(self.registry.on_interrupt));
         let active = matches!(record.state, RunState::Running | RunState::Queued | RunState::Interrupted);
         let fail = active && policy == OnInterrupt::Fail;
-        for mut task in self.store.tasks(&id).unwrap_or_default() {
+        let mut tasks = self.store.tasks(&id).unwrap_or_default();
+        for task in tasks.iter_mut() {
             if task.state != TaskState::Running {
                 continue;
             }
@@ -105,7 +111,7 @@ impl Actor {
                 task.finished_at = None;
             }
             cut_short.push(task.name.clone());
-            self.save_task(&task);
+            self.save_task(task);
         }
         if let Err(error) = self.store.set_recover(&id, false) {
             tracing::error!("clearing run {id}'s recovery mark failed: {error}");
@@ -114,7 +120,7 @@ impl Actor {
         let what = if cut_short.is_empty() { String::new() } else { format!(" (cut short: {})", cut_short.join(", ")) };
         if !active {
             // Paused, or waiting at a gate: it stays so; tasks cut short run again when it goes on.
-            if let Err(error) = self.load_run(&id) {
+            if let Err(error) = definition.and_then(|workflow| self.install_run(record.clone(), workflow, tasks)) {
                 tracing::error!("run {id} cannot be loaded: {error}");
             }
             if !cut_short.is_empty() {
@@ -129,7 +135,7 @@ impl Actor {
         }
         match policy {
             OnInterrupt::Resume => {
-                if let Err(error) = self.load_run(&id) {
+                if let Err(error) = definition.and_then(|workflow| self.install_run(record.clone(), workflow, tasks)) {
                     self.leave_interrupted(&mut record, format!("it cannot resume by itself: {error}"));
                     return;
                 }
