@@ -97,7 +97,7 @@ fn log_event(event: &Event, last_broken: &mut Vec<String>) {
         }
         Event::Reloaded { changed, removed, broken } => {
             // A reload that changed no workflow and no file's brokenness (a registry edit, say) is not worth a line.
-            if !changed.is_empty() || !removed.is_empty() || !broken.is_empty() || broken != last_broken {
+            if !changed.is_empty() || !removed.is_empty() || broken != last_broken {
                 tracing::info!("workflows reloaded: changed {changed:?}, removed {removed:?}, broken {broken:?}");
             }
             last_broken.clone_from(broken);

@@ -188,7 +188,6 @@ impl Keymap {
     }
 }
 
-/// Handles one key; what it asks of the runtime comes back as effects.
 /// A key on a screen too small to show the panes: only quitting acts, so no key does what the operator
 /// cannot see.
 pub fn handle_key_too_small(keymap: &Keymap, key: KeyEvent) -> Vec<Effect> {
@@ -198,6 +197,7 @@ pub fn handle_key_too_small(keymap: &Keymap, key: KeyEvent) -> Vec<Effect> {
     }
 }
 
+/// Handles one key; what it asks of the runtime comes back as effects.
 pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[String]) -> Vec<Effect> {
     model.status = None;
     if model.popup.is_some() {

@@ -141,6 +141,8 @@ pub fn search(path: &Path, query: &str) -> Vec<usize> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogView {
     pub run: String,
+    /// The run's workflow, for the pane's title; looked up once, when the log opens.
+    pub workflow: Option<String>,
     pub task: String,
     pub attempt: u32,
     pub path: PathBuf,
@@ -187,6 +189,7 @@ impl LogView {
     pub fn new(run: String, task: String, attempt: u32, path: PathBuf, follow: bool, jump_to_error: bool) -> LogView {
         LogView {
             run,
+            workflow: None,
             task,
             attempt,
             path,

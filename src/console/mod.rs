@@ -200,12 +200,9 @@ impl Console {
                 _ = tokio::time::sleep(tick) => { dirty = true; continue; }
             };
             let Some(message) = message else { return ExitCode::SUCCESS };
-            if let Message::EngineFailed(reason) = message {
-                self.failure = Some(reason);
-                return ExitCode::FAILURE;
-            }
             match self.handle(message) {
                 Some(Flow::Quit) => return ExitCode::SUCCESS,
+                Some(Flow::Failed) => return ExitCode::FAILURE,
                 Some(Flow::Redraw) => dirty = true,
                 None => {}
             }
@@ -234,8 +231,10 @@ impl Console {
                 }
             }
             Message::Resync => self.load_snapshot(),
-            // Handled by the loop, which leaves.
-            Message::EngineFailed(_) => return None,
+            Message::EngineFailed(reason) => {
+                self.failure = Some(reason);
+                return Some(Flow::Failed);
+            }
             Message::Snapshot(snapshot) => {
                 self.model.apply_snapshot(snapshot);
                 if self.model.attached && self.model.log.is_some() {
@@ -327,7 +326,11 @@ impl Console {
             }
             Effect::OpenLog { run, task, attempt, path, jump_to_error } => {
                 let active = self.model.runs.values().flatten().any(|r| r.id == run && r.state.is_active());
-                self.model.log = Some(LogView::new(run, task, attempt, path, active && !jump_to_error, jump_to_error));
+                let workflow = self.model.workflow_of_run(&run);
+                let mut view = LogView::new(run, task, attempt, path, active && !jump_to_error, jump_to_error);
+                // Whose log it is, in full, for the title: looked up once, not on every frame.
+                view.workflow = workflow;
+                self.model.log = Some(view);
                 self.indexing = false;
                 self.index_log();
             }
@@ -420,6 +423,8 @@ impl Console {
 enum Flow {
     Redraw,
     Quit,
+    /// The embedded engine failed: leave with a failure status (the reason is in `Console::failure`).
+    Failed,
 }
 
 /// What the console shows: recent runs, alerts, pauses, and the tasks of the runs that may have changed —

@@ -311,6 +311,11 @@ impl Model {
         self.runs.values().flatten().filter(|run| run.state.is_active()).count()
     }
 
+    /// The workflow of a run the lists hold.
+    pub fn workflow_of_run(&self, run: &str) -> Option<String> {
+        self.runs.values().flatten().find(|known| known.id == run).map(|known| known.workflow.clone())
+    }
+
     pub fn unacknowledged_alerts(&self) -> usize {
         self.alerts.iter().filter(|alert| alert.acked_at.is_none()).count()
     }
@@ -424,15 +429,18 @@ impl Model {
                     self.progress.remove(&(task.run_id.clone(), task.name.clone()));
                 }
             }
+            // Attempts and progress add no row to any list: nothing to bring the cursors back to.
             Event::Attempt(attempt) => {
                 let list = self.attempts.entry(attempt.run_id.clone()).or_default();
                 match list.iter_mut().find(|a| a.task == attempt.task && a.attempt == attempt.attempt) {
                     Some(known) => *known = attempt.clone(),
                     None => list.push(attempt.clone()),
                 }
+                return true;
             }
             Event::Progress { run_id, task, fraction, .. } => {
                 self.progress.insert((run_id.clone(), task.clone()), *fraction);
+                return true;
             }
             // The open log is read from its file; its lines on the event stream change nothing here.
             Event::Log { .. } => return false,

@@ -217,7 +217,9 @@ fn open_log(fixture: &mut Fixture) {
     else {
         panic!("Enter on a failed run opens its failed task's log")
     };
+    let workflow = fixture.model.workflow_of_run(&run);
     let mut view = LogView::new(run, task, attempt, path.clone(), false, jump_to_error);
+    view.workflow = workflow;
     view.height = 14;
     view.set_index(Arc::new(logview::extend_index(&path, &LogIndex::default())));
     fixture.model.log = Some(view);

@@ -383,11 +383,6 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
     let focused = model.focus == Pane::Log;
     let filter = model.filter(Pane::Log).to_string();
     let filtering = model.filtering;
-    // Whose log it is, in full: the title names the workflow and the run as well as the task.
-    let workflow = model
-        .log
-        .as_ref()
-        .and_then(|log| model.runs.values().flatten().find(|run| run.id == log.run).map(|run| run.workflow.clone()));
     let Some(log) = model.log.as_mut() else {
         let hint = Paragraph::new(Span::styled("l (or Enter on a task) opens its log", theme.dim())).block(pane(
             Line::from(" Log "),
@@ -417,7 +412,7 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
         log.attempt,
         log.index.lines(),
         if flags.is_empty() { String::new() } else { format!(" · {}", flags.join(" · ")) },
-        workflow.map(|workflow| format!("{workflow} · ")).unwrap_or_default(),
+        log.workflow.as_ref().map(|workflow| format!("{workflow} · ")).unwrap_or_default(),
         log.run,
     );
     let block = pane(Line::from(title), focused, theme);

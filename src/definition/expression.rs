@@ -40,6 +40,27 @@ pub fn compile_expression(text: &str) -> Result<Program, String> {
     compile(text).map_err(|reason| format!("bad CEL expression `{}`: {reason}", excerpt(text)))
 }
 
+/// As [`compile_expression`], for evaluating: an expression is compiled once and kept, not again for each
+/// evaluation (a `when` is evaluated for every run, a rule for every item).
+pub fn compiled_expression(text: &str) -> Result<std::sync::Arc<Program>, String> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    /// Distinct expression texts kept; past this the cache starts again (definitions hold far fewer).
+    const KEPT: usize = 1024;
+    static PROGRAMS: OnceLock<Mutex<HashMap<String, Arc<Program>>>> = OnceLock::new();
+    let programs = PROGRAMS.get_or_init(Default::default);
+    if let Some(program) = programs.lock().expect("compiled expressions").get(text) {
+        return Ok(program.clone());
+    }
+    let program = Arc::new(compile_expression(text)?);
+    let mut programs = programs.lock().expect("compiled expressions");
+    if programs.len() >= KEPT {
+        programs.clear();
+    }
+    programs.insert(text.to_string(), program.clone());
+    Ok(program)
+}
+
 /// As [`compile_expression`], with the reason only, for messages that name the expression another way.
 pub(crate) fn compile(text: &str) -> Result<Program, String> {
     let shape = shape(text)?;
@@ -106,12 +127,10 @@ fn shape(text: &str) -> Result<Shape, String> {
     let mut operators = 0usize;
     let mut quote: Option<(char, bool)> = None; // the quote character, and whether it is tripled
     let mut escaped = false;
-    let mut length = 0usize;
     let chars: Vec<char> = text.chars().take(MAX_EXPRESSION_LENGTH + 1).collect();
     let mut index = 0;
     while index < chars.len() {
         let c = chars[index];
-        length += 1;
         // The raw counts ignore string literals on purpose: they size the parser's stack, and must be an
         // upper bound even if this scan misreads a literal.
         match c {
@@ -160,7 +179,8 @@ fn shape(text: &str) -> Result<Shape, String> {
         }
         index += 1;
     }
-    if length > MAX_EXPRESSION_LENGTH {
+    // Counted from the characters, not the loop: a tripled quote moves the scan three at a time.
+    if chars.len() > MAX_EXPRESSION_LENGTH {
         let total = text.chars().count();
         return Err(format!("it is {total} characters long; expected at most {MAX_EXPRESSION_LENGTH}"));
     }

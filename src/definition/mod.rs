@@ -10,6 +10,7 @@ mod validate;
 
 pub use expression::{
     MAX_COMPREHENSION_NESTING, MAX_EXPRESSION_DEPTH, MAX_EXPRESSION_LENGTH, MAX_EXPRESSION_NESTING, compile_expression,
+    compiled_expression,
 };
 pub use load::{Catalog, REGISTRY_FILE, load_file, load_folder, parse_workflow};
 pub use model::*;

@@ -1,5 +1,4 @@
 use std::fmt;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// Something wrong in a workflow or registry file, with where it is.
@@ -15,10 +14,6 @@ impl Problem {
     pub fn at_offset(file: &Path, source: &str, offset: usize, message: impl Into<String>) -> Self {
         let (line, column) = line_and_column(source, offset);
         Problem { file: file.to_path_buf(), line, column, message: one_line(message.into()) }
-    }
-
-    pub fn at_span(file: &Path, source: &str, span: Range<usize>, message: impl Into<String>) -> Self {
-        Self::at_offset(file, source, span.start, message)
     }
 
     pub fn at_indexed(file: &Path, source: &str, lines: &LineIndex, offset: usize, message: impl Into<String>) -> Self {

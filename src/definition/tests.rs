@@ -667,3 +667,12 @@ fn chain_of_ten_thousand() {
         ]
     );
 }
+
+#[test]
+fn tripled_quotes_do_not_shorten_how_long_an_expression_counts() {
+    // Each empty ''' ''' literal moves the scan six characters in two steps: the length is the text's.
+    let long = format!("''''''{}", " + ''''''".repeat(500));
+    let problems = problems_of(&when(&long));
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].ends_with("characters long; expected at most 4096"), "{problems:?}");
+}

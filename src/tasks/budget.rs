@@ -1,9 +1,9 @@
 //! Work over user-supplied expressions (CEL in `when`, rules and approvals) runs off the engine's loop, a
 //! few at a time, and is given up on past its time budget: the task fails with a clear error while the
 //! engine keeps answering. A thread cannot be stopped from outside, so one that overruns finishes (or not)
-//! on its own; validation's limits on expressions keep that rare, and the semaphore keeps it from piling up.
+//! on its own, holding its place; validation's limits on expressions keep that rare.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -13,21 +13,33 @@ pub const WHEN_BUDGET: Duration = Duration::from_secs(2);
 /// How long a governance layer may take to judge all its items.
 pub const LAYER_BUDGET: Duration = Duration::from_secs(30);
 
-/// Evaluations at once, across the engine: a runaway expression holds one, never the engine.
-static EVALUATIONS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(2));
+/// Evaluations at once, across the engine. A thread past its budget keeps its permit until it really ends,
+/// so runaway expressions can hold these, never more threads than this.
+static EVALUATIONS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::new(2)));
 
-/// Runs `work` on a blocking thread and waits at most `budget` (queueing included) for its answer.
+/// Runs `work` on a blocking thread and waits at most `budget` for its answer — and as long again, at most,
+/// for room to start it.
 pub async fn run_bounded<T: Send + 'static>(
     what: &str,
     budget: Duration,
     work: impl FnOnce() -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
-    let bounded = async {
-        let _turn = EVALUATIONS.acquire().await.map_err(|_| "the engine is stopping".to_string())?;
-        tokio::task::spawn_blocking(work).await.map_err(|error| format!("{what} failed: {error}"))?
+    let permit = match tokio::time::timeout(budget, EVALUATIONS.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(_)) => return Err("the engine is stopping".into()),
+        Err(_) => {
+            return Err(format!(
+                "{what} could not start within {}: earlier expressions are still running past their budgets",
+                humantime::format_duration(budget)
+            ));
+        }
     };
-    match tokio::time::timeout(budget, bounded).await {
-        Ok(result) => result,
+    let running = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    });
+    match tokio::time::timeout(budget, running).await {
+        Ok(result) => result.map_err(|error| format!("{what} failed: {error}"))?,
         Err(_) => Err(format!(
             "{what} took longer than its budget of {}: stopped waiting for it (simplify the expression or the data it runs over)",
             humantime::format_duration(budget)

@@ -20,16 +20,17 @@ impl Executor for GovernanceExecutor {
     fn execute(&self, attempt: Attempt) -> Execution {
         let (name, layer) = (self.name.clone(), self.layer.clone());
         Box::pin(async move {
-            let (input, log) = (attempt.input.clone(), attempt.log.clone());
+            let Attempt { input, log, .. } = attempt;
             let what = format!("layer {name}");
+            let judging = log.clone();
             let judged = super::budget::run_bounded(&what, super::budget::LAYER_BUDGET, move || {
-                judge(&name, &layer, &input, &mut |line| log.engine_line(line))
+                judge(&name, &layer, &input, &mut |line| judging.engine_line(line))
             });
             match judged.await {
                 Ok(Verdict { output, waiting: 0 }) => Ending::Succeeded { output },
                 Ok(Verdict { output, waiting }) => Ending::AwaitingApproval { output, waiting },
                 Err(error) => {
-                    attempt.log.engine_line(&error);
+                    log.engine_line(&error);
                     Ending::failed(error)
                 }
             }
@@ -94,11 +95,11 @@ pub fn judge(name: &str, layer: &Layer, input: &Value, log: &mut dyn FnMut(&str)
         _ => items_of(input, path).map_err(|error| format!("layer {name}: {error}"))?.clone(),
     };
     // Each expression is compiled once for all the items, not once per item.
-    let rules: Vec<(&str, &str, cel::Program)> = layer
+    let rules: Vec<(&str, &str, std::sync::Arc<cel::Program>)> = layer
         .rules
         .iter()
         .map(|rule| {
-            let program = crate::definition::compile_expression(&rule.expr)
+            let program = crate::definition::compiled_expression(&rule.expr)
                 .map_err(|error| format!("layer {name}, rule `{}`: {error}", rule.name))?;
             Ok((rule.name.as_str(), rule.expr.as_str(), program))
         })
@@ -106,7 +107,7 @@ pub fn judge(name: &str, layer: &Layer, input: &Value, log: &mut dyn FnMut(&str)
     let approval = match &layer.approval {
         Some(expression) => Some((
             expression.as_str(),
-            crate::definition::compile_expression(expression)
+            crate::definition::compiled_expression(expression)
                 .map_err(|error| format!("layer {name}, approval: {error}"))?,
         )),
         None => None,

@@ -93,11 +93,9 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     tokio::pin!(io);
     let mut io_done = false;
 
-    // A timeout too far to represent is no timeout at all (validation bounds them; this never panics).
-    let deadline = attempt.timeout.and_then(|timeout| {
-        let at = attempt.clock.now().checked_add_signed(chrono::Duration::from_std(timeout).ok()?)?;
-        Some((timeout, attempt.clock.sleep_until(at)))
-    });
+    let deadline = attempt
+        .timeout
+        .map(|timeout| (timeout, attempt.clock.sleep_until(crate::engine::later(attempt.clock.now(), timeout))));
     let (timeout, mut timer) = match deadline {
         Some((timeout, timer)) => (Some(timeout), timer),
         None => (None, Box::pin(std::future::pending()) as crate::engine::Sleep),

@@ -2,15 +2,11 @@
 
 use serde_json::Value;
 
-use crate::definition::compile_expression;
-
-pub fn check(expression: &str) -> Result<(), String> {
-    compile_expression(expression).map(|_| ())
-}
+use crate::definition::compiled_expression;
 
 /// Whether the task should run. An expression that does not give a boolean is an error, not a false.
 pub fn evaluate(expression: &str, input: &Value, params: &Value) -> Result<bool, String> {
-    let program = compile_expression(expression)?;
+    let program = compiled_expression(expression)?;
     let mut context = cel::Context::default();
     context
         .add_variable("input", input)
@@ -54,7 +50,7 @@ mod tests {
                 .unwrap_err()
                 .starts_with("bad CEL expression `input.count >`: ")
         );
-        assert!(check("input.a == ").is_err());
-        assert!(check("input.a == 1 && has(input.b)").is_ok());
+        assert!(crate::definition::compile_expression("input.a == ").is_err());
+        assert!(crate::definition::compile_expression("input.a == 1 && has(input.b)").is_ok());
     }
 }

@@ -19,6 +19,8 @@ pub struct FilePattern {
     pattern: glob::Pattern,
     /// `**` in the pattern: the root is watched with its sub-folders.
     pub recursive: bool,
+    /// The root with its links resolved, found the first time a link needs it.
+    real_root: std::sync::OnceLock<PathBuf>,
 }
 
 impl FilePattern {
@@ -39,7 +41,7 @@ impl FilePattern {
             root.pop();
         }
         let recursive = text.contains("**");
-        Ok(FilePattern { root, pattern, recursive })
+        Ok(FilePattern { root, pattern, recursive, real_root: Default::default() })
     }
 
     /// Whether `path` fits the pattern. A name that is not UTF-8 is matched in its escaped form (`file_text`),
@@ -64,18 +66,18 @@ impl FilePattern {
     /// a symbolic link whose final target is a regular file inside the watched folder. A link leading outside
     /// is refused, as following it would let anyone who can write the folder feed the workflow any file the
     /// engine can read.
+    /// For a path that `matches`.
     pub fn admit(&self, path: &Path) -> Admit {
-        if !self.matches(path) {
-            return Admit::No;
-        }
         let Ok(own) = std::fs::symlink_metadata(path) else { return Admit::No };
-        if own.file_type().is_symlink() {
-            let Ok(target) = std::fs::canonicalize(path) else { return Admit::No };
-            // The root is resolved too, so a watched folder reached through a link still holds its own files.
-            let root = std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone());
-            if !target.starts_with(&root) {
-                return Admit::Outside(target);
-            }
+        if !own.file_type().is_symlink() {
+            return fingerprint_of(&own).map_or(Admit::No, Admit::File);
+        }
+        let Ok(target) = std::fs::canonicalize(path) else { return Admit::No };
+        // The root is resolved too, so a watched folder reached through a link still holds its own files.
+        let root =
+            self.real_root.get_or_init(|| std::fs::canonicalize(&self.root).unwrap_or_else(|_| self.root.clone()));
+        if !target.starts_with(root) {
+            return Admit::Outside(target);
         }
         fingerprint(path).map_or(Admit::No, Admit::File)
     }
@@ -136,7 +138,13 @@ pub struct Fingerprint {
 }
 
 pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
-    let metadata = std::fs::metadata(path).ok().filter(|m| m.is_file())?;
+    fingerprint_of(&std::fs::metadata(path).ok()?)
+}
+
+fn fingerprint_of(metadata: &std::fs::Metadata) -> Option<Fingerprint> {
+    if !metadata.is_file() {
+        return None;
+    }
     let modified: DateTime<Utc> = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH).into();
     Some(Fingerprint { size: metadata.len(), modified })
 }
