@@ -363,7 +363,7 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             model.focused_filter().clear();
         }
         Action::CommandLine => model.popup = Some(Popup::CommandLine { text: String::new() }),
-        Action::Help => model.popup = Some(Popup::Help),
+        Action::Help => model.popup = Some(Popup::Help { scroll: 0 }),
         Action::Quit => {
             let active = model.active_runs();
             if active > 0 && !model.attached {
@@ -449,12 +449,13 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
     match mouse.kind {
         MouseEventKind::Down(MouseButton::Left) => {
             model.focus = pane;
-            // Rows start under the border; the runs list also under its summary line, the tasks list under
-            // the graph line of a workflow with `depends_on`.
+            // Rows start under the border and the column names; the runs list also under its summary line,
+            // the tasks list under the graph line of a workflow with `depends_on`.
             let graph = model.selected_workflow().is_some_and(|w| !w.graph.is_empty());
             let above = match pane {
-                Pane::Runs => 2,
-                Pane::Tasks if graph => 2,
+                Pane::Runs => 3,
+                Pane::Tasks if graph => 3,
+                Pane::Workflows | Pane::Tasks => 2,
                 _ => 1,
             };
             let shown = rect.height.saturating_sub(above + 1).max(1) as usize;
@@ -529,6 +530,11 @@ fn open_log(model: &mut Model) -> Vec<Effect> {
 /// `l` on a run (from Workflows or Runs) does what Enter, Enter does: a failed run opens its failed task's
 /// latest attempt at the first error, a run at a gate its waiting task, any other run its selected task.
 fn open_run_log(model: &mut Model) -> Vec<Effect> {
+    if let Some(awaited) = &model.awaited_run {
+        // The run just triggered is not listed yet: the selected one is the previous run, not what was meant.
+        model.set_status(format!("run {awaited} is starting; its log opens with l once it is listed"));
+        return Vec::new();
+    }
     let Some(run) = model.selected_run().map(|run| run.id.clone()) else {
         model.set_status("no run selected");
         return Vec::new();

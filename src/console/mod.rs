@@ -44,7 +44,8 @@ enum Message {
     Index(PathBuf, Arc<LogIndex>),
     Search(PathBuf, String, Vec<usize>),
     Window(PathBuf, logview::WindowKey, Vec<String>),
-    Reply(Result<String, String>),
+    /// What the engine answered to a command; for a trigger, the workflow and the run it started.
+    Reply(Result<String, String>, Option<(String, String)>),
     Catalog(Box<Catalog>),
     /// The embedded engine ended on a fault: the console leaves, with a failure status and the reason.
     EngineFailed(String),
@@ -274,8 +275,13 @@ impl Console {
                     return None;
                 }
             }
-            Message::Reply(Ok(message)) => self.model.set_status(message),
-            Message::Reply(Err(error)) => self.model.set_status(format!("refused: {error}")),
+            Message::Reply(Ok(message), started) => {
+                self.model.set_status(message);
+                if let Some((workflow, run)) = started {
+                    self.model.await_run(&workflow, run);
+                }
+            }
+            Message::Reply(Err(error), _) => self.model.set_status(format!("refused: {error}")),
             Message::Catalog(catalog) => {
                 self.routes = routes_of(&catalog);
                 self.model.workflows = WorkflowRow::from_catalog(&catalog, Utc::now());
@@ -319,9 +325,16 @@ impl Console {
             Effect::Send(command) => {
                 let link = self.link.clone();
                 let tx = self.tx.clone();
+                let triggered = match &command {
+                    crate::engine::Command::Trigger { workflow, .. } => Some(workflow.clone()),
+                    _ => None,
+                };
                 tokio::spawn(async move {
-                    let result = link.send(command).await.map(|reply| reply.message);
-                    let _ = tx.send(Message::Reply(result)).await;
+                    let (result, started) = match link.send(command).await {
+                        Ok(reply) => (Ok(reply.message), triggered.zip(reply.run)),
+                        Err(error) => (Err(error), None),
+                    };
+                    let _ = tx.send(Message::Reply(result, started)).await;
                 });
             }
             Effect::OpenLog { run, task, attempt, path, jump_to_error } => {

@@ -53,7 +53,7 @@ pub struct WorkflowRow {
     pub file: PathBuf,
     pub params: Vec<Param>,
     pub tasks: Vec<String>,
-    /// How many attempts each task may take: its retries, plus one, plus its fallback routes.
+    /// How many attempts each task may take on its own route: its retries, plus one.
     pub attempt_limits: std::collections::BTreeMap<String, u32>,
     /// Each task's `depends_on`, when the workflow is a graph.
     pub graph: Vec<(String, Vec<String>)>,
@@ -79,11 +79,7 @@ impl WorkflowRow {
                     file: workflow.file.clone(),
                     params: workflow.params.clone(),
                     tasks: workflow.tasks.iter().map(|task| task.name.clone()).collect(),
-                    attempt_limits: workflow
-                        .tasks
-                        .iter()
-                        .map(|task| (task.name.clone(), task.retries + 1 + task.fallback.len() as u32))
-                        .collect(),
+                    attempt_limits: workflow.tasks.iter().map(|task| (task.name.clone(), task.retries + 1)).collect(),
                     graph: if workflow.is_dag() {
                         workflow.tasks.iter().map(|task| (task.name.clone(), task.depends_on.clone())).collect()
                     } else {
@@ -130,29 +126,15 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
     /// `c` on a run, `q` with runs active: Cancel is focused by default.
-    Confirm {
-        question: String,
-        action: Box<Effect>,
-        yes_focused: bool,
-    },
+    Confirm { question: String, action: Box<Effect>, yes_focused: bool },
     /// `R`: a route to run the task on.
-    Reroute {
-        run: String,
-        task: String,
-        routes: Vec<String>,
-        selected: usize,
-    },
+    Reroute { run: String, task: String, routes: Vec<String>, selected: usize },
     /// `T`: values for a workflow's parameters.
-    Params {
-        workflow: String,
-        fields: Vec<(String, String, String)>,
-        selected: usize,
-    },
-    Help,
+    Params { workflow: String, fields: Vec<(String, String, String)>, selected: usize },
+    /// `?`: the keys, scrolled down by `scroll` lines (a short terminal does not hold them all).
+    Help { scroll: usize },
     /// `:` commands.
-    CommandLine {
-        text: String,
-    },
+    CommandLine { text: String },
 }
 
 /// What the runtime does for the model: talk to the engine, read the disk, stop.
@@ -224,6 +206,9 @@ pub struct Model {
     /// flag says whether to open the log (`l`) once they arrive.
     pub landing: Option<(String, bool)>,
     pub filtering: bool,
+    /// A run the operator just triggered: selected as soon as its workflow's list shows it (attached to a
+    /// daemon that is up to half a second later), so the next `l` opens its log and not the previous run's.
+    pub awaited_run: Option<String>,
     pub popup: Option<Popup>,
     pub log: Option<LogView>,
     pub status: Option<String>,
@@ -249,6 +234,7 @@ impl Model {
             filters: HashMap::new(),
             landing: None,
             filtering: false,
+            awaited_run: None,
             popup: None,
             log: None,
             status: None,
@@ -472,11 +458,18 @@ impl Model {
         let before = self.selected.workflow.clone();
         (self.cursor.workflow, self.selected.workflow) = follow(&ids, before.clone(), self.cursor.workflow);
         if self.selected.workflow != before {
+            self.awaited_run = None;
+            if self.log.as_ref().is_some_and(|log| log.workflow != self.selected.workflow) {
+                self.log = None;
+            }
             self.cursor = Cursors { run: 0, task: 0, ..self.cursor };
             self.selected.run = None;
             self.selected.task = None;
         }
         let ids: Vec<String> = self.visible_runs().iter().map(|run| run.id.clone()).collect();
+        if let Some(awaited) = self.awaited_run.take_if(|awaited| ids.contains(awaited)) {
+            self.selected.run = Some(awaited);
+        }
         let before = self.selected.run.clone();
         (self.cursor.run, self.selected.run) = follow(&ids, before.clone(), self.cursor.run);
         if self.selected.run != before {
@@ -533,9 +526,23 @@ impl Model {
         true
     }
 
-    /// A different workflow starts its runs and tasks from the top.
+    /// Selects a run the operator started once it is listed (now, if it already is), when its workflow is
+    /// the one selected.
+    pub fn await_run(&mut self, workflow: &str, run: String) {
+        if self.selected.workflow.as_deref() == Some(workflow) {
+            self.awaited_run = Some(run);
+            self.clamp();
+        }
+    }
+
+    /// A different workflow starts its runs and tasks from the top, and the log of another workflow's task
+    /// closes: the Log pane never shows what the selection is not about.
     fn choose_workflow(&mut self, id: String) {
+        if self.log.as_ref().is_some_and(|log| log.workflow.as_ref().is_some_and(|workflow| *workflow != id)) {
+            self.log = None;
+        }
         if self.selected.workflow.as_ref() != Some(&id) {
+            self.awaited_run = None;
             self.selected = Selected { workflow: Some(id), run: None, task: None, ..self.selected.clone() };
             self.cursor = Cursors { run: 0, task: 0, ..self.cursor };
         }
@@ -543,6 +550,7 @@ impl Model {
 
     /// A different run starts its tasks from the top.
     fn choose_run(&mut self, id: String) {
+        self.awaited_run = None;
         if self.selected.run.as_ref() != Some(&id) {
             self.selected.run = Some(id);
             self.selected.task = None;

@@ -9,7 +9,20 @@ use crate::engine::Command;
 pub fn popup_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
     let Some(popup) = model.popup.take() else { return Vec::new() };
     match popup {
-        Popup::Help => {}
+        Popup::Help { scroll } => {
+            let last = super::keys::BINDINGS.len().saturating_sub(1);
+            let scroll = match key.code {
+                KeyCode::Down | KeyCode::Char('j') => (scroll + 1).min(last),
+                KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),
+                KeyCode::PageDown | KeyCode::Char(' ') => (scroll + 10).min(last),
+                KeyCode::PageUp => scroll.saturating_sub(10),
+                KeyCode::Home | KeyCode::Char('g') => 0,
+                KeyCode::End | KeyCode::Char('G') => last,
+                // Any other key closes the help, as it always has.
+                _ => return Vec::new(),
+            };
+            model.popup = Some(Popup::Help { scroll });
+        }
         Popup::Confirm { question, action, yes_focused } => match key.code {
             KeyCode::Left
             | KeyCode::Right

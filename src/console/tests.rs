@@ -53,6 +53,7 @@ fn task(run: &RunRecord, name: &str, position: u32, state: TaskState, attempts: 
         started_at: (state != TaskState::Pending).then_some(start),
         finished_at: state.is_finished().then(|| start + Duration::seconds(2)),
         error: (state == TaskState::Failed).then(|| "exit status 3".to_string()),
+        route_attempts: attempts,
         ..TaskRecord::pending(&run.id, name, position as usize)
     }
 }
@@ -76,6 +77,7 @@ fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRe
         log_bytes: 0,
         pid: None,
         pid_start: None,
+        progress: None,
     }
 }
 
@@ -299,8 +301,16 @@ fn every_popup_draws() {
     let model = &mut fixture.model;
     press(model, "?");
     insta::assert_snapshot!("help_120x40", render(model, 120, 40, false));
-    press(model, " ");
-    assert_eq!(model.popup, None, "any key closes the help");
+    press(model, "x");
+    assert_eq!(model.popup, None, "any key but a scrolling one closes the help");
+    press(model, "?");
+    press(model, "G");
+    insta::assert_snapshot!("help_scrolled_80x24", render(model, 80, 24, false));
+    assert!(matches!(model.popup, Some(Popup::Help { scroll }) if scroll > 0), "the help scrolls");
+    press(model, "g");
+    assert_eq!(model.popup, Some(Popup::Help { scroll: 0 }));
+    press_code(model, KeyCode::Esc);
+    assert_eq!(model.popup, None);
     press_code(model, KeyCode::Enter);
     press(model, "k");
     press(model, "c");
@@ -567,14 +577,14 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
         row,
         modifiers: KeyModifiers::NONE,
     };
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 4), &[]);
+    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 5), &[]);
     assert_eq!((model.focus, model.selected_workflow().unwrap().id.as_str()), (Pane::Workflows, "ReleaseChecks"));
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
+    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 2), &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "DailyGrantPipeline");
-    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 3), &[]);
+    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 4), &[]);
     assert_eq!((model.focus, model.selected_run().unwrap().id.as_str()), (Pane::Runs, "20261124-070000-c3d4"));
-    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 2), &[]);
-    handle_mouse(model, &areas, click(areas.tasks.x + 5, areas.tasks.y + 2), &[]);
+    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 3), &[]);
+    handle_mouse(model, &areas, click(areas.tasks.x + 5, areas.tasks.y + 3), &[]);
     assert_eq!((model.focus, model.selected_task().unwrap().name.as_str()), (Pane::Tasks, "Score"));
     let wheel = crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::ScrollDown,
@@ -585,6 +595,8 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
     handle_mouse(model, &areas, wheel, &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "three rows down");
     assert_eq!(model.focus, Pane::Tasks, "the wheel does not move the focus");
+    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
+    assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "a click on the column names selects nothing");
 }
 
 #[test]
@@ -867,4 +879,96 @@ fn ctrl_c_quits_like_q_and_asks_the_same_question_when_runs_are_active() {
         assert!(model.active_runs() > 0);
         assert!(effects.is_empty(), "not cancel: Ctrl-C is not c");
     }
+}
+
+#[test]
+fn attached_to_a_daemon_the_gauge_shows_the_stored_progress_not_an_estimate() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    model.progress.clear();
+    model.attached = true;
+    let run = "20261125-115900-e5f6";
+    model.attempts.get_mut(run).unwrap().iter_mut().find(|a| a.task == "Clock").unwrap().progress = Some(0.6);
+    model.select_workflow_id("ReleaseChecks");
+    let screen = render(model, 120, 40, false);
+    let clock = screen.lines().find(|line| line.contains("Clock") && line.contains("running")).unwrap();
+    assert!(clock.contains("█████░░░  60%"), "{clock}");
+    assert!(!clock.contains('~'), "a reported progress is not an estimate: {clock}");
+}
+
+#[test]
+fn after_a_retry_the_row_shows_the_current_attempt_not_the_tasks_first_start() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    let run = "20261125-114500-a1b2";
+    let score = model.tasks.get_mut(run).unwrap().iter_mut().find(|t| t.name == "Score").unwrap();
+    // An operator's retry: the task started a minute ago, its second go began just now on its own route.
+    score.state = TaskState::Running;
+    score.started_at = Some(at(NOW) - Duration::seconds(61));
+    score.finished_at = None;
+    score.attempts = 3;
+    score.route_attempts = 1;
+    let mut current = model.attempts[run][2].clone();
+    current.attempt = 3;
+    current.state = AttemptState::Running;
+    current.started_at = at(NOW);
+    current.finished_at = None;
+    model.apply(&Event::Attempt(current));
+    let screen = render(model, 120, 40, false);
+    let row = screen.lines().find(|line| line.contains("Score") && line.contains("running")).unwrap();
+    assert!(row.contains(" 1/1 ") && row.contains(" 0.0s "), "{row}");
+    assert!(!row.contains("1m01s") && !row.contains("#3"), "{row}");
+}
+
+#[test]
+fn a_triggered_run_is_selected_once_listed_so_l_opens_its_log_not_the_previous_runs() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    model.select_workflow_id("DailyGrantPipeline");
+    model.focus = Pane::Runs;
+    let previous = model.selected_run().unwrap().id.clone();
+    // Attached to a daemon the reply comes first; the run is listed by the next snapshot.
+    model.await_run("DailyGrantPipeline", "20261125-120000-ffff".into());
+    assert_eq!(model.selected_run().unwrap().id, previous);
+    let effects = press(model, "l");
+    assert!(effects.is_empty(), "the previous run's log does not open: {effects:?}");
+    assert!(model.status.as_deref().unwrap().contains("20261125-120000-ffff"));
+    let new = run("20261125-120000-ffff", "DailyGrantPipeline", RunState::Running, 0, 0);
+    let started = task(&new, "Ingest", 0, TaskState::Running, 1);
+    let log = fixture._dir.path().join("Ingest.new.log");
+    model.apply(&Event::Run(new.clone()));
+    model.run_loaded(new.id.clone(), vec![started.clone()], vec![attempt(&started, 1, "GrantIngestionService", &log)]);
+    assert_eq!(model.selected_run().unwrap().id, new.id, "the new run is selected as soon as it is listed");
+    match press(model, "l").as_slice() {
+        [Effect::OpenLog { run, task, .. }] => assert_eq!((run.as_str(), task.as_str()), (new.id.as_str(), "Ingest")),
+        other => panic!("expected the new run's log: {other:?}"),
+    }
+}
+
+#[test]
+fn a_trigger_of_another_workflow_does_not_hold_the_selection() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    model.select_workflow_id("DailyGrantPipeline");
+    model.await_run("ReleaseChecks", "20261125-120000-ffff".into());
+    assert_eq!(model.awaited_run, None);
+}
+
+#[test]
+fn moving_to_another_workflow_closes_the_log_of_the_previous_one() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    model.select_workflow_id("DailyGrantPipeline");
+    model.focus = Pane::Runs;
+    let effects = press(model, "l");
+    let Some(Effect::OpenLog { run, task, attempt, path, .. }) = effects.into_iter().next() else {
+        panic!("the failed run's log opens")
+    };
+    let mut view = LogView::new(run, task, attempt, path, false, true);
+    view.workflow = Some("DailyGrantPipeline".into());
+    model.log = Some(view);
+    model.select_workflow_id("ReleaseChecks");
+    assert!(model.log.is_none(), "the Log pane never shows another workflow's log");
+    let screen = render(model, 120, 40, false);
+    assert!(screen.contains("opens its log"), "{screen}");
 }

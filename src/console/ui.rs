@@ -146,6 +146,7 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
 fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let theme = chrome.theme;
     let focused = model.focus == Pane::Workflows;
+    let wide = area.width >= 34;
     let rows: Vec<Row> = model
         .visible_workflows()
         .into_iter()
@@ -167,7 +168,12 @@ fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome)
             } else if model.paused.contains(&row.id) {
                 "paused".to_string()
             } else if let Some(next) = row.next_fire {
-                relative(next, model.now)
+                // Under the `next` header a narrow pane says `19h00m`; a wide one `in 19h00m`.
+                if wide {
+                    relative(next, model.now)
+                } else {
+                    short_duration((next - model.now).num_seconds().max(0) as u64)
+                }
             } else {
                 row.trigger.split_whitespace().next().unwrap_or_default().to_string()
             };
@@ -185,8 +191,9 @@ fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome)
     } else {
         Line::from(" Workflows ")
     };
-    let when_width = if area.width >= 34 { 10 } else { 0 };
+    let when_width = if wide { 10 } else { 7 };
     let table = Table::new(rows, [Constraint::Length(1), Constraint::Fill(1), Constraint::Length(when_width)])
+        .header(header_row(&["", "workflow", "next"], theme))
         .block(pane(title, focused, theme))
         .row_highlight_style(if focused { theme.selected() } else { Style::new().add_modifier(Modifier::BOLD) });
     let mut state = TableState::default().with_selected(Some(model.cursor.workflow));
@@ -243,13 +250,14 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         })
         .collect();
     let widths = [
-        Constraint::Length(18),
+        Constraint::Length(14),
         Constraint::Length(20),
         Constraint::Length(if wide { 14 } else { 0 }),
         Constraint::Length(8),
         Constraint::Fill(1),
     ];
-    let table = Table::new(rows, widths).row_highlight_style(if focused {
+    let header = header_row(&["state", "run", if wide { "created" } else { "" }, "took", "trigger"], theme);
+    let table = Table::new(rows, widths).header(header).row_highlight_style(if focused {
         theme.selected()
     } else {
         Style::new().add_modifier(Modifier::BOLD)
@@ -313,44 +321,53 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     }
     let tasks = model.visible_tasks();
     let limits = model.selected_workflow().map(|workflow| &workflow.attempt_limits);
+    // A narrow pane keeps every column in line by giving up the route and half the gauge.
+    let wide = inner.width >= 76;
+    let gauge_cells = if wide { 8 } else { 4 };
     let rows: Vec<Row> = tasks
         .iter()
         .map(|task| {
             let attempts = model.attempts_of(&run.id, &task.name);
-            let route = attempts
-                .iter()
-                .max_by_key(|a| a.attempt)
-                .map(|a| a.route.clone())
-                .or(task.route.clone())
-                .unwrap_or_default();
-            let progress = progress_of(model, &run.workflow, task);
+            let current = attempts.iter().max_by_key(|a| a.attempt);
+            let route = current.map(|a| a.route.clone()).or(task.route.clone()).unwrap_or_default();
+            // After a retry or a reroute, what matters is the attempt now running: its tries on this route and
+            // its own time, not the task's first start.
+            // Retries are taken on the task's own route; a fallback route gets one try.
+            let limit = if task.route_index > 0 { Some(&1) } else { limits.and_then(|limits| limits.get(&task.name)) };
+            let tries = match (task.route_attempts, limit) {
+                (0, _) if task.attempts == 0 => String::new(),
+                (0, _) => format!("#{}", task.attempts),
+                (n, Some(limit)) if n <= *limit => format!("{n}/{limit}"),
+                (n, _) => format!("#{n}"),
+            };
+            let took = match current {
+                Some(attempt) => elapsed(Some(attempt.started_at), attempt.finished_at, model.now),
+                None => elapsed(task.started_at, task.finished_at, model.now),
+            };
             Row::new(vec![
                 Cell::from(Span::styled(task_symbol(task.state), theme.task(task.state))),
                 Cell::from(task.name.clone()),
                 Cell::from(Span::styled(task.state.to_string(), theme.task(task.state))),
-                Cell::from(match (task.attempts, limits.and_then(|limits| limits.get(&task.name))) {
-                    (0, _) => String::new(),
-                    // An operator's retry starts the count of attempts again; past the limit, show the number.
-                    (n, Some(limit)) if n <= *limit => format!("{n}/{limit}"),
-                    (n, _) => format!("#{n}"),
-                }),
-                Cell::from(elapsed(task.started_at, task.finished_at, model.now)),
-                Cell::from(progress),
-                Cell::from(route),
+                Cell::from(tries),
+                Cell::from(took),
+                Cell::from(progress_of(model, &run.workflow, task, gauge_cells)),
+                Cell::from(if wide { route } else { String::new() }),
             ])
         })
         .collect();
-    let gauge = if tasks.iter().any(|task| task.state == TaskState::Running) { 13 } else { 0 };
+    let gauge = if tasks.iter().any(|task| task.state == TaskState::Running) { gauge_cells as u16 + 5 } else { 0 };
     let widths = [
         Constraint::Length(1),
-        Constraint::Length(14),
+        Constraint::Min(8),
         Constraint::Length(16),
         Constraint::Length(5),
         Constraint::Length(7),
         Constraint::Length(gauge),
-        Constraint::Fill(1),
+        Constraint::Fill(if wide { 1 } else { 0 }),
     ];
-    let table = Table::new(rows, widths).row_highlight_style(if focused {
+    let header =
+        header_row(&["", "task", "state", "try", "took", if gauge > 0 { "progress" } else { "" }, "route"], theme);
+    let table = Table::new(rows, widths).header(header).row_highlight_style(if focused {
         theme.selected()
     } else {
         Style::new().add_modifier(Modifier::BOLD)
@@ -359,13 +376,22 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     frame.render_stateful_widget(table, inner, &mut state);
 }
 
+/// A list's column names, dim, so the eye goes to the rows.
+fn header_row<'a>(names: &[&'a str], theme: &Theme) -> Row<'a> {
+    Row::new(names.iter().map(|name| Cell::from(*name))).style(theme.dim().add_modifier(Modifier::UNDERLINED))
+}
+
 /// A gauge from `::progress::` lines, or an estimate (`~`) from the median of past successful durations.
-fn progress_of(model: &Model, workflow: &str, task: &crate::store::TaskRecord) -> String {
+fn progress_of(model: &Model, workflow: &str, task: &crate::store::TaskRecord, cells: usize) -> String {
     if task.state != TaskState::Running {
         return String::new();
     }
-    let (fraction, estimated) = match model.progress.get(&(task.run_id.clone(), task.name.clone())) {
-        Some(fraction) => (*fraction, false),
+    // Embedded, progress comes as events; attached to a daemon, as the attempt's stored last report.
+    let reported = model.progress.get(&(task.run_id.clone(), task.name.clone())).copied().or_else(|| {
+        model.attempts_of(&task.run_id, &task.name).into_iter().max_by_key(|a| a.attempt).and_then(|a| a.progress)
+    });
+    let (fraction, estimated) = match reported {
+        Some(fraction) => (fraction, false),
         None => match (model.typical_duration(workflow, &task.name), task.started_at) {
             (Some(typical), Some(start)) if typical > 0.0 => {
                 (((model.now - start).num_milliseconds() as f64 / 1000.0 / typical).min(0.99), true)
@@ -373,8 +399,8 @@ fn progress_of(model: &Model, workflow: &str, task: &crate::store::TaskRecord) -
             _ => return String::new(),
         },
     };
-    let filled = (fraction * 8.0).round() as usize;
-    let bar = format!("{}{}", "█".repeat(filled), "░".repeat(8 - filled.min(8)));
+    let filled = ((fraction * cells as f64).round() as usize).min(cells);
+    let bar = format!("{}{}", "█".repeat(filled), "░".repeat(cells - filled));
     format!("{bar}{}{:>3.0}%", if estimated { "~" } else { " " }, fraction * 100.0)
 }
 
@@ -594,7 +620,7 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
 fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
     let theme = chrome.theme;
     match popup {
-        Popup::Help => {
+        Popup::Help { scroll } => {
             let lines: Vec<Line> = BINDINGS
                 .iter()
                 .map(|(action, _, _, what)| {
@@ -605,9 +631,21 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
                 })
                 .collect();
             let rect = centered(area, 76, lines.len() as u16 + 2);
+            let shown = rect.height.saturating_sub(2) as usize;
+            let scroll = (*scroll).min(lines.len().saturating_sub(shown));
+            let title = if shown < lines.len() {
+                format!(
+                    " Keys {}-{} of {} (j/k scroll, any other key closes) ",
+                    scroll + 1,
+                    scroll + shown,
+                    lines.len()
+                )
+            } else {
+                " Keys (any key closes) ".to_string()
+            };
             frame.render_widget(Clear, rect);
-            let block = Block::bordered().title(" Keys (any key closes) ").border_style(theme.border(true));
-            frame.render_widget(Paragraph::new(lines).block(block), rect);
+            let block = Block::bordered().title(title).border_style(theme.border(true));
+            frame.render_widget(Paragraph::new(lines).scroll((scroll as u16, 0)).block(block), rect);
         }
         Popup::Confirm { question, yes_focused, .. } => {
             let rect = centered(area, 64, 6);

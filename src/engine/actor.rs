@@ -62,6 +62,13 @@ pub(super) enum Internal {
     Done(Done),
     /// An attempt's process has started: its group and start time go to the store.
     Spawned(Spawned),
+    /// An attempt reported how far it is (`::progress::`): kept on the attempt, stored with the next step.
+    Progress {
+        run_id: String,
+        index: usize,
+        attempt: u32,
+        fraction: f64,
+    },
     /// A workflow file changed (debounced): the folder as read and validated again, off the engine's loop.
     Reload(Box<crate::definition::Catalog>),
     /// Something the engine relies on broke (an executor panicked): the process must end.
@@ -151,7 +158,7 @@ pub struct Actor {
     /// The id of the newest alert.
     last_alert: std::cell::Cell<i64>,
     /// Attempts whose process group is known but not yet stored: `(run, task index)`.
-    unsaved_pids: Vec<(String, usize)>,
+    unsaved_attempts: Vec<(String, usize)>,
     /// This state folder's id, carried by every task process (`CONVEYOR_STATE_ID`).
     state_id: String,
     /// Answers of steps not yet committed.
@@ -204,7 +211,7 @@ impl Actor {
             permits,
             state_id,
             last_alert: std::cell::Cell::new(last_alert),
-            unsaved_pids: Vec::new(),
+            unsaved_attempts: Vec::new(),
             pending_answers: Vec::new(),
             deferred: VecDeque::new(),
             store_trouble: None,
@@ -268,9 +275,16 @@ impl Actor {
             };
             // A started process's PID costs no commit of its own: the next step's batch stores it (a crash
             // before then is covered by the folder's id in the process's environment).
-            if let Step::Internal(Internal::Spawned(spawned)) = step {
-                self.attempt_spawned(spawned);
-                continue;
+            match step {
+                Step::Internal(Internal::Spawned(spawned)) => {
+                    self.attempt_spawned(spawned);
+                    continue;
+                }
+                Step::Internal(Internal::Progress { run_id, index, attempt, fraction }) => {
+                    self.attempt_progressed(run_id, index, attempt, fraction);
+                    continue;
+                }
+                _ => {}
             }
             // Each step is one batch: one commit for all it changed, then its events, then any answer. A batch
             // that cannot begin still runs: its writes wait in the store until it accepts them.
@@ -302,7 +316,7 @@ impl Actor {
                     self.attempt_done(done);
                     None
                 }
-                Step::Internal(Internal::Spawned(_)) => None,
+                Step::Internal(Internal::Spawned(_) | Internal::Progress { .. }) => None,
                 Step::Internal(Internal::Condition { run_id, index, result }) => {
                     self.condition_decided(&run_id, index, result);
                     None

@@ -94,6 +94,9 @@ pub struct AttemptRecord {
     pub pid: Option<u32>,
     /// The leader's start time (`/proc/PID/stat` field 22): a PID reused by another process does not match.
     pub pid_start: Option<u64>,
+    /// The last `::progress::` the attempt reported, so that a console attached to a daemon shows the gauge
+    /// an embedded one gets from events.
+    pub progress: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -235,6 +238,7 @@ fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
         log_bytes: row.get::<_, i64>("log_bytes")?.max(0) as u64,
         pid: row.get("pid")?,
         pid_start: row.get::<_, Option<i64>>("pid_start")?.map(|start| start.max(0) as u64),
+        progress: row.get("progress")?,
     })
 }
 
@@ -820,8 +824,8 @@ fn upsert_task(connection: &rusqlite::Connection, task: &TaskRecord) -> rusqlite
 fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) -> rusqlite::Result<()> {
     let mut statement = connection.prepare_cached(
         "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,
-            log_path, log_bytes, pid, pid_start)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            log_path, log_bytes, pid, pid_start, progress)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     statement.execute(params![
         attempt.run_id,
@@ -837,6 +841,7 @@ fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) ->
         attempt.log_bytes as i64,
         attempt.pid,
         attempt.pid_start.map(|start| start as i64),
+        attempt.progress,
     ])?;
     Ok(())
 }

@@ -118,6 +118,10 @@ CREATE TABLE meta (
     value TEXT NOT NULL
 );
 "#,
+    // A task's last reported progress, for consoles that read the store instead of the event stream.
+    r#"
+ALTER TABLE attempts ADD COLUMN progress REAL;
+"#,
 ];
 
 pub fn migrate(connection: &Connection) -> rusqlite::Result<()> {

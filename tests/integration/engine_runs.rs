@@ -443,3 +443,22 @@ async fn a_condition_that_runs_too_long_fails_its_task_while_the_engine_keeps_an
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_tasks_progress_is_stored_for_consoles_that_read_the_store() {
+    let workflow =
+        "id = \"Slow\"\n[[tasks]]\nname = \"Count\"\nrun = 'echo \"::progress::3/5\"; echo waiting; sleep 300'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Slow").await;
+    h.until(|event| match event {
+        conveyor::engine::Event::Log { line, .. } if line == "waiting" => Some(()),
+        _ => None,
+    })
+    .await;
+    let store = h.store();
+    wait_until("the progress is stored", || {
+        store.attempts(&run, Some("Count")).unwrap().first().and_then(|attempt| attempt.progress) == Some(0.6)
+    });
+    h.engine.send(Command::CancelRun { run: run.clone() }).await.unwrap();
+    h.run_reaches(&run, RunState::Cancelled).await;
+}

@@ -144,6 +144,7 @@ impl Actor {
                 log_bytes: 0,
                 pid: None,
                 pid_start: None,
+                progress: None,
             };
         }
         self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
@@ -164,6 +165,7 @@ impl Actor {
         let (executor, route_timeout, route_env) = self.resolve(route, task);
         let events = self.events.clone();
         let (run_id, task_name) = (id.to_string(), task.name.clone());
+        let progressed = self.internal.clone();
         let listener = Arc::new(move |stream, line: &str, progress: Option<crate::tasks::Progress>| {
             let _ = events.send(Event::Log {
                 run_id: run_id.clone(),
@@ -173,6 +175,12 @@ impl Actor {
                 line: line.to_string(),
             });
             if let Some(progress) = progress {
+                let _ = progressed.send(Internal::Progress {
+                    run_id: run_id.clone(),
+                    index,
+                    attempt: number,
+                    fraction: progress.0,
+                });
                 let _ = events.send(Event::Progress {
                     run_id: run_id.clone(),
                     task: task_name.clone(),
@@ -258,6 +266,7 @@ impl Actor {
             log_bytes: 0,
             pid: None,
             pid_start: None,
+            progress: None,
         };
         if let Err(error) = self.store.insert_attempt(&record) {
             tracing::error!("storing a handler's attempt failed: {error}");
@@ -447,19 +456,34 @@ impl Actor {
         }
         attempt.pid = Some(spawned.pid);
         attempt.pid_start = spawned.start;
-        self.unsaved_pids.push((spawned.run_id, spawned.index));
+        self.unsaved_attempts.push((spawned.run_id, spawned.index));
     }
 
-    /// Stores the process groups learnt since the last step, with this step's writes.
-    pub(super) fn save_pids(&mut self) {
-        for (run, index) in std::mem::take(&mut self.unsaved_pids) {
+    /// The attempt's last reported progress; like its process group, it is stored with the next step's writes
+    /// (an attached console reads it from there).
+    pub(super) fn attempt_progressed(&mut self, run_id: String, index: usize, number: u32, fraction: f64) {
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        let Some(slot) = run.slots.get_mut(index) else { return };
+        let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == number) else { return };
+        if attempt.state != AttemptState::Running || attempt.progress == Some(fraction) {
+            return;
+        }
+        attempt.progress = Some(fraction);
+        if !self.unsaved_attempts.contains(&(run_id.clone(), index)) {
+            self.unsaved_attempts.push((run_id, index));
+        }
+    }
+
+    /// Stores the process groups and progress learnt since the last step, with this step's writes.
+    pub(super) fn save_attempts(&mut self) {
+        for (run, index) in std::mem::take(&mut self.unsaved_attempts) {
             let Some(attempt) = self.runs.get(&run).and_then(|run| run.slots.get(index)?.attempt.as_ref()) else {
                 continue;
             };
             if attempt.state == AttemptState::Running
                 && let Err(error) = self.store.insert_attempt(attempt)
             {
-                tracing::debug!("storing attempt {} of {}'s process failed: {error}", attempt.attempt, attempt.task);
+                tracing::debug!("storing attempt {} of {} failed: {error}", attempt.attempt, attempt.task);
             }
         }
     }

@@ -34,7 +34,7 @@ const LONGEST_RETRY: Duration = Duration::from_secs(5);
 impl Actor {
     /// Commits the step's batch, then announces what it changed: what an operator sees is already durable.
     pub(super) fn flush(&mut self) {
-        self.save_pids();
+        self.save_attempts();
         if let Some(trouble) = &mut self.store_trouble
             && let Some(held) = trouble.over
             && !trouble.alerted
