@@ -611,12 +611,24 @@ impl Model {
     }
 
     /// What needs the operator first: on a failed run the cursor goes to its failed task and its latest
-    /// attempt's log opens at the first error; on a run waiting at a gate, to the waiting task.
+    /// attempt's log opens at the first error; on a run waiting at a gate, to the waiting task; on a running
+    /// run, to the task running now, whose log opens following.
     pub fn land_on_attention(&mut self) -> Option<Effect> {
         let run = self.selected_run()?;
-        let wanted = if run.state == RunState::Failed { TaskState::Failed } else { TaskState::WaitingApproval };
-        let index = self.visible_tasks().iter().position(|task| task.state == wanted)?;
+        let tasks = self.visible_tasks();
+        let wanted = if run.state == RunState::Failed {
+            TaskState::Failed
+        } else if tasks.iter().any(|task| task.state == TaskState::WaitingApproval) {
+            TaskState::WaitingApproval
+        } else {
+            TaskState::Running
+        };
+        let index = tasks.iter().position(|task| task.state == wanted)?;
         self.select_task(index);
-        if wanted == TaskState::Failed { self.open_log_effect(true) } else { None }
+        match wanted {
+            TaskState::Failed => self.open_log_effect(true),
+            TaskState::Running => self.open_log_effect(false),
+            _ => None,
+        }
     }
 }

@@ -106,7 +106,9 @@ fn a_console_beside_a_daemon_attaches_to_it() {
     write(
         &dir.path().join("workflows"),
         "hello.toml",
-        "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'echo attached hello'\n",
+        "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'echo attached hello'\n[[tasks]]\nname = \"Count\"\n\
+         run = 'test -f first || { touch first; exit 0; }; echo counting to five; echo ::progress::3/5; \
+         while [ ! -f release ]; do sleep 0.05; done'\n",
     );
     let mut daemon = conveyor()
         .arg("daemon")
@@ -123,10 +125,27 @@ fn a_console_beside_a_daemon_attaches_to_it() {
     }
     let tmux = Tmux { socket: format!("conveyor-attach-{}", std::process::id()) };
     let binary = env!("CARGO_BIN_EXE_conveyor");
-    tmux.start(100, 30, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary]);
+    tmux.start(140, 40, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary]);
     tmux.wait_for("the attached marker", |screen| screen.contains("attached to a daemon") && screen.contains("Hello"));
     tmux.keys(&["t"]);
     tmux.wait_for("the daemon's run to show as succeeded", |screen| screen.contains("✓ succeeded"));
+
+    // A second run reports its progress and waits: the gauge is the task's own 3/5, not an estimate, and
+    // `l` opens this run's log, not the first run's.
+    tmux.keys(&["t"]);
+    let screen = tmux.wait_for("the reported progress", |screen| screen.contains("60%"));
+    let gauge = screen.lines().find(|line| line.contains("60%")).unwrap();
+    assert!(!gauge.contains('~'), "the gauge is the reported progress: {gauge}");
+    let store = conveyor::store::Store::open(&state).unwrap();
+    let runs = store.runs(Some("Hello"), 10).unwrap();
+    let (second, first) = (&runs[0].id, &runs[1].id);
+    tmux.keys(&["l"]);
+    let screen = tmux.wait_for("the second run's log", |screen| screen.contains("counting to five"));
+    let title = screen.lines().find(|line| line.contains("Log ·")).unwrap();
+    assert!(title.contains(second) && title.contains("Hello") && !title.contains(first), "{title}");
+    // Tasks run in the workflows folder.
+    std::fs::write(dir.path().join("workflows/release"), "").unwrap();
+    tmux.wait_for("the second run to succeed", |screen| !screen.contains("▶ running"));
     tmux.keys(&["q"]);
     let started = Instant::now();
     while tmux.run(&["has-session", "-t", "console"]).status.success() {
