@@ -326,10 +326,13 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             } else if routes.is_empty() {
                 model.set_status("conveyor.toml registers no service or agent to reroute to");
             } else {
+                let notes =
+                    routes.iter().map(|route| model.route_notes.get(route).cloned().unwrap_or_default()).collect();
                 model.popup = Some(Popup::Reroute {
                     run: run.id.clone(),
                     task: task.name.clone(),
                     routes: routes.to_vec(),
+                    notes,
                     selected: 0,
                 });
             }
@@ -453,7 +456,8 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
             // the tasks list under the graph line of a workflow with `depends_on`.
             let graph = model.selected_workflow().is_some_and(|w| !w.graph.is_empty());
             let above = match pane {
-                Pane::Runs => 3,
+                Pane::Runs if super::ui::runs_summary_shown(rect) => 3,
+                Pane::Runs => 2,
                 Pane::Tasks if graph => 3,
                 Pane::Workflows | Pane::Tasks => 2,
                 _ => 1,

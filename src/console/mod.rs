@@ -127,6 +127,7 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         requested_runs: Default::default(),
         failure: None,
     };
+    console.model.route_notes = route_notes(&catalog);
     console.load_snapshot();
     let code = console.run(rx, &mut terminal).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
@@ -140,6 +141,23 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
 
 fn routes_of(catalog: &Catalog) -> Vec<String> {
     catalog.registry.services.keys().chain(catalog.registry.agents.keys()).cloned().collect()
+}
+
+/// `service · Reads new grant applications…`: what the reroute picker says beside each route's name.
+fn route_notes(catalog: &Catalog) -> std::collections::HashMap<String, String> {
+    let kinds = [("service", &catalog.registry.services), ("agent", &catalog.registry.agents)];
+    kinds
+        .into_iter()
+        .flat_map(|(kind, routes)| {
+            routes.iter().map(move |(name, endpoint)| {
+                let note = match &endpoint.description {
+                    Some(description) => format!("{kind} · {description}"),
+                    None => kind.to_string(),
+                };
+                (name.clone(), note)
+            })
+        })
+        .collect()
 }
 
 /// Terminal input, read on a thread of its own (crossterm's reads block).
@@ -284,6 +302,7 @@ impl Console {
             Message::Reply(Err(error), _) => self.model.set_status(format!("refused: {error}")),
             Message::Catalog(catalog) => {
                 self.routes = routes_of(&catalog);
+                self.model.route_notes = route_notes(&catalog);
                 self.model.workflows = WorkflowRow::from_catalog(&catalog, Utc::now());
                 self.model.clamp();
             }

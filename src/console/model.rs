@@ -128,7 +128,14 @@ pub enum Popup {
     /// `c` on a run, `q` with runs active: Cancel is focused by default.
     Confirm { question: String, action: Box<Effect>, yes_focused: bool },
     /// `R`: a route to run the task on.
-    Reroute { run: String, task: String, routes: Vec<String>, selected: usize },
+    Reroute {
+        run: String,
+        task: String,
+        routes: Vec<String>,
+        /// What each route is (`agent · Scores each application…`), beside its name.
+        notes: Vec<String>,
+        selected: usize,
+    },
     /// `T`: values for a workflow's parameters.
     Params { workflow: String, fields: Vec<(String, String, String)>, selected: usize },
     /// `?`: the keys, scrolled down by `scroll` lines (a short terminal does not hold them all).
@@ -215,6 +222,8 @@ pub struct Model {
     pub mouse_captured: bool,
     pub now: DateTime<Utc>,
     pub monitor_alerts: bool,
+    /// Each registered service's and agent's kind and description, for the reroute picker.
+    pub route_notes: HashMap<String, String>,
 }
 
 impl Model {
@@ -241,6 +250,7 @@ impl Model {
             mouse_captured: true,
             now,
             monitor_alerts: false,
+            route_notes: HashMap::new(),
         }
     }
 

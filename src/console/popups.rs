@@ -37,20 +37,20 @@ pub fn popup_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             KeyCode::Enter | KeyCode::Esc | KeyCode::Char('n') => {}
             _ => model.popup = Some(Popup::Confirm { question, action, yes_focused }),
         },
-        Popup::Reroute { run, task, routes, selected } => match key.code {
+        Popup::Reroute { run, task, routes, notes, selected } => match key.code {
             KeyCode::Up | KeyCode::Char('k') => {
-                model.popup = Some(Popup::Reroute { run, task, selected: selected.saturating_sub(1), routes });
+                model.popup = Some(Popup::Reroute { run, task, selected: selected.saturating_sub(1), routes, notes });
             }
             KeyCode::Down | KeyCode::Char('j') => {
                 let selected = (selected + 1).min(routes.len().saturating_sub(1));
-                model.popup = Some(Popup::Reroute { run, task, routes, selected });
+                model.popup = Some(Popup::Reroute { run, task, routes, notes, selected });
             }
             KeyCode::Enter => {
                 let to = routes[selected].clone();
                 return vec![Effect::Send(Command::RerouteTask { run, task, to })];
             }
             KeyCode::Esc => {}
-            _ => model.popup = Some(Popup::Reroute { run, task, routes, selected }),
+            _ => model.popup = Some(Popup::Reroute { run, task, routes, notes, selected }),
         },
         Popup::Params { workflow, mut fields, selected } => match key.code {
             KeyCode::Up | KeyCode::BackTab => {

@@ -100,6 +100,7 @@ fn fixture() -> Fixture {
     std::fs::write(&log, text).unwrap();
     let catalog = crate::definition::load_folder(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/workflows")));
     let mut model = Model::new(WorkflowRow::from_catalog(&catalog, at(NOW)), false, at(NOW));
+    model.route_notes = super::route_notes(&catalog);
     let failed = run("20261125-114500-a1b2", "DailyGrantPipeline", RunState::Failed, 15, 9);
     let older = run("20261124-070000-c3d4", "DailyGrantPipeline", RunState::Succeeded, 1740, 14);
     let release = run("20261125-115900-e5f6", "ReleaseChecks", RunState::Running, 1, 0);
@@ -322,8 +323,12 @@ fn every_popup_draws() {
     press(model, "c");
     insta::assert_snapshot!("confirm_cancel_80x24", render(model, 80, 24, false));
     press_code(model, KeyCode::Esc);
+    model.select_task(1);
+    assert_eq!(model.selected_task().unwrap().name, "Clock");
     press(model, "R");
-    insta::assert_snapshot!("reroute_80x24", render(model, 80, 24, false));
+    let screen = render(model, 80, 24, false);
+    assert!(screen.contains("service · Writes one notice per award"), "the picker says what each route is");
+    insta::assert_snapshot!("reroute_80x24", screen);
     press_code(model, KeyCode::Esc);
     press(model, ":");
     press(model, "trigger NightlyReport");

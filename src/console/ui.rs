@@ -66,7 +66,10 @@ pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) -> Areas {
     }
     let [header, body, footer] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
-    let [top, bottom] = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(body);
+    // A short terminal gives the lists more of its height: at 24 rows the Runs list still shows two runs.
+    let top_share = if area.height < 32 { 62 } else { 55 };
+    let [top, bottom] =
+        Layout::vertical([Constraint::Percentage(top_share), Constraint::Percentage(100 - top_share)]).areas(body);
     let [workflows, right] = Layout::horizontal([Constraint::Percentage(32), Constraint::Percentage(68)]).areas(top);
     let [runs, tasks] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(right);
     let [log, monitor] = Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)]).areas(bottom);
@@ -219,7 +222,8 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         frame.render_widget(text, inner);
         return;
     }
-    let [info, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+    let summary = if runs_summary_shown(area) { 1 } else { 0 };
+    let [info, list] = Layout::vertical([Constraint::Length(summary), Constraint::Min(0)]).areas(inner);
     let next = workflow.next_fire.map(|next| format!(" · next {}", relative(next, model.now))).unwrap_or_default();
     let durations = model.durations(&workflow.id, 30);
     let summary = format!("{}{next}", workflow.trigger);
@@ -264,6 +268,11 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     });
     let mut state = TableState::default().with_selected(Some(model.cursor.run));
     frame.render_stateful_widget(table, list, &mut state);
+}
+
+/// The Runs pane's summary line (trigger, next fire, durations) gives way to runs when the pane is short.
+pub fn runs_summary_shown(area: Rect) -> bool {
+    area.height >= 8
 }
 
 /// `A → B, C → D`: the tasks by depth in the graph.
@@ -666,10 +675,20 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
             let block = Block::bordered().title(" Confirm (←→ choose, Enter, y/n) ").border_style(theme.border(true));
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), rect);
         }
-        Popup::Reroute { task, routes, selected, .. } => {
-            let rect = centered(area, 50, routes.len() as u16 + 2);
+        Popup::Reroute { task, routes, notes, selected, .. } => {
+            let rect = centered(area, 96, routes.len() as u16 + 2);
             frame.render_widget(Clear, rect);
-            let items: Vec<ListItem> = routes.iter().map(|route| ListItem::new(route.clone())).collect();
+            let name_width = routes.iter().map(|route| route.chars().count()).max().unwrap_or(0);
+            let items: Vec<ListItem> = routes
+                .iter()
+                .zip(notes.iter().chain(std::iter::repeat(&String::new())))
+                .map(|(route, note)| {
+                    ListItem::new(Line::from(vec![
+                        Span::raw(format!(" {route:name_width$}  ")),
+                        Span::styled(super::logview::printable(note), theme.dim()),
+                    ]))
+                })
+                .collect();
             let block =
                 Block::bordered().title(format!(" Run {task} on (Enter, Esc) ")).border_style(theme.border(true));
             let list = List::new(items).block(block).highlight_style(theme.selected());
