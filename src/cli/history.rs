@@ -24,7 +24,24 @@ pub fn run(state: &Path, workflow: Option<&str>, limit: usize, as_json: bool) ->
         Err(error) => return fail(error),
     };
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&runs).expect("runs serialise"));
+        // A run whose LLM agents counted tokens says how many, summed over its attempts.
+        let mut listed = Vec::with_capacity(runs.len());
+        for run in &runs {
+            let mut entry = serde_json::to_value(run).expect("runs serialise");
+            let attempts = store.attempts(&run.id, None).unwrap_or_default();
+            let counted: Vec<_> = attempts.iter().filter(|attempt| attempt.prompt_tokens.is_some()).collect();
+            if !counted.is_empty() {
+                let sum = |tokens: fn(&&crate::store::AttemptRecord) -> Option<u64>| {
+                    counted.iter().filter_map(tokens).sum::<u64>()
+                };
+                entry["tokens"] = serde_json::json!({
+                    "prompt": sum(|attempt| attempt.prompt_tokens),
+                    "completion": sum(|attempt| attempt.completion_tokens),
+                });
+            }
+            listed.push(entry);
+        }
+        println!("{}", serde_json::to_string_pretty(&listed).expect("runs serialise"));
         return ExitCode::SUCCESS;
     }
     let header = ["RUN", "WORKFLOW", "STATE", "TRIGGER", "STARTED", "DURATION", "ERROR"].map(String::from);

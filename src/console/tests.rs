@@ -78,6 +78,8 @@ fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRe
         pid: None,
         pid_start: None,
         progress: None,
+        prompt_tokens: None,
+        completion_tokens: None,
     }
 }
 

@@ -6,6 +6,7 @@ mod model;
 mod params;
 mod problem;
 mod raw;
+pub mod schema;
 mod validate;
 
 pub use expression::{

@@ -230,7 +230,32 @@ pub enum Target {
     Command(Vec<String>),
     /// POST `{url}/{action}` with JSON in and JSON out.
     Url(String),
+    /// An OpenAI-compatible chat-completions endpoint, asked once per item (agents only).
+    Llm(std::sync::Arc<LlmAgent>),
 }
+
+/// An agent that is a language model: `llm = { url, model, prompt | prompt_file, … }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmAgent {
+    /// The API's base, e.g. `http://127.0.0.1:11434/v1`: requests go to `{url}/chat/completions`.
+    pub url: String,
+    pub model: String,
+    /// The variable holding the API key, read when an attempt starts (never stored, never logged).
+    pub api_key_env: Option<String>,
+    /// The system prompt (`prompt`, or the text of `prompt_file` as it was when the registry loaded).
+    pub prompt: String,
+    /// The input's field holding the list of items, each asked about on its own; absent, the whole input is
+    /// asked about once.
+    pub items: Option<String>,
+    /// What each reply must be (a JSON Schema subset, see `definition::schema`).
+    pub output_schema: Option<serde_json::Value>,
+    /// Requests in flight at once for this agent, across all its attempts.
+    pub max_concurrency: usize,
+    pub temperature: Option<f64>,
+}
+
+/// Requests an LLM agent has in flight at once unless it says otherwise.
+pub const DEFAULT_LLM_CONCURRENCY: usize = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Layer {

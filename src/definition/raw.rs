@@ -97,9 +97,24 @@ pub struct RawEndpoint {
     pub description: Option<String>,
     pub command: Option<Spanned<Vec<String>>>,
     pub url: Option<Spanned<String>>,
+    pub llm: Option<Spanned<RawLlm>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLlm {
+    pub url: Spanned<String>,
+    pub model: Spanned<String>,
+    pub api_key_env: Option<Spanned<String>>,
+    pub prompt: Option<Spanned<String>>,
+    pub prompt_file: Option<Spanned<String>>,
+    pub items: Option<Spanned<String>>,
+    pub output_schema: Option<Spanned<serde_json::Value>>,
+    pub max_concurrency: Option<Spanned<i64>>,
+    pub temperature: Option<Spanned<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

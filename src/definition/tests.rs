@@ -676,3 +676,42 @@ fn tripled_quotes_do_not_shorten_how_long_an_expression_counts() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].ends_with("characters long; expected at most 4096"), "{problems:?}");
 }
+
+#[test]
+fn an_llm_agent_is_checked_where_it_is_written_and_reads_its_prompt_file_without_a_network_call() {
+    let registry = r#"[agents.Scorer]
+description = "scores"
+llm = { url = "http://127.0.0.1:9/v1", model = "m", prompt_file = "prompts/score.md", items = "applications", output_schema = { type = "object", required = ["score"] } }
+[agents.NoPrompt]
+llm = { url = "http://h/v1", model = "m" }
+[services.Wrong]
+llm = { url = "http://h/v1", model = "m", prompt = "p" }
+[agents.BadSchema]
+llm = { url = "http://h/v1", model = "m", prompt = "p", output_schema = { type = "float" } }
+[agents.Missing]
+llm = { url = "http://h/v1", model = "m", prompt_file = "nowhere.md", max_concurrency = 0 }
+[agents.Nothing]
+description = "none"
+"#;
+    let (catalog, problems) = load(&[("conveyor.toml", registry), ("prompts/score.md", "Score it from 0 to 1.\n")]);
+    let (unreadable, problems): (Vec<String>, Vec<String>) =
+        problems.into_iter().partition(|problem| problem.contains("cannot read `prompt_file`"));
+    assert_eq!(
+        problems,
+        vec![
+            "conveyor.toml:5:7: agent `NoPrompt`'s `llm` has neither `prompt` nor `prompt_file`: expected one",
+            "conveyor.toml:7:7: service `Wrong` has `llm`: a language model is an agent, under [agents.Wrong]",
+            "conveyor.toml:9:73: bad `output_schema`: type: unknown type \"float\", expected one of object, array, string, number, integer, boolean, null",
+            "conveyor.toml:11:89: bad `max_concurrency` 0: expected a whole number from 1 to 256",
+            "conveyor.toml:12:1: agent `Nothing` has none of `command`, `url` or `llm`: expected exactly one",
+        ]
+    );
+    assert_eq!(unreadable.len(), 1);
+    assert!(
+        unreadable[0].starts_with("conveyor.toml:11:57: cannot read `prompt_file` ")
+            && unreadable[0].contains("nowhere.md")
+    );
+    let Target::Llm(agent) = &catalog.registry.agents["Scorer"].target else { panic!("an LLM agent") };
+    assert_eq!(agent.prompt, "Score it from 0 to 1.\n");
+    assert_eq!((agent.items.as_deref(), agent.max_concurrency), (Some("applications"), DEFAULT_LLM_CONCURRENCY));
+}

@@ -205,6 +205,26 @@ impl<'a> Checker<'a> {
         let span = raw.span();
         let raw = raw.into_inner();
         let timeout = self.duration(&raw.timeout, "timeout");
+        if let Some(llm) = raw.llm {
+            if kind != "agent" {
+                self.at(
+                    llm.span(),
+                    format!("{kind} `{name}` has `llm`: a language model is an agent, under [agents.{name}]"),
+                );
+                return None;
+            }
+            if let Some(other) = raw.command.as_ref().map(Spanned::span).or(raw.url.as_ref().map(Spanned::span)) {
+                self.at(other, format!("agent `{name}` has `llm` and also `command` or `url`: expected exactly one"));
+                return None;
+            }
+            let agent = self.llm(name, llm)?;
+            return Some(Endpoint {
+                description: raw.description,
+                target: Target::Llm(Arc::new(agent)),
+                env: raw.env,
+                timeout,
+            });
+        }
         let target = match (raw.command, raw.url) {
             (Some(command), None) if command.get_ref().is_empty() => {
                 self.at(
@@ -220,11 +240,76 @@ impl<'a> Checker<'a> {
                 None
             }
             (None, None) => {
-                self.at(span, format!("{kind} `{name}` has neither `command` nor `url`: expected exactly one"));
+                let choices = if kind == "agent" { "`command`, `url` or `llm`" } else { "`command` nor `url`" };
+                let choices = if kind == "agent" { format!("none of {choices}") } else { format!("neither {choices}") };
+                self.at(span, format!("{kind} `{name}` has {choices}: expected exactly one"));
                 None
             }
         }?;
         Some(Endpoint { description: raw.description, target, env: raw.env, timeout })
+    }
+
+    /// An LLM agent: its prompt read now (from `prompt_file`, relative to the workflows folder), its schema
+    /// checked; no network call.
+    fn llm(&mut self, name: &str, raw: Spanned<RawLlm>) -> Option<LlmAgent> {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        let url_ok = self.url(&raw.url, "llm.url");
+        let prompt = match (raw.prompt, raw.prompt_file) {
+            (Some(prompt), None) => Some(prompt.into_inner()),
+            (None, Some(file)) => {
+                let path = self.file.parent().unwrap_or(Path::new(".")).join(file.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Some(text),
+                    Err(error) => {
+                        self.at(file.span(), format!("cannot read `prompt_file` {}: {error}", path.display()));
+                        None
+                    }
+                }
+            }
+            (Some(_), Some(file)) => {
+                self.at(file.span(), format!("agent `{name}` has both `prompt` and `prompt_file`: expected one"));
+                None
+            }
+            (None, None) => {
+                self.at(span, format!("agent `{name}`'s `llm` has neither `prompt` nor `prompt_file`: expected one"));
+                None
+            }
+        };
+        let output_schema = raw.output_schema.and_then(|schema| {
+            let span = schema.span();
+            let schema = schema.into_inner();
+            match super::schema::check_schema(&schema) {
+                Ok(()) => Some(schema),
+                Err(problem) => {
+                    self.at(span, format!("bad `output_schema`: {problem}"));
+                    None
+                }
+            }
+        });
+        let max_concurrency =
+            self.whole_number(&raw.max_concurrency, "max_concurrency", 1..=256, DEFAULT_LLM_CONCURRENCY as u32)
+                as usize;
+        if let Some(temperature) = &raw.temperature
+            && !(0.0..=2.0).contains(temperature.get_ref())
+        {
+            self.at(temperature.span(), format!("bad `temperature` {}: expected 0 to 2", temperature.get_ref()));
+        }
+        if let Some(variable) = &raw.api_key_env
+            && (variable.get_ref().is_empty() || variable.get_ref().contains('='))
+        {
+            self.at(variable.span(), "bad `api_key_env`: expected the name of an environment variable");
+        }
+        Some(LlmAgent {
+            url: url_ok.then(|| raw.url.into_inner())?,
+            model: raw.model.into_inner(),
+            api_key_env: raw.api_key_env.map(Spanned::into_inner),
+            prompt: prompt?,
+            items: raw.items.map(Spanned::into_inner),
+            output_schema,
+            max_concurrency,
+            temperature: raw.temperature.map(Spanned::into_inner),
+        })
     }
 
     fn url(&mut self, url: &Spanned<String>, what: &str) -> bool {

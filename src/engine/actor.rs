@@ -62,6 +62,13 @@ pub(super) enum Internal {
     Done(Done),
     /// An attempt's process has started: its group and start time go to the store.
     Spawned(Spawned),
+    /// An LLM agent's attempt counted its tokens: kept on the attempt, stored with the next step.
+    Usage {
+        run_id: String,
+        index: usize,
+        attempt: u32,
+        usage: crate::tasks::Usage,
+    },
     /// An attempt reported how far it is (`::progress::`): kept on the attempt, stored with the next step.
     Progress {
         run_id: String,
@@ -155,6 +162,9 @@ pub struct Actor {
     file_notes: mpsc::Sender<crate::trigger::files::Seen>,
     file_notes_rx: Option<mpsc::Receiver<crate::trigger::files::Seen>>,
     permits: Arc<Semaphore>,
+    /// Each LLM agent's requests in flight, shared by its attempts (`max_concurrency`); a reload that
+    /// changes the bound starts a new one.
+    llm_permits: std::sync::Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
     /// The id of the newest alert.
     last_alert: std::cell::Cell<i64>,
     /// Attempts whose process group is known but not yet stored: `(run, task index)`.
@@ -209,6 +219,7 @@ impl Actor {
             file_notes,
             file_notes_rx: Some(file_notes_rx),
             permits,
+            llm_permits: Default::default(),
             state_id,
             last_alert: std::cell::Cell::new(last_alert),
             unsaved_attempts: Vec::new(),
@@ -284,6 +295,10 @@ impl Actor {
                     self.attempt_progressed(run_id, index, attempt, fraction);
                     continue;
                 }
+                Step::Internal(Internal::Usage { run_id, index, attempt, usage }) => {
+                    self.attempt_used(run_id, index, attempt, usage);
+                    continue;
+                }
                 _ => {}
             }
             // Each step is one batch: one commit for all it changed, then its events, then any answer. A batch
@@ -316,7 +331,7 @@ impl Actor {
                     self.attempt_done(done);
                     None
                 }
-                Step::Internal(Internal::Spawned(_) | Internal::Progress { .. }) => None,
+                Step::Internal(Internal::Spawned(_) | Internal::Progress { .. } | Internal::Usage { .. }) => None,
                 Step::Internal(Internal::Condition { run_id, index, result }) => {
                     self.condition_decided(&run_id, index, result);
                     None

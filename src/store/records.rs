@@ -97,6 +97,9 @@ pub struct AttemptRecord {
     /// The last `::progress::` the attempt reported, so that a console attached to a daemon shows the gauge
     /// an embedded one gets from events.
     pub progress: Option<f64>,
+    /// Tokens a language model counted for the attempt (an LLM agent's), from its replies' `usage`.
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -239,6 +242,8 @@ fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
         pid: row.get("pid")?,
         pid_start: row.get::<_, Option<i64>>("pid_start")?.map(|start| start.max(0) as u64),
         progress: row.get("progress")?,
+        prompt_tokens: row.get::<_, Option<i64>>("prompt_tokens")?.map(|tokens| tokens.max(0) as u64),
+        completion_tokens: row.get::<_, Option<i64>>("completion_tokens")?.map(|tokens| tokens.max(0) as u64),
     })
 }
 
@@ -824,8 +829,8 @@ fn upsert_task(connection: &rusqlite::Connection, task: &TaskRecord) -> rusqlite
 fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) -> rusqlite::Result<()> {
     let mut statement = connection.prepare_cached(
         "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,
-            log_path, log_bytes, pid, pid_start, progress)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            log_path, log_bytes, pid, pid_start, progress, prompt_tokens, completion_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )?;
     statement.execute(params![
         attempt.run_id,
@@ -842,6 +847,8 @@ fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) ->
         attempt.pid,
         attempt.pid_start.map(|start| start as i64),
         attempt.progress,
+        attempt.prompt_tokens.map(|tokens| tokens as i64),
+        attempt.completion_tokens.map(|tokens| tokens as i64),
     ])?;
     Ok(())
 }

@@ -122,6 +122,11 @@ CREATE TABLE meta (
     r#"
 ALTER TABLE attempts ADD COLUMN progress REAL;
 "#,
+    // What a language model counted for an LLM agent's attempt.
+    r#"
+ALTER TABLE attempts ADD COLUMN prompt_tokens INTEGER;
+ALTER TABLE attempts ADD COLUMN completion_tokens INTEGER;
+"#,
 ];
 
 pub fn migrate(connection: &Connection) -> rusqlite::Result<()> {

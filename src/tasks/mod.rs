@@ -5,6 +5,7 @@ pub mod budget;
 mod governance;
 mod http;
 pub mod limits;
+mod llm;
 mod log;
 mod process;
 pub mod reclaim;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 pub use governance::{GovernanceExecutor, decide as decide_approval};
 pub use http::HttpExecutor;
 pub use limits::Limits;
+pub use llm::LlmExecutor;
 pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path};
 pub use process::ProcessExecutor;
 
@@ -55,9 +57,21 @@ pub struct Attempt {
     pub spawned: Option<Spawned>,
     /// How long a line, how large an output, how large a log (the log sink was made with it).
     pub limits: Limits,
+    /// Told the tokens used, by executors that call a language model.
+    pub usage: Option<UsageReport>,
 }
 
 pub type Spawned = Box<dyn FnOnce(u32, Option<u64>) + Send + Sync>;
+
+/// Told what a language model's answers cost, once the attempt's questions are answered.
+pub type UsageReport = Box<dyn FnOnce(Usage) + Send + Sync>;
+
+/// Tokens a language model counted for an attempt (its `usage`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
 
 impl Attempt {
     /// The `CONVEYOR_*` variables of the task contract, parameters as `CONVEYOR_PARAM_<NAME>`, then `env`.

@@ -10,6 +10,7 @@ mod engine_operations;
 mod engine_runs;
 mod faults;
 mod hot_reload;
+mod llm;
 mod recovery;
 mod scheduling;
 mod validate_and_list;

@@ -15,8 +15,8 @@ use crate::state::{AttemptState, RunState, TaskState};
 use crate::store::{AttemptRecord, timestamp};
 use crate::tasks::limits::{DEFAULT_MAX_LOG_SIZE, DEFAULT_MAX_OUTPUT_SIZE};
 use crate::tasks::{
-    Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LogSink, ProcessExecutor, Refusal, SharedExecutor,
-    cancel_pair, when,
+    Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LlmExecutor, LogSink, ProcessExecutor, Refusal,
+    SharedExecutor, cancel_pair, when,
 };
 
 impl Actor {
@@ -100,6 +100,17 @@ impl Actor {
             let executor: SharedExecutor = match &endpoint.target {
                 Target::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: true }),
                 Target::Url(url) => Arc::new(HttpExecutor { url: url.clone() }),
+                Target::Llm(agent) => {
+                    let mut shared = self.llm_permits.lock().expect("llm permits lock");
+                    let (bound, permits) = shared.entry(route.to_string()).or_insert_with(|| {
+                        (agent.max_concurrency, Arc::new(tokio::sync::Semaphore::new(agent.max_concurrency)))
+                    });
+                    if *bound != agent.max_concurrency {
+                        *bound = agent.max_concurrency;
+                        *permits = Arc::new(tokio::sync::Semaphore::new(agent.max_concurrency));
+                    }
+                    Arc::new(LlmExecutor { agent: agent.clone(), permits: permits.clone() })
+                }
             };
             return (executor, endpoint.timeout, endpoint.env.clone());
         }
@@ -145,6 +156,8 @@ impl Actor {
                 pid: None,
                 pid_start: None,
                 progress: None,
+                prompt_tokens: None,
+                completion_tokens: None,
             };
         }
         self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
@@ -197,6 +210,11 @@ impl Actor {
             let spawned = Spawned { run_id: spawned_run, index: spawned_index, attempt: number, pid, start };
             let _ = told.send(Internal::Spawned(spawned));
         });
+        let used = self.internal.clone();
+        let (used_run, used_index) = (id.to_string(), index);
+        let usage: crate::tasks::UsageReport = Box::new(move |usage| {
+            let _ = used.send(Internal::Usage { run_id: used_run, index: used_index, attempt: number, usage });
+        });
         let limits = crate::tasks::Limits {
             max_output_size: task.max_output_size.or(self.registry.max_output_size).unwrap_or(DEFAULT_MAX_OUTPUT_SIZE),
             max_log_size: task.max_log_size.or(self.registry.max_log_size).unwrap_or(DEFAULT_MAX_LOG_SIZE),
@@ -224,6 +242,7 @@ impl Actor {
             state_id: self.state_id.clone(),
             spawned: Some(spawned),
             limits,
+            usage: Some(usage),
         };
         let permits = self.permits.clone();
         let run_id = id.to_string();
@@ -267,6 +286,8 @@ impl Actor {
             pid: None,
             pid_start: None,
             progress: None,
+            prompt_tokens: None,
+            completion_tokens: None,
         };
         if let Err(error) = self.store.insert_attempt(&record) {
             tracing::error!("storing a handler's attempt failed: {error}");
@@ -469,6 +490,18 @@ impl Actor {
             return;
         }
         attempt.progress = Some(fraction);
+        if !self.unsaved_attempts.contains(&(run_id.clone(), index)) {
+            self.unsaved_attempts.push((run_id, index));
+        }
+    }
+
+    /// The tokens an LLM agent's attempt used, stored with the next step's writes.
+    pub(super) fn attempt_used(&mut self, run_id: String, index: usize, number: u32, usage: crate::tasks::Usage) {
+        let Some(run) = self.runs.get_mut(&run_id) else { return };
+        let Some(slot) = run.slots.get_mut(index) else { return };
+        let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == number) else { return };
+        attempt.prompt_tokens = Some(usage.prompt_tokens);
+        attempt.completion_tokens = Some(usage.completion_tokens);
         if !self.unsaved_attempts.contains(&(run_id.clone(), index)) {
             self.unsaved_attempts.push((run_id, index));
         }
