@@ -6,6 +6,9 @@ mod keys;
 mod link;
 mod logview;
 mod model;
+mod monitor;
+#[cfg(test)]
+mod monitor_tests;
 mod popups;
 mod theme;
 mod ui;
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
 pub use keys::{Action, Keymap, handle_key, handle_mouse};
@@ -30,7 +34,7 @@ pub use theme::Theme;
 pub use ui::{Areas, Chrome, draw};
 
 use crate::definition::{Catalog, load_folder};
-use crate::store::{AttemptRecord, Store, TaskRecord};
+use crate::store::{AttemptRecord, AuditRecord, FireRecord, Store, TaskRecord};
 use link::Link;
 
 /// What reaches the screen's loop.
@@ -48,6 +52,8 @@ enum Message {
     Catalog(Box<Catalog>),
     /// The embedded engine ended on a fault: the console leaves, with a failure status and the reason.
     EngineFailed(String),
+    /// Attached to a daemon: commands and fires it recorded since the last read, for the engine log.
+    Trail(Vec<AuditRecord>, Vec<FireRecord>),
 }
 
 const CHANNEL: usize = 1024;
@@ -122,7 +128,10 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         areas: Areas::default(),
         indexing: false,
         reindex: false,
-        logger: tui_logger::TuiWidgetState::new(),
+        // The engine's INFO lines from there are alerts, which the monitor already shows by their severity.
+        logger: tui_logger::TuiWidgetState::new()
+            .set_level_for_target("conveyor::engine::actor::durability", tui_logger::LevelFilter::Warn),
+        watcher: monitor::Watcher::default(),
         requested_runs: Default::default(),
         failure: None,
     };
@@ -168,6 +177,8 @@ struct Console {
     /// Why the embedded engine ended, if a fault ended it.
     failure: Option<String>,
     logger: tui_logger::TuiWidgetState,
+    /// What the engine log has said, so that only changes make lines.
+    watcher: monitor::Watcher,
     requested_runs: std::collections::HashSet<String>,
 }
 
@@ -213,6 +224,8 @@ impl Console {
         match message {
             Message::Input(event) => return self.input(event),
             Message::Engine(event) => {
+                let lines = self.watcher.event(&event, Utc::now());
+                monitor::emit(&lines);
                 if matches!(*event, crate::engine::Event::Reloaded { .. }) {
                     self.load_catalog();
                 }
@@ -226,7 +239,7 @@ impl Console {
                     self.index_log();
                     return None;
                 }
-                if !self.model.apply(&event) {
+                if !self.model.apply(&event) && lines.is_empty() {
                     return None;
                 }
             }
@@ -236,6 +249,7 @@ impl Console {
                 return Some(Flow::Failed);
             }
             Message::Snapshot(snapshot) => {
+                monitor::emit(&self.watcher.snapshot(&snapshot, Utc::now()));
                 self.model.apply_snapshot(snapshot);
                 if self.model.attached && self.model.log.is_some() {
                     self.index_log();
@@ -276,6 +290,7 @@ impl Console {
             }
             Message::Reply(Ok(message)) => self.model.set_status(message),
             Message::Reply(Err(error)) => self.model.set_status(format!("refused: {error}")),
+            Message::Trail(audits, fires) => monitor::emit(&monitor::trail_lines(&audits, &fires)),
             Message::Catalog(catalog) => {
                 self.routes = routes_of(&catalog);
                 self.model.workflows = WorkflowRow::from_catalog(&catalog, Utc::now());
@@ -344,6 +359,8 @@ impl Console {
                     });
                 }
             }
+            Effect::EngineLog(event) => self.logger.transition(event),
+            Effect::EngineLogTop => self.engine_log_top(),
             Effect::ToggleMouse => {
                 self.model.mouse_captured = !self.model.mouse_captured;
                 let _ = if self.model.mouse_captured {
@@ -354,6 +371,30 @@ impl Console {
             }
         }
         None
+    }
+
+    /// tui-logger scrolls by pages and knows where the previous page starts only once a page is drawn: pages
+    /// back, drawn off screen, until a page changes nothing.
+    fn engine_log_top(&mut self) {
+        let area = Rect { x: 0, y: 0, ..self.areas.monitor };
+        if area.area() == 0 {
+            return;
+        }
+        let page = |logger: &tui_logger::TuiWidgetState| {
+            let mut buffer = ratatui::buffer::Buffer::empty(area);
+            ratatui::widgets::Widget::render(monitor::engine_log_widget(logger, &self.theme), area, &mut buffer);
+            buffer
+        };
+        let mut shown = page(&self.logger);
+        // Bounded: the buffer holds 10,000 lines, a page at least a few.
+        for _ in 0..5_000 {
+            self.logger.transition(tui_logger::TuiWidgetEvent::PrevPageKey);
+            let next = page(&self.logger);
+            if next == shown {
+                return;
+            }
+            shown = next;
+        }
     }
 
     /// The selected run's tasks come from the store when the snapshot did not carry them.

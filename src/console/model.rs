@@ -153,6 +153,11 @@ pub enum Popup {
     CommandLine {
         text: String,
     },
+    /// Enter on an alert: its full text, scrolled down `scroll` lines.
+    Alert {
+        id: i64,
+        scroll: u16,
+    },
 }
 
 /// What the runtime does for the model: talk to the engine, read the disk, stop.
@@ -171,6 +176,10 @@ pub enum Effect {
     SearchLog(String),
     ToggleMouse,
     Quit,
+    /// Scrolls or filters the engine log (tui-logger's widget state, held by the runtime).
+    EngineLog(tui_logger::TuiWidgetEvent),
+    /// Scrolls the engine log to its oldest line.
+    EngineLogTop,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +239,8 @@ pub struct Model {
     pub mouse_captured: bool,
     pub now: DateTime<Utc>,
     pub monitor_alerts: bool,
+    /// `/` in the engine log: tui-logger's selector of workflows and levels is shown instead of the lines.
+    pub monitor_selector: bool,
 }
 
 impl Model {
@@ -255,6 +266,7 @@ impl Model {
             mouse_captured: true,
             now,
             monitor_alerts: false,
+            monitor_selector: false,
         }
     }
 

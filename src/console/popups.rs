@@ -10,6 +10,7 @@ pub fn popup_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
     let Some(popup) = model.popup.take() else { return Vec::new() };
     match popup {
         Popup::Help => {}
+        Popup::Alert { id, scroll } => return super::monitor::alert_view_key(model, id, scroll, key),
         Popup::Confirm { question, action, yes_focused } => match key.code {
             KeyCode::Left
             | KeyCode::Right
