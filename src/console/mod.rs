@@ -373,28 +373,11 @@ impl Console {
         None
     }
 
-    /// tui-logger scrolls by pages and knows where the previous page starts only once a page is drawn: pages
-    /// back, drawn off screen, until a page changes nothing.
     fn engine_log_top(&mut self) {
+        // The pane's inside: the widget is drawn there without its border.
         let area = Rect { x: 0, y: 0, ..self.areas.monitor };
-        if area.area() == 0 {
-            return;
-        }
-        let page = |logger: &tui_logger::TuiWidgetState| {
-            let mut buffer = ratatui::buffer::Buffer::empty(area);
-            ratatui::widgets::Widget::render(monitor::engine_log_widget(logger, &self.theme), area, &mut buffer);
-            buffer
-        };
-        let mut shown = page(&self.logger);
-        // Bounded: the buffer holds 10,000 lines, a page at least a few.
-        for _ in 0..5_000 {
-            self.logger.transition(tui_logger::TuiWidgetEvent::PrevPageKey);
-            let next = page(&self.logger);
-            if next == shown {
-                return;
-            }
-            shown = next;
-        }
+        let inside = Rect { width: area.width.saturating_sub(2), height: area.height.saturating_sub(2), ..area };
+        monitor::page_to_top(&self.logger, &self.theme, inside);
     }
 
     /// The selected run's tasks come from the store when the snapshot did not carry them.

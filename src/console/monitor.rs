@@ -101,6 +101,14 @@ impl Watcher {
         for run in runs {
             let mut tasks: Vec<&TaskRecord> = snapshot.tasks.iter().filter(|task| task.run_id == run.id).collect();
             tasks.sort_by_key(|task| task.position);
+            // A run that had ended before and has not changed: its tasks, read for the first time, are history.
+            let old = self.runs.get(&run.id).is_some_and(|(_, state)| *state == run.state && state.is_finished());
+            if old {
+                for task in tasks {
+                    self.tasks.insert((task.run_id.clone(), task.name.clone()), (task.state, task.attempts));
+                }
+                continue;
+            }
             // A run's start before its tasks' lines, its end (the last of its lines) after them.
             let mut own = self.run(run, now);
             let end = if run.state.is_finished() { own.pop() } else { None };
@@ -484,6 +492,29 @@ pub fn draw_engine_log(frame: &mut Frame, area: Rect, block: Block, model: &Mode
         return;
     }
     frame.render_widget(engine_log_widget(state, chrome.theme).block(block), area);
+}
+
+/// tui-logger scrolls by pages and knows where the previous page starts only once a page is drawn: pages
+/// back, drawn off screen in `area`, until a page changes nothing.
+pub fn page_to_top(state: &TuiWidgetState, theme: &Theme, area: Rect) {
+    if area.area() == 0 {
+        return;
+    }
+    let page = || {
+        let mut buffer = ratatui::buffer::Buffer::empty(area);
+        ratatui::widgets::Widget::render(engine_log_widget(state, theme), area, &mut buffer);
+        buffer
+    };
+    let mut shown = page();
+    // Bounded: tui-logger keeps 10,000 lines, and a page holds at least one.
+    for _ in 0..10_000 {
+        state.transition(TuiWidgetEvent::PrevPageKey);
+        let next = page();
+        if next == shown {
+            return;
+        }
+        shown = next;
+    }
 }
 
 pub fn engine_log_widget<'a>(state: &TuiWidgetState, theme: &Theme) -> tui_logger::TuiLoggerWidget<'a> {

@@ -223,6 +223,15 @@ fn the_first_snapshot_is_learnt_quietly_and_later_ones_say_what_changed_in_order
         levels_and_texts(&watcher.snapshot(&third, now())),
         vec![(Level::Info, "NightlyReport".into(), "resumed".into())]
     );
+    // A read that also brings the tasks of a run that had long ended (the first full read, after a quick one).
+    let old = run("20261124-070000-c3d4", "DailyGrantPipeline", RunState::Succeeded, 1740, 14);
+    let mut before = Snapshot { runs: vec![old.clone()], ..Default::default() };
+    before.runs.extend(third.runs.clone());
+    watcher.snapshot(&before, now());
+    let mut full = before.clone();
+    full.tasks =
+        vec![task(&old, "Ingest", 0, TaskState::Succeeded, 1), task(&old, "Score", 1, TaskState::Succeeded, 1)];
+    assert!(watcher.snapshot(&full, now()).is_empty(), "an ended run's tasks read late are history, not news");
 }
 
 #[test]
@@ -358,6 +367,37 @@ fn the_alert_view_shows_the_full_text_wrapped_with_time_severity_what_and_acked_
     insta::assert_snapshot!("alert_view_80x24", render(model, 80, 24, false));
 }
 
+#[test]
+fn g_pages_the_engine_log_back_to_its_oldest_line() {
+    let lines: Vec<MonitorLine> = (0..60)
+        .map(|n| MonitorLine {
+            at: now() + Duration::seconds(n),
+            level: Level::Info,
+            target: "MonitorTopFlow".into(),
+            text: format!("line {n}"),
+        })
+        .collect();
+    monitor::emit_with(&lines, |at| at.format("%H:%M:%S").to_string());
+    tui_logger::move_events();
+    let state = tui_logger::TuiWidgetState::new()
+        .set_default_display_level(tui_logger::LevelFilter::Off)
+        .set_level_for_target("MonitorTopFlow", tui_logger::LevelFilter::Trace);
+    let theme = Theme::new(false);
+    let area = ratatui::layout::Rect::new(0, 0, 40, 6);
+    let shown = |state: &tui_logger::TuiWidgetState| {
+        let mut buffer = ratatui::buffer::Buffer::empty(area);
+        ratatui::widgets::Widget::render(monitor::engine_log_widget(state, &theme), area, &mut buffer);
+        (0..area.height)
+            .map(|y| (0..area.width).map(|x| buffer[(x, y)].symbol()).collect::<String>().trim_end().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert!(shown(&state)[5].ends_with("line 59"), "it follows the newest line: {:?}", shown(&state));
+    monitor::page_to_top(&state, &theme, area);
+    assert!(shown(&state)[0].ends_with("line 0"), "the oldest line on top: {:?}", shown(&state));
+    state.transition(TuiWidgetEvent::EscapeKey);
+    assert!(shown(&state)[5].ends_with("line 59"), "G follows the newest again");
+}
+
 /// Draws with an engine log that shows only the targets of these lines, so that no other test's lines in
 /// tui-logger's global buffer come into it.
 fn render_with_log(model: &mut Model, state: &tui_logger::TuiWidgetState, width: u16, height: u16) -> String {
@@ -415,12 +455,14 @@ fn the_monitor_pane_streams_engine_lines_with_time_level_and_workflow_and_slash_
     tui_logger::move_events();
     let state = tui_logger::TuiWidgetState::new()
         .set_default_display_level(tui_logger::LevelFilter::Off)
-        .set_level_for_target("MonitorSnapshotFlow", tui_logger::LevelFilter::Trace)
-        .set_level_for_target("MonitorSnapshotOperator", tui_logger::LevelFilter::Trace);
+        .set_level_for_target("MonitorSnapshotFlow", tui_logger::LevelFilter::Info)
+        .set_level_for_target("MonitorSnapshotOperator", tui_logger::LevelFilter::Info);
     model.focus = Pane::Monitor;
     insta::assert_snapshot!("engine_log_120x40", render_with_log(model, &state, 120, 40));
     insta::assert_snapshot!("engine_log_80x24", render_with_log(model, &state, 80, 24));
     press(model, "/");
+    // Other tests' targets are off in this state: hidden, as space hides them in the console.
+    state.transition(TuiWidgetEvent::SpaceKey);
     state.transition(TuiWidgetEvent::DownKey);
     insta::assert_snapshot!("engine_log_selector_120x40", render_with_log(model, &state, 120, 40));
     insta::assert_snapshot!("engine_log_selector_80x24", render_with_log(model, &state, 80, 24));
