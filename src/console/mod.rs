@@ -290,7 +290,7 @@ impl Console {
             }
             Message::Reply(Ok(message)) => self.model.set_status(message),
             Message::Reply(Err(error)) => self.model.set_status(format!("refused: {error}")),
-            Message::Trail(audits, fires) => monitor::emit(&monitor::trail_lines(&audits, &fires)),
+            Message::Trail(audits, fires) => monitor::emit(&self.watcher.trail(&audits, &fires)),
             Message::Catalog(catalog) => {
                 self.routes = routes_of(&catalog);
                 self.model.workflows = WorkflowRow::from_catalog(&catalog, Utc::now());

@@ -29,7 +29,7 @@ use crate::store::{AlertRecord, AuditRecord, FireRecord, RunRecord, Store, TaskR
 pub const MODULE: &str = "conveyor::console::monitor";
 /// Target of lines about the engine as a whole (reloads).
 pub const ENGINE: &str = "engine";
-/// Target of operators' commands.
+/// Target of operators' commands that name no workflow the console knows.
 pub const OPERATOR: &str = "operator";
 /// Store records read per attached refresh: a burst beyond it is read on the next ones.
 const TRAIL_BATCH: usize = 500;
@@ -71,7 +71,7 @@ impl Watcher {
             Event::Alert(alert) => self.alert(alert).into_iter().collect(),
             Event::Fire(fire) => vec![fire_line(fire)],
             Event::Command { who, via, command, ok, outcome } => {
-                vec![command_line(now, who, via, command, *ok, outcome)]
+                vec![self.command(now, who, via, command, *ok, outcome)]
             }
             Event::Reloaded { changed, removed, broken } => reload_lines(now, changed, removed, broken),
             Event::WorkflowPaused { workflow, paused } => self.pause(workflow, *paused, now).into_iter().collect(),
@@ -192,7 +192,9 @@ impl Watcher {
                 (task.started_at.unwrap_or(now), Level::Info, format!("{name} started, attempt {attempt} (run {run})"))
             }
             TaskState::RetryWait => {
-                let when = task.retry_at.map(|at| format!(", retry at {}", clock(at))).unwrap_or_default();
+                // The engine's error already says when it tries again; without one, say it here.
+                let when = task.retry_at.filter(|_| task.error.is_none());
+                let when = when.map(|at| format!(", retry at {}", clock(at))).unwrap_or_default();
                 (now, Level::Warn, format!("{name} attempt {attempt} failed{when} (run {run}){error}"))
             }
             TaskState::WaitingApproval => (now, Level::Warn, format!("{name} waits for approval (run {run})")),
@@ -234,6 +236,40 @@ impl Watcher {
         changed.then(|| MonitorLine::new(now, Level::Info, workflow, if paused { "paused" } else { "resumed" }))
     }
 
+    /// A command goes under the workflow it names, or whose run it names, so that a workflow's lines say
+    /// who did what to it; a refused command is a warning: someone asked for something that did not happen.
+    pub fn command(
+        &self,
+        at: DateTime<Utc>,
+        who: &str,
+        via: &str,
+        command: &str,
+        ok: bool,
+        outcome: &str,
+    ) -> MonitorLine {
+        let fields: Option<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(command).ok();
+        let named = |key: &str| fields.as_ref().and_then(|fields| fields.get(key)?.as_str().map(str::to_string));
+        let target = named("workflow")
+            .or_else(|| named("run").and_then(|run| self.runs.get(&run).map(|(workflow, _)| workflow.clone())))
+            .unwrap_or_else(|| OPERATOR.to_string());
+        let level = if ok { Level::Info } else { Level::Warn };
+        let verdict = if ok { "" } else { "refused: " };
+        let text = fields.as_ref().map_or_else(|| command.to_string(), command_text);
+        MonitorLine::new(at, level, &target, format!("{who} via {via}: {text} → {verdict}{outcome}"))
+    }
+
+    /// The lines of audit records and fires read from the store (attached to a daemon), in the order they
+    /// were recorded.
+    pub fn trail(&self, audits: &[AuditRecord], fires: &[FireRecord]) -> Vec<MonitorLine> {
+        let mut lines: Vec<MonitorLine> = audits
+            .iter()
+            .map(|audit| self.command(audit.at, &audit.who, &audit.origin, &audit.command, audit.ok, &audit.outcome))
+            .chain(fires.iter().map(fire_line))
+            .collect();
+        lines.sort_by_key(|line| line.at);
+        lines
+    }
+
     fn forget_ended(&mut self) {
         self.runs.retain(|_, (_, state)| !state.is_finished());
         let runs = &self.runs;
@@ -259,11 +295,17 @@ pub fn fire_line(fire: &FireRecord) -> MonitorLine {
     MonitorLine::new(fire.fired_at, level, &fire.workflow, text)
 }
 
-/// A refused command is a warning: someone asked for something that did not happen.
-pub fn command_line(at: DateTime<Utc>, who: &str, via: &str, command: &str, ok: bool, outcome: &str) -> MonitorLine {
-    let level = if ok { Level::Info } else { Level::Warn };
-    let verdict = if ok { "" } else { "refused: " };
-    MonitorLine::new(at, level, OPERATOR, format!("{who} via {via}: {command} → {verdict}{outcome}"))
+/// A command as an operator would say it: `retry_task 20261125-114500-a1b2 Score`, not its JSON.
+fn command_text(fields: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut words = Vec::new();
+    for (key, value) in fields {
+        match value {
+            serde_json::Value::String(text) if key == "command" => words.insert(0, text.clone()),
+            serde_json::Value::String(text) => words.push(text.clone()),
+            other => words.push(format!("{key}={other}")),
+        }
+    }
+    words.join(" ")
 }
 
 fn reload_lines(now: DateTime<Utc>, changed: &[String], removed: &[String], broken: &[String]) -> Vec<MonitorLine> {
@@ -277,18 +319,6 @@ fn reload_lines(now: DateTime<Utc>, changed: &[String], removed: &[String], brok
     if !broken.is_empty() {
         lines.push(MonitorLine::new(now, Level::Warn, ENGINE, format!("broken: {}", broken.join(", "))));
     }
-    lines
-}
-
-/// The lines of audit records and fires read from the store (attached to a daemon), in the order they
-/// were recorded.
-pub fn trail_lines(audits: &[AuditRecord], fires: &[FireRecord]) -> Vec<MonitorLine> {
-    let mut lines: Vec<MonitorLine> = audits
-        .iter()
-        .map(|audit| command_line(audit.at, &audit.who, &audit.origin, &audit.command, audit.ok, &audit.outcome))
-        .chain(fires.iter().map(fire_line))
-        .collect();
-    lines.sort_by_key(|line| line.at);
     lines
 }
 

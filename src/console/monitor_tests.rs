@@ -94,11 +94,17 @@ fn a_task_says_each_attempt_retry_failure_and_success_with_its_number_and_only_w
     );
     assert!(watcher.event(&Event::Task(score.clone()), now()).is_empty(), "a progress-only update says nothing");
     score.state = TaskState::RetryWait;
-    score.error = Some("exit status 3".into());
-    score.retry_at = None;
+    score.retry_at = Some(now() + Duration::seconds(10));
     let retry = watcher.event(&Event::Task(score.clone()), now());
     assert_eq!(retry[0].level, Level::Warn);
-    assert_eq!(retry[0].text, "Score attempt 1 failed (run ffff): exit status 3");
+    assert!(retry[0].text.starts_with("Score attempt 1 failed, retry at "), "{}", retry[0].text);
+    // The engine's error says when it retries: the line does not say it twice.
+    let mut other = score.clone();
+    other.run_id = "20261125-120000-aaaa".into();
+    other.error = Some("exit status 3; retry 1 of 1 at 2026-11-25T12:00:10Z".into());
+    let retry = watcher.event(&Event::Task(other), now());
+    assert_eq!(retry[0].text, "Score attempt 1 failed (run aaaa): exit status 3; retry 1 of 1 at 2026-11-25T12:00:10Z");
+    score.error = Some("exit status 3".into());
     score.state = TaskState::Running;
     score.attempts = 2;
     assert_eq!(watcher.event(&Event::Task(score.clone()), now())[0].text, "Score started, attempt 2 (run ffff)");
@@ -149,19 +155,36 @@ fn fires_commands_and_reloads_make_lines_skips_and_refusals_are_warnings() {
     let skipped = watcher.event(&Event::Fire(fire("skipped: the workflow is paused", None)), now());
     assert_eq!(skipped[0].level, Level::Warn);
     assert!(skipped[0].text.ends_with(" skipped: the workflow is paused"), "{}", skipped[0].text);
-    let command = |ok| Event::Command {
+    let command = |command: Command, ok| Event::Command {
         who: "ann".into(),
         via: "console".into(),
-        command: "retry 20261125-114500-a1b2 Score".into(),
+        command: command.to_json(),
         ok,
-        outcome: "retrying".into(),
+        outcome: "done".into(),
     };
-    let done = watcher.event(&command(true), now());
+    let retry = Command::RetryTask { run: "20261125-114500-a1b2".into(), task: "Score".into() };
+    let unknown_run = watcher.event(&command(retry.clone(), true), now());
     assert_eq!(
-        levels_and_texts(&done),
-        vec![(Level::Info, "operator".into(), "ann via console: retry 20261125-114500-a1b2 Score → retrying".into())]
+        levels_and_texts(&unknown_run),
+        vec![(Level::Info, "operator".into(), "ann via console: retry_task 20261125-114500-a1b2 Score → done".into())]
     );
-    assert_eq!(watcher.event(&command(false), now())[0].level, Level::Warn);
+    watcher.event(&Event::Run(run("20261125-114500-a1b2", "DailyGrantPipeline", RunState::Failed, 15, 9)), now());
+    let known_run = watcher.event(&command(retry, false), now());
+    assert_eq!(
+        levels_and_texts(&known_run),
+        vec![(
+            Level::Warn,
+            "DailyGrantPipeline".into(),
+            "ann via console: retry_task 20261125-114500-a1b2 Score → refused: done".into()
+        )],
+        "a command on a known run goes under its workflow; a refused one is a warning"
+    );
+    let mut params = std::collections::BTreeMap::new();
+    params.insert("day".to_string(), json!("monday"));
+    let trigger = Command::Trigger { workflow: "NightlyReport".into(), input: None, params };
+    let triggered = watcher.event(&command(trigger, true), now());
+    assert_eq!(triggered[0].target, "NightlyReport");
+    assert_eq!(triggered[0].text, r#"ann via console: trigger NightlyReport params={"day":"monday"} → done"#);
     let nothing = Event::Reloaded { changed: vec![], removed: vec![], broken: vec![] };
     assert!(watcher.event(&nothing, now()).is_empty(), "a reload that changed nothing says nothing");
     let reload = Event::Reloaded { changed: vec!["A".into()], removed: vec![], broken: vec!["b.toml".into()] };
@@ -252,10 +275,10 @@ fn the_trail_of_an_attached_console_starts_at_the_end_and_reads_what_came_after_
     };
     store.record_fire(&fire, 10).unwrap();
     let (audits, fires, cursor) = monitor::read_trail(&store, Some(cursor));
-    let lines = monitor::trail_lines(&audits, &fires);
+    let lines = Watcher::default().trail(&audits, &fires);
     assert_eq!(lines.len(), 2);
     assert_eq!((lines[0].target.as_str(), lines[0].level), ("W", Level::Info), "the fire came first");
-    assert_eq!(lines[1].text, "bob via console: pause W → refused: no such workflow");
+    assert_eq!(lines[1].text, "bob via console: pause W → refused: no such workflow", "not JSON: kept as it is");
     assert_eq!(lines[1].level, Level::Warn);
     let (audits, fires, _) = monitor::read_trail(&store, Some(cursor));
     assert!(audits.is_empty() && fires.is_empty(), "what was read is not read again");
@@ -268,7 +291,7 @@ fn the_trail_of_an_attached_console_starts_at_the_end_and_reads_what_came_after_
         ok: true,
         outcome: "ok".into(),
     };
-    assert_eq!(monitor::trail_lines(&[audit], &[])[0].target, "operator");
+    assert_eq!(Watcher::default().trail(&[audit], &[])[0].target, "operator");
 }
 
 #[test]
