@@ -35,6 +35,8 @@ pub const OPERATOR: &str = "operator";
 const TRAIL_BATCH: usize = 500;
 /// Runs remembered before those that ended are forgotten.
 const RUNS_REMEMBERED: usize = 4096;
+/// Alerts remembered before the older half is forgotten (the console lists 200).
+const ALERTS_REMEMBERED: usize = 2048;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct MonitorLine {
@@ -95,11 +97,15 @@ impl Watcher {
             return Vec::new();
         }
         let mut lines = Vec::new();
+        let mut tasks_of: HashMap<&str, Vec<&TaskRecord>> = HashMap::new();
+        for task in &snapshot.tasks {
+            tasks_of.entry(task.run_id.as_str()).or_default().push(task);
+        }
         // Oldest first, so a run's start comes before its tasks' and lines read in order.
         let mut runs: Vec<&RunRecord> = snapshot.runs.iter().collect();
         runs.sort_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.id.cmp(&b.id)));
         for run in runs {
-            let mut tasks: Vec<&TaskRecord> = snapshot.tasks.iter().filter(|task| task.run_id == run.id).collect();
+            let mut tasks = tasks_of.remove(run.id.as_str()).unwrap_or_default();
             tasks.sort_by_key(|task| task.position);
             // A run that had ended before and has not changed: its tasks, read for the first time, are history.
             let old = self.runs.get(&run.id).is_some_and(|(_, state)| *state == run.state && state.is_finished());
@@ -132,6 +138,9 @@ impl Watcher {
         let listed: BTreeSet<&str> = snapshot.runs.iter().map(|run| run.id.as_str()).collect();
         self.runs.retain(|id, _| listed.contains(id.as_str()));
         self.tasks.retain(|(run, _), _| listed.contains(run.as_str()));
+        // The alerts the store lists are the newest: an older one is not shown again, nor changes.
+        let oldest = snapshot.alerts.iter().map(|alert| alert.id).min().unwrap_or(i64::MAX);
+        self.alerts.retain(|id, _| *id >= oldest);
         lines
     }
 
@@ -218,6 +227,13 @@ impl Watcher {
     fn alert(&mut self, alert: &AlertRecord) -> Option<MonitorLine> {
         let acked = alert.acked_at.is_some();
         let before = self.alerts.insert(alert.id, acked);
+        if self.alerts.len() > ALERTS_REMEMBERED {
+            // The oldest are no longer listed anywhere: their acknowledgement is not news.
+            let mut ids: Vec<i64> = self.alerts.keys().copied().collect();
+            ids.sort_unstable();
+            let cut = ids[ids.len() - ALERTS_REMEMBERED / 2];
+            self.alerts.retain(|id, _| *id >= cut);
+        }
         let target = alert.workflow.as_deref().unwrap_or(ENGINE);
         match before {
             Some(was) if was == acked => None,
@@ -268,6 +284,12 @@ impl Watcher {
             .collect();
         lines.sort_by_key(|line| line.at);
         lines
+    }
+
+    /// How many runs, tasks and alerts it remembers.
+    #[cfg(test)]
+    pub fn remembered(&self) -> (usize, usize, usize) {
+        (self.runs.len(), self.tasks.len(), self.alerts.len())
     }
 
     fn forget_ended(&mut self) {

@@ -391,6 +391,29 @@ fn the_alert_view_shows_the_full_text_wrapped_with_time_severity_what_and_acked_
 }
 
 #[test]
+fn a_console_left_open_for_months_remembers_a_bounded_number_of_runs_tasks_and_alerts() {
+    let mut watcher = Watcher::default();
+    for n in 0..6000 {
+        let mut record = run(&format!("r-{n}"), "W", RunState::Running, 0, 0);
+        watcher.event(&Event::Run(record.clone()), now());
+        watcher.event(&Event::Task(task(&record, "T", 0, TaskState::Succeeded, 1)), now());
+        record.state = RunState::Succeeded;
+        watcher.event(&Event::Run(record), now());
+        watcher.event(&Event::Alert(alert(n, "error", "failed")), now());
+    }
+    let (runs, tasks, alerts) = watcher.remembered();
+    assert!(runs <= 4097 && tasks <= 4097 && alerts <= 2048, "{runs} runs, {tasks} tasks, {alerts} alerts");
+    let active = run("r-active", "W", RunState::Running, 0, 0);
+    watcher.event(&Event::Run(active.clone()), now());
+    for n in 6000..10_000 {
+        watcher.event(&Event::Run(run(&format!("r-{n}"), "W", RunState::Succeeded, 0, 1)), now());
+    }
+    let mut ended = active;
+    ended.state = RunState::Succeeded;
+    assert_eq!(watcher.event(&Event::Run(ended), now()).len(), 1, "an active run is not forgotten: no second start");
+}
+
+#[test]
 fn g_pages_the_engine_log_back_to_its_oldest_line() {
     let lines: Vec<MonitorLine> = (0..60)
         .map(|n| MonitorLine {
