@@ -54,7 +54,7 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::Down, "down", "j", "move down"),
     (Action::Top, "top", "g", "first row / start of log"),
     (Action::Bottom, "bottom", "G", "last row / end of log"),
-    (Action::Open, "open", "enter", "drill in (workflow → runs → tasks → log)"),
+    (Action::Open, "open", "enter", "drill in (workflow → runs → tasks → log); on an alert, read it"),
     (Action::Back, "back", "esc", "back out, clear a filter"),
     (Action::NextPane, "next_pane", "tab", "next pane"),
     (Action::PreviousPane, "previous_pane", "backtab", "previous pane"),
@@ -69,7 +69,7 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::Reject, "reject", "x", "reject at a governance gate"),
     (Action::Log, "log", "l", "open the task's log"),
     (Action::Acknowledge, "acknowledge", "A", "acknowledge the alert"),
-    (Action::Filter, "filter", "/", "filter the list / search the log"),
+    (Action::Filter, "filter", "/", "filter the list / search the log / pick engine log workflows"),
     (Action::CommandLine, "command", ":", "command line (:trigger NAME, :pause NAME, :resume NAME, :history, :q)"),
     (Action::Help, "help", "?", "this help"),
     (Action::Quit, "quit", "q", "quit (asks when runs are active)"),
@@ -225,7 +225,11 @@ pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[S
         model.clamp();
         return Vec::new();
     }
-    let Some(action) = keymap.action(key) else { return Vec::new() };
+    let action = keymap.action(key);
+    if let Some(effects) = super::monitor::monitor_key(model, key, action) {
+        return effects;
+    }
+    let Some(action) = action else { return Vec::new() };
     act(model, action, routes)
 }
 
@@ -646,7 +650,12 @@ pub(super) fn confirm(model: &mut Model, question: String, command: Command) -> 
     Vec::new()
 }
 
-fn go_to_alert(model: &mut Model, workflow: Option<&str>, run: Option<&str>, task: Option<&str>) -> Vec<Effect> {
+pub(super) fn go_to_alert(
+    model: &mut Model,
+    workflow: Option<&str>,
+    run: Option<&str>,
+    task: Option<&str>,
+) -> Vec<Effect> {
     let Some(workflow) = workflow else { return Vec::new() };
     if !model.select_workflow_id(workflow) {
         return Vec::new();

@@ -86,17 +86,35 @@ impl Link {
             Link::Attached(_) => {
                 let store = store.clone();
                 tokio::spawn(async move {
+                    // Where the daemon's records end now, before any key can give a command.
+                    let start = store.clone();
+                    let Ok(mut trail) = tokio::task::spawn_blocking(move || {
+                        super::monitor::read_trail(&start.lock().expect("store lock"), None).2
+                    })
+                    .await
+                    else {
+                        return;
+                    };
                     loop {
                         tokio::time::sleep(ATTACHED_REFRESH).await;
                         let store = store.clone();
-                        let Ok(snapshot) = tokio::task::spawn_blocking(move || {
-                            super::read_snapshot(&store.lock().expect("store lock"), false)
+                        let Ok((snapshot, audits, fires, next)) = tokio::task::spawn_blocking(move || {
+                            let store = store.lock().expect("store lock");
+                            // What a snapshot lacks for the engine log: who gave which command, and fires.
+                            let (audits, fires, next) = super::monitor::read_trail(&store, Some(trail));
+                            (super::read_snapshot(&store, false), audits, fires, next)
                         })
                         .await
                         else {
                             return;
                         };
+                        trail = next;
                         if tx.send(Message::Snapshot(snapshot)).await.is_err() {
+                            return;
+                        }
+                        if !(audits.is_empty() && fires.is_empty())
+                            && tx.send(Message::Trail(audits, fires)).await.is_err()
+                        {
                             return;
                         }
                     }

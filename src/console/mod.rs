@@ -6,6 +6,9 @@ mod keys;
 mod link;
 mod logview;
 mod model;
+mod monitor;
+#[cfg(test)]
+mod monitor_tests;
 mod popups;
 mod theme;
 mod ui;
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
 pub use keys::{Action, Keymap, handle_key, handle_mouse};
@@ -30,7 +34,7 @@ pub use theme::Theme;
 pub use ui::{Areas, Chrome, draw};
 
 use crate::definition::{Catalog, load_folder};
-use crate::store::{AttemptRecord, Store, TaskRecord};
+use crate::store::{AttemptRecord, AuditRecord, FireRecord, Store, TaskRecord};
 use link::Link;
 
 /// What reaches the screen's loop.
@@ -49,6 +53,8 @@ enum Message {
     Catalog(Box<Catalog>),
     /// The embedded engine ended on a fault: the console leaves, with a failure status and the reason.
     EngineFailed(String),
+    /// Attached to a daemon: commands and fires it recorded since the last read, for the engine log.
+    Trail(Vec<AuditRecord>, Vec<FireRecord>),
 }
 
 const CHANNEL: usize = 1024;
@@ -123,7 +129,10 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         areas: Areas::default(),
         indexing: false,
         reindex: false,
-        logger: tui_logger::TuiWidgetState::new(),
+        // The engine's INFO lines from there are alerts, which the monitor already shows by their severity.
+        logger: tui_logger::TuiWidgetState::new()
+            .set_level_for_target("conveyor::engine::actor::durability", tui_logger::LevelFilter::Warn),
+        watcher: monitor::Watcher::default(),
         requested_runs: Default::default(),
         failure: None,
     };
@@ -187,6 +196,8 @@ struct Console {
     /// Why the embedded engine ended, if a fault ended it.
     failure: Option<String>,
     logger: tui_logger::TuiWidgetState,
+    /// What the engine log has said, so that only changes make lines.
+    watcher: monitor::Watcher,
     requested_runs: std::collections::HashSet<String>,
 }
 
@@ -232,6 +243,8 @@ impl Console {
         match message {
             Message::Input(event) => return self.input(event),
             Message::Engine(event) => {
+                let lines = self.watcher.event(&event, Utc::now());
+                monitor::emit(&lines);
                 if matches!(*event, crate::engine::Event::Reloaded { .. }) {
                     self.load_catalog();
                 }
@@ -245,7 +258,7 @@ impl Console {
                     self.index_log();
                     return None;
                 }
-                if !self.model.apply(&event) {
+                if !self.model.apply(&event) && lines.is_empty() {
                     return None;
                 }
             }
@@ -255,6 +268,7 @@ impl Console {
                 return Some(Flow::Failed);
             }
             Message::Snapshot(snapshot) => {
+                monitor::emit(&self.watcher.snapshot(&snapshot, Utc::now()));
                 self.model.apply_snapshot(snapshot);
                 if self.model.attached && self.model.log.is_some() {
                     self.index_log();
@@ -300,6 +314,7 @@ impl Console {
                 }
             }
             Message::Reply(Err(error), _) => self.model.set_status(format!("refused: {error}")),
+            Message::Trail(audits, fires) => monitor::emit(&self.watcher.trail(&audits, &fires)),
             Message::Catalog(catalog) => {
                 self.routes = routes_of(&catalog);
                 self.model.route_notes = route_notes(&catalog);
@@ -376,6 +391,8 @@ impl Console {
                     });
                 }
             }
+            Effect::EngineLog(event) => self.logger.transition(event),
+            Effect::EngineLogTop => self.engine_log_top(),
             Effect::ToggleMouse => {
                 self.model.mouse_captured = !self.model.mouse_captured;
                 let _ = if self.model.mouse_captured {
@@ -386,6 +403,13 @@ impl Console {
             }
         }
         None
+    }
+
+    fn engine_log_top(&mut self) {
+        // The pane's inside: the widget is drawn there without its border.
+        let area = Rect { x: 0, y: 0, ..self.areas.monitor };
+        let inside = Rect { width: area.width.saturating_sub(2), height: area.height.saturating_sub(2), ..area };
+        monitor::page_to_top(&self.logger, &self.theme, inside);
     }
 
     /// The selected run's tasks come from the store when the snapshot did not carry them.

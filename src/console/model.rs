@@ -142,6 +142,8 @@ pub enum Popup {
     Help { scroll: usize },
     /// `:` commands.
     CommandLine { text: String },
+    /// Enter on an alert: its full text, scrolled down `scroll` lines.
+    Alert { id: i64, scroll: u16 },
 }
 
 /// What the runtime does for the model: talk to the engine, read the disk, stop.
@@ -160,6 +162,10 @@ pub enum Effect {
     SearchLog(String),
     ToggleMouse,
     Quit,
+    /// Scrolls or filters the engine log (tui-logger's widget state, held by the runtime).
+    EngineLog(tui_logger::TuiWidgetEvent),
+    /// Scrolls the engine log to its oldest line.
+    EngineLogTop,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -224,6 +230,8 @@ pub struct Model {
     pub monitor_alerts: bool,
     /// Each registered service's and agent's kind and description, for the reroute picker.
     pub route_notes: HashMap<String, String>,
+    /// `/` in the engine log: tui-logger's selector of workflows and levels is shown instead of the lines.
+    pub monitor_selector: bool,
 }
 
 impl Model {
@@ -251,6 +259,7 @@ impl Model {
             now,
             monitor_alerts: false,
             route_notes: HashMap::new(),
+            monitor_selector: false,
         }
     }
 

@@ -23,6 +23,7 @@ pub fn popup_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             };
             model.popup = Some(Popup::Help { scroll });
         }
+        Popup::Alert { id, scroll } => return super::monitor::alert_view_key(model, id, scroll, key),
         Popup::Confirm { question, action, yes_focused } => match key.code {
             KeyCode::Left
             | KeyCode::Right

@@ -15,13 +15,13 @@ use crate::engine::{Command, Event};
 use crate::state::{AttemptState, RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
 
-fn at(text: &str) -> DateTime<Utc> {
+pub(super) fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
 }
 
-const NOW: &str = "2026-11-25T12:00:00Z";
+pub(super) const NOW: &str = "2026-11-25T12:00:00Z";
 
-fn run(id: &str, workflow: &str, state: RunState, minutes_ago: i64, seconds: i64) -> RunRecord {
+pub(super) fn run(id: &str, workflow: &str, state: RunState, minutes_ago: i64, seconds: i64) -> RunRecord {
     let start = at(NOW) - Duration::minutes(minutes_ago);
     RunRecord {
         id: id.into(),
@@ -39,7 +39,7 @@ fn run(id: &str, workflow: &str, state: RunState, minutes_ago: i64, seconds: i64
     }
 }
 
-fn task(run: &RunRecord, name: &str, position: u32, state: TaskState, attempts: u32) -> TaskRecord {
+pub(super) fn task(run: &RunRecord, name: &str, position: u32, state: TaskState, attempts: u32) -> TaskRecord {
     let start = run.started_at.unwrap() + Duration::seconds(position as i64 * 2);
     TaskRecord {
         run_id: run.id.clone(),
@@ -83,15 +83,15 @@ fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRe
     }
 }
 
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    model: Model,
+    pub(super) model: Model,
     log: PathBuf,
 }
 
 /// The bundled workflows, two runs of the seed pipeline (one failed at Score), a running release check,
 /// and two alerts.
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("Score.2.log");
     let mut text = String::from("[conveyor] started `sh grants/score.sh analyze_and_suggest` (pid 4242)\n");
@@ -164,7 +164,7 @@ fn fixture() -> Fixture {
 
 /// Draws as the console does: a first frame says which log lines it needs, they are read (here, at once),
 /// and the next frame shows them.
-fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
+pub(super) fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let theme = Theme::new(colour);
     let keymap = Keymap::default();
@@ -196,11 +196,11 @@ fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
     text
 }
 
-fn key(code: KeyCode) -> KeyEvent {
+pub(super) fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
 }
 
-fn press(model: &mut Model, keys: &str) -> Vec<Effect> {
+pub(super) fn press(model: &mut Model, keys: &str) -> Vec<Effect> {
     let keymap = Keymap::default();
     let routes = vec!["ArchiveService".to_string(), "NotificationService".to_string()];
     let mut effects = Vec::new();
@@ -210,7 +210,7 @@ fn press(model: &mut Model, keys: &str) -> Vec<Effect> {
     effects
 }
 
-fn press_code(model: &mut Model, code: KeyCode) -> Vec<Effect> {
+pub(super) fn press_code(model: &mut Model, code: KeyCode) -> Vec<Effect> {
     handle_key(model, &Keymap::default(), key(code), &["ArchiveService".to_string()])
 }
 

@@ -83,6 +83,7 @@ pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) -> Areas {
     if let Some(popup) = &model.popup {
         draw_popup(frame, area, popup, chrome);
     }
+    super::monitor::draw_alert_view(frame, area, model, chrome);
     Areas { workflows, runs, tasks, log, monitor }
 }
 
@@ -90,7 +91,7 @@ fn pane<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
     Block::bordered().title(title).border_style(theme.border(focused))
 }
 
-fn local(time: DateTime<Utc>, chrome: &Chrome) -> String {
+pub(super) fn local(time: DateTime<Utc>, chrome: &Chrome) -> String {
     if chrome.utc {
         time.format("%m-%d %H:%M:%S").to_string()
     } else {
@@ -506,21 +507,7 @@ fn draw_monitor(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     ]);
     let block = pane(title, focused, theme);
     if !model.monitor_alerts {
-        match chrome.engine_log {
-            Some(state) => {
-                let widget = tui_logger::TuiLoggerWidget::default()
-                    .block(block)
-                    .output_target(false)
-                    .output_file(false)
-                    .output_line(false)
-                    .output_timestamp(Some("%H:%M:%S".into()))
-                    .style_error(theme.fg("failed"))
-                    .style_warn(theme.fg("running"))
-                    .state(state);
-                frame.render_widget(widget, area);
-            }
-            None => frame.render_widget(Paragraph::new("").block(block), area),
-        }
+        super::monitor::draw_engine_log(frame, area, block, model, chrome);
         return;
     }
     let items: Vec<ListItem> = model
@@ -710,6 +697,8 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
             let block = Block::bordered().title(format!(" Trigger {workflow} with ")).border_style(theme.border(true));
             frame.render_widget(Paragraph::new(lines).block(block), rect);
         }
+        // Drawn by `monitor::draw_alert_view`, which reads the alert from the model.
+        Popup::Alert { .. } => {}
         Popup::CommandLine { text } => {
             let rect = Rect { y: area.bottom().saturating_sub(3), height: 3, ..area };
             frame.render_widget(Clear, rect);

@@ -247,6 +247,29 @@ fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
     })
 }
 
+fn fire_from_row(row: &Row) -> rusqlite::Result<FireRecord> {
+    Ok(FireRecord {
+        workflow: row.get("workflow")?,
+        scheduled_at: required_time(row, "scheduled_at")?,
+        fired_at: required_time(row, "fired_at")?,
+        outcome: row.get("outcome")?,
+        run_id: row.get("run_id")?,
+        queued: row.get("pending")?,
+    })
+}
+
+fn audit_from_row(row: &Row) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: row.get("id")?,
+        at: required_time(row, "at")?,
+        who: row.get("who")?,
+        origin: row.get("origin")?,
+        command: row.get("command")?,
+        ok: row.get("ok")?,
+        outcome: row.get("outcome")?,
+    })
+}
+
 fn alert_from_row(row: &Row) -> rusqlite::Result<AlertRecord> {
     Ok(AlertRecord {
         id: row.get("id")?,
@@ -455,17 +478,22 @@ impl Store {
     pub fn fires(&self, workflow: &str, limit: usize) -> Result<Vec<FireRecord>> {
         let mut statement =
             self.connection.prepare_cached("SELECT * FROM fires WHERE workflow = ?1 ORDER BY id DESC LIMIT ?2")?;
-        let rows = statement.query_map(params![workflow, limit as i64], |row| {
-            Ok(FireRecord {
-                workflow: row.get("workflow")?,
-                scheduled_at: required_time(row, "scheduled_at")?,
-                fired_at: required_time(row, "fired_at")?,
-                outcome: row.get("outcome")?,
-                run_id: row.get("run_id")?,
-                queued: row.get("pending")?,
-            })
-        })?;
+        let rows = statement.query_map(params![workflow, limit as i64], fire_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Fires of every workflow recorded after the one with id `after`, oldest first, with their ids: what a
+    /// console attached to a daemon has not shown yet.
+    pub fn fires_since(&self, after: i64, limit: usize) -> Result<Vec<(i64, FireRecord)>> {
+        let mut statement = self.connection.prepare_cached("SELECT * FROM fires WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows =
+            statement.query_map(params![after, limit as i64], |row| Ok((row.get("id")?, fire_from_row(row)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The highest fire id so far (0 for none).
+    pub fn last_fire_id(&self) -> Result<i64> {
+        Ok(self.connection.query_row("SELECT COALESCE(MAX(id), 0) FROM fires", [], |row| row.get(0))?)
     }
 
     /// Fires of `workflow` still waiting in its queue, oldest first.
@@ -596,18 +624,20 @@ impl Store {
 
     pub fn audit_trail(&self, limit: usize) -> Result<Vec<AuditRecord>> {
         let mut statement = self.connection.prepare_cached("SELECT * FROM audit ORDER BY id DESC LIMIT ?1")?;
-        let rows = statement.query_map([limit as i64], |row| {
-            Ok(AuditRecord {
-                id: row.get("id")?,
-                at: required_time(row, "at")?,
-                who: row.get("who")?,
-                origin: row.get("origin")?,
-                command: row.get("command")?,
-                ok: row.get("ok")?,
-                outcome: row.get("outcome")?,
-            })
-        })?;
+        let rows = statement.query_map([limit as i64], audit_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Audit records after the one with id `after`, oldest first.
+    pub fn audit_since(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>> {
+        let mut statement = self.connection.prepare_cached("SELECT * FROM audit WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+        let rows = statement.query_map(params![after, limit as i64], audit_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The highest audit id so far (0 for none).
+    pub fn last_audit_id(&self) -> Result<i64> {
+        Ok(self.connection.query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |row| row.get(0))?)
     }
 
     /// Queues a command for the engine that holds the folder; returns its id. An engine that has not taken

@@ -183,3 +183,36 @@ fn trimming_keeps_the_newest_alerts_and_audit_and_forgets_processed_files_long_g
     assert!(!store.file_processed("W", "/nowhere/gone.json", 2, long_ago).unwrap());
     assert!(store.file_processed("W", "/nowhere/recent.json", 2, now).unwrap(), "gone, but recently");
 }
+
+#[test]
+fn audit_and_fires_are_read_after_an_id_oldest_first_and_no_further_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Utc::now();
+    assert_eq!((store.last_audit_id().unwrap(), store.last_fire_id().unwrap()), (0, 0));
+    for who in ["ann", "bob", "cy"] {
+        store.audit(now, who, "cli", "trigger W", true, "started").unwrap();
+    }
+    let after = store.audit_trail(3).unwrap()[2].id;
+    let since: Vec<String> = store.audit_since(after, 10).unwrap().into_iter().map(|a| a.who).collect();
+    assert_eq!(since, vec!["bob", "cy"]);
+    assert_eq!(store.audit_since(after, 1).unwrap().len(), 1);
+    assert!(store.audit_since(store.last_audit_id().unwrap(), 10).unwrap().is_empty());
+    for (workflow, outcome) in [("W", "started"), ("X", "skipped: paused"), ("W", "queued")] {
+        let fire = FireRecord {
+            workflow: workflow.into(),
+            scheduled_at: now,
+            fired_at: now,
+            outcome: outcome.into(),
+            run_id: None,
+            queued: false,
+        };
+        store.record_fire(&fire, 10).unwrap();
+    }
+    let all = store.fires_since(0, 10).unwrap();
+    let outcomes: Vec<&str> = all.iter().map(|(_, fire)| fire.outcome.as_str()).collect();
+    assert_eq!(outcomes, vec!["started", "skipped: paused", "queued"]);
+    let later = store.fires_since(all[0].0, 10).unwrap();
+    assert_eq!(later.iter().map(|(_, fire)| fire.workflow.as_str()).collect::<Vec<_>>(), vec!["X", "W"]);
+    assert_eq!(store.last_fire_id().unwrap(), all[2].0);
+}

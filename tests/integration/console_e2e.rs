@@ -74,6 +74,9 @@ fn an_operator_triggers_a_workflow_reads_its_log_and_quits() {
     tmux.keys(&["t"]);
     let screen = tmux.wait_for("the run to succeed", |screen| screen.contains("✓ succeeded"));
     assert!(screen.contains("Runs · Hello"), "{screen}");
+    // The engine log: who triggered it (`USER via console: trigger Hello`), the run and its tasks, under the
+    // workflow's name.
+    tmux.wait_for("the engine log", |screen| screen.contains("INFO Hello") && screen.contains("via"));
 
     tmux.keys(&["Enter"]);
     tmux.keys(&["Enter"]);
@@ -129,6 +132,8 @@ fn a_console_beside_a_daemon_attaches_to_it() {
     tmux.wait_for("the attached marker", |screen| screen.contains("attached to a daemon") && screen.contains("Hello"));
     tmux.keys(&["t"]);
     tmux.wait_for("the daemon's run to show as succeeded", |screen| screen.contains("✓ succeeded"));
+    // Attached, the engine log is read from the store: the command from its audit trail, the run from snapshots.
+    tmux.wait_for("the engine log", |screen| screen.contains("INFO Hello") && screen.contains("via"));
 
     // A second run reports its progress and waits: the gauge is the task's own 3/5, not an estimate, and
     // `l` opens this run's log, not the first run's.
