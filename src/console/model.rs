@@ -11,6 +11,9 @@ use crate::engine::{Command, Event};
 use crate::state::{RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
 
+use super::all_runs::AllRuns;
+use super::details::Details;
+use super::graph::GraphView;
 use super::logview::LogView;
 
 /// Runs kept in memory per workflow (the store has the rest).
@@ -39,6 +42,17 @@ impl Pane {
             Pane::Monitor => "Monitor",
         }
     }
+}
+
+/// A full-screen view drawn in place of the five panes; Esc returns to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `i`: the selected run's trigger, input, outputs, errors, gate decisions and attempts.
+    Details,
+    /// `H`: every workflow's runs, newest first.
+    AllRuns,
+    /// `D`: the selected workflow's tasks as boxes and edges.
+    Graph,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,6 +185,8 @@ pub enum Effect {
     SearchLog(String),
     ToggleMouse,
     Quit,
+    /// Read what the run details view shows beyond the lists: the run, its tasks and attempts, its audit.
+    LoadDetails(String),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +246,11 @@ pub struct Model {
     pub mouse_captured: bool,
     pub now: DateTime<Utc>,
     pub monitor_alerts: bool,
+    /// The full-screen view replacing the panes, if any.
+    pub view: Option<View>,
+    pub details: Details,
+    pub all_runs: AllRuns,
+    pub graph_view: GraphView,
 }
 
 impl Model {
@@ -255,6 +276,10 @@ impl Model {
             mouse_captured: true,
             now,
             monitor_alerts: false,
+            view: None,
+            details: Details::default(),
+            all_runs: AllRuns::default(),
+            graph_view: GraphView::default(),
         }
     }
 

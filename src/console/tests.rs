@@ -868,3 +868,5 @@ fn ctrl_c_quits_like_q_and_asks_the_same_question_when_runs_are_active() {
         assert!(effects.is_empty(), "not cancel: Ctrl-C is not c");
     }
 }
+
+mod views;
