@@ -65,6 +65,13 @@ pub fn loaded(model: &mut Model, run: &str, loaded: Loaded) {
     }
 }
 
+/// A command on the shown run (another operator's approval, a retry) changes its audit: read it again.
+pub fn reload_on(model: &Model, event: &crate::engine::Event) -> Option<Effect> {
+    let crate::engine::Event::Command { command, outcome, .. } = event else { return None };
+    let run = model.details.run.as_ref().filter(|_| model.view == Some(View::Details))?;
+    (command.contains(run.as_str()) || outcome.contains(run.as_str())).then(|| Effect::LoadDetails(run.clone()))
+}
+
 /// Scrolling keys; `None` for keys the view leaves to the console.
 pub fn key(model: &mut Model, action: Option<Action>) -> Option<Vec<Effect>> {
     let details = &mut model.details;
@@ -204,7 +211,7 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
             String::new()
         };
         out.push(heading(
-            format!("Task {} · {} {}{took}", printable(&task.name), task_symbol(task.state), task.state),
+            format!("Task {}: {} {}{took}", printable(&task.name), task_symbol(task.state), task.state),
             theme.task(task.state),
         ));
         let mut attempts = by_task.remove(task.name.as_str()).unwrap_or_default();
@@ -342,31 +349,51 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &mut Mode
     frame.render_widget(Paragraph::new(shown).block(block), area);
 }
 
-/// A line longer than the page goes on under itself, indented, so nothing is cut off at the right.
+/// A line longer than the page goes on under itself, indented, broken at a space where there is one, so
+/// nothing is cut off at the right.
 fn wrap(line: Line<'static>, width: usize) -> Vec<Line<'static>> {
     const INDENT: usize = 4;
     if line.width() <= width || width <= INDENT + 1 {
         return vec![line];
     }
-    let mut out: Vec<Line<'static>> = Vec::new();
-    let mut current: Vec<Span<'static>> = Vec::new();
-    let mut used = 0;
-    for span in line.spans {
-        let mut piece = String::new();
-        for c in span.content.chars() {
-            let wide = Span::raw(c.to_string()).width();
-            if used + wide > width {
-                current.push(Span::styled(std::mem::take(&mut piece), span.style));
-                out.push(Line::from(std::mem::take(&mut current)));
-                current.push(Span::raw(" ".repeat(INDENT)));
-                used = INDENT;
-            }
-            piece.push(c);
-            used += wide;
+    let cells: Vec<(char, Style, usize)> = line
+        .spans
+        .iter()
+        .flat_map(|span| {
+            span.content.chars().map(move |c| {
+                let wide = if c.is_ascii() { 1 } else { Span::raw(c.to_string()).width() };
+                (c, span.style, wide)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < cells.len() {
+        let room = if out.is_empty() { width } else { width - INDENT };
+        let (mut end, mut used) = (start, 0);
+        while end < cells.len() && used + cells[end].2 <= room {
+            used += cells[end].2;
+            end += 1;
         }
-        current.push(Span::styled(piece, span.style));
+        // At least one character a line, so a character wider than the page cannot stop the wrapping.
+        end = end.max(start + 1);
+        let mut next = end;
+        if end < cells.len()
+            && let Some(space) = (start + 1..end).rev().find(|&at| cells[at].0 == ' ')
+        {
+            (end, next) = (space, space + 1);
+        }
+        let mut spans: Vec<Span<'static>> =
+            if out.is_empty() { Vec::new() } else { vec![Span::raw(" ".repeat(INDENT))] };
+        for &(c, style, _) in &cells[start..end] {
+            match spans.last_mut() {
+                Some(last) if last.style == style => last.content.to_mut().push(c),
+                _ => spans.push(Span::styled(c.to_string(), style)),
+            }
+        }
+        out.push(Line::from(spans));
+        start = next;
     }
-    out.push(Line::from(current));
     out
 }
 
@@ -393,10 +420,14 @@ mod tests {
         let bold = Style::new().add_modifier(Modifier::BOLD);
         let line = Line::from(vec![Span::styled("abcdef", bold), Span::raw("ghij")]);
         let wrapped = wrap(line, 8);
-        let text: Vec<String> =
-            wrapped.iter().map(|line| line.spans.iter().map(|span| span.content.as_ref()).collect()).collect();
-        assert_eq!(text, vec!["abcdefgh", "    ij"]);
+        let text = |lines: &[Line]| -> Vec<String> {
+            lines.iter().map(|line| line.spans.iter().map(|span| span.content.as_ref()).collect()).collect()
+        };
+        assert_eq!(text(&wrapped), vec!["abcdefgh", "    ij"]);
         assert_eq!(wrapped[0].spans[0].style, bold);
+        assert_eq!(wrapped[1].spans.last().unwrap().style, Style::new(), "each piece keeps its own style");
+        let words = wrap(Line::from("one two three four"), 10);
+        assert_eq!(text(&words), vec!["one two", "    three", "    four"], "broken at spaces");
         assert_eq!(wrap(Line::from("short"), 8).len(), 1);
     }
 

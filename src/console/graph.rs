@@ -191,9 +191,12 @@ impl Canvas {
         }
     }
 
+    /// One character a cell: one that takes two columns (or none) would push the box out of line, so it
+    /// shows as `?`.
     fn text(&mut self, x: usize, y: usize, text: &str, style: Style) {
         for (offset, c) in text.chars().enumerate() {
-            self.put(x + offset, y, c, style);
+            let single = c.is_ascii() || Span::raw(c.to_string()).width() == 1;
+            self.put(x + offset, y, if single { c } else { '?' }, style);
         }
     }
 
@@ -493,6 +496,17 @@ mod tests {
             "                └────────┘",
         ];
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn a_character_two_columns_wide_does_not_push_a_box_out_of_line() {
+        let theme = super::super::theme::Theme::new(false);
+        let keymap = super::super::keys::Keymap::default();
+        let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+        let placed = place(&graph(&[("報告", &[])])).unwrap();
+        let canvas = paint(&placed, &HashMap::new(), &chrome).unwrap();
+        let middle: String = (0..canvas.width).map(|x| canvas.symbol(x, 1)).collect();
+        assert_eq!(middle, "│ · ??   │");
     }
 
     #[test]

@@ -231,6 +231,9 @@ impl Console {
                     self.index_log();
                     return None;
                 }
+                if let Some(effect) = details::reload_on(&self.model, &event) {
+                    self.effect(effect);
+                }
                 if !self.model.apply(&event) {
                     return None;
                 }

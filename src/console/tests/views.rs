@@ -102,6 +102,7 @@ fn details_scroll_by_line_page_and_end_and_esc_returns_to_the_panes() {
     assert_eq!(model.details.top, total - height, "G shows the last page, not past it");
     assert!(screen.contains(&format!(" {}-{total} of {total} ", total - height + 1)), "{screen}");
     assert!(screen.contains("Commands on this run"), "{screen}");
+    insta::assert_snapshot!("details_end_80x24", screen);
     press(model, "g");
     assert_eq!(model.details.top, 0);
     press_code(model, KeyCode::Esc);
@@ -366,4 +367,22 @@ fn the_wheel_scrolls_a_view() {
     };
     handle_mouse(model, &areas, wheel, &[]);
     assert_eq!(all_runs_selected(model).as_deref(), Some(OLDER), "three rows down");
+}
+
+#[test]
+fn a_command_on_the_shown_run_reads_its_details_again_and_others_do_not() {
+    let mut model = fixture().model;
+    let command = |run: &str| Event::Command {
+        who: "carol".into(),
+        via: "cli".into(),
+        command: Command::RetryTask { run: run.into(), task: "Score".into() }.to_json(),
+        ok: true,
+        outcome: format!("retrying task Score of run {run}"),
+    };
+    assert_eq!(details::reload_on(&model, &command(FAILED)), None, "no details view open");
+    press(&mut model, "i");
+    assert_eq!(details::reload_on(&model, &command(FAILED)), Some(Effect::LoadDetails(FAILED.into())));
+    assert_eq!(details::reload_on(&model, &command(OLDER)), None);
+    press_code(&mut model, KeyCode::Esc);
+    assert_eq!(details::reload_on(&model, &command(FAILED)), None, "closed again");
 }
