@@ -213,6 +213,14 @@ pub fn key(model: &mut Model, action: Option<Action>, key: KeyEvent) -> Option<V
         Action::PageDown => move_to(model, at + 10),
         Action::Top => move_to(model, 0),
         Action::Bottom => move_to(model, count as isize),
+        // The details of the run highlighted here, not of the one the panes have selected; Esc comes back.
+        Action::RunDetails => {
+            let Some(run) = cursor(model).and_then(|index| rows(model).get(index).map(|run| run.id.clone())) else {
+                model.set_status("no run to show");
+                return Some(Vec::new());
+            };
+            return Some(super::details::open_run(model, run, Some(View::AllRuns)));
+        }
         Action::Open => {
             let Some(run) = cursor(model).and_then(|index| rows(model).get(index).map(|run| (*run).clone())) else {
                 model.set_status("no run to open");
@@ -246,13 +254,14 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if let Some(hints) = hints {
-        frame.render_widget(
-            Paragraph::new(Span::styled(
-                " f filter · s sort · e next failed · w next waiting · Enter open · Esc back",
-                theme.dim(),
-            )),
-            hints,
+        let key = |action| chrome.keymap.short_label(action);
+        let text = format!(
+            " f filter · s sort · e failed · w waiting · {} details · {} open · {} back",
+            key(Action::RunDetails),
+            key(Action::Open),
+            key(Action::Back)
         );
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), hints);
     }
     if rows.is_empty() {
         let text = match view.show {

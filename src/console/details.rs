@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 
+use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::{Modifier, Style};
@@ -19,6 +20,7 @@ use super::model::{Effect, Model, View};
 use super::theme::{run_symbol, task_symbol};
 use super::ui::{Chrome, elapsed, local, pane};
 use crate::engine::Command;
+use crate::state::TaskState;
 use crate::store::{AttemptRecord, AuditRecord, RunRecord, TaskRecord};
 
 /// What a JSON value may take of the page: past this, it is cut (and says so), so a huge output does not
@@ -36,6 +38,10 @@ pub struct Details {
     pub top: usize,
     pub height: usize,
     pub total: usize,
+    /// The view Esc returns to when details were opened from one (all runs); the panes otherwise.
+    pub back: Option<View>,
+    /// Each task's output as printed, and the task's state it was printed at.
+    pub printed: HashMap<String, (Version, Vec<String>)>,
 }
 
 /// The run as read from the store.
@@ -53,8 +59,13 @@ pub fn open(model: &mut Model) -> Vec<Effect> {
         model.set_status("select a run to see its details");
         return Vec::new();
     };
+    open_run(model, run, None)
+}
+
+/// A run's details, whichever run the panes have selected; Esc goes `back`.
+pub fn open_run(model: &mut Model, run: String, back: Option<View>) -> Vec<Effect> {
     model.view = Some(View::Details);
-    model.details = Details { run: Some(run.clone()), ..Details::default() };
+    model.details = Details { run: Some(run.clone()), back, ..Details::default() };
     vec![Effect::LoadDetails(run)]
 }
 
@@ -84,6 +95,7 @@ pub fn key(model: &mut Model, action: Option<Action>) -> Option<Vec<Effect>> {
         Action::Top => details.top = 0,
         // The draw brings it back to the last page.
         Action::Bottom => details.top = usize::MAX / 2,
+        Action::Back => model.view = details.back.take(),
         _ => return None,
     }
     Some(Vec::new())
@@ -144,23 +156,22 @@ fn command_name(entry: &AuditRecord) -> String {
         .replace('_', " ")
 }
 
-/// Every line of the page, from what the model and the background read hold.
-pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
-    let theme = chrome.theme;
-    let details = &model.details;
-    let Some(id) = details.run.as_deref() else { return vec![Line::from("no run selected")] };
-    let loaded = details.loaded.as_ref();
+/// What the page shows of a run: live from the lists where they hold it, else as read from the store.
+struct Sources<'a> {
+    run: &'a RunRecord,
+    tasks: Vec<&'a TaskRecord>,
+    attempts: Vec<&'a AttemptRecord>,
+    audit: &'a [AuditRecord],
+}
+
+fn sources<'a>(model: &'a Model, id: &str) -> Option<Sources<'a>> {
+    let loaded = model.details.loaded.as_ref();
     let run = model
         .runs
         .values()
         .flatten()
         .find(|run| run.id == id)
-        .or_else(|| loaded.and_then(|loaded| loaded.run.as_ref()));
-    let Some(run) = run else {
-        let text =
-            if loaded.is_some() { format!("run {id} is not in the store") } else { format!("reading run {id}…") };
-        return vec![Line::from(Span::styled(text, theme.dim()))];
-    };
+        .or_else(|| loaded.and_then(|loaded| loaded.run.as_ref()))?;
     let tasks: Vec<&TaskRecord> = match model.tasks.get(id) {
         Some(tasks) => tasks.iter().collect(),
         None => loaded.map(|loaded| loaded.tasks.iter().collect()).unwrap_or_default(),
@@ -170,6 +181,55 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
         None => loaded.map(|loaded| loaded.attempts.iter().collect()).unwrap_or_default(),
     };
     let audit: &[AuditRecord] = loaded.map(|loaded| loaded.audit.as_slice()).unwrap_or_default();
+    Some(Sources { run, tasks, attempts, audit })
+}
+
+/// When a task's output may have changed: outputs are set as a task's state changes (it ends, waits at a
+/// gate, is decided, retried or skipped); the output's own shape (kind and length, cheap to read) is there
+/// too, for a record that arrives with its output filled in later.
+type Version = (TaskState, u32, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<(u8, usize)>);
+
+fn version(task: &TaskRecord) -> Version {
+    let shape = task.output.as_ref().map(|output| match output {
+        Value::Null => (0, 0),
+        Value::Bool(yes) => (1, *yes as usize),
+        Value::Number(_) => (2, 0),
+        Value::String(text) => (3, text.len()),
+        Value::Array(items) => (4, items.len()),
+        Value::Object(map) => (5, map.len()),
+    });
+    (task.state, task.attempts, task.started_at, task.finished_at, shape)
+}
+
+/// Pretty-prints the outputs whose task changed since the last draw, so a page of large outputs costs its
+/// printing once, not on every frame.
+fn refresh(model: &mut Model) {
+    let Some(id) = model.details.run.clone() else { return };
+    let fresh: Vec<(String, Version, Vec<String>)> = match sources(model, &id) {
+        Some(sources) => sources
+            .tasks
+            .iter()
+            .filter(|task| model.details.printed.get(&task.name).is_none_or(|(known, _)| *known != version(task)))
+            .map(|task| (task.name.clone(), version(task), task.output.as_ref().map(pretty).unwrap_or_default()))
+            .collect(),
+        None => return,
+    };
+    for (name, version, lines) in fresh {
+        model.details.printed.insert(name, (version, lines));
+    }
+}
+
+/// Every line of the page, from what the model and the background read hold.
+pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
+    let theme = chrome.theme;
+    let details = &model.details;
+    let Some(id) = details.run.as_deref() else { return vec![Line::from("no run selected")] };
+    let loaded = details.loaded.as_ref();
+    let Some(Sources { run, tasks, attempts, audit }) = sources(model, id) else {
+        let text =
+            if loaded.is_some() { format!("run {id} is not in the store") } else { format!("reading run {id}…") };
+        return vec![Line::from(Span::styled(text, theme.dim()))];
+    };
     let plain = Style::new();
     let mut out = vec![
         Line::from(vec![
@@ -261,7 +321,10 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
         match &task.output {
             Some(output) => {
                 out.push(field("output", String::new(), plain));
-                out.extend(pretty(output).into_iter().map(Line::from));
+                match details.printed.get(&task.name).filter(|(known, _)| *known == version(task)) {
+                    Some((_, printed)) => out.extend(printed.iter().cloned().map(Line::from)),
+                    None => out.extend(pretty(output).into_iter().map(Line::from)),
+                }
             }
             None => out.push(field("output", "none".into(), theme.dim())),
         }
@@ -329,6 +392,7 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &mut Mode
         let text = " j/k scroll · PgUp/PgDn page · g/G top/bottom · Esc back";
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), hints);
     }
+    refresh(model);
     let block = pane(Line::from(""), true, theme);
     let width = block.inner(area).width as usize;
     let lines: Vec<Line> = lines(model, chrome).into_iter().flat_map(|line| wrap(line, width)).collect();
@@ -353,7 +417,9 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &mut Mode
 /// nothing is cut off at the right.
 fn wrap(line: Line<'static>, width: usize) -> Vec<Line<'static>> {
     const INDENT: usize = 4;
-    if line.width() <= width || width <= INDENT + 1 {
+    // No character is wider than its bytes are many: a line short in bytes needs no measuring.
+    let bytes: usize = line.spans.iter().map(|span| span.content.len()).sum();
+    if bytes <= width || line.width() <= width || width <= INDENT + 1 {
         return vec![line];
     }
     let cells: Vec<(char, Style, usize)> = line

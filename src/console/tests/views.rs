@@ -386,3 +386,37 @@ fn a_command_on_the_shown_run_reads_its_details_again_and_others_do_not() {
     press_code(&mut model, KeyCode::Esc);
     assert_eq!(details::reload_on(&model, &command(FAILED)), None, "closed again");
 }
+
+#[test]
+fn i_in_all_runs_shows_the_highlighted_run_and_esc_comes_back_to_the_list() {
+    let mut fixture = with_waiting_run();
+    let model = &mut fixture.model;
+    press(model, "H");
+    press(model, "w");
+    assert_eq!(press(model, "i"), vec![Effect::LoadDetails(WAITING.into())]);
+    assert_eq!(model.view, Some(View::Details));
+    assert_eq!(model.selected_run().unwrap().id, FAILED, "the panes keep their selection");
+    press_code(model, KeyCode::Esc);
+    assert_eq!(model.view, Some(View::AllRuns));
+    assert_eq!(all_runs_selected(model).as_deref(), Some(WAITING));
+    press_code(model, KeyCode::Esc);
+    assert_eq!(model.view, None);
+}
+
+#[test]
+fn an_output_is_printed_once_and_again_when_its_task_changes() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    press(model, "i");
+    failed_run_details(model);
+    render(model, 120, 40, false);
+    assert!(model.details.printed.contains_key("Ingest"));
+    let mut again = model.tasks[FAILED][0].clone();
+    again.output = Some(json!({"second": "attempt"}));
+    again.attempts = 2;
+    again.finished_at = again.finished_at.map(|at| at + Duration::seconds(30));
+    model.apply(&Event::Task(again));
+    let screen = render(model, 120, 40, false);
+    assert!(screen.contains(r#""second": "attempt""#), "{screen}");
+    assert!(!screen.contains("applications"), "the old output is gone:\n{screen}");
+}
