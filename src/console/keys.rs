@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
-use super::model::{Effect, Model, Pane, Popup};
+use super::model::{Effect, Model, Pane, Popup, View};
 use super::ui::Areas;
 use crate::engine::Command;
 use crate::state::{RunState, TaskState};
@@ -46,6 +46,9 @@ pub enum Action {
     PreviousAttempt,
     NextAttempt,
     MonitorTab,
+    RunDetails,
+    AllRuns,
+    Graph,
 }
 
 /// Every action with its name in the config file, its default key, and what `?` says of it.
@@ -83,6 +86,9 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::PreviousAttempt, "previous_attempt", "[", "log: previous attempt"),
     (Action::NextAttempt, "next_attempt", "]", "log: next attempt"),
     (Action::MonitorTab, "monitor_tab", "v", "monitor: engine log / alerts"),
+    (Action::RunDetails, "run_details", "i", "run details: trigger, input, outputs, gate decisions, attempts"),
+    (Action::AllRuns, "all_runs", "H", "all runs of every workflow (filter, sort, next failed/waiting)"),
+    (Action::Graph, "graph", "D", "the workflow's tasks as a graph"),
 ];
 
 #[derive(Debug, Clone)]
@@ -203,6 +209,9 @@ pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[S
     if model.popup.is_some() {
         return super::popups::popup_key(model, key);
     }
+    if let Some(view) = model.view {
+        return view_key(model, keymap, key, view, routes);
+    }
     if model.filtering {
         match key.code {
             KeyCode::Esc => {
@@ -231,6 +240,37 @@ pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[S
     }
     let Some(action) = action else { return Vec::new() };
     act(model, action, routes)
+}
+
+/// A key in a full-screen view: the view's own keys first; then Esc back to the panes, the keys that open
+/// views, and those that act anywhere (quit, help, mouse, command line). Pane keys do nothing here: what
+/// they would act on is not on the screen.
+fn view_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, view: View, routes: &[String]) -> Vec<Effect> {
+    let action = keymap.action(key);
+    let handled = match view {
+        View::Details => super::details::key(model, action),
+        View::AllRuns => super::all_runs::key(model, action, key),
+        View::Graph => super::graph::key(model, action, key),
+    };
+    if let Some(effects) = handled {
+        return effects;
+    }
+    match action {
+        Some(Action::Back) => {
+            model.view = None;
+            Vec::new()
+        }
+        Some(
+            action @ (Action::RunDetails
+            | Action::AllRuns
+            | Action::Graph
+            | Action::Quit
+            | Action::Help
+            | Action::Mouse
+            | Action::CommandLine),
+        ) => act(model, action, routes),
+        _ => Vec::new(),
+    }
 }
 
 pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> {
@@ -390,6 +430,9 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             model.monitor_alerts = !model.monitor_alerts;
             model.focus = Pane::Monitor;
         }
+        Action::RunDetails => return super::details::open(model),
+        Action::AllRuns => super::all_runs::open(model),
+        Action::Graph => super::graph::open(model),
         Action::Follow
         | Action::Wrap
         | Action::NextMatch
@@ -450,6 +493,22 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
 /// A click focuses the pane under it and selects the row clicked; the wheel scrolls the pane under it.
 pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes: &[String]) {
     if model.popup.is_some() {
+        return;
+    }
+    // A full-screen view has no panes to click: the wheel scrolls it.
+    if let Some(view) = model.view {
+        let action = match mouse.kind {
+            MouseEventKind::ScrollDown => Action::Down,
+            MouseEventKind::ScrollUp => Action::Up,
+            _ => return,
+        };
+        for _ in 0..3 {
+            match view {
+                View::Details => super::details::key(model, Some(action)),
+                View::AllRuns => super::all_runs::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
+                View::Graph => super::graph::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
+            };
+        }
         return;
     }
     let Some((pane, rect)) = areas.pane_at(mouse.column, mouse.row) else { return };

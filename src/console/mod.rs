@@ -1,7 +1,10 @@
 //! The console: a live dashboard over the engine's events. It owns no engine state: a view model fed by
 //! events and by snapshots read from the store in the background, drawn only when something changed.
 
+mod all_runs;
 mod config;
+mod details;
+mod graph;
 mod keys;
 mod link;
 mod logview;
@@ -55,6 +58,8 @@ enum Message {
     EngineFailed(String),
     /// Attached to a daemon: commands and fires it recorded since the last read, for the engine log.
     Trail(Vec<AuditRecord>, Vec<FireRecord>),
+    /// What the run details view asked the store for.
+    Details(String, Box<details::Loaded>),
 }
 
 const CHANNEL: usize = 1024;
@@ -258,6 +263,9 @@ impl Console {
                     self.index_log();
                     return None;
                 }
+                if let Some(effect) = details::reload_on(&self.model, &event) {
+                    self.effect(effect);
+                }
                 if !self.model.apply(&event) && lines.is_empty() {
                     return None;
                 }
@@ -321,6 +329,7 @@ impl Console {
                 self.model.workflows = WorkflowRow::from_catalog(&catalog, Utc::now());
                 self.model.clamp();
             }
+            Message::Details(run, loaded) => details::loaded(&mut self.model, &run, *loaded),
         }
         self.request_selected_run();
         Some(Flow::Redraw)
@@ -382,6 +391,19 @@ impl Console {
                 self.index_log();
             }
             Effect::LoadRun(run) => self.load_run(run),
+            Effect::LoadDetails(run) => {
+                let (store, tx) = (self.store.clone(), self.tx.clone());
+                tokio::task::spawn_blocking(move || {
+                    let store = store.lock().expect("store lock");
+                    let loaded = details::Loaded {
+                        run: store.run(&run).ok().flatten(),
+                        tasks: store.tasks(&run).unwrap_or_default(),
+                        attempts: store.attempts(&run, None).unwrap_or_default(),
+                        audit: store.audit_of_run(&run, details::AUDIT_READ).unwrap_or_default(),
+                    };
+                    let _ = tx.blocking_send(Message::Details(run, Box::new(loaded)));
+                });
+            }
             Effect::SearchLog(query) => {
                 if let Some(log) = &self.model.log {
                     let (path, tx) = (log.path.clone(), self.tx.clone());

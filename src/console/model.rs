@@ -11,6 +11,9 @@ use crate::engine::{Command, Event};
 use crate::state::{RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
 
+use super::all_runs::AllRuns;
+use super::details::Details;
+use super::graph::GraphView;
 use super::logview::LogView;
 
 /// Runs kept in memory per workflow (the store has the rest).
@@ -39,6 +42,17 @@ impl Pane {
             Pane::Monitor => "Monitor",
         }
     }
+}
+
+/// A full-screen view drawn in place of the five panes; Esc returns to them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `i`: the selected run's trigger, input, outputs, errors, gate decisions and attempts.
+    Details,
+    /// `H`: every workflow's runs, newest first.
+    AllRuns,
+    /// `D`: the selected workflow's tasks as boxes and edges.
+    Graph,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +180,8 @@ pub enum Effect {
     EngineLog(tui_logger::TuiWidgetEvent),
     /// Scrolls the engine log to its oldest line.
     EngineLogTop,
+    /// Read what the run details view shows beyond the lists: the run, its tasks and attempts, its audit.
+    LoadDetails(String),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -232,6 +248,11 @@ pub struct Model {
     pub route_notes: HashMap<String, String>,
     /// `/` in the engine log: tui-logger's selector of workflows and levels is shown instead of the lines.
     pub monitor_selector: bool,
+    /// The full-screen view replacing the panes, if any.
+    pub view: Option<View>,
+    pub details: Details,
+    pub all_runs: AllRuns,
+    pub graph_view: GraphView,
 }
 
 impl Model {
@@ -260,6 +281,10 @@ impl Model {
             monitor_alerts: false,
             route_notes: HashMap::new(),
             monitor_selector: false,
+            view: None,
+            details: Details::default(),
+            all_runs: AllRuns::default(),
+            graph_view: GraphView::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use ratatui::widgets::{
 };
 
 use super::keys::{Action, BINDINGS, Keymap};
-use super::model::{Model, Pane, Popup};
+use super::model::{Model, Pane, Popup, View};
 use super::theme::{Theme, run_symbol, task_symbol};
 use crate::state::TaskState;
 
@@ -73,6 +73,26 @@ pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) -> Areas {
     let [workflows, right] = Layout::horizontal([Constraint::Percentage(32), Constraint::Percentage(68)]).areas(top);
     let [runs, tasks] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(right);
     let [log, monitor] = Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)]).areas(bottom);
+    if let Some(view) = model.view {
+        draw_header(frame, header, model, chrome);
+        // The view's own keys take the footer, unless there is news for the operator.
+        let hints = if model.status.is_some() {
+            draw_footer(frame, footer, model, chrome);
+            None
+        } else {
+            Some(footer)
+        };
+        match view {
+            View::Details => super::details::draw(frame, body, hints, model, chrome),
+            View::AllRuns => super::all_runs::draw(frame, body, hints, model, chrome),
+            View::Graph => super::graph::draw(frame, body, hints, model, chrome),
+        }
+        if let Some(popup) = &model.popup {
+            draw_popup(frame, area, popup, chrome);
+        }
+        // The panes' places, though not drawn: clicks are not used in a view, and a zero size means too small.
+        return Areas { workflows, runs, tasks, log, monitor };
+    }
     draw_header(frame, header, model, chrome);
     draw_workflows(frame, workflows, model, chrome);
     draw_runs(frame, runs, model, chrome);
@@ -87,7 +107,7 @@ pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) -> Areas {
     Areas { workflows, runs, tasks, log, monitor }
 }
 
-fn pane<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
+pub(super) fn pane<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
     Block::bordered().title(title).border_style(theme.border(focused))
 }
 
@@ -115,7 +135,7 @@ pub fn short_duration(seconds: u64) -> String {
     }
 }
 
-fn elapsed(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
+pub(super) fn elapsed(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     match start {
         Some(start) => {
             let millis = (end.unwrap_or(now) - start).num_milliseconds().max(0) as u64;

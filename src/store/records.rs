@@ -640,6 +640,17 @@ impl Store {
         Ok(self.connection.query_row("SELECT COALESCE(MAX(id), 0) FROM audit", [], |row| row.get(0))?)
     }
 
+    /// The audit entries naming a run (in the command, or in its outcome as `started run ID` does), oldest
+    /// first: who started it, retried or skipped its tasks, answered its gates.
+    pub fn audit_of_run(&self, run_id: &str, limit: usize) -> Result<Vec<AuditRecord>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT * FROM (SELECT * FROM audit WHERE instr(command, ?1) > 0 OR instr(outcome, ?1) > 0 \
+             ORDER BY id DESC LIMIT ?2) ORDER BY id",
+        )?;
+        let rows = statement.query_map(params![run_id, limit as i64], audit_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Queues a command for the engine that holds the folder; returns its id. An engine that has not taken
     /// it by `expires_at` never will: it is recorded as not carried out.
     pub fn enqueue_command(

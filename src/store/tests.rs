@@ -216,3 +216,20 @@ fn audit_and_fires_are_read_after_an_id_oldest_first_and_no_further_than_the_lim
     assert_eq!(later.iter().map(|(_, fire)| fire.workflow.as_str()).collect::<Vec<_>>(), vec!["X", "W"]);
     assert_eq!(store.last_fire_id().unwrap(), all[2].0);
 }
+
+#[test]
+fn a_runs_audit_entries_are_those_naming_it_in_the_command_or_the_outcome_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let trigger = r#"{"command":"trigger","workflow":"W"}"#;
+    store.audit(now, "alice", "console", trigger, true, "started run r-1 of W").unwrap();
+    store.audit(now, "bob", "cli", r#"{"command":"approve","run":"r-1","task":"Gate"}"#, true, "ok").unwrap();
+    store.audit(now, "carol", "cli", r#"{"command":"cancel_run","run":"r-2"}"#, true, "cancelling run r-2").unwrap();
+    store.audit(now, "dave", "cli", trigger, true, "started run r-3 of W").unwrap();
+    let who: Vec<String> = store.audit_of_run("r-1", 10).unwrap().into_iter().map(|entry| entry.who).collect();
+    assert_eq!(who, vec!["alice", "bob"]);
+    let newest: Vec<String> = store.audit_of_run("r-1", 1).unwrap().into_iter().map(|entry| entry.who).collect();
+    assert_eq!(newest, vec!["bob"], "the limit keeps the newest");
+    assert!(store.audit_of_run("r-9", 10).unwrap().is_empty());
+}

@@ -215,3 +215,37 @@ fn after_a_reload_adds_a_workflow_above_the_selected_one_t_still_starts_the_sele
     assert_eq!(run.workflow, "Zulu", "t started the workflow that was selected");
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn an_operator_reads_a_runs_details_finds_it_among_all_runs_and_sees_its_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "graph.toml",
+        "id = \"Fork\"\n[[tasks]]\nname = \"Left\"\nrun = 'echo \"{\\\"side\\\": \\\"left\\\"}\"'\n[[tasks]]\nname = \"Right\"\nrun = 'true'\n[[tasks]]\nname = \"Join\"\nrun = 'true'\ndepends_on = [\"Left\", \"Right\"]\n",
+    );
+    let tmux = Tmux { socket: format!("conveyor-e2e-views-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    tmux.start(120, 40, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", "USER=operator-e2e", binary]);
+    tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Fork"));
+    tmux.keys(&["t"]);
+    tmux.wait_for("the run to succeed", |screen| screen.contains("✓ succeeded"));
+
+    // Who started it comes from the audit trail, read in the background.
+    tmux.keys(&["i"]);
+    let screen = tmux.wait_for("the run's details", |screen| screen.contains("manual, by operator-e2e via console"));
+    assert!(screen.contains("Task Left: ✓ succeeded"), "{screen}");
+    assert!(screen.contains("Commands on this run"), "{screen}");
+
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the panes again", |screen| screen.contains("Runs · Fork"));
+    tmux.keys(&["H"]);
+    let screen = tmux.wait_for("all runs", |screen| screen.contains("All runs · all · sorted by start · 1 run(s)"));
+    assert!(screen.contains("Fork"), "{screen}");
+
+    tmux.keys(&["D"]);
+    let screen = tmux.wait_for("the graph", |screen| screen.contains("Graph · Fork · depends_on"));
+    assert!(screen.contains("✓ Join"), "{screen}");
+    assert!(screen.contains("──▶"), "{screen}");
+    tmux.keys(&["q"]);
+}
