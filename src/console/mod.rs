@@ -1,11 +1,15 @@
 //! The console: a live dashboard over the engine's events. It owns no engine state: a view model fed by
 //! events and by snapshots read from the store in the background, drawn only when something changed.
 
+mod clipboard;
+mod command_line;
 mod config;
 mod keys;
 mod link;
 mod logview;
 mod model;
+mod pager;
+mod params_form;
 mod popups;
 mod theme;
 mod ui;
@@ -108,7 +112,8 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         restore_screen(info);
     }));
     let (tx, rx) = mpsc::channel(CHANNEL);
-    spawn_input(tx.clone());
+    let input = Arc::new(pager::InputGate::default());
+    spawn_input(tx.clone(), input.clone());
     link.forward_events(tx.clone(), &store);
     let mut console = Console {
         model: Model::new(WorkflowRow::from_catalog(&catalog, Utc::now()), link.attached(), Utc::now()),
@@ -125,6 +130,8 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         logger: tui_logger::TuiWidgetState::new(),
         requested_runs: Default::default(),
         failure: None,
+        input,
+        repaint: false,
     };
     console.load_snapshot();
     let code = console.run(rx, &mut terminal).await;
@@ -141,14 +148,16 @@ fn routes_of(catalog: &Catalog) -> Vec<String> {
     catalog.registry.services.keys().chain(catalog.registry.agents.keys()).cloned().collect()
 }
 
-/// Terminal input, read on a thread of its own (crossterm's reads block).
-fn spawn_input(tx: mpsc::Sender<Message>) {
+/// Terminal input, read on a thread of its own (crossterm's reads block). It polls briefly rather than blocking
+/// in a read, so that it can stop at the gate while a pager has the terminal.
+fn spawn_input(tx: mpsc::Sender<Message>, gate: Arc<pager::InputGate>) {
     std::thread::spawn(move || {
-        while let Ok(event) = crossterm::event::read() {
-            if tx.blocking_send(Message::Input(event)).is_err() {
-                return;
-            }
-        }
+        pager::input_loop(
+            &gate,
+            || crossterm::event::poll(Duration::from_millis(50)),
+            crossterm::event::read,
+            |event| tx.blocking_send(Message::Input(event)).is_ok(),
+        );
     });
 }
 
@@ -169,6 +178,10 @@ struct Console {
     failure: Option<String>,
     logger: tui_logger::TuiWidgetState,
     requested_runs: std::collections::HashSet<String>,
+    /// Stops the input thread while a pager has the terminal.
+    input: Arc<pager::InputGate>,
+    /// The screen was given away (to a pager): clear it and draw everything at the next frame.
+    repaint: bool,
 }
 
 impl Console {
@@ -176,6 +189,9 @@ impl Console {
         let mut dirty = true;
         loop {
             if dirty {
+                if std::mem::take(&mut self.repaint) {
+                    let _ = terminal.clear();
+                }
                 self.model.now = Utc::now();
                 tui_logger::move_events();
                 let mut stdout = std::io::stdout();
@@ -351,6 +367,21 @@ impl Console {
                 } else {
                     crossterm::execute!(std::io::stdout(), DisableMouseCapture)
                 };
+            }
+            Effect::Copy(text) => {
+                let tmux = std::env::var_os("TMUX").is_some_and(|value| !value.is_empty());
+                let mut stdout = std::io::stdout();
+                let _ = stdout.write_all(clipboard::osc52(&text, tmux).as_bytes());
+                let _ = stdout.flush();
+            }
+            Effect::Pager(path) => {
+                let (gate, mouse) = (self.input.clone(), self.model.mouse_captured);
+                // The pager has the terminal until it ends: this thread waits for it, the runtime's others go on.
+                let shown = tokio::task::block_in_place(|| pager::show(&path, &gate, mouse));
+                if let Err(error) = shown {
+                    self.model.set_status(error);
+                }
+                self.repaint = true;
             }
         }
         None

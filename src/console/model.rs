@@ -11,7 +11,9 @@ use crate::engine::{Command, Event};
 use crate::state::{RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
 
+use super::command_line::CommandLine;
 use super::logview::LogView;
+use super::params_form::ParamsForm;
 
 /// Runs kept in memory per workflow (the store has the rest).
 pub const RUNS_SHOWN: usize = 100;
@@ -142,17 +144,11 @@ pub enum Popup {
         routes: Vec<String>,
         selected: usize,
     },
-    /// `T`: values for a workflow's parameters.
-    Params {
-        workflow: String,
-        fields: Vec<(String, String, String)>,
-        selected: usize,
-    },
+    /// `T`: values for a workflow's parameters and its input.
+    Params(ParamsForm),
     Help,
     /// `:` commands.
-    CommandLine {
-        text: String,
-    },
+    CommandLine(CommandLine),
 }
 
 /// What the runtime does for the model: talk to the engine, read the disk, stop.
@@ -171,6 +167,10 @@ pub enum Effect {
     SearchLog(String),
     ToggleMouse,
     Quit,
+    /// Put text on the terminal's clipboard (OSC 52).
+    Copy(String),
+    /// Show a log file in `$PAGER`, the console's screen set aside meanwhile.
+    Pager(PathBuf),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +230,8 @@ pub struct Model {
     pub mouse_captured: bool,
     pub now: DateTime<Utc>,
     pub monitor_alerts: bool,
+    /// Lines run from the `:` command line this session, oldest first, for Up/Down.
+    pub command_history: Vec<String>,
 }
 
 impl Model {
@@ -255,6 +257,7 @@ impl Model {
             mouse_captured: true,
             now,
             monitor_alerts: false,
+            command_history: Vec::new(),
         }
     }
 
