@@ -72,7 +72,7 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::Log, "log", "l", "open the task's log"),
     (Action::Acknowledge, "acknowledge", "A", "acknowledge the alert"),
     (Action::Filter, "filter", "/", "filter the list / search the log"),
-    (Action::CommandLine, "command", ":", "command line: :trigger NAME -p k=v, :retry, :reroute … (Tab completes)"),
+    (Action::CommandLine, "command", ":", "command line: :trigger NAME -p k=v, :retry, … (Tab completes)"),
     (Action::Help, "help", "?", "this help"),
     (Action::Quit, "quit", "q", "quit (asks when runs are active)"),
     (Action::Mouse, "mouse", "m", "mouse capture on/off (off lets you select text)"),

@@ -16,6 +16,8 @@ mod ui;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cmdline;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -156,12 +156,13 @@ pub fn key(model: &mut Model, mut form: ParamsForm, key: KeyEvent) -> Vec<Effect
 pub fn draw(frame: &mut Frame, area: Rect, form: &ParamsForm, theme: &Theme) {
     let width = area.width.min(76);
     let label = form.fields.iter().map(|f| f.name.chars().count()).max().unwrap_or(0);
+    let kind = form.fields.iter().map(|f| f.kind_label().len() + 2).max().unwrap_or(0);
     let mut lines: Vec<Line> = Vec::new();
     for (index, field) in form.fields.iter().enumerate() {
         let style = if index == form.selected { theme.selected() } else { ratatui::style::Style::new() };
         lines.push(Line::from(vec![
             Span::styled(format!(" {:<label$} ", field.name), theme.fg("accent")),
-            Span::styled(format!("({}) ", field.kind_label()), theme.dim()),
+            Span::styled(format!("{:<kind$} ", format!("({})", field.kind_label())), theme.dim()),
             Span::styled(format!("{}▏", field.value), style),
         ]));
         if let Some(error) = &field.error {

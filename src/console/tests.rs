@@ -79,15 +79,15 @@ fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRe
     }
 }
 
-struct Fixture {
+pub(super) struct Fixture {
     _dir: tempfile::TempDir,
-    model: Model,
-    log: PathBuf,
+    pub(super) model: Model,
+    pub(super) log: PathBuf,
 }
 
 /// The bundled workflows, two runs of the seed pipeline (one failed at Score), a running release check,
 /// and two alerts.
-fn fixture() -> Fixture {
+pub(super) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("Score.2.log");
     let mut text = String::from("[conveyor] started `sh grants/score.sh analyze_and_suggest` (pid 4242)\n");
@@ -159,7 +159,7 @@ fn fixture() -> Fixture {
 
 /// Draws as the console does: a first frame says which log lines it needs, they are read (here, at once),
 /// and the next frame shows them.
-fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
+pub(super) fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let theme = Theme::new(colour);
     let keymap = Keymap::default();
@@ -191,11 +191,11 @@ fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
     text
 }
 
-fn key(code: KeyCode) -> KeyEvent {
+pub(super) fn key(code: KeyCode) -> KeyEvent {
     KeyEvent::new(code, KeyModifiers::NONE)
 }
 
-fn press(model: &mut Model, keys: &str) -> Vec<Effect> {
+pub(super) fn press(model: &mut Model, keys: &str) -> Vec<Effect> {
     let keymap = Keymap::default();
     let routes = vec!["ArchiveService".to_string(), "NotificationService".to_string()];
     let mut effects = Vec::new();
@@ -205,12 +205,12 @@ fn press(model: &mut Model, keys: &str) -> Vec<Effect> {
     effects
 }
 
-fn press_code(model: &mut Model, code: KeyCode) -> Vec<Effect> {
+pub(super) fn press_code(model: &mut Model, code: KeyCode) -> Vec<Effect> {
     handle_key(model, &Keymap::default(), key(code), &["ArchiveService".to_string()])
 }
 
 /// Opens the log as the runtime would on an `OpenLog` effect.
-fn open_log(fixture: &mut Fixture) {
+pub(super) fn open_log(fixture: &mut Fixture) {
     let effects = press_code(&mut fixture.model, KeyCode::Enter);
     let Some(Effect::OpenLog { run, task, attempt, path, jump_to_error }) =
         effects.into_iter().find(|e| matches!(e, Effect::OpenLog { .. }))
