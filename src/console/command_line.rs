@@ -181,7 +181,9 @@ fn complete(model: &Model, routes: &[String], line: &mut CommandLine, forward: b
         .map_or(0, |at| at + line.text[at..].chars().next().map_or(1, char::len_utf8));
     let before: Vec<&str> = line.text[..start].split_whitespace().collect();
     let candidates = candidates(model, routes, &before, &line.text[start..line.cursor]);
-    let Some(first) = candidates.first().cloned() else {
+    // Shift-Tab starts from the last candidate, as it goes backwards.
+    let index = if forward { 0 } else { candidates.len().saturating_sub(1) };
+    let Some(first) = candidates.get(index).cloned() else {
         line.error = Some("nothing to complete here".into());
         return;
     };
@@ -196,7 +198,7 @@ fn complete(model: &Model, routes: &[String], line: &mut CommandLine, forward: b
             line.cursor += 1;
         }
     } else {
-        line.completion = Some(Completion { start, candidates, index: 0 });
+        line.completion = Some(Completion { start, candidates, index });
     }
 }
 
@@ -217,8 +219,8 @@ pub fn candidates(model: &Model, routes: &[String], before: &[&str], prefix: &st
             let row = model.workflows.iter().find(|row| Some(&row.id) == workflow.as_ref());
             found.extend(row.into_iter().flat_map(|row| row.params.iter().map(|p| format!("{}=", p.name))));
         }
-        ("trigger", 0) => found.extend(workflows()),
         ("trigger", _) if prefix.starts_with('-') => found.extend(["-p".to_string(), "--input".to_string()]),
+        ("trigger", 0) => found.extend(workflows()),
         ("pause" | "resume", 0) => {
             found.extend(workflows());
             found.extend(run_ids(model));
@@ -493,19 +495,37 @@ pub fn draw(frame: &mut Frame, area: Rect, line: &CommandLine, theme: &Theme) {
     let height = if below { 4 } else { 3 };
     let rect = Rect { y: area.bottom().saturating_sub(height), height: height.min(area.height), ..area };
     frame.render_widget(Clear, rect);
+    let block = Block::bordered().title(" Command (Tab completes, ↑↓ history, Esc) ").border_style(theme.border(true));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let room = inner.width as usize;
     let (before, after) = line.text.split_at(line.cursor);
-    let mut lines = vec![Line::from(format!(":{before}▏{after}"))];
-    if let Some(error) = &line.error {
-        lines.push(Line::from(Span::styled(format!("✗ {error}"), theme.fg("failed"))));
+    // A line longer than the screen scrolls to keep the cursor in view.
+    let scroll = (2 + before.chars().count()).saturating_sub(room) as u16;
+    let text = Paragraph::new(format!(":{before}▏{after}")).scroll((0, scroll));
+    frame.render_widget(text, Rect { height: inner.height.min(1), ..inner });
+    let below = if let Some(error) = &line.error {
+        Line::from(Span::styled(format!("✗ {error}"), theme.fg("failed")))
     } else if let Some(completion) = &line.completion {
-        let mut spans = Vec::new();
-        for (index, candidate) in completion.candidates.iter().enumerate() {
+        // The candidates from as far back as fits with the current one still shown.
+        let width = |candidate: &String| candidate.chars().count() + 2;
+        let mut first = completion.index;
+        let mut used = width(&completion.candidates[first]) + 3;
+        while first > 0 && used + width(&completion.candidates[first - 1]) <= room {
+            first -= 1;
+            used += width(&completion.candidates[first]);
+        }
+        let mut spans = if first > 0 { vec![Span::styled("…  ", theme.dim())] } else { Vec::new() };
+        for (index, candidate) in completion.candidates.iter().enumerate().skip(first) {
             let style = if index == completion.index { theme.selected() } else { theme.dim() };
             spans.push(Span::styled(candidate.clone(), style));
             spans.push(Span::raw("  "));
         }
-        lines.push(Line::from(spans));
+        Line::from(spans)
+    } else {
+        return;
+    };
+    if inner.height > 1 {
+        frame.render_widget(Paragraph::new(below), Rect { y: inner.y + 1, height: 1, ..inner });
     }
-    let block = Block::bordered().title(" Command (Tab completes, ↑↓ history, Esc) ").border_style(theme.border(true));
-    frame.render_widget(Paragraph::new(lines).block(block), rect);
 }

@@ -156,7 +156,7 @@ fn spawn_input(tx: mpsc::Sender<Message>, gate: Arc<pager::InputGate>) {
     std::thread::spawn(move || {
         pager::input_loop(
             &gate,
-            || crossterm::event::poll(Duration::from_millis(50)),
+            || crossterm::event::poll(Duration::from_millis(100)),
             crossterm::event::read,
             |event| tx.blocking_send(Message::Input(event)).is_ok(),
         );

@@ -380,3 +380,17 @@ fn o_pages_the_open_log_or_the_selected_tasks_latest_attempt() {
     fixture.model.focus = Pane::Log;
     assert_eq!(press(&mut fixture.model, "o"), vec![Effect::Pager(fixture.log.clone())]);
 }
+
+#[test]
+fn a_long_line_scrolls_to_its_cursor_and_the_candidates_to_the_chosen_one() {
+    let mut model = fixture().model;
+    press(&mut model, ":");
+    press_code(&mut model, KeyCode::BackTab);
+    assert_eq!(shown(&model), "quit|", "Shift-Tab cycles backwards from the first");
+    insta::assert_snapshot!("command_line_candidates_scrolled_80x24", render(&mut model, 80, 24, false));
+    ctrl(&mut model, 'u');
+    press(&mut model, "history ");
+    press(&mut model, &"0123456789".repeat(9));
+    insta::assert_snapshot!("command_line_long_80x24", render(&mut model, 80, 24, false));
+    insta::assert_snapshot!("command_line_long_120x40", render(&mut model, 120, 40, false));
+}
