@@ -1,8 +1,5 @@
 //! The `:` command line: the line being edited (cursor, Tab completion, the session's history), and a pure
 //! parser from its text to an operator command. Arguments left out default to the selection, as the keys do.
-
-use std::collections::BTreeMap;
-
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -401,10 +398,7 @@ pub fn parse(model: &Model, routes: &[String], text: &str) -> Result<Parsed, Str
             _ => return Err("`:history` takes one WORKFLOW".into()),
         },
         _ => {
-            return Err(format!(
-                "unknown command `:{text}`: try {} (Tab completes)",
-                COMMANDS.iter().map(|c| format!(":{c}")).collect::<Vec<_>>().join(" ")
-            ));
+            return Err(format!("unknown command `:{command}`: Tab on an empty line lists the commands"));
         }
     };
     Ok(parsed)
@@ -457,16 +451,13 @@ fn known_workflow<'a>(model: &'a Model, id: &str) -> Result<&'a super::model::Wo
 /// declarations as the engine checks them, so a typo is caught before anything is sent.
 fn trigger(model: &Model, args: &[&str]) -> Result<Parsed, String> {
     let mut workflow = None;
-    let mut given = BTreeMap::new();
+    let mut pairs = Vec::new();
     let mut input = None;
     let mut words = args.iter();
     while let Some(word) = words.next() {
         match *word {
             "-p" | "--param" => {
-                let pair = words.next().ok_or("`-p` needs NAME=VALUE after it")?;
-                let (name, value) =
-                    pair.split_once('=').ok_or_else(|| format!("bad parameter `{pair}`: expected NAME=VALUE"))?;
-                given.insert(name.trim().to_string(), serde_json::Value::String(value.to_string()));
+                pairs.push(*words.next().ok_or("`-p` needs NAME=VALUE after it")?);
             }
             "-i" | "--input" => {
                 let text = words.next().ok_or("`--input` needs a JSON value after it")?;
@@ -480,6 +471,7 @@ fn trigger(model: &Model, args: &[&str]) -> Result<Parsed, String> {
         Some(workflow) => workflow,
         None => model.selected_workflow().map(|row| row.id.clone()).ok_or("`:trigger` needs a WORKFLOW")?,
     };
+    let given = crate::definition::parse_assignments(&pairs, "-p")?;
     let row = known_workflow(model, &workflow)?;
     if let Some(problem) = &row.broken {
         return Err(format!("{} is broken: {problem}", row.file.display()));

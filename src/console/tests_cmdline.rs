@@ -183,7 +183,7 @@ fn every_operator_command_parses_with_its_arguments_or_the_selection() {
     assert!(
         p("trigger NightlyReport -p lines=1").unwrap_err().starts_with("workflow `NightlyReport` has no parameter")
     );
-    assert_eq!(p("trigger NightlyReport -p lines").unwrap_err(), "bad parameter `lines`: expected NAME=VALUE");
+    assert_eq!(p("trigger NightlyReport -p lines").unwrap_err(), "bad -p `lines`: expected NAME=VALUE");
     assert_eq!(p("trigger Nightly").unwrap_err(), "no workflow `Nightly` (Tab completes names)");
     assert_eq!(p("retry"), send(retry(FAILED, "Ingest")), "the selected task of the selected run");
     assert_eq!(p("retry Score"), send(retry(FAILED, "Score")));

@@ -43,6 +43,20 @@ pub fn resolve_declared(
     Ok(resolved)
 }
 
+/// Parameters written `NAME=VALUE` (after `--param` on the command line, `-p` in the console), as strings:
+/// `resolve_params` converts them to the declared types.
+pub fn parse_assignments<S: AsRef<str>>(pairs: &[S], flag: &str) -> Result<BTreeMap<String, Value>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            let pair = pair.as_ref();
+            let (name, value) =
+                pair.split_once('=').ok_or_else(|| format!("bad {flag} `{pair}`: expected NAME=VALUE"))?;
+            Ok((name.trim().to_string(), Value::String(value.to_string())))
+        })
+        .collect()
+}
+
 /// A value (a string as typed, or JSON) in the declared type, if it is one.
 pub fn typed(value: &Value, kind: ParamType) -> Option<Value> {
     match (kind, value) {
@@ -85,6 +99,19 @@ mod tests {
         ]);
         let resolved = resolve_params(&workflow(), &given).unwrap();
         assert_eq!(Value::Object(resolved), json!({"label": "x", "limit": 12, "full": true, "ratio": 0.5}));
+    }
+
+    #[test]
+    fn the_declarations_alone_check_values_as_the_workflow_does() {
+        let workflow = workflow();
+        let given = BTreeMap::from([("limit".to_string(), json!("many"))]);
+        assert_eq!(resolve_declared("W", &workflow.params, &given), resolve_params(&workflow, &given));
+        assert_eq!(
+            resolve_declared("Bare", &[], &BTreeMap::from([("x".to_string(), json!(1))])).unwrap_err(),
+            "workflow `Bare` has no parameter `x`: it declares none"
+        );
+        assert_eq!(typed(&json!(" 7 "), ParamType::Integer), Some(json!(7)));
+        assert_eq!(typed(&json!("maybe"), ParamType::Boolean), None);
     }
 
     #[test]
