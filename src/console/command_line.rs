@@ -1,5 +1,6 @@
 //! The `:` command line: the line being edited (cursor, Tab completion, the session's history), and a pure
 //! parser from its text to an operator command. Arguments left out default to the selection, as the keys do.
+
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::Rect;
