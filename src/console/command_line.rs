@@ -349,6 +349,10 @@ pub fn parse(model: &Model, routes: &[String], text: &str) -> Result<Parsed, Str
                 [run] => run.to_string(),
                 _ => return Err("`:cancel` takes one RUN".into()),
             };
+            if let Some(known) = model.runs.values().flatten().find(|known| known.id == run && !known.state.is_active())
+            {
+                return Err(format!("run {run} is {}: nothing to cancel", known.state));
+            }
             let of = model.workflow_of_run(&run).map(|w| format!(" of {w}")).unwrap_or_default();
             Parsed::Confirm(format!("Cancel run {run}{of}? Its running tasks are stopped."), Command::CancelRun { run })
         }

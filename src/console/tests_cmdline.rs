@@ -197,7 +197,8 @@ fn every_operator_command_parses_with_its_arguments_or_the_selection() {
     assert!(
         matches!(p(&format!("cancel {RELEASE}")), Ok(Parsed::Confirm(q, Command::CancelRun { .. })) if q.contains("of ReleaseChecks"))
     );
-    assert!(matches!(p("cancel"), Ok(Parsed::Confirm(_, Command::CancelRun { run })) if run == FAILED));
+    assert_eq!(p("cancel").unwrap_err(), "run 20261125-114500-a1b2 is failed: nothing to cancel");
+    assert!(matches!(p("cancel r-1"), Ok(Parsed::Confirm(_, Command::CancelRun { run })) if run == "r-1"));
     assert_eq!(p("cancel a b").unwrap_err(), "`:cancel` takes one RUN");
     let reroute =
         |run: &str, task: &str, to: &str| Command::RerouteTask { run: run.into(), task: task.into(), to: to.into() };
