@@ -236,14 +236,7 @@ pub fn send_to_engine(
 
 /// `--param` values as given; the engine converts them to the declared types.
 fn parse_params(params: &[String]) -> Result<std::collections::BTreeMap<String, serde_json::Value>, String> {
-    params
-        .iter()
-        .map(|pair| {
-            let (name, value) =
-                pair.split_once('=').ok_or_else(|| format!("bad --param `{pair}`: expected NAME=VALUE"))?;
-            Ok((name.trim().to_string(), serde_json::Value::String(value.to_string())))
-        })
-        .collect()
+    crate::definition::parse_assignments(params, "--param")
 }
 
 fn read_input(input: &Option<PathBuf>) -> Result<Option<serde_json::Value>, String> {

@@ -49,6 +49,8 @@ pub enum Action {
     RunDetails,
     AllRuns,
     Graph,
+    Copy,
+    Pager,
 }
 
 /// Every action with its name in the config file, its default key, and what `?` says of it.
@@ -73,7 +75,7 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::Log, "log", "l", "open the task's log"),
     (Action::Acknowledge, "acknowledge", "A", "acknowledge the alert"),
     (Action::Filter, "filter", "/", "filter the list / search the log / pick engine log workflows"),
-    (Action::CommandLine, "command", ":", "command line (:trigger NAME, :pause NAME, :resume NAME, :history, :q)"),
+    (Action::CommandLine, "command", ":", "command line: :trigger NAME -p k=v, :retry, … (Tab completes)"),
     (Action::Help, "help", "?", "this help"),
     (Action::Quit, "quit", "q", "quit (asks when runs are active)"),
     (Action::Mouse, "mouse", "m", "mouse capture on/off (off lets you select text)"),
@@ -89,6 +91,8 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::RunDetails, "run_details", "i", "run details: trigger, input, outputs, gate decisions, attempts"),
     (Action::AllRuns, "all_runs", "H", "all runs of every workflow (filter, sort, next failed/waiting)"),
     (Action::Graph, "graph", "D", "the workflow's tasks as a graph"),
+    (Action::Copy, "copy", "y", "copy the run id, task, workflow, alert or log line (OSC 52)"),
+    (Action::Pager, "pager", "o", "open the log in $PAGER"),
 ];
 
 #[derive(Debug, Clone)]
@@ -207,7 +211,7 @@ pub fn handle_key_too_small(keymap: &Keymap, key: KeyEvent) -> Vec<Effect> {
 pub fn handle_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, routes: &[String]) -> Vec<Effect> {
     model.status = None;
     if model.popup.is_some() {
-        return super::popups::popup_key(model, key);
+        return super::popups::popup_key(model, key, routes);
     }
     if let Some(view) = model.view {
         return view_key(model, keymap, key, view, routes);
@@ -409,7 +413,7 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             model.filtering = true;
             model.focused_filter().clear();
         }
-        Action::CommandLine => model.popup = Some(Popup::CommandLine { text: String::new() }),
+        Action::CommandLine => model.popup = Some(Popup::CommandLine(Default::default())),
         Action::Help => model.popup = Some(Popup::Help { scroll: 0 }),
         Action::Quit => {
             let active = model.active_runs();
@@ -426,6 +430,8 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
             }
         }
         Action::Mouse => return vec![Effect::ToggleMouse],
+        Action::Copy => return super::clipboard::copy(model),
+        Action::Pager => return super::pager::open(model),
         Action::MonitorTab => {
             model.monitor_alerts = !model.monitor_alerts;
             model.focus = Pane::Monitor;
@@ -630,20 +636,8 @@ fn trigger(model: &mut Model, with_params: bool) -> Vec<Effect> {
         model.set_status(format!("{} is broken: {problem}", workflow.file.display()));
         return Vec::new();
     }
-    if with_params && !workflow.params.is_empty() {
-        let fields = workflow
-            .params
-            .iter()
-            .map(|param| {
-                let default = match &param.default {
-                    Some(serde_json::Value::String(text)) => text.clone(),
-                    Some(value) => value.to_string(),
-                    None => String::new(),
-                };
-                (param.name.clone(), param.kind.name().to_string(), default)
-            })
-            .collect();
-        model.popup = Some(Popup::Params { workflow: workflow.id.clone(), fields, selected: 0 });
+    if with_params {
+        model.popup = Some(Popup::Params(super::params_form::ParamsForm::open(&workflow)));
         return Vec::new();
     }
     vec![Effect::Send(Command::Trigger { workflow: workflow.id, input: None, params: Default::default() })]

@@ -2,6 +2,8 @@
 //! events and by snapshots read from the store in the background, drawn only when something changed.
 
 mod all_runs;
+mod clipboard;
+mod command_line;
 mod config;
 mod details;
 mod graph;
@@ -12,12 +14,16 @@ mod model;
 mod monitor;
 #[cfg(test)]
 mod monitor_tests;
+mod pager;
+mod params_form;
 mod popups;
 mod theme;
 mod ui;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cmdline;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -120,7 +126,8 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         restore_screen(info);
     }));
     let (tx, rx) = mpsc::channel(CHANNEL);
-    spawn_input(tx.clone());
+    let input = Arc::new(pager::InputGate::default());
+    spawn_input(tx.clone(), input.clone());
     link.forward_events(tx.clone(), &store);
     let mut console = Console {
         model: Model::new(WorkflowRow::from_catalog(&catalog, Utc::now()), link.attached(), Utc::now()),
@@ -140,6 +147,8 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         watcher: monitor::Watcher::default(),
         requested_runs: Default::default(),
         failure: None,
+        input,
+        repaint: false,
     };
     console.model.route_notes = route_notes(&catalog);
     console.load_snapshot();
@@ -174,14 +183,16 @@ fn route_notes(catalog: &Catalog) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
-/// Terminal input, read on a thread of its own (crossterm's reads block).
-fn spawn_input(tx: mpsc::Sender<Message>) {
+/// Terminal input, read on a thread of its own (crossterm's reads block). It polls briefly rather than blocking
+/// in a read, so that it can stop at the gate while a pager has the terminal.
+fn spawn_input(tx: mpsc::Sender<Message>, gate: Arc<pager::InputGate>) {
     std::thread::spawn(move || {
-        while let Ok(event) = crossterm::event::read() {
-            if tx.blocking_send(Message::Input(event)).is_err() {
-                return;
-            }
-        }
+        pager::input_loop(
+            &gate,
+            || crossterm::event::poll(Duration::from_millis(100)),
+            crossterm::event::read,
+            |event| tx.blocking_send(Message::Input(event)).is_ok(),
+        );
     });
 }
 
@@ -204,6 +215,10 @@ struct Console {
     /// What the engine log has said, so that only changes make lines.
     watcher: monitor::Watcher,
     requested_runs: std::collections::HashSet<String>,
+    /// Stops the input thread while a pager has the terminal.
+    input: Arc<pager::InputGate>,
+    /// The screen was given away (to a pager): clear it and draw everything at the next frame.
+    repaint: bool,
 }
 
 impl Console {
@@ -211,6 +226,9 @@ impl Console {
         let mut dirty = true;
         loop {
             if dirty {
+                if std::mem::take(&mut self.repaint) {
+                    let _ = terminal.clear();
+                }
                 self.model.now = Utc::now();
                 tui_logger::move_events();
                 let mut stdout = std::io::stdout();
@@ -422,6 +440,21 @@ impl Console {
                 } else {
                     crossterm::execute!(std::io::stdout(), DisableMouseCapture)
                 };
+            }
+            Effect::Copy(text) => {
+                let tmux = std::env::var_os("TMUX").is_some_and(|value| !value.is_empty());
+                let mut stdout = std::io::stdout();
+                let _ = stdout.write_all(clipboard::osc52(&text, tmux).as_bytes());
+                let _ = stdout.flush();
+            }
+            Effect::Pager(path) => {
+                let (gate, mouse) = (self.input.clone(), self.model.mouse_captured);
+                // The pager has the terminal until it ends: this thread waits for it, the runtime's others go on.
+                let shown = tokio::task::block_in_place(|| pager::show(&path, &gate, mouse));
+                if let Err(error) = shown {
+                    self.model.set_status(error);
+                }
+                self.repaint = true;
             }
         }
         None

@@ -12,9 +12,11 @@ use crate::state::{RunState, TaskState};
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
 
 use super::all_runs::AllRuns;
+use super::command_line::CommandLine;
 use super::details::Details;
 use super::graph::GraphView;
 use super::logview::LogView;
+use super::params_form::ParamsForm;
 
 /// Runs kept in memory per workflow (the store has the rest).
 pub const RUNS_SHOWN: usize = 100;
@@ -150,12 +152,12 @@ pub enum Popup {
         notes: Vec<String>,
         selected: usize,
     },
-    /// `T`: values for a workflow's parameters.
-    Params { workflow: String, fields: Vec<(String, String, String)>, selected: usize },
+    /// `T`: values for a workflow's parameters and its input.
+    Params(ParamsForm),
     /// `?`: the keys, scrolled down by `scroll` lines (a short terminal does not hold them all).
     Help { scroll: usize },
     /// `:` commands.
-    CommandLine { text: String },
+    CommandLine(CommandLine),
     /// Enter on an alert: its full text, scrolled down `scroll` lines.
     Alert { id: i64, scroll: u16 },
 }
@@ -182,6 +184,10 @@ pub enum Effect {
     EngineLogTop,
     /// Read what the run details view shows beyond the lists: the run, its tasks and attempts, its audit.
     LoadDetails(String),
+    /// Put text on the terminal's clipboard (OSC 52).
+    Copy(String),
+    /// Show a log file in `$PAGER`, the console's screen set aside meanwhile.
+    Pager(PathBuf),
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -253,6 +259,8 @@ pub struct Model {
     pub details: Details,
     pub all_runs: AllRuns,
     pub graph_view: GraphView,
+    /// Lines run from the `:` command line this session, oldest first, for Up/Down.
+    pub command_history: Vec<String>,
 }
 
 impl Model {
@@ -285,6 +293,7 @@ impl Model {
             details: Details::default(),
             all_runs: AllRuns::default(),
             graph_view: GraphView::default(),
+            command_history: Vec::new(),
         }
     }
 

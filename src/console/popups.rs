@@ -2,11 +2,10 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::keys::{Action, act};
-use super::model::{Effect, Model, Pane, Popup};
+use super::model::{Effect, Model, Popup};
 use crate::engine::Command;
 
-pub fn popup_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
+pub fn popup_key(model: &mut Model, key: KeyEvent, routes: &[String]) -> Vec<Effect> {
     let Some(popup) = model.popup.take() else { return Vec::new() };
     match popup {
         Popup::Help { scroll } => {
@@ -53,71 +52,8 @@ pub fn popup_key(model: &mut Model, key: KeyEvent) -> Vec<Effect> {
             KeyCode::Esc => {}
             _ => model.popup = Some(Popup::Reroute { run, task, routes, notes, selected }),
         },
-        Popup::Params { workflow, mut fields, selected } => match key.code {
-            KeyCode::Up | KeyCode::BackTab => {
-                model.popup = Some(Popup::Params { workflow, fields, selected: selected.saturating_sub(1) });
-            }
-            KeyCode::Down | KeyCode::Tab => {
-                let selected = (selected + 1).min(fields.len().saturating_sub(1));
-                model.popup = Some(Popup::Params { workflow, fields, selected });
-            }
-            KeyCode::Backspace => {
-                fields[selected].2.pop();
-                model.popup = Some(Popup::Params { workflow, fields, selected });
-            }
-            KeyCode::Char(c) => {
-                fields[selected].2.push(c);
-                model.popup = Some(Popup::Params { workflow, fields, selected });
-            }
-            KeyCode::Enter => {
-                let params =
-                    fields.into_iter().map(|(name, _, value)| (name, serde_json::Value::String(value))).collect();
-                return vec![Effect::Send(Command::Trigger { workflow, input: None, params })];
-            }
-            _ => {}
-        },
-        Popup::CommandLine { mut text } => match key.code {
-            KeyCode::Enter => return command_line(model, &text),
-            KeyCode::Esc => {}
-            KeyCode::Backspace => {
-                text.pop();
-                model.popup = Some(Popup::CommandLine { text });
-            }
-            KeyCode::Char(c) => {
-                text.push(c);
-                model.popup = Some(Popup::CommandLine { text });
-            }
-            _ => model.popup = Some(Popup::CommandLine { text }),
-        },
+        Popup::Params(form) => return super::params_form::key(model, form, key),
+        Popup::CommandLine(line) => return super::command_line::key(model, routes, line, key),
     }
     Vec::new()
-}
-
-fn command_line(model: &mut Model, text: &str) -> Vec<Effect> {
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let command = match words.as_slice() {
-        ["q" | "quit"] => return act(model, Action::Quit, &[]),
-        ["trigger", name] => Command::Trigger { workflow: name.to_string(), input: None, params: Default::default() },
-        ["pause", name] => Command::PauseWorkflow { workflow: name.to_string() },
-        ["resume", name] => Command::ResumeWorkflow { workflow: name.to_string() },
-        ["cancel", run] => {
-            let command = Command::CancelRun { run: run.to_string() };
-            return super::keys::confirm(model, format!("Cancel run {run}? Its running tasks are stopped."), command);
-        }
-        ["history"] | ["history", _] => {
-            if let [_, name] = words.as_slice() {
-                model.select_workflow_id(name);
-            }
-            model.focus = Pane::Runs;
-            return Vec::new();
-        }
-        [] => return Vec::new(),
-        _ => {
-            model.set_status(format!(
-                "unknown command `:{text}` (try :trigger NAME, :pause NAME, :resume NAME, :cancel RUN, :history, :q)"
-            ));
-            return Vec::new();
-        }
-    };
-    vec![Effect::Send(command)]
 }

@@ -86,7 +86,7 @@ fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRe
 pub(super) struct Fixture {
     _dir: tempfile::TempDir,
     pub(super) model: Model,
-    log: PathBuf,
+    pub(super) log: PathBuf,
 }
 
 /// The bundled workflows, two runs of the seed pipeline (one failed at Score), a running release check,
@@ -215,7 +215,7 @@ pub(super) fn press_code(model: &mut Model, code: KeyCode) -> Vec<Effect> {
 }
 
 /// Opens the log as the runtime would on an `OpenLog` effect.
-fn open_log(fixture: &mut Fixture) {
+pub(super) fn open_log(fixture: &mut Fixture) {
     let effects = press_code(&mut fixture.model, KeyCode::Enter);
     let Some(Effect::OpenLog { run, task, attempt, path, jump_to_error }) =
         effects.into_iter().find(|e| matches!(e, Effect::OpenLog { .. }))
@@ -363,124 +363,21 @@ fn trigger_and_trigger_with_params() {
     );
     press(&mut model, "jj");
     assert!(press(&mut model, "T").is_empty());
-    let Some(Popup::Params { fields, .. }) = &model.popup else { panic!("a params form") };
-    assert_eq!(fields[0], ("label".into(), "string".into(), "nightly".into()));
+    let Some(Popup::Params(form)) = &model.popup else { panic!("a params form") };
+    assert_eq!((form.fields[0].name.as_str(), form.fields[0].value.as_str()), ("label", "nightly"));
     press_code(&mut model, KeyCode::Backspace);
     press(&mut model, "X");
     let effects = press_code(&mut model, KeyCode::Enter);
-    let Effect::Send(Command::Trigger { workflow, params, .. }) = &effects[0] else { panic!("{effects:?}") };
+    let Effect::Send(Command::Trigger { workflow, params, input }) = &effects[0] else { panic!("{effects:?}") };
     assert_eq!(workflow, "NightlyReport");
     assert_eq!(params.get("label"), Some(&json!("nightlX")));
-    assert_eq!(params.get("max_lines"), Some(&json!("1000")));
+    assert_eq!(params.get("max_lines"), Some(&json!(1000)), "values go typed, as the form checked them");
+    assert_eq!(*input, None);
     press(&mut model, "j");
-    assert_eq!(
-        press(&mut model, "T"),
-        vec![Effect::Send(Command::Trigger {
-            workflow: "ReleaseChecks".into(),
-            input: None,
-            params: Default::default()
-        })],
-        "T without params triggers at once"
-    );
-}
-
-#[test]
-fn pause_applies_to_the_workflow_or_the_run_by_focus() {
-    let mut model = fixture().model;
-    assert_eq!(
-        press(&mut model, "p"),
-        vec![Effect::Send(Command::PauseWorkflow { workflow: "DailyGrantPipeline".into() })]
-    );
-    press(&mut model, "jj");
-    assert_eq!(
-        press(&mut model, "p"),
-        vec![Effect::Send(Command::ResumeWorkflow { workflow: "NightlyReport".into() })]
-    );
-    press(&mut model, "j");
-    press_code(&mut model, KeyCode::Enter);
-    assert_eq!(model.focus, Pane::Runs);
-    assert_eq!(press(&mut model, "p"), vec![Effect::Send(Command::PauseRun { run: "20261125-115900-e5f6".into() })]);
-    press(&mut model, "k");
-    press(&mut model, "kkkk");
-    let mut model = fixture().model;
-    press_code(&mut model, KeyCode::Enter);
-    assert!(press(&mut model, "p").is_empty(), "a failed run is neither paused nor resumed");
-    assert_eq!(model.status.as_deref(), Some("run 20261125-114500-a1b2 is failed: nothing to pause or resume"));
-}
-
-#[test]
-fn task_keys_act_on_the_selected_task_only_when_they_apply() {
-    let mut model = fixture().model;
-    press_code(&mut model, KeyCode::Enter);
-    press_code(&mut model, KeyCode::Enter);
-    assert_eq!(model.selected_task().unwrap().name, "Score");
-    let run = "20261125-114500-a1b2".to_string();
-    assert_eq!(
-        press(&mut model, "r"),
-        vec![Effect::Send(Command::RetryTask { run: run.clone(), task: "Score".into() })]
-    );
-    assert!(press(&mut model, "s").is_empty(), "skip asks first");
-    let Some(Popup::Confirm { question, yes_focused, .. }) = &model.popup else { panic!("a confirmation") };
-    assert_eq!(question, &format!("Skip task Score of run {run}? Its input passes on as its output."));
-    assert!(!yes_focused, "No is focused");
-    assert_eq!(
-        press(&mut model, "y"),
-        vec![Effect::Send(Command::SkipTask { run: run.clone(), task: "Score".into() })]
-    );
-    assert!(press(&mut model, "a").is_empty());
-    assert_eq!(model.status.as_deref(), Some("cannot approve task Score: it is failed"));
-    assert!(press(&mut model, "x").is_empty());
-    press(&mut model, "R");
-    press(&mut model, "j");
-    assert_eq!(
-        press_code(&mut model, KeyCode::Enter),
-        vec![Effect::Send(Command::RerouteTask {
-            run: run.clone(),
-            task: "Score".into(),
-            to: "NotificationService".into()
-        })]
-    );
-    press(&mut model, "k");
-    assert_eq!(model.selected_task().unwrap().name, "Ingest");
-    assert!(press(&mut model, "r").is_empty(), "a succeeded task is not retried");
-    assert_eq!(model.status.as_deref(), Some("cannot retry task Ingest: it is succeeded"));
-    assert!(press(&mut model, "R").is_empty());
-    assert_eq!(model.status.as_deref(), Some("task Ingest is already succeeded"));
-    let effects = press(&mut model, "l");
-    assert!(matches!(&effects[..], [Effect::OpenLog { task, attempt: 1, .. }] if task == "Ingest"));
-    assert_eq!(model.focus, Pane::Log);
-}
-
-#[test]
-fn cancel_asks_first_with_cancel_focused() {
-    let mut model = fixture().model;
-    press(&mut model, "jjj");
-    press_code(&mut model, KeyCode::Enter);
-    assert!(press(&mut model, "c").is_empty());
-    assert!(matches!(model.popup, Some(Popup::Confirm { yes_focused: false, .. })));
-    assert!(press_code(&mut model, KeyCode::Enter).is_empty(), "Enter on Cancel does nothing");
-    assert!(model.popup.is_none());
-    press(&mut model, "c");
-    press_code(&mut model, KeyCode::Right);
-    assert_eq!(
-        press_code(&mut model, KeyCode::Enter),
-        vec![Effect::Send(Command::CancelRun { run: "20261125-115900-e5f6".into() })]
-    );
-    press(&mut model, "c");
-    assert_eq!(press(&mut model, "y"), vec![Effect::Send(Command::CancelRun { run: "20261125-115900-e5f6".into() })]);
-}
-
-#[test]
-fn quit_asks_only_when_runs_are_active() {
-    let mut model = fixture().model;
-    assert!(press(&mut model, "q").is_empty());
-    assert!(matches!(model.popup, Some(Popup::Confirm { .. })));
-    assert_eq!(press(&mut model, "y"), vec![Effect::Quit]);
-    let mut idle = Model::new(Vec::new(), false, at(NOW));
-    assert_eq!(press(&mut idle, "q"), vec![Effect::Quit]);
-    let mut attached = fixture().model;
-    attached.attached = true;
-    assert_eq!(press(&mut attached, "q"), vec![Effect::Quit], "quitting an attached console stops nothing");
+    assert!(press(&mut model, "T").is_empty());
+    let Some(Popup::Params(form)) = &model.popup else { panic!("a form even without params") };
+    assert_eq!(form.fields.len(), 1, "a workflow without parameters gets only the input field");
+    assert_eq!(form.fields[0].name, "input");
 }
 
 #[test]
@@ -512,7 +409,10 @@ fn navigation_filter_command_line_alerts_and_mouse_toggle() {
     press(&mut model, ":");
     press(&mut model, "bogus");
     assert!(press_code(&mut model, KeyCode::Enter).is_empty());
-    assert!(model.status.as_deref().unwrap().starts_with("unknown command `:bogus`"));
+    let Some(Popup::CommandLine(line)) = &model.popup else { panic!("a refused line stays open") };
+    assert_eq!(line.text, "bogus");
+    assert!(line.error.as_deref().unwrap().starts_with("unknown command `:bogus`"));
+    press_code(&mut model, KeyCode::Esc);
     assert_eq!(press(&mut model, "A"), vec![Effect::Send(Command::AckAlert { id: 2 })]);
     press(&mut model, "v");
     assert_eq!(model.focus, Pane::Monitor);

@@ -701,29 +701,9 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
             let list = List::new(items).block(block).highlight_style(theme.selected());
             frame.render_stateful_widget(list, rect, &mut ListState::default().with_selected(Some(*selected)));
         }
-        Popup::Params { workflow, fields, selected } => {
-            let rect = centered(area, 60, fields.len() as u16 + 4);
-            frame.render_widget(Clear, rect);
-            let mut lines: Vec<Line> = fields
-                .iter()
-                .enumerate()
-                .map(|(index, (name, kind, value))| {
-                    let style = if index == *selected { theme.selected() } else { Style::new() };
-                    Line::from(vec![Span::raw(format!(" {name} ({kind}): ")), Span::styled(format!("{value}▏"), style)])
-                })
-                .collect();
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled(" ↑↓ field · type to edit · Enter triggers · Esc", theme.dim())));
-            let block = Block::bordered().title(format!(" Trigger {workflow} with ")).border_style(theme.border(true));
-            frame.render_widget(Paragraph::new(lines).block(block), rect);
-        }
+        Popup::Params(form) => super::params_form::draw(frame, area, form, theme),
+        Popup::CommandLine(line) => super::command_line::draw(frame, area, line, theme),
         // Drawn by `monitor::draw_alert_view`, which reads the alert from the model.
         Popup::Alert { .. } => {}
-        Popup::CommandLine { text } => {
-            let rect = Rect { y: area.bottom().saturating_sub(3), height: 3, ..area };
-            frame.render_widget(Clear, rect);
-            let block = Block::bordered().title(" Command ").border_style(theme.border(true));
-            frame.render_widget(Paragraph::new(format!(":{text}▏")).block(block), rect);
-        }
     }
 }

@@ -15,7 +15,7 @@ pub use expression::{
 };
 pub use load::{Catalog, REGISTRY_FILE, load_file, load_folder, parse_workflow};
 pub use model::*;
-pub use params::resolve_params;
+pub use params::{parse_assignments, resolve_declared, resolve_params, typed as typed_param};
 pub use problem::{LineIndex, Problem, line_and_column};
 pub use validate::{
     DEFAULT_BACKOFF, DEFAULT_KEEP_RUNS, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY, MAX_DURATION, MAX_RETRIES,

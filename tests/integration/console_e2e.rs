@@ -249,3 +249,32 @@ fn an_operator_reads_a_runs_details_finds_it_among_all_runs_and_sees_its_graph()
     assert!(screen.contains("──▶"), "{screen}");
     tmux.keys(&["q"]);
 }
+
+#[test]
+fn o_gives_the_terminal_to_the_pager_and_the_console_takes_it_back_with_its_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "hello.toml",
+        "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'echo \"hello from the greet task\"'\n",
+    );
+    let tmux = Tmux { socket: format!("conveyor-e2e-pager-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    tmux.start(100, 30, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", "PAGER=less", binary]);
+    tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Hello"));
+    tmux.keys(&["t"]);
+    tmux.wait_for("the run to succeed", |screen| screen.contains("✓ succeeded"));
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the tasks", |screen| screen.contains("✓ Greet"));
+    tmux.keys(&["o"]);
+    tmux.wait_for("the pager", |screen| screen.contains("hello from the greet task") && !screen.contains("Workflows"));
+    // The q goes to the pager: were the console still reading keys, it would take it and quit.
+    tmux.keys(&["q"]);
+    tmux.wait_for("the console again", |screen| screen.contains("Workflows") && screen.contains("✓ Greet"));
+    tmux.keys(&["?"]);
+    tmux.wait_for("the help, so keys reach the console again", |screen| {
+        screen.contains("Keys") && screen.contains("closes")
+    });
+    tmux.keys(&["Escape", "q"]);
+}
