@@ -35,6 +35,19 @@ impl Executor for LlmExecutor {
 /// One question's answer: the reply as JSON, and the tokens it cost.
 type Answer = Result<(Value, Usage), String>;
 
+/// When the attempt's time is up, and how long it was given (for the message when no answer came).
+#[derive(Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn missed(&self) -> String {
+        format!("no answer within {} (the attempt's timeout)", humantime::format_duration(self.timeout))
+    }
+}
+
 async fn ask(agent: Arc<LlmAgent>, permits: Arc<Semaphore>, mut attempt: Attempt) -> Ending {
     let log = attempt.log.clone();
     let key = match &agent.api_key_env {
@@ -61,7 +74,7 @@ async fn ask(agent: Arc<LlmAgent>, permits: Arc<Semaphore>, mut attempt: Attempt
         None => vec![attempt.input.clone()],
     };
     let timeout = attempt.timeout.unwrap_or(DEFAULT_LLM_TIMEOUT);
-    let deadline = Instant::now() + timeout;
+    let deadline = Deadline { at: Instant::now() + timeout, timeout };
     let endpoint = format!("{}/chat/completions", agent.url.trim_end_matches('/'));
     log.engine_line(&format!(
         "asking {} at {endpoint} about {} item(s), at most {} at once",
@@ -154,16 +167,16 @@ fn question(
     key: Option<&str>,
     item: &Value,
     label: &str,
-    deadline: Instant,
+    deadline: Deadline,
     log: &LogSink,
 ) -> Answer {
     let content = serde_json::to_string(item).expect("JSON values serialise");
     let mut strict = agent.output_schema.is_some();
     let mut rate_limited = 0;
     loop {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.at.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err("no answer within the attempt's timeout".into());
+            return Err(deadline.missed());
         }
         let body = request_body(agent, &content, strict);
         log.engine_line(&format!("POST {endpoint} for {label} ({} bytes)", body.len()));
@@ -181,9 +194,7 @@ fn question(
         let started = Instant::now();
         let mut response = match request.send(&body[..]) {
             Ok(response) => response,
-            Err(ureq::Error::Timeout(_)) => {
-                return Err(format!("no answer within {}", humantime::format_duration(round(remaining))));
-            }
+            Err(ureq::Error::Timeout(_)) => return Err(deadline.missed()),
             Err(error) => return Err(format!("the request failed: {error}")),
         };
         let status = response.status().as_u16();
@@ -191,16 +202,14 @@ fn question(
             response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_string);
         let text = match response.body_mut().with_config().limit(16 * 1024 * 1024).read_to_string() {
             Ok(text) => text,
-            Err(ureq::Error::Timeout(_)) => {
-                return Err(format!("no answer within {}", humantime::format_duration(round(remaining))));
-            }
+            Err(ureq::Error::Timeout(_)) => return Err(deadline.missed()),
             Err(error) => return Err(format!("reading the reply failed: {error}")),
         };
         log.engine_line(&format!("HTTP {status} in {} ms", started.elapsed().as_millis()));
         if status == 429 && rate_limited < MAX_RATE_LIMITED {
             let wait = retry_after.as_deref().and_then(|seconds| seconds.trim().parse::<f64>().ok()).unwrap_or(1.0);
             let wait = Duration::from_secs_f64(wait.clamp(0.0, 3600.0));
-            if Instant::now() + wait >= deadline {
+            if Instant::now() + wait >= deadline.at {
                 return Err(format!(
                     "HTTP 429: the server asks to wait {}s, past the attempt's timeout",
                     wait.as_secs()
@@ -222,10 +231,6 @@ fn question(
         }
         return read_reply(agent, &text, log);
     }
-}
-
-fn round(duration: Duration) -> Duration {
-    Duration::from_millis(duration.as_millis().div_ceil(100) as u64 * 100)
 }
 
 fn request_body(agent: &LlmAgent, content: &str, strict: bool) -> Vec<u8> {

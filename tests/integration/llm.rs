@@ -265,7 +265,7 @@ async fn a_reply_slower_than_the_timeout_fails_the_attempt() {
     let run = h.trigger("Grants").await;
     h.run_reaches(&run, RunState::Failed).await;
     let error = h.task(&run, "Score").error.unwrap();
-    assert!(error.contains("no answer within 2s"), "{error}");
+    assert!(error.contains("item 1: no answer within 2s (the attempt's timeout)"), "{error}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
