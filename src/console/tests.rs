@@ -879,4 +879,6 @@ fn moving_to_another_workflow_closes_the_log_of_the_previous_one() {
     let screen = render(model, 120, 40, false);
     assert!(screen.contains("opens its log"), "{screen}");
 }
+mod cmdline;
+mod monitor;
 mod views;

@@ -3,9 +3,8 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use serde_json::json;
 
-use super::command_line::{CommandLine, Parsed, candidates, parse};
-use super::tests::{fixture, open_log, press, press_code, render};
 use super::*;
+use crate::console::command_line::{CommandLine, Parsed, candidates, parse};
 use crate::engine::Command;
 
 const FAILED: &str = "20261125-114500-a1b2";

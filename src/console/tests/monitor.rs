@@ -8,9 +8,8 @@ use ratatui::backend::TestBackend;
 use serde_json::json;
 use tui_logger::TuiWidgetEvent;
 
-use super::monitor::{self, MonitorLine, Watcher};
-use super::tests::{NOW, at, fixture, press, press_code, render, run, task};
 use super::*;
+use crate::console::monitor::{self, MonitorLine, Watcher};
 use crate::engine::{Command, Event};
 use crate::state::{RunState, TaskState};
 use crate::store::{AlertRecord, AuditRecord, FireRecord};
