@@ -879,6 +879,22 @@ fn moving_to_another_workflow_closes_the_log_of_the_previous_one() {
     let screen = render(model, 120, 40, false);
     assert!(screen.contains("opens its log"), "{screen}");
 }
+#[test]
+fn an_llm_agents_row_shows_the_tokens_its_attempt_used() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    let run = "20261125-114500-a1b2";
+    let score = model.attempts.get_mut(run).unwrap().iter_mut().find(|a| a.task == "Score" && a.attempt == 2).unwrap();
+    (score.prompt_tokens, score.completion_tokens) = (Some(1180), Some(64));
+    let screen = render(model, 120, 40, false);
+    let row = screen.lines().find(|line| line.contains("Score") && line.contains("failed")).unwrap();
+    assert!(row.contains("EligibilityAgent · 1.2k tok"), "{row}");
+    assert_eq!(
+        [0, 999, 1000, 12_345, 1_500_000].map(ui::short_count),
+        ["0", "999", "1.0k", "12k", "1.5M"].map(String::from)
+    );
+}
+
 mod cmdline;
 mod monitor;
 mod views;

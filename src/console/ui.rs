@@ -359,7 +359,12 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         .map(|task| {
             let attempts = model.attempts_of(&run.id, &task.name);
             let current = attempts.iter().max_by_key(|a| a.attempt);
-            let route = current.map(|a| a.route.clone()).or(task.route.clone()).unwrap_or_default();
+            let mut route = current.map(|a| a.route.clone()).or(task.route.clone()).unwrap_or_default();
+            // What a language model counted for the attempt, prompt + completion.
+            if let Some(attempt) = current.filter(|a| a.prompt_tokens.is_some() || a.completion_tokens.is_some()) {
+                let tokens = attempt.prompt_tokens.unwrap_or(0) + attempt.completion_tokens.unwrap_or(0);
+                route.push_str(&format!(" · {} tok", short_count(tokens)));
+            }
             // After a retry or a reroute, what matters is the attempt now running: its tries on this route and
             // its own time, not the task's first start.
             // Retries are taken on the task's own route; a fallback route gets one try.
@@ -386,9 +391,11 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         })
         .collect();
     let gauge = if tasks.iter().any(|task| task.state == TaskState::Running) { gauge_cells as u16 + 5 } else { 0 };
+    // Names take what the longest needs (up to 24), so the route column has the rest.
+    let name_width = tasks.iter().map(|task| task.name.chars().count()).max().unwrap_or(4).clamp(4, 24) as u16;
     let widths = [
         Constraint::Length(1),
-        Constraint::Min(8),
+        Constraint::Length(name_width),
         Constraint::Length(16),
         Constraint::Length(5),
         Constraint::Length(7),
@@ -404,6 +411,16 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     });
     let mut state = TableState::default().with_selected(Some(model.cursor.task));
     frame.render_stateful_widget(table, inner, &mut state);
+}
+
+/// `950`, `1.2k`, `34k`, `1.5M`: a count in four characters or so.
+pub fn short_count(count: u64) -> String {
+    match count {
+        0..1000 => count.to_string(),
+        1000..10_000 => format!("{:.1}k", count as f64 / 1000.0),
+        10_000..1_000_000 => format!("{}k", count / 1000),
+        _ => format!("{:.1}M", count as f64 / 1_000_000.0),
+    }
 }
 
 /// A list's column names, dim, so the eye goes to the rows.
