@@ -497,16 +497,16 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
 }
 
 /// A click focuses the pane under it and selects the row clicked; the wheel scrolls the pane under it.
-pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes: &[String]) {
+pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes: &[String]) -> Vec<Effect> {
     if model.popup.is_some() {
-        return;
+        return Vec::new();
     }
     // A full-screen view has no panes to click: the wheel scrolls it.
     if let Some(view) = model.view {
         let action = match mouse.kind {
             MouseEventKind::ScrollDown => Action::Down,
             MouseEventKind::ScrollUp => Action::Up,
-            _ => return,
+            _ => return Vec::new(),
         };
         for _ in 0..3 {
             match view {
@@ -515,9 +515,9 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
                 View::Graph => super::graph::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
             };
         }
-        return;
+        return Vec::new();
     }
-    let Some((pane, rect)) = areas.pane_at(mouse.column, mouse.row) else { return };
+    let Some((pane, rect)) = areas.pane_at(mouse.column, mouse.row) else { return Vec::new() };
     match mouse.kind {
         MouseEventKind::Down(MouseButton::Left) => {
             model.focus = pane;
@@ -537,11 +537,13 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
                 Pane::Runs => model.cursor.run,
                 Pane::Tasks => model.cursor.task,
                 Pane::Monitor => model.cursor.alert,
-                Pane::Log => return,
+                Pane::Log => return Vec::new(),
             };
             // The list scrolls just far enough to show the selected row, as the table draws it.
             let offset = current.saturating_sub(shown - 1);
-            let Some(row) = mouse.row.checked_sub(rect.y + above).map(|row| offset + row as usize) else { return };
+            let Some(row) = mouse.row.checked_sub(rect.y + above).map(|row| offset + row as usize) else {
+                return Vec::new();
+            };
             match pane {
                 Pane::Workflows => model.select_workflow(row),
                 Pane::Runs => model.select_run(row),
@@ -549,6 +551,15 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
                 Pane::Monitor => model.select_alert(row),
                 _ => {}
             }
+        }
+        // The engine log belongs to tui-logger, which scrolls by pages.
+        MouseEventKind::ScrollDown | MouseEventKind::ScrollUp if pane == Pane::Monitor && !model.monitor_alerts => {
+            let page = if mouse.kind == MouseEventKind::ScrollUp {
+                tui_logger::TuiWidgetEvent::PrevPageKey
+            } else {
+                tui_logger::TuiWidgetEvent::NextPageKey
+            };
+            return vec![Effect::EngineLog(page)];
         }
         MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
             let previous = model.focus;
@@ -561,6 +572,7 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
         }
         _ => {}
     }
+    Vec::new()
 }
 
 fn page(model: &Model) -> isize {

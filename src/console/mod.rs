@@ -365,10 +365,7 @@ impl Console {
                     handle_key(&mut self.model, &self.keymap, key, &self.routes)
                 }
             }
-            Input::Mouse(mouse) => {
-                keys::handle_mouse(&mut self.model, &self.areas, mouse, &self.routes);
-                Vec::new()
-            }
+            Input::Mouse(mouse) => keys::handle_mouse(&mut self.model, &self.areas, mouse, &self.routes),
             Input::Resize(..) => Vec::new(),
             _ => return None,
         };

@@ -501,6 +501,17 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
     };
     handle_mouse(model, &areas, wheel, &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "three rows down");
+    let up_in_engine_log = crossterm::event::MouseEvent {
+        kind: crossterm::event::MouseEventKind::ScrollUp,
+        column: areas.monitor.x + 3,
+        row: areas.monitor.y + 3,
+        modifiers: KeyModifiers::NONE,
+    };
+    assert_eq!(
+        handle_mouse(model, &areas, up_in_engine_log, &[]),
+        vec![Effect::EngineLog(tui_logger::TuiWidgetEvent::PrevPageKey)],
+        "the wheel pages the engine log back"
+    );
     assert_eq!(model.focus, Pane::Tasks, "the wheel does not move the focus");
     handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "a click on the column names selects nothing");

@@ -189,7 +189,8 @@ impl Actor {
             }
         };
         if outcome.starts_with("skipped") {
-            tracing::info!("{id}: fire at {} {outcome}", timestamp(scheduled));
+            // Recorded and published as a fire; the diagnostic would only say it twice.
+            tracing::debug!("{id}: fire at {} {outcome}", timestamp(scheduled));
             let activation = self.activations.get_mut(id).expect("active");
             if !activation.skip_alerted {
                 activation.skip_alerted = true;
