@@ -19,6 +19,9 @@ pub struct Run {
     pub slots: Vec<Slot>,
     /// Set while running attempts are being stopped: the state the run takes once they have.
     pub stopping: Option<RunState>,
+    /// Each task's parents by index, worked out once: every step asks which tasks are ready, and looking
+    /// names up (or allocating) per task per step made a long run's steps grow with its length.
+    parents: Vec<Vec<usize>>,
 }
 
 pub struct Slot {
@@ -61,7 +64,8 @@ pub enum Readiness {
 
 impl Run {
     pub fn new(record: RunRecord, workflow: Arc<Workflow>, tasks: Vec<TaskRecord>) -> Run {
-        Run { record, workflow, slots: tasks.into_iter().map(Slot::new).collect(), stopping: None }
+        let parents = parents_of(&workflow);
+        Run { record, workflow, slots: tasks.into_iter().map(Slot::new).collect(), stopping: None, parents }
     }
 
     pub fn task(&self, index: usize) -> &Task {
@@ -72,20 +76,13 @@ impl Run {
         self.workflow.tasks.iter().position(|task| task.name == name)
     }
 
-    /// Without `depends_on` anywhere, each task follows the one before it.
-    pub fn parents(&self, index: usize) -> Vec<usize> {
-        if self.workflow.is_dag() {
-            self.task(index).depends_on.iter().filter_map(|name| self.index_of(name)).collect()
-        } else if index == 0 {
-            Vec::new()
-        } else {
-            vec![index - 1]
-        }
+    pub fn parents(&self, index: usize) -> &[usize] {
+        &self.parents[index]
     }
 
     pub fn readiness(&self, index: usize) -> Readiness {
         let mut readiness = Readiness::Ready;
-        for parent in self.parents(index) {
+        for &parent in self.parents(index) {
             match self.slots[parent].state() {
                 TaskState::Succeeded | TaskState::Skipped => {}
                 TaskState::Failed if self.task(parent).continue_on_failure => {}
@@ -98,8 +95,7 @@ impl Run {
 
     /// The run's input for a first task; a parent's output for one parent; `{parent: output}` for several.
     pub fn input_for(&self, index: usize) -> Value {
-        let parents = self.parents(index);
-        match parents.as_slice() {
+        match self.parents(index) {
             [] => self.record.input.clone(),
             [parent] => self.output_of(*parent),
             several => {
@@ -200,6 +196,20 @@ impl Run {
             Some((RunState::Failed, Some(format!("tasks that cannot run: {}", stuck.join(", ")))))
         }
     }
+}
+
+/// Without `depends_on` anywhere, each task follows the one before it.
+fn parents_of(workflow: &Workflow) -> Vec<Vec<usize>> {
+    if !workflow.is_dag() {
+        return (0..workflow.tasks.len()).map(|index| if index == 0 { Vec::new() } else { vec![index - 1] }).collect();
+    }
+    let index: std::collections::HashMap<&str, usize> =
+        workflow.tasks.iter().enumerate().map(|(position, task)| (task.name.as_str(), position)).collect();
+    workflow
+        .tasks
+        .iter()
+        .map(|task| task.depends_on.iter().filter_map(|name| index.get(name.as_str()).copied()).collect())
+        .collect()
 }
 
 /// The wait before retry number `retry` (1 for the first): `delay × backoff^(retry-1)`, capped at an hour,
