@@ -167,17 +167,21 @@ fn routes_of(catalog: &Catalog) -> Vec<String> {
     catalog.registry.services.keys().chain(catalog.registry.agents.keys()).cloned().collect()
 }
 
-/// `service · Reads new grant applications…`: what the reroute picker says beside each route's name.
+/// `service · at most 2 at once · Reads new grant applications…`: what the reroute picker says beside each
+/// route's name.
 fn route_notes(catalog: &Catalog) -> std::collections::HashMap<String, String> {
     let kinds = [("service", &catalog.registry.services), ("agent", &catalog.registry.agents)];
     kinds
         .into_iter()
         .flat_map(|(kind, routes)| {
             routes.iter().map(move |(name, endpoint)| {
-                let note = match &endpoint.description {
-                    Some(description) => format!("{kind} · {description}"),
-                    None => kind.to_string(),
-                };
+                let mut note = kind.to_string();
+                if let Some(bound) = endpoint.max_concurrency {
+                    note.push_str(&format!(" · at most {bound} at once"));
+                }
+                if let Some(description) = &endpoint.description {
+                    note.push_str(&format!(" · {description}"));
+                }
                 (name.clone(), note)
             })
         })

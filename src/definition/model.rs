@@ -21,6 +21,8 @@ pub struct Workflow {
     pub overlap: Overlap,
     pub catchup: Catchup,
     pub max_active_runs: u32,
+    /// Attempts of this workflow's tasks running at once, across its runs (`None`: only the engine's cap).
+    pub max_parallel: Option<u32>,
     pub timeout: Option<Duration>,
     pub jitter: Option<Duration>,
     pub keep_runs: u32,
@@ -179,6 +181,8 @@ pub struct Registry {
     /// Bytes; `None` leaves the defaults in `tasks::limits`.
     pub max_output_size: Option<u64>,
     pub max_log_size: Option<u64>,
+    /// Task attempts running at once in the whole engine (`None`: `engine::default_max_parallel()`).
+    pub max_parallel_tasks: Option<u32>,
 }
 
 /// `[retention]`: how much of what only grows the store keeps.
@@ -222,6 +226,8 @@ pub struct Endpoint {
     pub target: Target,
     pub env: BTreeMap<String, String>,
     pub timeout: Option<Duration>,
+    /// Attempts on this service or agent at once, across the engine (a licence, an API's rate).
+    pub max_concurrency: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

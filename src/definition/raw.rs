@@ -20,6 +20,7 @@ pub struct RawWorkflow {
     pub timeout: Option<Spanned<String>>,
     pub jitter: Option<Spanned<String>>,
     pub keep_runs: Option<Spanned<i64>>,
+    pub max_parallel: Option<Spanned<i64>>,
     pub on_interrupt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawTask>>,
     pub on_success: Option<Spanned<RawTask>>,
@@ -80,6 +81,8 @@ pub struct RawRegistry {
     /// The `max_output_size` and `max_log_size` of every task that does not set its own.
     pub max_output_size: Option<Spanned<String>>,
     pub max_log_size: Option<Spanned<String>>,
+    /// Task attempts running at once in the whole engine.
+    pub max_parallel_tasks: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +104,7 @@ pub struct RawEndpoint {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub timeout: Option<Spanned<String>>,
+    pub max_concurrency: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -176,7 +176,7 @@ fn unknown_keys_are_refused_where_they_are() {
     assert_eq!(
         problems_of("id = \"W\"\nschedule = \"daily\"\n"),
         vec![
-            "w.toml:2:1: unknown field `schedule`, expected one of `id`, `description`, `trigger`, `params`, `overlap`, `catchup`, `max_active_runs`, `timeout`, `jitter`, `keep_runs`, `on_interrupt`, `on_failure`, `on_success`, `tasks`"
+            "w.toml:2:1: unknown field `schedule`, expected one of `id`, `description`, `trigger`, `params`, `overlap`, `catchup`, `max_active_runs`, `timeout`, `jitter`, `keep_runs`, `max_parallel`, `on_interrupt`, `on_failure`, `on_success`, `tasks`"
         ]
     );
     assert_eq!(
@@ -443,7 +443,7 @@ fn the_registry_is_checked_too() {
     assert_eq!(
         problems,
         vec![
-            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`, `max_output_size`, `max_log_size`"
+            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`, `max_output_size`, `max_log_size`, `max_parallel_tasks`"
         ]
     );
     assert!(catalog.registry.services.is_empty());
@@ -714,4 +714,20 @@ description = "none"
     let Target::Llm(agent) = &catalog.registry.agents["Scorer"].target else { panic!("an LLM agent") };
     assert_eq!(agent.prompt, "Score it from 0 to 1.\n");
     assert_eq!((agent.items.as_deref(), agent.max_concurrency), (Some("applications"), DEFAULT_LLM_CONCURRENCY));
+}
+
+#[test]
+fn parallel_bounds_are_whole_numbers_checked_where_they_are_written() {
+    let registry = "max_parallel_tasks = 0\n[services.S]\ncommand = [\"true\"]\nmax_concurrency = 2\n[services.T]\ncommand = [\"true\"]\nmax_concurrency = -1\n";
+    let workflow = "id = \"W\"\nmax_parallel = 3\n[[tasks]]\nname = \"A\"\nservice = \"S\"\n";
+    let (catalog, problems) = load(&[("conveyor.toml", registry), ("w.toml", workflow)]);
+    assert_eq!(
+        problems,
+        vec![
+            "conveyor.toml:1:22: bad `max_parallel_tasks` 0: expected a whole number from 1 to 100000",
+            "conveyor.toml:7:19: bad `max_concurrency` -1: expected a whole number from 1 to 100000",
+        ]
+    );
+    assert_eq!(catalog.registry.services["S"].max_concurrency, Some(2));
+    assert_eq!(catalog.workflows[0].max_parallel, Some(3));
 }

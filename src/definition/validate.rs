@@ -183,6 +183,10 @@ impl<'a> Checker<'a> {
             self.choice(&raw.on_interrupt, "on_interrupt", OnInterrupt::Resume, ON_INTERRUPT_CHOICES);
         registry.max_output_size = self.size(&raw.max_output_size, "max_output_size");
         registry.max_log_size = self.size(&raw.max_log_size, "max_log_size");
+        registry.max_parallel_tasks = raw
+            .max_parallel_tasks
+            .is_some()
+            .then(|| self.whole_number(&raw.max_parallel_tasks, "max_parallel_tasks", 1..=100_000, 1));
         if let Some(alerts) = raw.alerts {
             let alerts = alerts.into_inner();
             if let Some(command) = &alerts.command
@@ -205,6 +209,10 @@ impl<'a> Checker<'a> {
         let span = raw.span();
         let raw = raw.into_inner();
         let timeout = self.duration(&raw.timeout, "timeout");
+        let max_concurrency = raw
+            .max_concurrency
+            .is_some()
+            .then(|| self.whole_number(&raw.max_concurrency, "max_concurrency", 1..=100_000, 1));
         if let Some(llm) = raw.llm {
             if kind != "agent" {
                 self.at(
@@ -223,6 +231,7 @@ impl<'a> Checker<'a> {
                 target: Target::Llm(Arc::new(agent)),
                 env: raw.env,
                 timeout,
+                max_concurrency,
             });
         }
         let target = match (raw.command, raw.url) {
@@ -246,7 +255,7 @@ impl<'a> Checker<'a> {
                 None
             }
         }?;
-        Some(Endpoint { description: raw.description, target, env: raw.env, timeout })
+        Some(Endpoint { description: raw.description, target, env: raw.env, timeout, max_concurrency })
     }
 
     /// An LLM agent: its prompt read now (from `prompt_file`, relative to the workflows folder), its schema
@@ -346,6 +355,8 @@ impl<'a> Checker<'a> {
         let max_active_runs =
             self.whole_number(&raw.max_active_runs, "max_active_runs", 1..=u32::MAX, DEFAULT_MAX_ACTIVE_RUNS);
         let keep_runs = self.whole_number(&raw.keep_runs, "keep_runs", 1..=u32::MAX, DEFAULT_KEEP_RUNS);
+        let max_parallel =
+            raw.max_parallel.is_some().then(|| self.whole_number(&raw.max_parallel, "max_parallel", 1..=100_000, 1));
         let on_interrupt = raw
             .on_interrupt
             .is_some()
@@ -381,6 +392,7 @@ impl<'a> Checker<'a> {
             overlap,
             catchup,
             max_active_runs,
+            max_parallel,
             timeout,
             jitter,
             keep_runs,

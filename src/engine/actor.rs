@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use tokio::sync::{Semaphore, broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc};
 
 use super::command::{Command, CommandResult, Origin, Reply};
 use super::run::Run;
@@ -161,10 +161,8 @@ pub struct Actor {
     /// File events from the watches, bounded: a flood of files waits in the watcher, not in memory here.
     file_notes: mpsc::Sender<crate::trigger::files::Seen>,
     file_notes_rx: Option<mpsc::Receiver<crate::trigger::files::Seen>>,
-    permits: Arc<Semaphore>,
-    /// Each LLM agent's requests in flight, shared by its attempts (`max_concurrency`); a reload that
-    /// changes the bound starts a new one.
-    llm_permits: std::sync::Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,
+    /// The bounds on attempts at once (engine, workflow, service or agent) and on an LLM agent's requests.
+    gates: crate::engine::gates::Gates,
     /// The id of the newest alert.
     last_alert: std::cell::Cell<i64>,
     /// Attempts whose process group is known but not yet stored: `(run, task index)`.
@@ -194,7 +192,6 @@ impl Actor {
         // Unbounded, yet bounded in practice: one `Done` per attempt started, a `Reload` per settled edit.
         let (internal, internal_rx) = mpsc::unbounded_channel();
         let (file_notes, file_notes_rx) = mpsc::channel(FILE_NOTES);
-        let permits = Arc::new(Semaphore::new(config.max_parallel.max(1)));
         let state_id = store.state_id()?;
         let last_alert = store.last_alert_id()?;
         let actor = Actor {
@@ -218,8 +215,7 @@ impl Actor {
             internal_rx: Some(internal_rx),
             file_notes,
             file_notes_rx: Some(file_notes_rx),
-            permits,
-            llm_permits: Default::default(),
+            gates: Default::default(),
             state_id,
             last_alert: std::cell::Cell::new(last_alert),
             unsaved_attempts: Vec::new(),

@@ -6,6 +6,8 @@ mod alerts;
 mod clock;
 mod command;
 mod event;
+mod gates;
+pub use gates::default_max_parallel;
 mod run;
 
 use std::collections::BTreeMap;
@@ -29,7 +31,8 @@ pub struct EngineConfig {
     pub workflows_dir: PathBuf,
     pub state_dir: PathBuf,
     pub clock: SharedClock,
-    /// How many task attempts may run at once across all runs.
+    /// How many task attempts may run at once across all runs, unless the registry's `max_parallel_tasks`
+    /// says otherwise.
     pub max_parallel: usize,
     /// Between SIGTERM and SIGKILL when a task is stopped.
     pub kill_grace: Duration,
@@ -49,7 +52,7 @@ impl EngineConfig {
             workflows_dir: workflows_dir.into(),
             state_dir: state_dir.into(),
             clock: Arc::new(SystemClock),
-            max_parallel: 16,
+            max_parallel: gates::default_max_parallel(),
             kill_grace: Duration::from_secs(5),
             command_poll: Duration::from_millis(250),
             executors: BTreeMap::new(),

@@ -462,3 +462,81 @@ async fn a_running_tasks_progress_is_stored_for_consoles_that_read_the_store() {
     h.engine.send(Command::CancelRun { run: run.clone() }).await.unwrap();
     h.run_reaches(&run, RunState::Cancelled).await;
 }
+
+/// Four tasks that may all run once `Start` is done; each says it started, then waits for `release` in the
+/// workflows folder.
+fn four_waiting(limits: &str) -> String {
+    let mut workflow = format!("id = \"Wide\"\n{limits}\n[[tasks]]\nname = \"Start\"\nrun = 'true'\n");
+    for name in ["A", "B", "C", "D"] {
+        workflow.push_str(&format!("[[tasks]]\nname = \"{name}\"\nservice = \"Slow\"\ndepends_on = [\"Start\"]\n"));
+    }
+    workflow
+}
+
+const SLOW: &str =
+    "[services.Slow]\ncommand = [\"sh\", \"-c\", \"echo started; while [ ! -f release ]; do sleep 0.02; done\"]\n";
+
+/// Waits until `count` attempts say they wait for a place, then lets every task finish; returns the
+/// lines saying what they waited for.
+async fn waiting_lines(h: &mut Harness, run: &str, count: usize) -> Vec<String> {
+    let mut waiting = Vec::new();
+    while waiting.len() < count {
+        let line = h
+            .until(|event| match event {
+                conveyor::engine::Event::Log { run_id, line, .. }
+                    if run_id == run && line.contains("waiting for a free place") =>
+                {
+                    Some(line.clone())
+                }
+                _ => None,
+            })
+            .await;
+        waiting.push(line);
+    }
+    std::fs::write(h.workflows().join("release"), "").unwrap();
+    h.run_reaches(run, RunState::Succeeded).await;
+    waiting
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflows_max_parallel_holds_its_other_tasks_until_a_place_frees() {
+    let mut h = Setup::new(&four_waiting("max_parallel = 2")).registry(SLOW).start();
+    let run = h.trigger("Wide").await;
+    let waiting = waiting_lines(&mut h, &run, 2).await;
+    assert!(
+        waiting.iter().all(|line| line.ends_with("waiting for a free place: max_parallel 2 of workflow Wide")),
+        "{waiting:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_max_concurrency_and_the_engines_max_parallel_tasks_hold_attempts_too() {
+    let registry = format!("{}max_concurrency = 3\n", SLOW);
+    let mut h = Setup::new(&four_waiting("")).registry(&registry).start();
+    let run = h.trigger("Wide").await;
+    let waiting = waiting_lines(&mut h, &run, 1).await;
+    assert!(waiting[0].ends_with("waiting for a free place: max_concurrency 3 of Slow"), "{waiting:?}");
+
+    let registry = format!("max_parallel_tasks = 1\n{SLOW}");
+    let mut h = Setup::new(&four_waiting("")).registry(&registry).start();
+    let run = h.trigger("Wide").await;
+    let waiting = waiting_lines(&mut h, &run, 3).await;
+    assert!(waiting.iter().all(|line| line.ends_with("max_parallel_tasks 1 of the engine")), "{waiting:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_ends_the_attempts_still_waiting_for_a_place() {
+    let mut h = Setup::new(&four_waiting("max_parallel = 1")).registry(SLOW).start();
+    let run = h.trigger("Wide").await;
+    for _ in 0..3 {
+        h.until(|event| match event {
+            conveyor::engine::Event::Log { line, .. } if line.contains("waiting for a free place") => Some(()),
+            _ => None,
+        })
+        .await;
+    }
+    h.engine.send(Command::CancelRun { run: run.clone() }).await.unwrap();
+    h.run_reaches(&run, RunState::Cancelled).await;
+    let states: Vec<TaskState> = ["A", "B", "C", "D"].iter().map(|name| h.task(&run, name).state).collect();
+    assert_eq!(states, vec![TaskState::Cancelled; 4], "the running one and the three waiting");
+}

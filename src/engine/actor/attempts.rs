@@ -101,15 +101,8 @@ impl Actor {
                 Target::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: true }),
                 Target::Url(url) => Arc::new(HttpExecutor { url: url.clone() }),
                 Target::Llm(agent) => {
-                    let mut shared = self.llm_permits.lock().expect("llm permits lock");
-                    let (bound, permits) = shared.entry(route.to_string()).or_insert_with(|| {
-                        (agent.max_concurrency, Arc::new(tokio::sync::Semaphore::new(agent.max_concurrency)))
-                    });
-                    if *bound != agent.max_concurrency {
-                        *bound = agent.max_concurrency;
-                        *permits = Arc::new(tokio::sync::Semaphore::new(agent.max_concurrency));
-                    }
-                    Arc::new(LlmExecutor { agent: agent.clone(), permits: permits.clone() })
+                    let gate = self.gates.gate(&format!("llm:{route}"), agent.max_concurrency, String::new());
+                    Arc::new(LlmExecutor { agent: agent.clone(), permits: gate.semaphore })
                 }
             };
             return (executor, endpoint.timeout, endpoint.env.clone());
@@ -244,10 +237,16 @@ impl Actor {
             limits,
             usage: Some(usage),
         };
-        let permits = self.permits.clone();
+        let gates = self.gates_for(id, route);
         let run_id = id.to_string();
         tokio::spawn(async move {
-            let _permit = permits.acquire_owned().await;
+            let mut cancel = attempt.cancel.clone();
+            let Some(_places) = crate::engine::gates::pass(gates, &mut cancel, &sink).await else {
+                let ending = Ending::Cancelled;
+                let _ =
+                    done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() }));
+                return;
+            };
             // Its own task, so that a panic in an executor is seen here and ends the engine, not just the attempt.
             match tokio::spawn(executor.execute(attempt)).await {
                 Ok(ending) => {
@@ -265,6 +264,26 @@ impl Actor {
             }
         });
         cancel_handle
+    }
+
+    /// What an attempt on `route` in run `id` must pass before it starts: the service's or agent's
+    /// `max_concurrency`, the workflow's `max_parallel`, the engine's `max_parallel_tasks`.
+    fn gates_for(&self, id: &str, route: &str) -> Vec<crate::engine::gates::Gate> {
+        let mut gates = Vec::with_capacity(3);
+        let endpoint = self.registry.services.get(route).or_else(|| self.registry.agents.get(route));
+        if let Some(bound) = endpoint.and_then(|endpoint| endpoint.max_concurrency) {
+            let what = format!("max_concurrency {bound} of {route}");
+            gates.push(self.gates.gate(&format!("route:{route}"), bound as usize, what));
+        }
+        if let Some(workflow) = self.runs.get(id).map(|run| run.workflow.clone())
+            && let Some(bound) = workflow.max_parallel
+        {
+            let what = format!("max_parallel {bound} of workflow {}", workflow.id);
+            gates.push(self.gates.gate(&format!("workflow:{}", workflow.id), bound as usize, what));
+        }
+        let bound = self.registry.max_parallel_tasks.map_or(self.config.max_parallel, |bound| bound as usize).max(1);
+        gates.push(self.gates.gate("engine", bound, format!("max_parallel_tasks {bound} of the engine")));
+        gates
     }
 
     /// Runs the workflow's `on_failure`/`on_success` task once, with the finished run as its input.
