@@ -279,7 +279,12 @@ impl Watcher {
     pub fn trail(&self, audits: &[AuditRecord], fires: &[FireRecord]) -> Vec<MonitorLine> {
         let mut lines: Vec<MonitorLine> = audits
             .iter()
-            .map(|audit| self.command(audit.at, &audit.who, &audit.origin, &audit.command, audit.ok, &audit.outcome))
+            .flat_map(|audit| match reload_of(audit) {
+                Some((changed, removed, broken)) => reload_lines(audit.at, &changed, &removed, &broken),
+                None => {
+                    vec![self.command(audit.at, &audit.who, &audit.origin, &audit.command, audit.ok, &audit.outcome)]
+                }
+            })
             .chain(fires.iter().map(fire_line))
             .collect();
         lines.sort_by_key(|line| line.at);
@@ -328,6 +333,18 @@ fn command_text(fields: &serde_json::Map<String, serde_json::Value>) -> String {
         }
     }
     words.join(" ")
+}
+
+/// A reload the engine recorded in the audit trail: what changed, was removed, is broken.
+fn reload_of(audit: &AuditRecord) -> Option<(Vec<String>, Vec<String>, Vec<String>)> {
+    if audit.origin != "reload" {
+        return None;
+    }
+    let record: serde_json::Value = serde_json::from_str(&audit.command).ok()?;
+    let names = |key: &str| -> Vec<String> {
+        record[key].as_array().into_iter().flatten().filter_map(|name| name.as_str().map(String::from)).collect()
+    };
+    Some((names("changed"), names("removed"), names("broken")))
 }
 
 fn reload_lines(now: DateTime<Utc>, changed: &[String], removed: &[String], broken: &[String]) -> Vec<MonitorLine> {

@@ -54,6 +54,11 @@ async fn reading_a_workflow_file_or_rewriting_its_bytes_as_they_were_reloads_not
     std::fs::write(&file, text.replace("'true'", "'true # edited'")).unwrap();
     assert_eq!(next_reload(&mut h.events).await, vec!["Manual"], "new bytes are reloaded");
     h.engine.shutdown().await;
+    let trail = h.store().audit_trail(10).unwrap();
+    let reloads: Vec<_> = trail.iter().filter(|entry| entry.origin == "reload").collect();
+    assert_eq!(reloads.len(), 1, "only the reload that changed something is recorded: {trail:?}");
+    assert_eq!((reloads[0].who.as_str(), reloads[0].outcome.as_str()), ("engine", "1 changed or added, 0 removed"));
+    assert!(reloads[0].command.contains(r#""changed":["Manual"]"#), "{}", reloads[0].command);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -512,3 +512,20 @@ fn the_monitor_pane_streams_engine_lines_with_time_level_and_workflow_and_slash_
     insta::assert_snapshot!("engine_log_selector_120x40", render_with_log(model, &state, 120, 40));
     insta::assert_snapshot!("engine_log_selector_80x24", render_with_log(model, &state, 80, 24));
 }
+
+#[test]
+fn a_reload_the_engine_recorded_in_the_audit_trail_reads_as_it_does_embedded() {
+    let reload = AuditRecord {
+        id: 7,
+        at: now(),
+        who: "engine".into(),
+        origin: "reload".into(),
+        command: json!({"command": "reload", "changed": ["Nightly"], "removed": [], "broken": ["/w/bad.toml"]})
+            .to_string(),
+        ok: true,
+        outcome: "1 changed or added, 0 removed".into(),
+    };
+    let lines = Watcher::default().trail(&[reload], &[]);
+    let texts: Vec<(&str, Level)> = lines.iter().map(|line| (line.text.as_str(), line.level)).collect();
+    assert_eq!(texts, vec![("reloaded: Nightly", Level::Info), ("broken: /w/bad.toml", Level::Warn)]);
+}

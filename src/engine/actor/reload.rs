@@ -125,10 +125,18 @@ impl Actor {
             self.broken_reported.insert(file.clone(), first);
         }
         self.broken_reported.retain(|file, _| catalog.broken.contains_key(file));
+        let broken: Vec<String> = catalog.broken.keys().map(|file| file.display().to_string()).collect();
         if !changed.is_empty() || !removed.is_empty() {
             tracing::debug!("workflows reloaded: {} changed or added, {} removed", changed.len(), removed.len());
+            // In the audit trail too: what the definitions became, and when, for whoever reads the store (a
+            // console attached to this engine shows it from there).
+            let record =
+                serde_json::json!({"command": "reload", "changed": changed, "removed": removed, "broken": broken});
+            let outcome = format!("{} changed or added, {} removed", changed.len(), removed.len());
+            if let Err(error) = self.store.audit(self.now(), "engine", "reload", &record.to_string(), true, &outcome) {
+                tracing::warn!("recording the reload in the audit trail failed: {error}");
+            }
         }
-        let broken = catalog.broken.keys().map(|file| file.display().to_string()).collect();
         self.publish(Event::Reloaded { changed, removed, broken });
     }
 }
