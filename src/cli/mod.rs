@@ -2,6 +2,7 @@
 
 mod daemon;
 mod follow;
+mod graph;
 mod history;
 mod list;
 mod logfile;
@@ -138,6 +139,17 @@ pub enum Command {
         /// The alert's number.
         id: i64,
     },
+    /// Print a workflow's task graph for Graphviz (`dot -Tsvg`) or Mermaid; with --run, each task's state in
+    /// that run as its colour.
+    Graph {
+        /// The workflow's id.
+        workflow: String,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: graph::Format,
+        /// A run of the workflow (its id, or the start of it).
+        #[arg(long)]
+        run: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +179,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Run(args)) => run::run(&workflows, &state, &args),
         Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
         Some(Command::Logs { run, task, attempt, raw }) => logs::run(&state, &run, task.as_deref(), attempt, raw),
+        Some(Command::Graph { workflow, format, run }) => {
+            graph::run(&workflows, &state, &workflow, format, run.as_deref())
+        }
         Some(Command::Trigger(args)) => remote::trigger(&state, &args),
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),

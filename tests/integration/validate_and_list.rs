@@ -164,3 +164,30 @@ fn validate_refuses_every_hostile_fixture_with_located_errors_and_never_crashes(
         }
     }
 }
+
+#[test]
+fn graph_prints_a_workflow_for_graphviz_and_mermaid_with_a_runs_states() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "fork.toml",
+        "id = \"Fork\"\n[[tasks]]\nname = \"Left\"\nrun = 'true'\n[[tasks]]\nname = \"Right\"\nrun = 'exit 3'\n[[tasks]]\nname = \"Join\"\nrun = 'true'\ndepends_on = [\"Left\", \"Right\"]\n",
+    );
+    let dot = run(&["graph", "Fork"], dir.path());
+    assert!(dot.status.success(), "{}", text(&dot.stderr));
+    let dot = text(&dot.stdout);
+    assert!(dot.starts_with("digraph \"Fork\" {") && dot.contains("\"Left\" -> \"Join\";"), "{dot}");
+    assert_eq!(run(&["run", "Fork"], dir.path()).status.code(), Some(1), "Right fails");
+    let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
+    let id = store.runs(Some("Fork"), 1).unwrap()[0].id.clone();
+    let mermaid = text(&run(&["graph", "Fork", "--format", "mermaid", "--run", &id], dir.path()).stdout);
+    assert!(mermaid.contains("t1[\"Right<br/>run<br/>failed\"]"), "{mermaid}");
+    assert!(mermaid.contains("class t1 failed") && mermaid.contains("class t0 succeeded"), "{mermaid}");
+    let unknown = run(&["graph", "Nope"], dir.path());
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        text(&unknown.stderr).starts_with("no workflow `Nope` in workflows (known: Fork)"),
+        "{}",
+        text(&unknown.stderr)
+    );
+}
