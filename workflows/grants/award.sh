@@ -25,11 +25,17 @@ for id in $(printf '%s\n' "$passed" | sed -n 's/.*"id": *"\([^"]*\)".*/\1/p'); d
   esac
 done
 
-# A test's stand-in for a crash between recording the awards and filing the applications away.
-if [ "${GRANTS_FAILPOINT:-}" = award.before_letters ]; then
-  echo "award: failing at GRANTS_FAILPOINT=award.before_letters" >&2
-  exit 1
-fi
+# Tests' stand-ins for a crash between recording the awards and filing the applications away: this attempt
+# fails, or it stops here (still holding the lock) until it is killed, with its engine.
+case ${GRANTS_FAILPOINT:-} in
+  award.fail)
+    echo "award: failing at GRANTS_FAILPOINT=award.fail" >&2
+    exit 1 ;;
+  award.hang)
+    echo "award: stopped at GRANTS_FAILPOINT=award.hang" >&2
+    : > "$out/.failpoint"
+    exec sleep 120 ;;
+esac
 
 for id in $awarded; do
   state=$(state_of "$id")

@@ -1,0 +1,259 @@
+//! The bundled grant pipeline does no work twice: each application is taken by one run, awarded at most once,
+//! whatever the reruns, retries and crashes, and `grants/reset.sh` brings the demo back.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+
+use conveyor::state::RunState;
+use conveyor::store::Store;
+
+use crate::common::*;
+use crate::engine_harness::wait_until;
+
+/// A copy of the bundled workflows in a fresh folder, reset to the demo's first state (the checkout's own
+/// inbox may have been worked through). With `hold_nothing`, no application waits at the gate (the approval
+/// threshold is raised), so a run goes through without an operator.
+fn grants_folder(hold_nothing: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = std::process::Command::new("cp")
+        .args(["-r", bundled_workflows().to_str().unwrap(), dir.path().join("workflows").to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let reset = script(dir.path(), "reset.sh", &[], &[], "");
+    assert_eq!(reset.status.code(), Some(0), "{}", text(&reset.stderr));
+    if hold_nothing {
+        let registry = dir.path().join("workflows/conveyor.toml");
+        let text = std::fs::read_to_string(&registry).unwrap();
+        assert!(text.contains("approval = \"item.amount > 100000\""), "{text}");
+        std::fs::write(&registry, text.replace("item.amount > 100000", "item.amount > 100000000")).unwrap();
+    }
+    dir
+}
+
+fn grants(dir: &Path) -> PathBuf {
+    dir.join("workflows/grants")
+}
+
+/// Runs one of the grant scripts as the engine would (from the workflows folder, input on stdin).
+fn script(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)], input: &str) -> Output {
+    let mut child = std::process::Command::new("sh")
+        .arg(format!("grants/{name}"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("CONVEYOR_OUTPUT")
+        .env_remove("GRANTS_FAILPOINT")
+        .current_dir(dir.join("workflows"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn run_pipeline(dir: &Path) -> String {
+    let output = run(&["run", "DailyGrantPipeline"], dir);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", text(&output.stderr));
+    stdout
+}
+
+/// The application ids in `out/awards.jsonl`, in order, duplicates kept.
+fn awarded(dir: &Path) -> Vec<String> {
+    let awards = std::fs::read_to_string(grants(dir).join("out/awards.jsonl")).unwrap_or_default();
+    awards
+        .lines()
+        .map(|line| {
+            let award: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(award["id"], award["award"]["id"], "{line}");
+            award["id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+/// The file names in a folder, sorted; none when it does not exist.
+fn names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .map(|entries| entries.map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn ledger_states(dir: &Path, id: &str) -> Vec<String> {
+    let ledger = std::fs::read_to_string(grants(dir).join("out/ledger.jsonl")).unwrap_or_default();
+    ledger
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|entry| entry["id"] == id)
+        .map(|entry| entry["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+const DEMO: [&str; 3] = ["A-1001.json", "A-1002.json", "A-1003.json"];
+
+#[test]
+fn running_the_bundled_pipeline_twice_awards_each_application_once_with_one_letter_each() {
+    let dir = grants_folder(true);
+    let first = run_pipeline(dir.path());
+    assert!(first.contains("ingest: took 3 application(s)"), "{first}");
+    assert!(first.contains("award: A-1003 was not approved: filed as rejected"), "{first}");
+    let second = run_pipeline(dir.path());
+    assert!(second.contains("ingest: nothing new in grants/applications"), "{second}");
+    assert!(second.contains("notify: 0 notice(s) sent"), "{second}");
+
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"], "A-1003 scores 0.35: the rule drops it");
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt"]);
+    let letter = std::fs::read_to_string(grants(dir.path()).join("out/letters/A-1002.txt")).unwrap();
+    assert!(
+        letter.starts_with("Award letter A-1002\n\nTo: Northgate Job Training\nAmount awarded: 150000\n"),
+        "{letter}"
+    );
+    assert!(names(&grants(dir.path()).join("applications")).is_empty(), "the inbox is worked through");
+    assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
+    assert_eq!(ledger_states(dir.path(), "A-1003"), ["claimed", "rejected"]);
+    let notices = std::fs::read_to_string(grants(dir.path()).join("out/notices.log")).unwrap();
+    assert_eq!(notices.lines().count(), 2, "{notices}");
+}
+
+#[test]
+fn the_award_step_given_the_same_input_again_awards_nothing_twice() {
+    let dir = grants_folder(false);
+    let run = [("CONVEYOR_RUN_ID", "run-1")];
+    let ingested = script(dir.path(), "ingest.sh", &[], &run, "{}");
+    assert_eq!(ingested.status.code(), Some(0), "{}", text(&ingested.stderr));
+    let input = text(&ingested.stdout);
+    // At least once per attempt: the same attempt's input delivered twice, and a retry of it.
+    for attempt in ["1", "1", "2"] {
+        let env = [("CONVEYOR_RUN_ID", "run-1"), ("CONVEYOR_ATTEMPT", attempt)];
+        let award = script(dir.path(), "award.sh", &[], &env, &input);
+        assert_eq!(award.status.code(), Some(0), "{}", text(&award.stderr));
+    }
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1003"]);
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt", "A-1003.txt"]);
+    assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
+    let again = script(dir.path(), "award.sh", &[], &[("CONVEYOR_RUN_ID", "run-2")], &input);
+    assert!(text(&again.stdout).contains("award: A-1001 was awarded by run run-1 already: not again"));
+    assert_eq!(awarded(dir.path()).len(), 3, "another run with the same applications awards nothing");
+}
+
+#[test]
+fn an_application_held_by_a_run_is_not_taken_by_another_until_that_run_releases_it() {
+    let dir = grants_folder(false);
+    let ingest = |run: &str| {
+        let output = script(dir.path(), "ingest.sh", &[], &[("CONVEYOR_RUN_ID", run)], "{}");
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+        (text(&output.stdout).matches("\"id\"").count(), text(&output.stderr))
+    };
+    assert_eq!(ingest("run-1").0, 3);
+    let (taken, log) = ingest("run-2");
+    assert_eq!(taken, 0, "run-1 holds them all");
+    assert!(log.contains("ingest: A-1001 is held by run run-1, which took it first"), "{log}");
+    assert_eq!(ingest("run-1").0, 3, "a retry of run-1's Ingest takes its own claims again");
+
+    let released = script(dir.path(), "release.sh", &["run-1"], &[], "");
+    assert!(text(&released.stdout).ends_with("release: 3 application(s) released by run run-1\n"));
+    assert_eq!(ingest("run-3").0, 3);
+    assert_eq!(ledger_states(dir.path(), "A-1002"), ["claimed", "released", "claimed"]);
+    let refused = script(dir.path(), "release.sh", &[], &[], "");
+    assert_eq!(refused.status.code(), Some(2));
+    assert_eq!(text(&refused.stderr), "release: expected a run id: sh grants/release.sh RUN\n");
+}
+
+#[test]
+fn a_run_that_fails_after_awarding_gives_back_the_rest_and_the_next_run_awards_nothing_twice() {
+    let dir = grants_folder(true);
+    let failed = conveyor()
+        .args(["run", "DailyGrantPipeline"])
+        .env("GRANTS_FAILPOINT", "award.fail")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stdout = text(&failed.stdout);
+    assert_eq!(failed.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("  Release │ release: A-1003 is free for the next run\n"), "{stdout}");
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
+    assert_eq!(names(&grants(dir.path()).join("applications")), DEMO, "nothing filed away yet");
+
+    let next = run_pipeline(dir.path());
+    assert!(next.contains("ingest: A-1001 was awarded by run "), "{next}");
+    assert!(next.contains("ingest: took 1 application(s)"), "only A-1003, which the failed run released: {next}");
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt"]);
+    assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
+    assert_eq!(ledger_states(dir.path(), "A-1003"), ["claimed", "released", "claimed", "rejected"]);
+}
+
+#[test]
+fn an_engine_killed_between_the_award_and_the_move_resumes_the_run_without_awarding_twice() {
+    let dir = grants_folder(true);
+    let mut engine: Child = conveyor()
+        .args(["run", "DailyGrantPipeline"])
+        .env("GRANTS_FAILPOINT", "award.hang")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let failpoint = grants(dir.path()).join("out/.failpoint");
+    wait_until("Award has recorded the awards and stopped", || failpoint.exists());
+    engine.kill().unwrap();
+    engine.wait().unwrap();
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
+    let store = Store::open(&dir.path().join(".conveyor")).unwrap();
+    let run = store.runs(Some("DailyGrantPipeline"), 1).unwrap().remove(0);
+
+    // The next engine stops what the dead one left running (Award still holds the lock) and carries the run on.
+    let mut daemon =
+        conveyor().arg("daemon").current_dir(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_until("the resumed run has succeeded", || {
+        store.run(&run.id).unwrap().is_some_and(|run| run.state == RunState::Succeeded)
+    });
+    let stopped = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+
+    assert_eq!(store.attempts(&run.id, Some("Award")).unwrap().len(), 2, "Award ran again after the crash");
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt"]);
+    assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
+    assert!(!grants(dir.path()).join("out/.lock").exists(), "the dead attempt's lock was taken over and let go");
+}
+
+#[test]
+fn reset_brings_back_the_demo_inbox_and_clears_every_record() {
+    let dir = grants_folder(true);
+    let before: Vec<Vec<u8>> =
+        DEMO.iter().map(|name| std::fs::read(grants(dir.path()).join("applications").join(name)).unwrap()).collect();
+    run_pipeline(dir.path());
+    assert!(names(&grants(dir.path()).join("applications")).is_empty());
+
+    let reset = script(dir.path(), "reset.sh", &[], &[], "");
+    assert_eq!(
+        text(&reset.stdout),
+        "reset: 3 application(s) in grants/applications, grants/out removed\n",
+        "{}",
+        text(&reset.stderr)
+    );
+    let after: Vec<Vec<u8>> =
+        DEMO.iter().map(|name| std::fs::read(grants(dir.path()).join("applications").join(name)).unwrap()).collect();
+    assert_eq!(before, after);
+    assert!(!grants(dir.path()).join("out").exists());
+    assert!(!grants(dir.path()).join("processed").exists());
+    let again = run_pipeline(dir.path());
+    assert!(again.contains("ingest: took 3 application(s)"), "{again}");
+}
+
+#[test]
+fn a_lock_left_by_a_process_that_died_is_taken_over() {
+    let dir = grants_folder(false);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    write(&grants(dir.path()).join("out/.lock"), "pid", &format!("{}\n", gone.id()));
+    let ingested = script(dir.path(), "ingest.sh", &[], &[("CONVEYOR_RUN_ID", "run-1")], "{}");
+    assert_eq!(ingested.status.code(), Some(0));
+    assert!(text(&ingested.stderr).contains(&format!("grants: taking over grants/out/.lock from PID {}", gone.id())));
+    assert!(!grants(dir.path()).join("out/.lock").exists());
+}
