@@ -92,20 +92,20 @@ fn ledger_states(dir: &Path, id: &str) -> Vec<String> {
         .collect()
 }
 
-const DEMO: [&str; 3] = ["A-1001.json", "A-1002.json", "A-1003.json"];
+const DEMO: [&str; 4] = ["A-1001.json", "A-1002.json", "A-1003.json", "A-1004.json"];
 
 #[test]
 fn running_the_bundled_pipeline_twice_awards_each_application_once_with_one_letter_each() {
     let dir = grants_folder(true);
     let first = run_pipeline(dir.path());
-    assert!(first.contains("ingest: took 3 application(s)"), "{first}");
+    assert!(first.contains("ingest: took 4 application(s)"), "{first}");
     assert!(first.contains("award: A-1003 was not approved: filed as rejected"), "{first}");
     let second = run_pipeline(dir.path());
     assert!(second.contains("ingest: nothing new in grants/applications"), "{second}");
     assert!(second.contains("notify: 0 notice(s) sent"), "{second}");
 
-    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"], "A-1003 scores 0.35: the rule drops it");
-    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt"]);
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"], "A-1003 scores 0.35: the rule drops it");
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt", "A-1004.txt"]);
     let letter = std::fs::read_to_string(grants(dir.path()).join("out/letters/A-1002.txt")).unwrap();
     assert!(
         letter.starts_with("Award letter A-1002\n\nTo: Northgate Job Training\nAmount awarded: 150000\n"),
@@ -115,7 +115,7 @@ fn running_the_bundled_pipeline_twice_awards_each_application_once_with_one_lett
     assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
     assert_eq!(ledger_states(dir.path(), "A-1003"), ["claimed", "rejected"]);
     let notices = std::fs::read_to_string(grants(dir.path()).join("out/notices.log")).unwrap();
-    assert_eq!(notices.lines().count(), 2, "{notices}");
+    assert_eq!(notices.lines().count(), 3, "{notices}");
 }
 
 #[test]
@@ -131,12 +131,15 @@ fn the_award_step_given_the_same_input_again_awards_nothing_twice() {
         let award = script(dir.path(), "award.sh", &[], &env, &input);
         assert_eq!(award.status.code(), Some(0), "{}", text(&award.stderr));
     }
-    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1003"]);
-    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt", "A-1003.txt"]);
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1003", "A-1004"]);
+    assert_eq!(
+        names(&grants(dir.path()).join("out/letters")),
+        ["A-1001.txt", "A-1002.txt", "A-1003.txt", "A-1004.txt"]
+    );
     assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
     let again = script(dir.path(), "award.sh", &[], &[("CONVEYOR_RUN_ID", "run-2")], &input);
     assert!(text(&again.stdout).contains("award: A-1001 was awarded by run run-1 already: not again"));
-    assert_eq!(awarded(dir.path()).len(), 3, "another run with the same applications awards nothing");
+    assert_eq!(awarded(dir.path()).len(), 4, "another run with the same applications awards nothing");
 }
 
 #[test]
@@ -147,15 +150,15 @@ fn an_application_held_by_a_run_is_not_taken_by_another_until_that_run_releases_
         assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
         (text(&output.stdout).matches("\"id\"").count(), text(&output.stderr))
     };
-    assert_eq!(ingest("run-1").0, 3);
+    assert_eq!(ingest("run-1").0, 4);
     let (taken, log) = ingest("run-2");
     assert_eq!(taken, 0, "run-1 holds them all");
     assert!(log.contains("ingest: A-1001 is held by run run-1, which took it first"), "{log}");
-    assert_eq!(ingest("run-1").0, 3, "a retry of run-1's Ingest takes its own claims again");
+    assert_eq!(ingest("run-1").0, 4, "a retry of run-1's Ingest takes its own claims again");
 
     let released = script(dir.path(), "release.sh", &["run-1"], &[], "");
-    assert!(text(&released.stdout).ends_with("release: 3 application(s) released by run run-1\n"));
-    assert_eq!(ingest("run-3").0, 3);
+    assert!(text(&released.stdout).ends_with("release: 4 application(s) released by run run-1\n"));
+    assert_eq!(ingest("run-3").0, 4);
     assert_eq!(ledger_states(dir.path(), "A-1002"), ["claimed", "released", "claimed"]);
     let refused = script(dir.path(), "release.sh", &[], &[], "");
     assert_eq!(refused.status.code(), Some(2));
@@ -174,14 +177,14 @@ fn a_run_that_fails_after_awarding_gives_back_the_rest_and_the_next_run_awards_n
     let stdout = text(&failed.stdout);
     assert_eq!(failed.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("  Release │ release: A-1003 is free for the next run\n"), "{stdout}");
-    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"]);
     assert_eq!(names(&grants(dir.path()).join("applications")), DEMO, "nothing filed away yet");
 
     let next = run_pipeline(dir.path());
     assert!(next.contains("ingest: A-1001 was awarded by run "), "{next}");
     assert!(next.contains("ingest: took 1 application(s)"), "only A-1003, which the failed run released: {next}");
-    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
-    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt"]);
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"]);
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt", "A-1004.txt"]);
     assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
     assert_eq!(ledger_states(dir.path(), "A-1003"), ["claimed", "released", "claimed", "rejected"]);
 }
@@ -201,7 +204,7 @@ fn an_engine_killed_between_the_award_and_the_move_resumes_the_run_without_award
     wait_until("Award has recorded the awards and stopped", || failpoint.exists());
     engine.kill().unwrap();
     engine.wait().unwrap();
-    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"]);
     let store = Store::open(&dir.path().join(".conveyor")).unwrap();
     let run = store.runs(Some("DailyGrantPipeline"), 1).unwrap().remove(0);
 
@@ -216,8 +219,8 @@ fn an_engine_killed_between_the_award_and_the_move_resumes_the_run_without_award
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 
     assert_eq!(store.attempts(&run.id, Some("Award")).unwrap().len(), 2, "Award ran again after the crash");
-    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002"]);
-    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt"]);
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"]);
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt", "A-1004.txt"]);
     assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
     assert!(!grants(dir.path()).join("out/.lock").exists(), "the dead attempt's lock was taken over and let go");
 }
@@ -233,7 +236,7 @@ fn reset_brings_back_the_demo_inbox_and_clears_every_record() {
     let reset = script(dir.path(), "reset.sh", &[], &[], "");
     assert_eq!(
         text(&reset.stdout),
-        "reset: 3 application(s) in grants/applications, grants/out removed\n",
+        "reset: 4 application(s) in grants/applications, grants/out removed\n",
         "{}",
         text(&reset.stderr)
     );
@@ -243,7 +246,7 @@ fn reset_brings_back_the_demo_inbox_and_clears_every_record() {
     assert!(!grants(dir.path()).join("out").exists());
     assert!(!grants(dir.path()).join("processed").exists());
     let again = run_pipeline(dir.path());
-    assert!(again.contains("ingest: took 3 application(s)"), "{again}");
+    assert!(again.contains("ingest: took 4 application(s)"), "{again}");
 }
 
 #[test]
