@@ -260,3 +260,40 @@ fn a_lock_left_by_a_process_that_died_is_taken_over() {
     assert!(text(&ingested.stderr).contains(&format!("grants: taking over grants/out/.lock from PID {}", gone.id())));
     assert!(!grants(dir.path()).join("out/.lock").exists());
 }
+
+#[test]
+fn what_an_operator_rejects_at_the_gate_is_filed_as_rejected_and_never_taken_again() {
+    let dir = grants_folder(false);
+    let pipeline = conveyor()
+        .args(["run", "DailyGrantPipeline"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the run waits at the gate", || {
+        dir.path().join(".conveyor/conveyor.db").exists()
+            && Store::open(&dir.path().join(".conveyor"))
+                .unwrap()
+                .runs(Some("DailyGrantPipeline"), 1)
+                .unwrap()
+                .first()
+                .is_some_and(|run| run.state == RunState::WaitingApproval)
+    });
+    let store = Store::open(&dir.path().join(".conveyor")).unwrap();
+    let run_id = store.runs(Some("DailyGrantPipeline"), 1).unwrap().remove(0).id;
+    let rejected = run(&["reject", &run_id, "Review"], dir.path());
+    assert_eq!(rejected.status.code(), Some(0), "{}", text(&rejected.stderr));
+    let output = pipeline.wait_with_output().unwrap();
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("award: A-1004 was not approved: filed as rejected"), "{stdout}");
+
+    assert_eq!(awarded(dir.path()), ["A-1001"], "A-1002 and A-1004 waited at the gate and were rejected");
+    assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt"]);
+    assert_eq!(ledger_states(dir.path(), "A-1002"), ["claimed", "rejected"]);
+    assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
+    let again = run_pipeline(dir.path());
+    assert!(again.contains("ingest: nothing new in grants/applications"), "{again}");
+    assert_eq!(awarded(dir.path()), ["A-1001"]);
+}
