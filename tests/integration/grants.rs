@@ -297,3 +297,42 @@ fn what_an_operator_rejects_at_the_gate_is_filed_as_rejected_and_never_taken_aga
     assert!(again.contains("ingest: nothing new in grants/applications"), "{again}");
     assert_eq!(awarded(dir.path()), ["A-1001"]);
 }
+
+/// The `[agents.EligibilityAgent]` block the README gives for a local model, pointed at `url`.
+fn readme_local_model_agent(url: &str) -> String {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find(
+            "[agents.EligibilityAgent]\ndescription = \"Scores each application's eligibility from 0 to 1, by a local",
+        )
+        .expect("the README shows how to point EligibilityAgent at a local model");
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    assert!(block.contains("url = \"http://127.0.0.1:11434/v1\""), "{block}");
+    block.replace("http://127.0.0.1:11434/v1", url)
+}
+
+#[test]
+fn the_readmes_local_model_setup_scores_the_bundled_applications_with_the_bundled_prompt() {
+    let server = crate::llm::FakeLlm::start(|_, body| {
+        let item: serde_json::Value = serde_json::from_str(body["messages"][1]["content"].as_str().unwrap()).unwrap();
+        let score = if item["id"] == "A-1003" { 0.2 } else { 0.8 };
+        crate::llm::reply_with(&serde_json::json!({"score": score, "reason": "a model's reason"}).to_string())
+    });
+    let dir = grants_folder(true);
+    let registry = dir.path().join("workflows/conveyor.toml");
+    let text = std::fs::read_to_string(&registry).unwrap();
+    let bundled = "[agents.EligibilityAgent]\ndescription = \"Scores each application's eligibility from 0 to 1\"\ncommand = [\"sh\", \"grants/score.sh\"]\n";
+    assert!(text.contains(bundled), "{text}");
+    std::fs::write(&registry, text.replace(bundled, &readme_local_model_agent(&server.url))).unwrap();
+
+    let stdout = run_pipeline(dir.path());
+    assert!(stdout.contains("award: A-1003 was not approved"), "{stdout}");
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "one question per application");
+    let prompt = std::fs::read_to_string(grants(dir.path()).join("eligibility.prompt")).unwrap();
+    assert_eq!(seen[0].body["messages"][0]["content"].as_str().unwrap().trim(), prompt.trim());
+    assert_eq!(seen[0].body["model"], "llama3.2");
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"]);
+    let awards = std::fs::read_to_string(grants(dir.path()).join("out/awards.jsonl")).unwrap();
+    assert!(awards.contains("\"reason\":\"a model's reason\""), "{awards}");
+}
