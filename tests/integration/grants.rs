@@ -92,6 +92,11 @@ fn ledger_states(dir: &Path, id: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether `out/.lock` is there (a symlink to its holder's PID, dangling once the holder is gone).
+fn locked(dir: &Path) -> bool {
+    std::fs::symlink_metadata(grants(dir).join("out/.lock")).is_ok()
+}
+
 const DEMO: [&str; 4] = ["A-1001.json", "A-1002.json", "A-1003.json", "A-1004.json"];
 
 #[test]
@@ -140,6 +145,29 @@ fn the_award_step_given_the_same_input_again_awards_nothing_twice() {
     let again = script(dir.path(), "award.sh", &[], &[("CONVEYOR_RUN_ID", "run-2")], &input);
     assert!(text(&again.stdout).contains("award: A-1001 was awarded by run run-1 already: not again"));
     assert_eq!(awarded(dir.path()).len(), 4, "another run with the same applications awards nothing");
+}
+
+#[test]
+fn award_steps_running_at_the_same_time_award_each_application_once() {
+    let dir = grants_folder(false);
+    let ingested = script(dir.path(), "ingest.sh", &[], &[("CONVEYOR_RUN_ID", "run-1")], "{}");
+    let input = text(&ingested.stdout);
+    let awards: Vec<_> = (0..4)
+        .map(|attempt| {
+            let input = input.clone();
+            let root = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let attempt = attempt.to_string();
+                script(&root, "award.sh", &[], &[("CONVEYOR_RUN_ID", "run-1"), ("CONVEYOR_ATTEMPT", &attempt)], &input)
+            })
+        })
+        .collect();
+    for award in awards {
+        let output = award.join().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    }
+    assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1003", "A-1004"]);
+    assert!(!locked(dir.path()));
 }
 
 #[test]
@@ -222,7 +250,7 @@ fn an_engine_killed_between_the_award_and_the_move_resumes_the_run_without_award
     assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"]);
     assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt", "A-1004.txt"]);
     assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
-    assert!(!grants(dir.path()).join("out/.lock").exists(), "the dead attempt's lock was taken over and let go");
+    assert!(!locked(dir.path()), "the dead attempt's lock was taken over and let go");
 }
 
 #[test]
@@ -254,11 +282,12 @@ fn a_lock_left_by_a_process_that_died_is_taken_over() {
     let dir = grants_folder(false);
     let mut gone = std::process::Command::new("true").spawn().unwrap();
     gone.wait().unwrap();
-    write(&grants(dir.path()).join("out/.lock"), "pid", &format!("{}\n", gone.id()));
+    std::fs::create_dir_all(grants(dir.path()).join("out")).unwrap();
+    std::os::unix::fs::symlink(gone.id().to_string(), grants(dir.path()).join("out/.lock")).unwrap();
     let ingested = script(dir.path(), "ingest.sh", &[], &[("CONVEYOR_RUN_ID", "run-1")], "{}");
     assert_eq!(ingested.status.code(), Some(0));
     assert!(text(&ingested.stderr).contains(&format!("grants: taking over grants/out/.lock from PID {}", gone.id())));
-    assert!(!grants(dir.path()).join("out/.lock").exists());
+    assert!(!locked(dir.path()));
 }
 
 #[test]

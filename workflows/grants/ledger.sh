@@ -18,16 +18,17 @@ ledger="$out/ledger.jsonl"
 awards="$out/awards.jsonl"
 letters="$out/letters"
 
-# mkdir is atomic everywhere (flock is not on every system). A lock whose holder has died (killed while holding
-# it) is taken over; two takers racing for the same dead lock is the one window left, and needs a kill -9 first.
+# A symlink to the holder's PID: making one is atomic and fails when it exists, on every system (flock is not
+# everywhere), and it is no directory for a watcher of the workflows folder to track. A lock whose holder has
+# died (killed while holding it) is taken over; two takers racing for the same dead lock is the one window left.
 lock() {
   mkdir -p "$out"
   waited=0
-  until mkdir "$out/.lock" 2>/dev/null; do
-    holder=$(cat "$out/.lock/pid" 2>/dev/null || true)
+  until ln -s "$$" "$out/.lock" 2>/dev/null; do
+    holder=$(readlink "$out/.lock" 2>/dev/null || true)
     if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
       echo "grants: taking over $out/.lock from PID $holder, which is gone" >&2
-      rm -rf "$out/.lock"
+      rm -f "$out/.lock"
       continue
     fi
     waited=$((waited + 1))
@@ -37,13 +38,12 @@ lock() {
     fi
     sleep 0.2
   done
-  echo $$ > "$out/.lock/pid"
   trap unlock EXIT
   trap 'exit 1' HUP INT TERM
 }
 
 unlock() {
-  rm -rf "$out/.lock"
+  rm -f "$out/.lock"
 }
 
 # id_of JSON: the "id" of an application object.
