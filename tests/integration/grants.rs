@@ -40,9 +40,9 @@ fn script(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)], input: &s
     let mut child = std::process::Command::new("sh")
         .arg(format!("grants/{name}"))
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("CONVEYOR_OUTPUT")
         .env_remove("GRANTS_FAILPOINT")
+        .envs(env.iter().copied())
         .current_dir(dir.join("workflows"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -51,6 +51,15 @@ fn script(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)], input: &s
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Runs `Ingest` as `run` would: its output (the applications it took) and its log.
+fn ingest(dir: &Path, run: &str) -> (String, String) {
+    let output_file = dir.join("ingest.output.json");
+    let output_path = output_file.to_str().unwrap();
+    let ingested = script(dir, "ingest.sh", &[], &[("CONVEYOR_RUN_ID", run), ("CONVEYOR_OUTPUT", output_path)], "{}");
+    assert_eq!(ingested.status.code(), Some(0), "{}", text(&ingested.stderr));
+    (std::fs::read_to_string(&output_file).unwrap(), text(&ingested.stdout))
 }
 
 fn run_pipeline(dir: &Path) -> String {
@@ -126,10 +135,7 @@ fn running_the_bundled_pipeline_twice_awards_each_application_once_with_one_lett
 #[test]
 fn the_award_step_given_the_same_input_again_awards_nothing_twice() {
     let dir = grants_folder(false);
-    let run = [("CONVEYOR_RUN_ID", "run-1")];
-    let ingested = script(dir.path(), "ingest.sh", &[], &run, "{}");
-    assert_eq!(ingested.status.code(), Some(0), "{}", text(&ingested.stderr));
-    let input = text(&ingested.stdout);
+    let (input, _) = ingest(dir.path(), "run-1");
     // At least once per attempt: the same attempt's input delivered twice, and a retry of it.
     for attempt in ["1", "1", "2"] {
         let env = [("CONVEYOR_RUN_ID", "run-1"), ("CONVEYOR_ATTEMPT", attempt)];
@@ -150,8 +156,7 @@ fn the_award_step_given_the_same_input_again_awards_nothing_twice() {
 #[test]
 fn award_steps_running_at_the_same_time_award_each_application_once() {
     let dir = grants_folder(false);
-    let ingested = script(dir.path(), "ingest.sh", &[], &[("CONVEYOR_RUN_ID", "run-1")], "{}");
-    let input = text(&ingested.stdout);
+    let (input, _) = ingest(dir.path(), "run-1");
     let awards: Vec<_> = (0..4)
         .map(|attempt| {
             let input = input.clone();
@@ -174,9 +179,8 @@ fn award_steps_running_at_the_same_time_award_each_application_once() {
 fn an_application_held_by_a_run_is_not_taken_by_another_until_that_run_releases_it() {
     let dir = grants_folder(false);
     let ingest = |run: &str| {
-        let output = script(dir.path(), "ingest.sh", &[], &[("CONVEYOR_RUN_ID", run)], "{}");
-        assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
-        (text(&output.stdout).matches("\"id\"").count(), text(&output.stderr))
+        let (output, log) = ingest(dir.path(), run);
+        (output.matches("\"id\"").count(), log)
     };
     assert_eq!(ingest("run-1").0, 4);
     let (taken, log) = ingest("run-2");
@@ -364,4 +368,27 @@ fn the_readmes_local_model_setup_scores_the_bundled_applications_with_the_bundle
     assert_eq!(awarded(dir.path()), ["A-1001", "A-1002", "A-1004"]);
     let awards = std::fs::read_to_string(grants(dir.path()).join("out/awards.jsonl")).unwrap();
     assert!(awards.contains("\"reason\":\"a model's reason\""), "{awards}");
+}
+
+#[test]
+fn an_application_without_a_usable_id_or_with_another_ones_id_is_skipped_and_said_so() {
+    let dir = grants_folder(false);
+    let inbox = grants(dir.path()).join("applications");
+    write(&inbox, "no-id.json", "{\"applicant\": \"Nobody\", \"amount\": 5}\n");
+    write(&inbox, "odd-id.json", "{\"id\": \"../../etc/passwd\", \"amount\": 5}\n");
+    write(&inbox, "A-1001-again.json", &std::fs::read_to_string(inbox.join("A-1001.json")).unwrap());
+    let output_file = dir.path().join("out.json");
+    let env = [("CONVEYOR_RUN_ID", "run-1"), ("CONVEYOR_OUTPUT", output_file.to_str().unwrap())];
+    let ingested = script(dir.path(), "ingest.sh", &[], &env, "{}");
+    assert_eq!(ingested.status.code(), Some(0), "{}", text(&ingested.stderr));
+    let log = text(&ingested.stderr);
+    assert!(
+        log.contains("ingest: skipped no-id.json: expected an \"id\" of letters, digits, '.', '_' or '-', found \"\""),
+        "{log}"
+    );
+    assert!(log.contains("ingest: skipped odd-id.json: expected an \"id\""), "{log}");
+    assert!(log.contains("ingest: skipped A-1001.json: another file has the id A-1001"), "{log}");
+    let output: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&output_file).unwrap()).unwrap();
+    let ids: Vec<&str> = output["applications"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["A-1001", "A-1002", "A-1003", "A-1004"]);
 }

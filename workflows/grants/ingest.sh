@@ -9,6 +9,8 @@ run="${CONVEYOR_RUN_ID:-manual}"
 lock
 taken=0
 seen=" "
+# Inside the block stdout is the output; what it says goes to the log (the original stdout), fd 3.
+exec 3>&1
 {
   printf '{"applications": [\n'
   for file in "$inbox"/*.json; do
@@ -29,13 +31,13 @@ seen=" "
     case $state in
       "awarded "* | "rejected "*)
         # Decided, but its run stopped before filing it away: finish that run's work, take nothing.
-        [ "${state%% *}" != awarded ] || letter "$id" "$application" "${state#* }" >&2
+        [ "${state%% *}" != awarded ] || letter "$id" "$application" "${state#* }" >&3
         file_away "$name"
-        echo "ingest: $id was ${state%% *} by run ${state#* } already: moved to processed/" >&2
+        echo "ingest: $id was ${state%% *} by run ${state#* } already: moved to processed/" >&3
         continue ;;
       "claimed $run") ;;
       "claimed "*)
-        echo "ingest: $id is held by run ${state#* }, which took it first" >&2
+        echo "ingest: $id is held by run ${state#* }, which took it first" >&3
         continue ;;
       *) note "$id" claimed "$run" "$name" ;;
     esac
