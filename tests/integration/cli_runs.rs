@@ -162,7 +162,9 @@ fn the_seed_pipeline_runs_end_to_end_with_an_operators_approval_from_another_she
         .status()
         .unwrap();
     assert!(copy.success());
-    let _ = std::fs::remove_dir_all(dir.path().join("workflows/grants/out"));
+    // The checkout's own demo may have been run: start from the demo's first state.
+    let reset = std::process::Command::new("sh").arg(dir.path().join("workflows/grants/reset.sh")).output().unwrap();
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
     let pipeline = conveyor()
         .args(["run", "DailyGrantPipeline"])
         .current_dir(dir.path())
