@@ -219,6 +219,8 @@ fn a_run_that_fails_after_awarding_gives_back_the_rest_and_the_next_run_awards_n
     assert_eq!(names(&grants(dir.path()).join("out/letters")), ["A-1001.txt", "A-1002.txt", "A-1004.txt"]);
     assert_eq!(names(&grants(dir.path()).join("processed")), DEMO);
     assert_eq!(ledger_states(dir.path(), "A-1003"), ["claimed", "released", "claimed", "rejected"]);
+    let notices = std::fs::read_to_string(grants(dir.path()).join("out/notices.log")).unwrap();
+    assert_eq!(notices.lines().count(), 3, "the next run's Notify sends what the failed run's did not: {notices}");
 }
 
 #[test]

@@ -1,11 +1,13 @@
 #!/bin/sh
 # NotificationService: one notice per application that reached it, once per application id (a notice already
-# in out/notices.log is not sent again).
+# in out/notices.log is not sent again); also for awards whose run stopped before its Notify.
 set -eu
 . "$(dirname "$0")/ledger.sh"
 . "$grants/items.sh"
 ids=$(applications | sed 's/.*"id": *"\([^"]*\)".*/\1/' || true)
 lock
+[ ! -e "$awards" ] || ids="$ids
+$(sed -n 's/^{"id": "\([^"]*\)".*/\1/p' "$awards")"
 sent=0
 for id in $ids; do
   if [ -e "$out/notices.log" ] && awk -v id="$id" '$NF == id { found = 1 } END { exit !found }' "$out/notices.log"; then
