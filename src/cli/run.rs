@@ -5,7 +5,7 @@ use super::follow::{attempt_line, exit_code, log_line, run_line, task_line};
 use super::{RunArgs, fail, parse_params, read_input};
 use crate::definition::load_folder;
 use crate::engine::{Command, Engine, EngineConfig, Event, Origin, Stop};
-use crate::state::AttemptState;
+use crate::state::{AttemptState, RunState};
 use crate::store::{StateLock, StoreError};
 use crate::tasks::Stream;
 
@@ -36,6 +36,11 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
     };
+    // The run's on_success/on_failure handler runs after the run ends: the engine stays up until it is done, or
+    // it would be cut short with the engine (a handler that releases what a failed run held must finish).
+    let handlers = catalog.workflow(&args.workflow).map_or((None, None), |workflow| {
+        (workflow.on_success.as_ref().map(|t| t.name.clone()), workflow.on_failure.as_ref().map(|t| t.name.clone()))
+    });
     let code = runtime.block_on(async move {
         let mut config = EngineConfig::new(workflows, state);
         config.subreaper = true;
@@ -61,10 +66,29 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
                 return fail(error);
             }
         };
+        let mut handler = None;
+        let mut code = None;
         let code = loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Ok(event) => if let Some(code) = print_event(&run_id, &event) { break code },
+                    Ok(event) => {
+                        if let Some(ended) = print_event(&run_id, &event) {
+                            handler = match &event {
+                                Event::Run(run) if run.state == RunState::Succeeded => handlers.0.clone(),
+                                Event::Run(run) if run.state == RunState::Failed => handlers.1.clone(),
+                                _ => None,
+                            };
+                            code = Some(ended);
+                        }
+                        if let Event::Attempt(attempt) = &event
+                            && attempt.run_id == run_id
+                            && Some(&attempt.task) == handler.as_ref()
+                            && attempt.state != AttemptState::Running
+                        {
+                            handler = None;
+                        }
+                        if handler.is_none() && let Some(code) = code.take() { break code }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                         println!("… {missed} events skipped; `conveyor logs {run_id}` has everything");
                     }

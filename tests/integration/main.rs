@@ -9,6 +9,7 @@ mod engine_harness;
 mod engine_operations;
 mod engine_runs;
 mod faults;
+mod grants;
 mod hot_reload;
 mod llm;
 mod recovery;

@@ -1,12 +1,20 @@
 #!/bin/sh
-# NotificationService: one notice per application that reached it.
+# NotificationService: one notice per application that reached it, once per application id (a notice already
+# in out/notices.log is not sent again); also for awards whose run stopped before its Notify.
 set -eu
-here="$(dirname "$0")"
-. "$here/items.sh"
-mkdir -p "$here/out"
+. "$(dirname "$0")/ledger.sh"
+. "$grants/items.sh"
+ids=$(applications | sed 's/.*"id": *"\([^"]*\)".*/\1/' || true)
+lock
+[ ! -e "$awards" ] || ids="$ids
+$(sed -n 's/^{"id": "\([^"]*\)".*/\1/p' "$awards")"
 sent=0
-for id in $(applications | sed 's/.*"id": *"\([^"]*\)".*/\1/'); do
-  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) award notice sent for $id" >> "$here/out/notices.log"
+for id in $ids; do
+  if [ -e "$out/notices.log" ] && awk -v id="$id" '$NF == id { found = 1 } END { exit !found }' "$out/notices.log"; then
+    echo "notify: notice for $id was sent already"
+    continue
+  fi
+  echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) award notice sent for $id" >> "$out/notices.log"
   echo "notify: notice sent for $id"
   sent=$((sent + 1))
 done

@@ -15,7 +15,8 @@ scored=$(applications | awk '
     if (score > 1) score = 1
     line = $0; sub(/} *$/, "", line)
     printf "%s%s, \"score\": %.2f}", (NR > 1 ? ", " : ""), line, score
-    printf "score: %s\n", line > "/dev/stderr"
+    id = $0; sub(/.*"id": *"/, "", id); sub(/".*/, "", id)
+    printf "score: %s scores %.2f (years active: %d%s)\n", id, score, years, ($0 ~ /"serves_disabled": *true/ ? ", serves people with disabilities" : "") > "/dev/stderr"
   }
 ')
 printf '{"applications": [%s]}\n' "$scored" > "${CONVEYOR_OUTPUT:-/dev/stdout}"
