@@ -136,6 +136,7 @@ pub struct Task {
     pub when: Option<String>,
     pub depends_on: Vec<String>,
     pub continue_on_failure: bool,
+    /// Values may be `${env:NAME}` or `${file:PATH}`, read when an attempt starts (`tasks::secrets`).
     pub env: BTreeMap<String, String>,
     /// Bytes; `None` follows the registry, then the defaults in `tasks::limits`.
     pub max_output_size: Option<u64>,
@@ -179,6 +180,8 @@ pub struct Registry {
     /// Bytes; `None` leaves the defaults in `tasks::limits`.
     pub max_output_size: Option<u64>,
     pub max_log_size: Option<u64>,
+    /// `[env]`: under every route's and task's `env` (theirs win); values may be secret references.
+    pub env: BTreeMap<String, String>,
 }
 
 /// `[retention]`: how much of what only grows the store keeps.

@@ -59,7 +59,7 @@ pub struct RawTask {
     #[serde(default)]
     pub continue_on_failure: bool,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Spanned<String>>,
     pub max_output_size: Option<Spanned<String>>,
     pub max_log_size: Option<Spanned<String>>,
 }
@@ -80,6 +80,9 @@ pub struct RawRegistry {
     /// The `max_output_size` and `max_log_size` of every task that does not set its own.
     pub max_output_size: Option<Spanned<String>>,
     pub max_log_size: Option<Spanned<String>>,
+    /// `[env]`: every task's environment, under its route's and its own `env`.
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,7 +102,7 @@ pub struct RawEndpoint {
     pub url: Option<Spanned<String>>,
     pub llm: Option<Spanned<RawLlm>>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
 }
 

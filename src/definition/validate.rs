@@ -108,6 +108,18 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An `env` table's values, checked as secret references where they look like one (`${…}`).
+    fn env(&mut self, env: BTreeMap<String, Spanned<String>>, place: &str) -> BTreeMap<String, String> {
+        let mut checked = BTreeMap::new();
+        for (name, value) in env {
+            if let Err(problem) = crate::tasks::secrets::parse_reference(value.get_ref()) {
+                self.at(value.span(), format!("{problem} (env {name} of {place})"));
+            }
+            checked.insert(name, value.into_inner());
+        }
+        checked
+    }
+
     fn name(&mut self, value: &Spanned<String>, what: &str) {
         if !is_name(value.get_ref()) {
             self.at(
@@ -183,6 +195,16 @@ impl<'a> Checker<'a> {
             self.choice(&raw.on_interrupt, "on_interrupt", OnInterrupt::Resume, ON_INTERRUPT_CHOICES);
         registry.max_output_size = self.size(&raw.max_output_size, "max_output_size");
         registry.max_log_size = self.size(&raw.max_log_size, "max_log_size");
+        for name in raw.env.keys() {
+            if !is_identifier(name) {
+                let span = raw.env[name].span();
+                self.at(
+                    span,
+                    format!("bad environment variable name `{name}` in [env]: expected letters, digits and `_`"),
+                );
+            }
+        }
+        registry.env = self.env(raw.env, "[env]");
         if let Some(alerts) = raw.alerts {
             let alerts = alerts.into_inner();
             if let Some(command) = &alerts.command
@@ -205,6 +227,7 @@ impl<'a> Checker<'a> {
         let span = raw.span();
         let raw = raw.into_inner();
         let timeout = self.duration(&raw.timeout, "timeout");
+        let env = self.env(raw.env, &format!("{kind} `{name}`"));
         if let Some(llm) = raw.llm {
             if kind != "agent" {
                 self.at(
@@ -218,12 +241,7 @@ impl<'a> Checker<'a> {
                 return None;
             }
             let agent = self.llm(name, llm)?;
-            return Some(Endpoint {
-                description: raw.description,
-                target: Target::Llm(Arc::new(agent)),
-                env: raw.env,
-                timeout,
-            });
+            return Some(Endpoint { description: raw.description, target: Target::Llm(Arc::new(agent)), env, timeout });
         }
         let target = match (raw.command, raw.url) {
             (Some(command), None) if command.get_ref().is_empty() => {
@@ -246,7 +264,7 @@ impl<'a> Checker<'a> {
                 None
             }
         }?;
-        Some(Endpoint { description: raw.description, target, env: raw.env, timeout })
+        Some(Endpoint { description: raw.description, target, env, timeout })
     }
 
     /// An LLM agent: its prompt read now (from `prompt_file`, relative to the workflows folder), its schema
@@ -689,6 +707,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        let env = self.env(raw.env, &format!("task `{name}`"));
         if self.problems.len() > before {
             return None;
         }
@@ -704,7 +723,7 @@ impl<'a> Checker<'a> {
             when: raw.when.map(Spanned::into_inner),
             depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
             continue_on_failure: raw.continue_on_failure,
-            env: raw.env,
+            env,
             max_output_size,
             max_log_size,
             line,

@@ -20,7 +20,7 @@ pub struct Answer {
     delay: Duration,
 }
 
-fn reply_with(content: &str) -> Answer {
+pub fn reply_with(content: &str) -> Answer {
     let body = json!({
         "choices": [{"message": {"role": "assistant", "content": content}}],
         "usage": {"prompt_tokens": 30, "completion_tokens": 7}
