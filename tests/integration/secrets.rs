@@ -121,7 +121,7 @@ async fn a_task_printing_its_secrets_leaves_them_nowhere_in_the_state_folder_eve
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unset_secret_fails_the_attempt_naming_the_reference_and_the_registry_env_is_under_the_tasks() {
+async fn a_short_secret_is_said_not_masked_an_unset_one_fails_its_attempt_and_the_registry_env_is_under_the_tasks() {
     let workflow = r#"
 id = "Unset"
 [[tasks]]
@@ -129,14 +129,27 @@ name = "Layers"
 run = 'echo "mode $MODE level $LEVEL"'
 env = { LEVEL = "task" }
 [[tasks]]
+name = "Short"
+run = 'echo "pin $PIN"'
+env = { PIN = "${file:pin}" }
+[[tasks]]
 name = "Needs"
 run = 'echo never'
 env = { KEY = "${env:CONVEYOR_SECRETS_IT_NEVER_SET}" }
 "#;
-    let mut h = Setup::new(workflow).registry("[env]\nMODE = \"registry\"\nLEVEL = \"registry\"\n").start();
+    let mut h = Setup::new(workflow)
+        .registry("[env]\nMODE = \"registry\"\nLEVEL = \"registry\"\n")
+        .file("pin", "123\n")
+        .start();
     let run = h.trigger("Unset").await;
     h.run_reaches(&run, RunState::Failed).await;
     assert!(h.log(&run, "Layers", 1).contains("mode registry level task\n"), "the task's env wins over [env]");
+    let short = h.log(&run, "Short", 1);
+    assert!(
+        short.contains("[conveyor] env PIN = \"${file:pin}\" is shorter than 4 characters: it is not masked in logs\n")
+            && short.contains("pin 123\n"),
+        "{short}"
+    );
     let error = h.task(&run, "Needs").error.unwrap();
     assert_eq!(
         error,
