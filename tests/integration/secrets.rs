@@ -157,3 +157,28 @@ env = { KEY = "${env:CONVEYOR_SECRETS_IT_NEVER_SET}" }
     );
     assert!(h.log(&run, "Needs", 1).contains(&error), "the reason is in the attempt's log too");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_of_a_timed_out_attempt_does_not_stay_in_the_state_folder_while_its_task_waits_to_retry() {
+    const SECRET: &str = "timed-out-secret-52c7";
+    let workflow = r#"
+id = "Slow"
+[[tasks]]
+name = "Hang"
+run = '''printf '{"token": "%s"}' "$TOKEN" > "$CONVEYOR_OUTPUT"; echo written; sleep 30'''
+env = { TOKEN = "${file:token}" }
+timeout = "300ms"
+retries = 1
+retry_delay = "1h"
+"#;
+    let mut h = Setup::new(workflow).file("token", SECRET).start();
+    let run = h.trigger("Slow").await;
+    h.task_reaches(&run, "Hang", conveyor::state::TaskState::RetryWait).await;
+    assert!(h.log(&run, "Hang", 1).contains("written\n"), "the task wrote its output before it was stopped");
+    let mut files = Vec::new();
+    every_file(&h.state(), &mut files);
+    for (path, bytes) in &files {
+        assert!(!contains(bytes, SECRET), "{} holds the secret", path.display());
+    }
+    h.engine.shutdown().await;
+}

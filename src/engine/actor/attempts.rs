@@ -255,6 +255,7 @@ impl Actor {
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
             let mut attempt = attempt;
+            let output_file = attempt.output_file.clone();
             // Secrets are read now, not when the definition loaded, and live only in this attempt's memory.
             let (unresolved, workdir) = (std::mem::take(&mut attempt.env), attempt.workdir.clone());
             let resolved = tokio::task::spawn_blocking(move || {
@@ -288,9 +289,14 @@ impl Actor {
                     Ending::failed(error)
                 }
             };
-            // Copying a capped log's tail is file work: off the runtime's threads.
+            // Copying a capped log's tail is file work: off the runtime's threads. An output a timed-out or
+            // cancelled task wrote was never read: it goes too, as it may hold what the task was told in secret.
             let finishing = sink.clone();
-            let _ = tokio::task::spawn_blocking(move || finishing.finish()).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                finishing.finish();
+                let _ = std::fs::remove_file(output_file);
+            })
+            .await;
             let log_bytes = sink.bytes();
             let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes }));
         });
