@@ -182,3 +182,23 @@ retry_delay = "1h"
     }
     h.engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_llm_agents_key_from_the_engines_environment_is_masked_where_a_reply_quotes_it() {
+    const KEY: &str = "sk-engine-env-key-0b5e";
+    let server = FakeLlm::start(|_, _| reply_with(&format!("I cannot answer; you sent {KEY}")));
+    // SAFETY: this test's own variable, set before its engine starts and read by nothing else.
+    unsafe { std::env::set_var("CONVEYOR_SECRETS_IT_LLM_KEY", KEY) };
+    let registry = format!(
+        "[agents.Model]\nllm = {{ url = \"{}\", model = \"tiny\", api_key_env = \"CONVEYOR_SECRETS_IT_LLM_KEY\", prompt = \"Answer.\" }}\n",
+        server.url
+    );
+    let mut h = Setup::new("id = \"Ask\"\n[[tasks]]\nname = \"Ask\"\nagent = \"Model\"\n").registry(&registry).start();
+    let run = h.trigger("Ask").await;
+    h.run_reaches(&run, RunState::Failed).await;
+    assert_eq!(server.requests()[0].authorization.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+    let error = h.task(&run, "Ask").error.unwrap();
+    assert!(error.contains("you sent ***"), "{error}");
+    let log = h.log(&run, "Ask", 1);
+    assert!(log.contains("you sent ***") && !log.contains(KEY), "{log}");
+}
