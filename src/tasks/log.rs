@@ -285,6 +285,11 @@ impl LogSink {
         let _ = self.secrets.set(secrets);
     }
 
+    /// The longest value masked, in bytes: a reader that cuts long lines keeps that much together.
+    pub fn longest_secret(&self) -> usize {
+        self.secrets.get().map_or(0, Secrets::longest)
+    }
+
     pub fn engine_line(&self, text: &str) {
         self.line(Stream::Engine, format!("[conveyor] {text}"));
     }

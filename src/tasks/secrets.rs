@@ -82,6 +82,11 @@ impl Secrets {
         true
     }
 
+    /// The length in bytes of the longest value (0 when there is none).
+    pub fn longest(&self) -> usize {
+        self.values.first().map_or(0, Vec::len)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
