@@ -63,9 +63,16 @@ pub fn parse_reference(value: &str) -> Result<Option<Reference<'_>>, String> {
 }
 
 /// The values an attempt must never show, longest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secrets {
     values: Vec<Vec<u8>>,
+}
+
+/// How many, never what: a `{:?}` in a log line or a panic message must not be the leak.
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} value(s))", self.values.len())
+    }
 }
 
 impl Secrets {
@@ -158,11 +165,21 @@ impl Secrets {
 }
 
 /// An attempt's environment with its references read, what to mask, and what to say in its log.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Resolved {
     pub env: BTreeMap<String, String>,
     pub secrets: Secrets,
     pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("secrets", &self.secrets)
+            .field("warnings", &self.warnings)
+            .finish()
+    }
 }
 
 /// Reads the references in `env` (relative files under `workdir`); `api_key_env`, an LLM agent's key
@@ -302,6 +319,12 @@ mod tests {
         assert_eq!(failed, Ending::Failed { error: "denied for ***".into(), exit_code: Some(3) });
         let done = secrets.mask_ending(Ending::Succeeded { output: json!(["s3cr3t"]) });
         assert_eq!(done, Ending::Succeeded { output: json!(["***"]) });
+    }
+
+    #[test]
+    fn debug_output_counts_secrets_without_showing_them() {
+        let shown = format!("{:?}", secrets(&["hunter22", "s3cr3t"]));
+        assert_eq!(shown, "Secrets(2 value(s))");
     }
 
     #[test]
