@@ -138,6 +138,7 @@ pub struct Task {
     pub when: Option<String>,
     pub depends_on: Vec<String>,
     pub continue_on_failure: bool,
+    /// Values may be `${env:NAME}` or `${file:PATH}`, read when an attempt starts (`tasks::secrets`).
     pub env: BTreeMap<String, String>,
     /// Bytes; `None` follows the registry, then the defaults in `tasks::limits`.
     pub max_output_size: Option<u64>,
@@ -183,6 +184,8 @@ pub struct Registry {
     pub max_log_size: Option<u64>,
     /// Task attempts running at once in the whole engine (`None`: `engine::default_max_parallel()`).
     pub max_parallel_tasks: Option<u32>,
+    /// `[env]`: under every route's and task's `env` (theirs win); values may be secret references.
+    pub env: BTreeMap<String, String>,
 }
 
 /// `[retention]`: how much of what only grows the store keeps.

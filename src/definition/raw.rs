@@ -60,7 +60,7 @@ pub struct RawTask {
     #[serde(default)]
     pub continue_on_failure: bool,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Spanned<String>>,
     pub max_output_size: Option<Spanned<String>>,
     pub max_log_size: Option<Spanned<String>>,
 }
@@ -83,6 +83,9 @@ pub struct RawRegistry {
     pub max_log_size: Option<Spanned<String>>,
     /// Task attempts running at once in the whole engine.
     pub max_parallel_tasks: Option<Spanned<i64>>,
+    /// `[env]`: every task's environment, under its route's and its own `env`.
+    #[serde(default)]
+    pub env: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -102,7 +105,7 @@ pub struct RawEndpoint {
     pub url: Option<Spanned<String>>,
     pub llm: Option<Spanned<RawLlm>>,
     #[serde(default)]
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, Spanned<String>>,
     pub timeout: Option<Spanned<String>>,
     pub max_concurrency: Option<Spanned<i64>>,
 }

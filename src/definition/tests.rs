@@ -443,7 +443,7 @@ fn the_registry_is_checked_too() {
     assert_eq!(
         problems,
         vec![
-            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`, `max_output_size`, `max_log_size`, `max_parallel_tasks`"
+            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`, `max_output_size`, `max_log_size`, `max_parallel_tasks`, `env`"
         ]
     );
     assert!(catalog.registry.services.is_empty());
@@ -730,4 +730,34 @@ fn parallel_bounds_are_whole_numbers_checked_where_they_are_written() {
     );
     assert_eq!(catalog.registry.services["S"].max_concurrency, Some(2));
     assert_eq!(catalog.workflows[0].max_parallel, Some(3));
+}
+
+#[test]
+fn secret_references_in_env_are_checked_where_they_are_written() {
+    let registry = "[env]\nGOOD = \"${env:TOKEN}\"\nBAD = \"${vault:x}\"\n[services.S]\ncommand = [\"true\"]\nenv = { K = \"${env:}\" }\n";
+    let workflow = task_with("env = { A = \"${file:/run/secrets/a}\", B = \"${file:}\", C = \"${env:X\" }");
+    let (_, problems) = load(&[("conveyor.toml", registry), ("w.toml", &workflow)]);
+    assert_eq!(
+        problems,
+        vec![
+            "conveyor.toml:3:7: bad secret reference `${vault:x}`: expected `${env:NAME}` or `${file:PATH}` as the whole value (env BAD of [env])",
+            "conveyor.toml:6:13: bad secret reference `${env:}`: expected an environment variable name (letters, digits, `_`) after `env:` (env K of service `S`)",
+            "w.toml:5:43: bad secret reference `${file:}`: expected a file path after `file:` (env B of task `T`)",
+            "w.toml:5:59: bad secret reference `${env:X`: expected `${env:NAME}` or `${file:PATH}` as the whole value (env C of task `T`)",
+        ]
+    );
+}
+
+#[test]
+fn the_registry_env_is_read_with_its_references_as_written() {
+    let registry = "[env]\nREGION = \"eu\"\nTOKEN = \"${env:API_TOKEN}\"\n";
+    let (catalog, problems) = load(&[("conveyor.toml", registry), ("w.toml", &task_with(""))]);
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(catalog.registry.env.get("REGION").map(String::as_str), Some("eu"));
+    assert_eq!(catalog.registry.env.get("TOKEN").map(String::as_str), Some("${env:API_TOKEN}"), "read when it runs");
+    let (_, problems) = load(&[("conveyor.toml", "[env]\n\"A-B\" = \"x\"\n"), ("w.toml", &task_with(""))]);
+    assert_eq!(
+        problems,
+        vec!["conveyor.toml:2:9: bad environment variable name `A-B` in [env]: expected letters, digits and `_`"]
+    );
 }

@@ -108,6 +108,18 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// An `env` table's values, checked as secret references where they look like one (`${…}`).
+    fn env(&mut self, env: BTreeMap<String, Spanned<String>>, place: &str) -> BTreeMap<String, String> {
+        let mut checked = BTreeMap::new();
+        for (name, value) in env {
+            if let Err(problem) = crate::tasks::secrets::parse_reference(value.get_ref()) {
+                self.at(value.span(), format!("{problem} (env {name} of {place})"));
+            }
+            checked.insert(name, value.into_inner());
+        }
+        checked
+    }
+
     fn name(&mut self, value: &Spanned<String>, what: &str) {
         if !is_name(value.get_ref()) {
             self.at(
@@ -187,6 +199,16 @@ impl<'a> Checker<'a> {
             .max_parallel_tasks
             .is_some()
             .then(|| self.whole_number(&raw.max_parallel_tasks, "max_parallel_tasks", 1..=100_000, 1));
+        for name in raw.env.keys() {
+            if !is_identifier(name) {
+                let span = raw.env[name].span();
+                self.at(
+                    span,
+                    format!("bad environment variable name `{name}` in [env]: expected letters, digits and `_`"),
+                );
+            }
+        }
+        registry.env = self.env(raw.env, "[env]");
         if let Some(alerts) = raw.alerts {
             let alerts = alerts.into_inner();
             if let Some(command) = &alerts.command
@@ -213,6 +235,7 @@ impl<'a> Checker<'a> {
             .max_concurrency
             .is_some()
             .then(|| self.whole_number(&raw.max_concurrency, "max_concurrency", 1..=100_000, 1));
+        let env = self.env(raw.env, &format!("{kind} `{name}`"));
         if let Some(llm) = raw.llm {
             if kind != "agent" {
                 self.at(
@@ -229,7 +252,7 @@ impl<'a> Checker<'a> {
             return Some(Endpoint {
                 description: raw.description,
                 target: Target::Llm(Arc::new(agent)),
-                env: raw.env,
+                env,
                 timeout,
                 max_concurrency,
             });
@@ -255,7 +278,7 @@ impl<'a> Checker<'a> {
                 None
             }
         }?;
-        Some(Endpoint { description: raw.description, target, env: raw.env, timeout, max_concurrency })
+        Some(Endpoint { description: raw.description, target, env, timeout, max_concurrency })
     }
 
     /// An LLM agent: its prompt read now (from `prompt_file`, relative to the workflows folder), its schema
@@ -701,6 +724,7 @@ impl<'a> Checker<'a> {
                 );
             }
         }
+        let env = self.env(raw.env, &format!("task `{name}`"));
         if self.problems.len() > before {
             return None;
         }
@@ -716,7 +740,7 @@ impl<'a> Checker<'a> {
             when: raw.when.map(Spanned::into_inner),
             depends_on: raw.depends_on.into_iter().map(Spanned::into_inner).collect(),
             continue_on_failure: raw.continue_on_failure,
-            env: raw.env,
+            env,
             max_output_size,
             max_log_size,
             line,

@@ -5,11 +5,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::Serialize;
 
 use super::limits::EVENT_LINE;
+use super::secrets::Secrets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -47,6 +48,8 @@ pub struct LogSink {
     bytes: Arc<AtomicU64>,
     path: Option<Arc<Path>>,
     listener: Arc<Listener>,
+    /// Set once the attempt's secrets are read: every line after is masked before the file or a listener.
+    secrets: Arc<OnceLock<Secrets>>,
 }
 
 /// The log, created on its first line so that an attempt that prints nothing costs no file; and beside it
@@ -240,13 +243,20 @@ impl LogSink {
             bytes: Arc::new(AtomicU64::new(0)),
             path: Some(Arc::from(path)),
             listener,
+            secrets: Arc::default(),
         }
     }
 
     /// A sink that keeps nothing on disk (for tests of executors).
     pub fn detached(listener: Arc<Listener>) -> LogSink {
         let files = Files::new(LogFile::Nowhere, LogFile::Nowhere, super::limits::DEFAULT_MAX_LOG_SIZE);
-        LogSink { files: Arc::new(Mutex::new(files)), bytes: Arc::new(AtomicU64::new(0)), path: None, listener }
+        LogSink {
+            files: Arc::new(Mutex::new(files)),
+            bytes: Arc::new(AtomicU64::new(0)),
+            path: None,
+            listener,
+            secrets: Arc::default(),
+        }
     }
 
     /// One line as the task printed it (a trailing newline is dropped): kept byte for byte in the file;
@@ -254,6 +264,11 @@ impl LogSink {
     pub fn line(&self, stream: Stream, text: impl AsRef<[u8]>) {
         let text = text.as_ref();
         let text = text.strip_suffix(b"\n").unwrap_or(text);
+        let text = match self.secrets.get() {
+            Some(secrets) => secrets.mask_bytes(text),
+            None => std::borrow::Cow::Borrowed(text),
+        };
+        let text = &text[..];
         {
             let mut files = self.files.lock().expect("log file lock");
             files.record(stream, text, self.path.as_deref());
@@ -263,6 +278,16 @@ impl LogSink {
         let shown = String::from_utf8_lossy(&shown[..shown.len().min(EVENT_LINE)]);
         let progress = if stream == Stream::Engine { None } else { parse_progress(&shown) };
         (self.listener)(stream, &shown, progress);
+    }
+
+    /// The values to mask in every later line; set once per attempt (a second call changes nothing).
+    pub fn set_secrets(&self, secrets: Secrets) {
+        let _ = self.secrets.set(secrets);
+    }
+
+    /// The longest value masked, in bytes: a reader that cuts long lines keeps that much together.
+    pub fn longest_secret(&self) -> usize {
+        self.secrets.get().map_or(0, Secrets::longest)
     }
 
     pub fn engine_line(&self, text: &str) {
@@ -321,6 +346,26 @@ mod tests {
         assert_eq!(seen[1], (Stream::Stderr, "::progress::1/2".to_string(), Some(Progress(0.5))));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn secrets_are_masked_in_the_file_and_for_listeners() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs/run/Task.1.log");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = seen.clone();
+        let sink = LogSink::create(
+            &path,
+            1 << 20,
+            Arc::new(move |_, text: &str, _| recorder.lock().unwrap().push(text.to_string())),
+        );
+        let mut secrets = Secrets::default();
+        secrets.add("hunter22");
+        sink.set_secrets(secrets);
+        sink.line(Stream::Stdout, "token hunter22\n");
+        sink.line(Stream::Stderr, b"bytes \xff hunter22");
+        assert_eq!(std::fs::read(&path).unwrap(), b"token ***\nbytes \xff ***\n");
+        assert_eq!(*seen.lock().unwrap(), ["token ***", "bytes \u{fffd} ***"]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod llm;
 mod log;
 mod process;
 pub mod reclaim;
+pub mod secrets;
 pub mod when;
 
 use std::collections::BTreeMap;

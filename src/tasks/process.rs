@@ -258,14 +258,35 @@ fn signal_name(signal: i32) -> &'static str {
 async fn forward(stream: impl AsyncRead + Unpin, kind: Stream, log: LogSink, max_line: usize) {
     let mut reader = BufReader::new(stream);
     let mut line = Vec::new();
+    // A secret cut in two would be masked in neither piece: the bytes where one could start go on with the next.
+    let hold = log.longest_secret().saturating_sub(1);
+    let mut carry = Vec::new();
     while let Ok(Some(end)) = read_piece(&mut reader, &mut line, max_line).await {
-        log.line(kind, &line);
+        let piece = if carry.is_empty() {
+            std::borrow::Cow::Borrowed(&line[..])
+        } else {
+            let mut joined = std::mem::take(&mut carry);
+            joined.extend_from_slice(&line);
+            std::borrow::Cow::Owned(joined)
+        };
+        let mut keep = piece.len();
+        if end == PieceEnd::Cut && hold > 0 {
+            keep = keep.saturating_sub(hold);
+            carry = piece[keep..].to_vec();
+            if keep == 0 {
+                continue;
+            }
+        }
+        log.line(kind, &piece[..keep]);
         if end == PieceEnd::Cut {
             log.engine_line(&format!(
                 "the line above is longer than {}: split here, it goes on in the next line",
                 super::limits::format_size(max_line as u64)
             ));
         }
+    }
+    if !carry.is_empty() {
+        log.line(kind, &carry);
     }
 }
 
@@ -355,6 +376,25 @@ mod tests {
         assert_eq!(pieces, vec![event_line, event_line, event_line, event_line, 10]);
         assert_eq!(markers, 4, "a marker after every piece the line goes on from");
         assert!(sink.bytes() > 4 * 1024 * 1024, "every byte reached the log");
+    }
+
+    #[tokio::test]
+    async fn a_secret_across_the_cut_of_a_long_line_is_masked_whole() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let recorder = seen.clone();
+        let sink = LogSink::detached(Arc::new(move |stream, text: &str, _| {
+            if stream == Stream::Stdout {
+                recorder.lock().unwrap().push(text.to_string())
+            }
+        }));
+        let mut secrets = crate::tasks::secrets::Secrets::default();
+        secrets.add("SECRETVALUE");
+        sink.set_secrets(secrets);
+        // Cut every 16 bytes, the secret would start in one piece and end in the next.
+        forward(&b"0123456789abSECRETVALUExyz\nshort SECRETVALUE\n"[..], Stream::Stdout, sink, 16).await;
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.concat(), "0123456789ab***xyzshort ***", "{seen:?}");
+        assert!(seen.iter().all(|piece| piece.len() <= 16 + 10), "a piece grows by at most the held bytes: {seen:?}");
     }
 
     #[tokio::test]

@@ -14,4 +14,5 @@ mod hot_reload;
 mod llm;
 mod recovery;
 mod scheduling;
+mod secrets;
 mod validate_and_list;

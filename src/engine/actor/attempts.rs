@@ -214,8 +214,14 @@ impl Actor {
             ..Default::default()
         };
         let sink = LogSink::create(&self.store.log_path(id, &task.name, number), limits.max_log_size, listener);
-        let mut env = route_env;
+        // The registry's `[env]`, under the route's, under the task's; references are read once the attempt runs.
+        let mut env = self.registry.env.clone();
+        env.extend(route_env);
         env.extend(task.env.clone());
+        let api_key_env = match self.registry.agents.get(route).map(|agent| &agent.target) {
+            Some(Target::Llm(agent)) => agent.api_key_env.clone(),
+            _ => None,
+        };
         let attempt = Attempt {
             run_id: id.to_string(),
             workflow,
@@ -247,21 +253,51 @@ impl Actor {
                     done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() }));
                 return;
             };
-            // Its own task, so that a panic in an executor is seen here and ends the engine, not just the attempt.
-            match tokio::spawn(executor.execute(attempt)).await {
-                Ok(ending) => {
-                    // Copying a capped log's tail is file work: off the runtime's threads.
-                    let finishing = sink.clone();
-                    let _ = tokio::task::spawn_blocking(move || finishing.finish()).await;
-                    let log_bytes = sink.bytes();
-                    let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes }));
+            let mut attempt = attempt;
+            let output_file = attempt.output_file.clone();
+            // Secrets are read now, not when the definition loaded, and live only in this attempt's memory.
+            let (unresolved, workdir) = (std::mem::take(&mut attempt.env), attempt.workdir.clone());
+            let resolved = tokio::task::spawn_blocking(move || {
+                crate::tasks::secrets::resolve(&unresolved, &workdir, api_key_env.as_deref())
+            })
+            .await
+            .unwrap_or_else(|error| Err(format!("reading the task's secrets failed: {error}")));
+            let ending = match resolved {
+                Ok(resolved) => {
+                    let secrets = resolved.secrets;
+                    sink.set_secrets(secrets.clone());
+                    for warning in &resolved.warnings {
+                        sink.engine_line(warning);
+                    }
+                    attempt.env = resolved.env;
+                    // Its own task, so that a panic in an executor is seen here and ends the engine, not just
+                    // the attempt.
+                    match tokio::spawn(executor.execute(attempt)).await {
+                        // Masked before the engine sees it: errors, outputs and the alerts made of them.
+                        Ok(ending) => secrets.mask_ending(ending),
+                        Err(error) if error.is_panic() => {
+                            let reason = format!("an executor panicked running task {} of run {run_id}", index);
+                            let _ = done.send(Internal::Fatal(reason));
+                            return;
+                        }
+                        Err(_) => return,
+                    }
                 }
-                Err(error) if error.is_panic() => {
-                    let reason = format!("an executor panicked running task {} of run {run_id}", index);
-                    let _ = done.send(Internal::Fatal(reason));
+                Err(error) => {
+                    sink.engine_line(&error);
+                    Ending::failed(error)
                 }
-                Err(_) => {}
-            }
+            };
+            // Copying a capped log's tail is file work: off the runtime's threads. An output a timed-out or
+            // cancelled task wrote was never read: it goes too, as it may hold what the task was told in secret.
+            let finishing = sink.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                finishing.finish();
+                let _ = std::fs::remove_file(output_file);
+            })
+            .await;
+            let log_bytes = sink.bytes();
+            let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes }));
         });
         cancel_handle
     }
