@@ -152,6 +152,31 @@ pub enum Command {
     },
 }
 
+/// Commands that start no engine and only print: `conveyor history | head` should end as `cat | head` does.
+fn only_prints(command: Option<&Command>) -> bool {
+    matches!(
+        command,
+        Some(
+            Command::Validate { .. }
+                | Command::List { .. }
+                | Command::Next { .. }
+                | Command::History { .. }
+                | Command::Logs { .. }
+                | Command::Graph { .. }
+        )
+    )
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe is an error and `println!` panics on it. A command that
+/// only prints takes the default back and ends quietly when the reader goes. (Not for engines: a task closing
+/// its stdin early must not kill the engine that feeds it.)
+fn quiet_on_closed_pipe() {
+    // SAFETY: called once, before any thread is started; SIG_DFL is always a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The workflow's id.
@@ -168,6 +193,9 @@ pub fn run(cli: Cli) -> ExitCode {
     let workflows = cli.workflows.clone();
     let state = cli.state.clone();
     init_logging(&cli);
+    if only_prints(cli.command.as_ref()) {
+        quiet_on_closed_pipe();
+    }
     match cli.command {
         Some(Command::Daemon) => daemon::run(&workflows, &state),
         Some(Command::Next { workflow, count, from, json }) => {

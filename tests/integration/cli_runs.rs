@@ -326,3 +326,31 @@ fn a_servers_error_body_is_shown_escaped_by_run_and_history() {
     assert!(table.contains(r"boom\nFORGED \x1b]0;title\x07"), "{table}");
     assert!(!history.stdout.contains(&0x1b) && !table.lines().any(|line| line.starts_with("FORGED")), "{table}");
 }
+
+#[test]
+fn a_command_that_only_prints_ends_quietly_when_its_reader_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let workflow = "id = \"Chatty\"\n[[tasks]]\nname = \"Talk\"\nrun = 'seq 1 200000'\n";
+    write(&dir.path().join("workflows"), "chatty.toml", workflow);
+    assert!(run(&["run", "Chatty"], dir.path()).status.success());
+    let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
+    let id = store.runs(Some("Chatty"), 1).unwrap()[0].id.clone();
+    drop(store);
+    let mut logs = conveyor()
+        .args(["logs", &id])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe as `head -1` would.
+    let mut stdout = std::io::BufReader::new(logs.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let output = logs.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(output.status.success() || output.status.signal() == Some(libc::SIGPIPE), "{:?}", output.status);
+}
