@@ -36,11 +36,19 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
     };
-    // The run's on_success/on_failure handler runs after the run ends: the engine stays up until it is done, or
-    // it would be cut short with the engine (a handler that releases what a failed run held must finish).
-    let handlers = catalog.workflow(&args.workflow).map_or((None, None), |workflow| {
-        (workflow.on_success.as_ref().map(|t| t.name.clone()), workflow.on_failure.as_ref().map(|t| t.name.clone()))
-    });
+    // The run's on_success/on_failure/on_cancel handler runs after the run ends: the engine stays up until it is
+    // done, or it would be cut short with the engine (a handler that releases what a failed run held must finish).
+    let handler_of = |state: RunState| {
+        let workflow = catalog.workflow(&args.workflow)?;
+        let handler = match state {
+            RunState::Succeeded => workflow.on_success.as_ref(),
+            RunState::Failed => workflow.on_failure.as_ref(),
+            RunState::Cancelled => workflow.on_cancel.as_ref(),
+            _ => None,
+        };
+        handler.map(|task| task.name.clone())
+    };
+    let handlers = (handler_of(RunState::Succeeded), handler_of(RunState::Failed), handler_of(RunState::Cancelled));
     let code = runtime.block_on(async move {
         let mut config = EngineConfig::new(workflows, state);
         config.subreaper = true;
@@ -76,6 +84,7 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
                             handler = match &event {
                                 Event::Run(run) if run.state == RunState::Succeeded => handlers.0.clone(),
                                 Event::Run(run) if run.state == RunState::Failed => handlers.1.clone(),
+                                Event::Run(run) if run.state == RunState::Cancelled => handlers.2.clone(),
                                 _ => None,
                             };
                             code = Some(ended);

@@ -31,6 +31,8 @@ pub struct Workflow {
     pub on_interrupt: Option<OnInterrupt>,
     pub on_failure: Option<Task>,
     pub on_success: Option<Task>,
+    /// Run once after an operator (or `overlap = "cancel_previous"`) cancels a run.
+    pub on_cancel: Option<Task>,
     pub tasks: Vec<Task>,
     /// Whether any task names `depends_on` (kept, as it is asked for on every scheduling step).
     pub dag: bool,

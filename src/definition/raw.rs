@@ -24,6 +24,7 @@ pub struct RawWorkflow {
     pub on_interrupt: Option<Spanned<String>>,
     pub on_failure: Option<Spanned<RawTask>>,
     pub on_success: Option<Spanned<RawTask>>,
+    pub on_cancel: Option<Spanned<RawTask>>,
     pub tasks: Option<Spanned<Vec<Spanned<RawTask>>>>,
 }
 

@@ -176,7 +176,7 @@ fn unknown_keys_are_refused_where_they_are() {
     assert_eq!(
         problems_of("id = \"W\"\nschedule = \"daily\"\n"),
         vec![
-            "w.toml:2:1: unknown field `schedule`, expected one of `id`, `description`, `trigger`, `params`, `overlap`, `catchup`, `max_active_runs`, `timeout`, `jitter`, `keep_runs`, `max_parallel`, `on_interrupt`, `on_failure`, `on_success`, `tasks`"
+            "w.toml:2:1: unknown field `schedule`, expected one of `id`, `description`, `trigger`, `params`, `overlap`, `catchup`, `max_active_runs`, `timeout`, `jitter`, `keep_runs`, `max_parallel`, `on_interrupt`, `on_failure`, `on_success`, `on_cancel`, `tasks`"
         ]
     );
     assert_eq!(

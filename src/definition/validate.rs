@@ -388,6 +388,7 @@ impl<'a> Checker<'a> {
         let jitter = self.duration(&raw.jitter, "jitter");
         let on_failure = raw.on_failure.and_then(|task| self.handler(task, "on_failure", registry));
         let on_success = raw.on_success.and_then(|task| self.handler(task, "on_success", registry));
+        let on_cancel = raw.on_cancel.and_then(|task| self.handler(task, "on_cancel", registry));
         let tasks = match raw.tasks {
             Some(tasks) if tasks.get_ref().is_empty() => {
                 self.at(tasks.span(), "`tasks` is empty: expected at least one task");
@@ -422,6 +423,7 @@ impl<'a> Checker<'a> {
             on_interrupt,
             on_failure,
             on_success,
+            on_cancel,
             dag: tasks.iter().any(|task| !task.depends_on.is_empty()),
             tasks,
         })

@@ -621,6 +621,7 @@ impl Actor {
         let handler = match state {
             RunState::Succeeded => run.workflow.on_success.clone(),
             RunState::Failed => run.workflow.on_failure.clone(),
+            RunState::Cancelled => run.workflow.on_cancel.clone(),
             _ => None,
         };
         match handler {

@@ -540,3 +540,30 @@ async fn cancelling_a_run_ends_the_attempts_still_waiting_for_a_place() {
     let states: Vec<TaskState> = ["A", "B", "C", "D"].iter().map(|name| h.task(&run, name).state).collect();
     assert_eq!(states, vec![TaskState::Cancelled; 4], "the running one and the three waiting");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_runs_its_on_cancel_handler_with_the_run_as_input() {
+    let workflow = "id = \"Held\"\n[[tasks]]\nname = \"Wait\"\nrun = 'echo waiting; sleep 300'\n[on_cancel]\nname = \"GiveBack\"\nrun = 'cat > cancelled.json'\n[on_failure]\nrun = 'exit 9'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Held").await;
+    h.until(|event| match event {
+        conveyor::engine::Event::Log { line, .. } if line == "waiting" => Some(()),
+        _ => None,
+    })
+    .await;
+    h.engine.send(Command::CancelRun { run: run.clone() }).await.unwrap();
+    let handler = h
+        .until(|event| match event {
+            conveyor::engine::Event::Attempt(attempt)
+                if attempt.run_id == run && attempt.task == "GiveBack" && attempt.state != AttemptState::Running =>
+            {
+                Some(attempt.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(handler.state, AttemptState::Succeeded, "the on_cancel handler ran, not on_failure's `exit 9`");
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(h.workflows().join("cancelled.json")).unwrap()).unwrap();
+    assert_eq!((written["run"].as_str(), written["state"].as_str()), (Some(run.as_str()), Some("cancelled")));
+}
