@@ -366,11 +366,11 @@ pub fn parse(model: &Model, routes: &[String], text: &str) -> Result<Parsed, Str
                 ),
                 "approve" => Parsed::Confirm(
                     format!("Approve the items waiting at task {task} of run {run}?"),
-                    Command::Approve { run, task },
+                    Command::answer_all(true, run, task),
                 ),
                 _ => Parsed::Confirm(
                     format!("Reject the items waiting at task {task} of run {run}?"),
-                    Command::Reject { run, task },
+                    Command::answer_all(false, run, task),
                 ),
             }
         }

@@ -356,12 +356,12 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
         }
         Action::Approve => {
             return task_command(model, "approve", |run, task, state| {
-                (state == TaskState::WaitingApproval).then_some(Command::Approve { run, task })
+                (state == TaskState::WaitingApproval).then(|| Command::answer_all(true, run, task))
             });
         }
         Action::Reject => {
             return task_command(model, "reject", |run, task, state| {
-                (state == TaskState::WaitingApproval).then_some(Command::Reject { run, task })
+                (state == TaskState::WaitingApproval).then(|| Command::answer_all(false, run, task))
             });
         }
         Action::Reroute => {

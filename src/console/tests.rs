@@ -518,8 +518,8 @@ fn approve_and_reject_answer_a_waiting_gate() {
     press_code(model, KeyCode::Enter);
     press(model, "j");
     assert_eq!(model.selected_task().unwrap().name, "Review");
-    assert_eq!(press(model, "ay"), vec![Effect::Send(Command::Approve { run: run.clone(), task: "Review".into() })]);
-    assert_eq!(press(model, "xy"), vec![Effect::Send(Command::Reject { run, task: "Review".into() })]);
+    assert_eq!(press(model, "ay"), vec![Effect::Send(Command::answer_all(true, run.clone(), "Review"))]);
+    assert_eq!(press(model, "xy"), vec![Effect::Send(Command::answer_all(false, run, "Review"))]);
     insta::assert_snapshot!("waiting_gate_120x40", render(model, 120, 40, false));
 }
 

@@ -389,14 +389,16 @@ impl Actor {
         let mut fallback = false;
         let slot = &mut run.slots[done.index];
         let mut waiting_items = None;
+        let mut gate_expires = None;
         match done.ending {
             Ending::Succeeded { output } => {
                 slot.record.state = TaskState::Succeeded;
                 slot.record.output = Some(output);
                 slot.record.finished_at = Some(now);
             }
-            Ending::AwaitingApproval { output, waiting } => {
+            Ending::AwaitingApproval { mut output, waiting } => {
                 slot.record.state = TaskState::WaitingApproval;
+                gate_expires = super::gates::stamp(&mut output, now);
                 slot.record.output = Some(output);
                 waiting_items = Some(waiting);
             }
@@ -452,6 +454,9 @@ impl Actor {
         self.save_attempt_and_task(finished, &record);
         if let Some(message) = alert {
             self.alert("error", Some(&workflow), Some(&done.run_id), Some(&task.name), message);
+        }
+        if let Some(at) = gate_expires {
+            self.add_timer(at, Timer::GateTimeout { run: done.run_id.clone(), task: task.name.clone() });
         }
         if let Some(count) = waiting_items {
             let run = &done.run_id;
