@@ -325,7 +325,7 @@ async fn a_governance_layer_drops_what_its_rules_reject_and_holds_items_for_appr
     assert_eq!(early, format!("task Use of run {run} is not waiting for approval (it is pending)"));
 
     let reply = h.engine.send(Command::answer_all(true, run.clone(), "Review")).await.unwrap();
-    assert_eq!(reply.message, format!("approved 1 item(s) at task Review of run {run}"));
+    assert_eq!(reply.message, format!("approved 1 item(s) (A-2) at task Review of run {run}"));
     h.run_reaches(&run, RunState::Succeeded).await;
     let used = h.task(&run, "Use").output.unwrap();
     assert_eq!(ids(&used), vec!["A-1", "A-2"]);
