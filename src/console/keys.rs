@@ -255,6 +255,7 @@ fn view_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, view: View, route
         View::Details => super::details::key(model, action),
         View::AllRuns => super::all_runs::key(model, action, key),
         View::Graph => super::graph::key(model, action, key),
+        View::Gate => super::gate::key(model, action, key),
     };
     if let Some(effects) = handled {
         return effects;
@@ -314,6 +315,9 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
                 effects.extend(model.land_on_attention());
                 return effects;
             }
+            Pane::Tasks if model.selected_task().is_some_and(|task| task.state == TaskState::WaitingApproval) => {
+                return super::gate::open_selected(model, "open");
+            }
             Pane::Tasks => return open_log(model),
             Pane::Monitor if model.monitor_alerts => {
                 if let Some(alert) = model.alerts.get(model.cursor.alert).cloned() {
@@ -354,16 +358,9 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
                     .then(|| Command::SkipTask { run, task })
             });
         }
-        Action::Approve => {
-            return task_command(model, "approve", |run, task, state| {
-                (state == TaskState::WaitingApproval).then(|| Command::answer_all(true, run, task))
-            });
-        }
-        Action::Reject => {
-            return task_command(model, "reject", |run, task, state| {
-                (state == TaskState::WaitingApproval).then(|| Command::answer_all(false, run, task))
-            });
-        }
+        // The operator judges the held items before answering: the gate view shows them.
+        Action::Approve => return super::gate::open_selected(model, "approve"),
+        Action::Reject => return super::gate::open_selected(model, "reject"),
         Action::Reroute => {
             let (Some(run), Some(task)) = (model.selected_run(), model.selected_task()) else {
                 model.set_status("select a task to reroute");
@@ -513,6 +510,7 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
                 View::Details => super::details::key(model, Some(action)),
                 View::AllRuns => super::all_runs::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
                 View::Graph => super::graph::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
+                View::Gate => super::gate::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
             };
         }
         return;
