@@ -419,6 +419,8 @@ impl Actor {
 
     /// Handles a command and records it in the audit trail.
     fn command(&mut self, command: &Command, origin: &Origin) -> CommandResult {
+        let named = self.gate_named(command);
+        let command = named.as_ref().unwrap_or(command);
         let result = self.apply(command, origin);
         // A finished run loaded to answer a command that did not bring it back to life lives in the store
         // alone again; only active runs are kept in memory.

@@ -91,6 +91,8 @@ async fn the_task_may_be_left_out_when_one_gate_waits_and_must_be_named_when_two
     h.run_reaches(&run, RunState::WaitingApproval).await;
     let reply = h.engine.send(answer(true, &run, "", &[], None)).await.unwrap();
     assert_eq!(reply.message, format!("approved 2 item(s) (A-2, A-4) at task Review of run {run}"));
+    let audit = &h.store().audit_trail(1).unwrap()[0];
+    assert!(audit.command.contains(r#""task":"Review""#), "the audit names the gate answered: {}", audit.command);
     h.run_reaches(&run, RunState::Succeeded).await;
     let none = h.engine.send(answer(true, &run, "", &[], None)).await.unwrap_err();
     assert_eq!(none, format!("no task of run {run} is waiting for approval"));

@@ -461,7 +461,7 @@ impl Actor {
         if let Some(count) = waiting_items {
             let run = &done.run_id;
             let message = format!(
-                "{count} item(s) of run {run} wait for approval at task {}: `conveyor approve {run} {}` or `reject` (a / x in the console)",
+                "{count} item(s) of run {run} wait for approval at task {}: `conveyor gates` lists them, `conveyor approve|reject {run} {} [--item ID] [--comment TEXT]` answers (Enter on the task in the console)",
                 task.name, task.name
             );
             self.alert("warning", Some(&workflow), Some(run), Some(&task.name), message);

@@ -74,6 +74,23 @@ impl Actor {
         Ok(Reply::for_run(message, &id))
     }
 
+    /// An answer that left out its task, with the task named when one gate waits in the run: the audit trail
+    /// says which gate was answered. `None` when there is nothing to fill in (or the answer will be refused).
+    pub(super) fn gate_named(&mut self, command: &crate::engine::Command) -> Option<crate::engine::Command> {
+        use crate::engine::Command;
+        let (Command::Approve { run, task, .. } | Command::Reject { run, task, .. }) = command else { return None };
+        if !task.is_empty() {
+            return None;
+        }
+        let id = self.load_run(run).ok()?;
+        let name = self.the_waiting_gate(&id).ok()?;
+        let mut named = command.clone();
+        if let Command::Approve { task, .. } | Command::Reject { task, .. } = &mut named {
+            *task = name;
+        }
+        Some(named)
+    }
+
     fn the_waiting_gate(&self, id: &str) -> Result<String, String> {
         let run = &self.runs[id];
         let waiting: Vec<&str> = run
