@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -71,6 +71,10 @@ fn summary(model: &Model) -> Option<GateSummary> {
 
 /// The view's keys; `None` for keys it leaves to the console.
 pub fn key(model: &mut Model, action: Option<Action>, key: KeyEvent) -> Option<Vec<Effect>> {
+    // Ctrl-C quits here too, even while a comment is typed.
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        return None;
+    }
     if model.gate.typing {
         let view = &mut model.gate;
         match key.code {

@@ -86,6 +86,11 @@ fn x_rejects_the_item_under_the_cursor_when_none_is_marked_and_capital_x_rejects
     assert_eq!(press(model, "xy"), vec![Effect::Send(reject(vec!["A-1004"]))]);
     assert_eq!(press(model, "Xy"), vec![Effect::Send(reject(vec![]))]);
     press(model, "cdraft");
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    let quit = handle_key(model, &Keymap::default(), ctrl_c, &[]);
+    assert!(matches!(model.popup, Some(crate::console::model::Popup::Confirm { .. })) || quit == vec![Effect::Quit]);
+    assert_eq!(model.gate.comment, "draft", "Ctrl-C is not typed into the comment");
+    model.popup = None;
     press_code(model, KeyCode::Esc);
     assert_eq!((model.gate.comment.as_str(), model.view), ("", Some(View::Gate)), "Esc drops the comment being typed");
 }
