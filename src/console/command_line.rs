@@ -439,8 +439,11 @@ fn target(model: &Model, command: &str, args: &[&str], what: &str) -> Result<Tar
 }
 
 /// RUN TASK as given; TASK alone is a task of the selected run; nothing is the selected task.
+/// The words of `:approve`/`:reject` that are not options, the `--item` IDs and the `--comment`.
+type GateOptions<'a> = (Vec<&'a str>, Vec<String>, Option<String>);
+
 /// `--item ID` (repeatable) and `--comment TEXT` of `:approve`/`:reject`, and the words left.
-fn gate_options<'a>(command: &str, args: &[&'a str]) -> Result<(Vec<&'a str>, Vec<String>, Option<String>), String> {
+fn gate_options<'a>(command: &str, args: &[&'a str]) -> Result<GateOptions<'a>, String> {
     let (mut rest, mut items, mut comment) = (Vec::new(), Vec::new(), None);
     let mut words = args.iter();
     while let Some(word) = words.next() {
