@@ -112,10 +112,13 @@ impl Actor {
         let now = self.now();
         let Some(current) = self.runs.get(run) else { return };
         let Some(slot) = current.index_of(task).map(|index| &current.slots[index]) else { return };
-        if slot.state() != TaskState::WaitingApproval || expiry(slot.record.output.as_ref()).is_none_or(|at| at > now) {
+        // A timer outlives its gate when the gate was answered, or set again by an engine that restarted.
+        let Some(output) = slot.record.output.as_ref().filter(|_| slot.state() == TaskState::WaitingApproval) else {
+            return;
+        };
+        if expiry(Some(output)).is_none_or(|at| at > now) {
             return;
         }
-        let output = slot.record.output.as_ref().expect("a waiting gate has an output");
         let limit = output.pointer("/governance/approval_timeout").and_then(Value::as_str).unwrap_or("?").to_string();
         let approve = output.pointer("/governance/on_timeout").and_then(Value::as_str) == Some("approve");
         let workflow = current.record.workflow.clone();
