@@ -2,6 +2,7 @@
 
 mod daemon;
 mod follow;
+mod gates;
 mod graph;
 mod history;
 mod list;
@@ -130,10 +131,10 @@ pub enum Command {
         /// The service or agent to use.
         to: String,
     },
-    /// Approve the items waiting at a governance gate.
-    Approve { run: String, task: String },
-    /// Reject the items waiting at a governance gate.
-    Reject { run: String, task: String },
+    /// Approve items waiting at a governance gate (all of them unless --item names some).
+    Approve(GateArgs),
+    /// Reject items waiting at a governance gate (all of them unless --item names some).
+    Reject(GateArgs),
     /// Acknowledge an alert.
     Ack {
         /// The alert's number.
@@ -150,6 +151,12 @@ pub enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Every gate waiting for an operator: run, workflow, task, the items held, since when, until when.
+    Gates {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Commands that start no engine and only print: `conveyor history | head` should end as `cat | head` does.
@@ -163,6 +170,7 @@ fn only_prints(command: Option<&Command>) -> bool {
                 | Command::History { .. }
                 | Command::Logs { .. }
                 | Command::Graph { .. }
+                | Command::Gates { .. }
         )
     )
 }
@@ -175,6 +183,21 @@ fn quiet_on_closed_pipe() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Run id (or a unique prefix of it).
+    pub run: String,
+    /// The gate's task; may be left out when one gate waits in the run.
+    pub task: Option<String>,
+    /// A held item, by its `id` field, or by its place in the held list (from 0) when it has none
+    /// (repeatable; `conveyor gates` lists them). Without it, every held item is answered.
+    #[arg(long = "item", value_name = "ID")]
+    pub items: Vec<String>,
+    /// Why: kept with the decision in the task's output and the audit trail.
+    #[arg(long, value_name = "TEXT")]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +236,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Trigger(args)) => remote::trigger(&state, &args),
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
+        Some(Command::Gates { json }) => gates::run(&state, json),
         Some(command) => remote::operate(&state, command),
     }
 }

@@ -154,8 +154,14 @@ pub fn operate(state: &Path, command: super::Command) -> ExitCode {
         Cli::Retry { run, task } => Command::RetryTask { run, task },
         Cli::Skip { run, task } => Command::SkipTask { run, task },
         Cli::Reroute { run, task, to } => Command::RerouteTask { run, task, to },
-        Cli::Approve { run, task } => Command::Approve { run, task },
-        Cli::Reject { run, task } => Command::Reject { run, task },
+        Cli::Approve(gate) => {
+            let super::GateArgs { run, task, items, comment } = gate;
+            Command::Approve { run, task: task.unwrap_or_default(), items, comment }
+        }
+        Cli::Reject(gate) => {
+            let super::GateArgs { run, task, items, comment } = gate;
+            Command::Reject { run, task: task.unwrap_or_default(), items, comment }
+        }
         Cli::Ack { id } => Command::AckAlert { id },
         other => unreachable!("{other:?} is dispatched elsewhere"),
     };

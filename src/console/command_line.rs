@@ -356,21 +356,26 @@ pub fn parse(model: &Model, routes: &[String], text: &str) -> Result<Parsed, Str
             let of = model.workflow_of_run(&run).map(|w| format!(" of {w}")).unwrap_or_default();
             Parsed::Confirm(format!("Cancel run {run}{of}? Its running tasks are stopped."), Command::CancelRun { run })
         }
-        "retry" | "skip" | "approve" | "reject" => {
+        "approve" | "reject" => {
+            let (rest, items, comment) = gate_options(command, &args)?;
+            let (run, task) = run_and_task(model, command, &rest)?;
+            let verb = if command == "approve" { "Approve" } else { "Reject" };
+            let what = if items.is_empty() { "the items waiting".to_string() } else { items.join(", ") };
+            let with = comment.as_ref().map(|text| format!(" with the comment “{text}”")).unwrap_or_default();
+            let question = format!("{verb} {what} at task {task} of run {run}{with}?");
+            let command = match command.as_str() {
+                "approve" => Command::Approve { run, task, items, comment },
+                _ => Command::Reject { run, task, items, comment },
+            };
+            Parsed::Confirm(question, command)
+        }
+        "retry" | "skip" => {
             let (run, task) = run_and_task(model, command, &args)?;
             match command.as_str() {
                 "retry" => Parsed::Send(Command::RetryTask { run, task }),
-                "skip" => Parsed::Confirm(
+                _ => Parsed::Confirm(
                     format!("Skip task {task} of run {run}? Its input passes on as its output."),
                     Command::SkipTask { run, task },
-                ),
-                "approve" => Parsed::Confirm(
-                    format!("Approve the items waiting at task {task} of run {run}?"),
-                    Command::Approve { run, task },
-                ),
-                _ => Parsed::Confirm(
-                    format!("Reject the items waiting at task {task} of run {run}?"),
-                    Command::Reject { run, task },
                 ),
             }
         }
@@ -434,6 +439,25 @@ fn target(model: &Model, command: &str, args: &[&str], what: &str) -> Result<Tar
 }
 
 /// RUN TASK as given; TASK alone is a task of the selected run; nothing is the selected task.
+/// The words of `:approve`/`:reject` that are not options, the `--item` IDs and the `--comment`.
+type GateOptions<'a> = (Vec<&'a str>, Vec<String>, Option<String>);
+
+/// `--item ID` (repeatable) and `--comment TEXT` of `:approve`/`:reject`, and the words left.
+fn gate_options<'a>(command: &str, args: &[&'a str]) -> Result<GateOptions<'a>, String> {
+    let (mut rest, mut items, mut comment) = (Vec::new(), Vec::new(), None);
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match *word {
+            "--item" => items.push(words.next().ok_or(format!("`:{command} --item` needs an item's ID"))?.to_string()),
+            "--comment" => {
+                comment = Some(words.next().ok_or(format!("`:{command} --comment` needs TEXT"))?.to_string())
+            }
+            _ => rest.push(*word),
+        }
+    }
+    Ok((rest, items, comment))
+}
+
 fn run_and_task(model: &Model, command: &str, args: &[&str]) -> Result<(String, String), String> {
     let selected_run = model.selected_run().map(|run| run.id.clone());
     let needs = || format!("`:{command}` needs RUN TASK, or a task selected");

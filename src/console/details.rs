@@ -299,9 +299,9 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
             out.push(field("error", printable(error), theme.fg("failed")));
         }
         for entry in audit {
-            let verb = match command_of(entry) {
-                Some(Command::Approve { task: name, .. }) if name == task.name => "approve",
-                Some(Command::Reject { task: name, .. }) if name == task.name => "reject",
+            let (verb, comment) = match command_of(entry) {
+                Some(Command::Approve { task: name, comment, .. }) if name == task.name => ("approve", comment),
+                Some(Command::Reject { task: name, comment, .. }) if name == task.name => ("reject", comment),
                 _ => continue,
             };
             // The outcome says what was decided ("approved 2 item(s) …"); a refusal says why.
@@ -310,12 +310,15 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
             } else {
                 format!("{verb} refused: {}", printable(&entry.outcome))
             };
-            let text = format!(
+            let mut text = format!(
                 "{} via {} at {}: {verdict}",
                 printable(&entry.who),
                 printable(&entry.origin),
                 local(entry.at, chrome)
             );
+            if let Some(comment) = comment {
+                text.push_str(&format!(" — “{}”", printable(&comment)));
+            }
             out.push(field("decision", text, theme.fg("waiting")));
         }
         match &task.output {

@@ -70,8 +70,8 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::Reroute, "reroute", "R", "run the task on another service or agent"),
     (Action::Skip, "skip", "s", "skip the task (its input passes on)"),
     (Action::Cancel, "cancel", "c", "cancel the run (asks first)"),
-    (Action::Approve, "approve", "a", "approve at a governance gate"),
-    (Action::Reject, "reject", "x", "reject at a governance gate"),
+    (Action::Approve, "approve", "a", "approve at a gate (shows the held items first)"),
+    (Action::Reject, "reject", "x", "reject at a gate (shows the held items first)"),
     (Action::Log, "log", "l", "open the task's log"),
     (Action::Acknowledge, "acknowledge", "A", "acknowledge the alert"),
     (Action::Filter, "filter", "/", "filter the list / search the log / pick engine log workflows"),
@@ -255,6 +255,7 @@ fn view_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, view: View, route
         View::Details => super::details::key(model, action),
         View::AllRuns => super::all_runs::key(model, action, key),
         View::Graph => super::graph::key(model, action, key),
+        View::Gate => super::gate::key(model, action, key),
     };
     if let Some(effects) = handled {
         return effects;
@@ -314,6 +315,9 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
                 effects.extend(model.land_on_attention());
                 return effects;
             }
+            Pane::Tasks if model.selected_task().is_some_and(|task| task.state == TaskState::WaitingApproval) => {
+                return super::gate::open_selected(model, "open");
+            }
             Pane::Tasks => return open_log(model),
             Pane::Monitor if model.monitor_alerts => {
                 if let Some(alert) = model.alerts.get(model.cursor.alert).cloned() {
@@ -354,16 +358,9 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
                     .then(|| Command::SkipTask { run, task })
             });
         }
-        Action::Approve => {
-            return task_command(model, "approve", |run, task, state| {
-                (state == TaskState::WaitingApproval).then_some(Command::Approve { run, task })
-            });
-        }
-        Action::Reject => {
-            return task_command(model, "reject", |run, task, state| {
-                (state == TaskState::WaitingApproval).then_some(Command::Reject { run, task })
-            });
-        }
+        // The operator judges the held items before answering: the gate view shows them.
+        Action::Approve => return super::gate::open_selected(model, "approve"),
+        Action::Reject => return super::gate::open_selected(model, "reject"),
         Action::Reroute => {
             let (Some(run), Some(task)) = (model.selected_run(), model.selected_task()) else {
                 model.set_status("select a task to reroute");
@@ -513,6 +510,7 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
                 View::Details => super::details::key(model, Some(action)),
                 View::AllRuns => super::all_runs::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
                 View::Graph => super::graph::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
+                View::Gate => super::gate::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
             };
         }
         return Vec::new();

@@ -6,6 +6,7 @@ mod clipboard;
 mod command_line;
 mod config;
 mod details;
+mod gate;
 mod graph;
 mod keys;
 mod link;

@@ -55,6 +55,8 @@ pub enum View {
     AllRuns,
     /// `D`: the selected workflow's tasks as boxes and edges.
     Graph,
+    /// Enter, `a` or `x` on a task waiting at a gate: its held items, to approve or reject.
+    Gate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -261,6 +263,7 @@ pub struct Model {
     pub graph_view: GraphView,
     /// Lines run from the `:` command line this session, oldest first, for Up/Down.
     pub command_history: Vec<String>,
+    pub gate: super::gate::GateView,
 }
 
 impl Model {
@@ -294,6 +297,7 @@ impl Model {
             all_runs: AllRuns::default(),
             graph_view: GraphView::default(),
             command_history: Vec::new(),
+            gate: Default::default(),
         }
     }
 

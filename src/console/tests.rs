@@ -529,8 +529,16 @@ fn approve_and_reject_answer_a_waiting_gate() {
     press_code(model, KeyCode::Enter);
     press(model, "j");
     assert_eq!(model.selected_task().unwrap().name, "Review");
-    assert_eq!(press(model, "ay"), vec![Effect::Send(Command::Approve { run: run.clone(), task: "Review".into() })]);
-    assert_eq!(press(model, "xy"), vec![Effect::Send(Command::Reject { run, task: "Review".into() })]);
+    // Both open the gate view, where the held items are judged (tests/gate.rs).
+    for key in ["a", "x"] {
+        assert_eq!(press(model, key), vec![]);
+        assert_eq!(
+            (model.view, model.gate.run.as_str(), model.gate.task.as_str()),
+            (Some(model::View::Gate), run.as_str(), "Review")
+        );
+        press_code(model, KeyCode::Esc);
+        assert_eq!(model.view, None);
+    }
     insta::assert_snapshot!("waiting_gate_120x40", render(model, 120, 40, false));
 }
 
@@ -907,5 +915,6 @@ fn an_llm_agents_row_shows_the_tokens_its_attempt_used() {
 }
 
 mod cmdline;
+mod gate;
 mod monitor;
 mod views;

@@ -86,6 +86,7 @@ pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) -> Areas {
             View::Details => super::details::draw(frame, body, hints, model, chrome),
             View::AllRuns => super::all_runs::draw(frame, body, hints, model, chrome),
             View::Graph => super::graph::draw(frame, body, hints, model, chrome),
+            View::Gate => super::gate::draw(frame, body, hints, model, chrome),
         }
         if let Some(popup) = &model.popup {
             draw_popup(frame, area, popup, chrome);

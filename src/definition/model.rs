@@ -274,7 +274,29 @@ pub struct Layer {
     pub items: Option<String>,
     pub rules: Vec<Rule>,
     pub approval: Option<String>,
+    /// The fields of a held item an operator judges it by (`show = ["id", "amount"]`); empty shows them all.
+    pub show: Vec<String>,
+    /// How long items may wait at the gate before `on_timeout` decides them.
+    pub approval_timeout: Option<Duration>,
+    pub on_timeout: OnTimeout,
 }
+
+/// `on_timeout`: what becomes of the items still held when a gate's `approval_timeout` expires.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    #[default]
+    Reject,
+    Approve,
+}
+
+impl OnTimeout {
+    pub fn approves(self) -> bool {
+        self == OnTimeout::Approve
+    }
+}
+
+pub const ON_TIMEOUT_CHOICES: &[(&str, OnTimeout)] = &[("reject", OnTimeout::Reject), ("approve", OnTimeout::Approve)];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {

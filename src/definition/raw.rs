@@ -133,6 +133,10 @@ pub struct RawLayer {
     #[serde(default)]
     pub rules: Vec<Spanned<RawRule>>,
     pub approval: Option<Spanned<String>>,
+    #[serde(default)]
+    pub show: Vec<String>,
+    pub approval_timeout: Option<Spanned<String>>,
+    pub on_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

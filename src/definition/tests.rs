@@ -465,6 +465,33 @@ fn the_registry_is_checked_too() {
 }
 
 #[test]
+fn a_gates_timeout_and_what_it_does_are_checked_and_kept() {
+    let good = "[layers.Gate]\napproval = \"item.amount > 10\"\nshow = [\"id\", \"amount\"]\napproval_timeout = \"24h\"\non_timeout = \"approve\"\n";
+    let (catalog, problems) = load(&[("conveyor.toml", good)]);
+    assert!(problems.is_empty(), "{problems:?}");
+    let gate = &catalog.registry.layers["Gate"];
+    assert_eq!(gate.show, vec!["id", "amount"]);
+    assert_eq!(gate.approval_timeout, Some(Duration::from_secs(24 * 3600)));
+    assert_eq!(gate.on_timeout, OnTimeout::Approve);
+    let bad = "[layers.Gate]\napproval = \"item.amount > 10\"\napproval_timeout = \"soon\"\non_timeout = \"shrug\"\n[layers.Rules]\nrules = [ { name = \"r\", expr = \"true\" } ]\napproval_timeout = \"1h\"\n";
+    let (_, problems) = load(&[("conveyor.toml", bad)]);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(
+        problems[0].starts_with("conveyor.toml:3:20: bad duration for `approval_timeout` of layer `Gate`: "),
+        "{}",
+        problems[0]
+    );
+    assert_eq!(
+        problems[1],
+        "conveyor.toml:4:14: bad `on_timeout` of layer `Gate` `shrug`: expected one of `reject`, `approve`"
+    );
+    assert_eq!(
+        problems[2],
+        "conveyor.toml:7:20: layer `Rules` has `approval_timeout` but no `approval`: nothing is ever held"
+    );
+}
+
+#[test]
 fn a_single_file_is_checked_against_the_registry_beside_it() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("conveyor.toml"), REGISTRY).unwrap();

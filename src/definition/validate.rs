@@ -176,8 +176,31 @@ impl<'a> Checker<'a> {
             if let Some(approval) = &layer.approval {
                 self.expression(approval, &format!("`approval` of layer `{name}`"));
             }
+            let approval_timeout =
+                self.duration(&layer.approval_timeout, &format!("approval_timeout` of layer `{name}"));
+            let on_timeout = self.choice(
+                &layer.on_timeout,
+                &format!("on_timeout` of layer `{name}"),
+                OnTimeout::Reject,
+                ON_TIMEOUT_CHOICES,
+            );
+            if approval_timeout.is_some() && layer.approval.is_none() {
+                let span = layer.approval_timeout.as_ref().map_or(span.clone(), Spanned::span);
+                self.at(span, format!("layer `{name}` has `approval_timeout` but no `approval`: nothing is ever held"));
+            }
             let approval = layer.approval.map(Spanned::into_inner);
-            registry.layers.insert(name, Layer { description: layer.description, items: layer.items, rules, approval });
+            registry.layers.insert(
+                name,
+                Layer {
+                    description: layer.description,
+                    items: layer.items,
+                    rules,
+                    approval,
+                    show: layer.show,
+                    approval_timeout,
+                    on_timeout,
+                },
+            );
         }
         if let Some(retention) = raw.retention {
             let retention = retention.into_inner();

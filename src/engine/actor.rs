@@ -3,6 +3,7 @@
 
 mod attempts;
 mod durability;
+mod gates;
 mod operations;
 mod recovery;
 mod reload;
@@ -127,6 +128,11 @@ enum Timer {
     },
     /// Time to trim what the store would otherwise keep forever (alerts, audit, processed files).
     Housekeeping,
+    /// A gate's `approval_timeout` is over: `on_timeout` decides what is still held.
+    GateTimeout {
+        run: String,
+        task: String,
+    },
 }
 
 /// How often the store is trimmed.
@@ -409,6 +415,8 @@ impl Actor {
 
     /// Handles a command and records it in the audit trail.
     fn command(&mut self, command: &Command, origin: &Origin) -> CommandResult {
+        let named = self.gate_named(command);
+        let command = named.as_ref().unwrap_or(command);
         let result = self.apply(command, origin);
         // A finished run loaded to answer a command that did not bring it back to life lives in the store
         // alone again; only active runs are kept in memory.
@@ -436,8 +444,11 @@ impl Actor {
             Command::RetryTask { run, task } => self.retry_task(run, task),
             Command::SkipTask { run, task } => self.skip_task(run, task),
             Command::RerouteTask { run, task, to } => self.reroute_task(run, task, to),
-            Command::Approve { run, task } => self.answer_gate(run, task, true, origin),
-            Command::Reject { run, task } => self.answer_gate(run, task, false, origin),
+            Command::Approve { run, task, items, comment } | Command::Reject { run, task, items, comment } => {
+                let approve = matches!(command, Command::Approve { .. });
+                let answer = crate::tasks::Answer { approve, who: &origin.who, items, comment: comment.as_deref() };
+                self.answer_gate(run, task, answer)
+            }
             Command::AckAlert { id } => match self.store.ack_alert(*id, self.now()) {
                 Ok(true) => {
                     // Views holding the alert see it acknowledged.
@@ -613,7 +624,7 @@ impl Actor {
         run.record.error = error.clone();
         self.save_run(&run.record);
         self.timers
-            .retain(|_, timer| !matches!(timer, Timer::Wake { run } | Timer::RunTimeout { run, .. } if run == id));
+            .retain(|_, timer| !matches!(timer, Timer::Wake { run } | Timer::RunTimeout { run, .. } | Timer::GateTimeout { run, .. } if run == id));
         if state == RunState::Failed {
             let message = format!("run {id} of {} failed: {}", run.record.workflow, error.clone().unwrap_or_default());
             self.alert("error", Some(&run.record.workflow), Some(id), None, message);
@@ -670,6 +681,7 @@ impl Actor {
                     }
                     self.add_timer(crate::engine::later(now, HOUSEKEEPING_EVERY), Timer::Housekeeping);
                 }
+                Timer::GateTimeout { run, task } => self.gate_expired(&run, &task),
             }
         }
     }

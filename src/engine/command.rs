@@ -44,13 +44,26 @@ pub enum Command {
         task: String,
         to: String,
     },
+    /// An answer at a governance gate. `task` may be empty when one gate waits in the run; `items` (by
+    /// `tasks::item_id`) picks held items, empty answers all of them. Both new fields default, so commands
+    /// queued by an older version still parse.
     Approve {
         run: String,
+        #[serde(default)]
         task: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     Reject {
         run: String,
+        #[serde(default)]
         task: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
     },
     AckAlert {
         id: i64,
@@ -58,6 +71,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Approve (or reject) every item held at a gate, without a comment.
+    pub fn answer_all(approve: bool, run: impl Into<String>, task: impl Into<String>) -> Command {
+        let (run, task) = (run.into(), task.into());
+        match approve {
+            true => Command::Approve { run, task, items: Vec::new(), comment: None },
+            false => Command::Reject { run, task, items: Vec::new(), comment: None },
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("commands serialise")
     }
@@ -135,5 +157,20 @@ mod tests {
             trigger,
             Command::Trigger { workflow: "W".into(), input: None, params: BTreeMap::from([("n".into(), json!("3"))]) }
         );
+    }
+
+    #[test]
+    fn an_answer_queued_by_an_older_version_still_parses_and_a_new_one_carries_items_and_comment() {
+        let old: Command = serde_json::from_str(r#"{"command":"approve","run":"r1","task":"Review"}"#).unwrap();
+        assert_eq!(old, Command::answer_all(true, "r1", "Review"));
+        assert_eq!(old.to_json(), r#"{"command":"approve","run":"r1","task":"Review"}"#);
+        let new = Command::Reject {
+            run: "r1".into(),
+            task: "".into(),
+            items: vec!["A-2".into()],
+            comment: Some("no".into()),
+        };
+        assert_eq!(new.to_json(), r#"{"command":"reject","run":"r1","task":"","items":["A-2"],"comment":"no"}"#);
+        assert_eq!(serde_json::from_str::<Command>(&new.to_json()).unwrap(), new);
     }
 }

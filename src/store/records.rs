@@ -407,6 +407,15 @@ impl Store {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Every task waiting at a governance gate, oldest run first.
+    pub fn waiting_gates(&self) -> Result<Vec<TaskRecord>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT * FROM tasks WHERE state = 'waiting_approval' ORDER BY run_id, position")?;
+        let rows = statement.query_map([], task_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     /// Attempts of a run (or of one of its tasks), oldest first.
     pub fn attempts(&self, run_id: &str, task: Option<&str>) -> Result<Vec<AttemptRecord>> {
         let mut statement = self.connection.prepare_cached(

@@ -149,7 +149,18 @@ pub fn judge(name: &str, layer: &Layer, input: &Value, log: &mut dyn FnMut(&str)
     } else {
         replace_items(input, path, passed)
     };
-    let record = json!({"layer": name, "items": path, "rejected": rejected, "approved": [], "pending": pending});
+    // What the operator judges by: every held item passed all the rules and was picked by `approval`.
+    let rule_names: Vec<&str> = layer.rules.iter().map(|rule| rule.name.as_str()).collect();
+    let record = json!({
+        "layer": name, "items": path, "rejected": rejected, "approved": [], "pending": pending,
+        "rules": rule_names, "held_by": layer.approval, "show": layer.show,
+    });
+    let mut record = record;
+    if let Some(limit) = layer.approval_timeout {
+        // The engine stamps `waiting_since` and `expires_at` from this when the task starts to wait.
+        record["approval_timeout"] = json!(humantime::format_duration(limit).to_string());
+        record["on_timeout"] = json!(layer.on_timeout);
+    }
     attach(&mut output, record);
     Ok(Verdict { output, waiting })
 }
@@ -168,32 +179,144 @@ fn attach(output: &mut Value, record: Value) {
     }
 }
 
-/// An operator's answer at the gate: pending items join the passed ones (approve) or the rejected ones.
-pub fn decide(output: &Value, approve: bool, who: &str) -> Result<(Value, usize), String> {
+/// An item's identity at a gate (`--item ID`): its `id` field when it has one, else its place in the held
+/// list, counted from 0.
+pub fn item_id(item: &Value, index: usize) -> String {
+    match item.get("id") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Null) | None => index.to_string(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// An operator's (or a timeout's) answer at a gate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Answer<'a> {
+    pub approve: bool,
+    pub who: &'a str,
+    /// The held items answered, by `item_id`; empty answers all of them.
+    pub items: &'a [String],
+    pub comment: Option<&'a str>,
+}
+
+/// What an answer did: the new output, how many items it decided, how many are still held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decided {
+    pub output: Value,
+    pub decided: Vec<String>,
+    pub still_held: usize,
+}
+
+/// Answers a gate: the chosen pending items join the passed ones (approve) or the rejected ones, each with
+/// who decided and the comment. An id that is not held is refused, naming the ones that are.
+pub fn decide(output: &Value, answer: Answer) -> Result<Decided, String> {
     let mut output = output.clone();
     let record = output.get_mut("governance").ok_or("the task holds no governance record")?;
     let pending = record.get_mut("pending").and_then(Value::as_array_mut).map(std::mem::take).unwrap_or_default();
-    let count = pending.len();
+    let ids: Vec<String> = pending.iter().enumerate().map(|(index, item)| item_id(item, index)).collect();
+    if let Some(unknown) = answer.items.iter().find(|wanted| !ids.contains(wanted)) {
+        return Err(format!("no item `{unknown}` is held at this gate (held: {})", ids.join(", ")));
+    }
+    let (mut chosen, mut kept, mut decided) = (Vec::new(), Vec::new(), Vec::new());
+    for (item, id) in pending.into_iter().zip(ids) {
+        if answer.items.is_empty() || answer.items.contains(&id) {
+            decided.push(id);
+            chosen.push(item);
+        } else {
+            kept.push(item);
+        }
+    }
+    let still_held = kept.len();
+    record["pending"] = Value::Array(kept);
     let path = record.get("items").and_then(Value::as_str).map(str::to_string);
-    if approve {
+    let entry = |item: &Value, by: Value| {
+        let mut entry = json!({"item": item, "by": by});
+        if let Some(comment) = answer.comment {
+            entry["comment"] = json!(comment);
+        }
+        entry
+    };
+    if answer.approve {
         if let Some(approved) = record.get_mut("approved").and_then(Value::as_array_mut) {
-            approved.extend(pending.iter().map(|item| json!({"item": item, "by": who})));
+            approved.extend(chosen.iter().map(|item| entry(item, json!(answer.who))));
         }
         let record = output["governance"].clone();
         let mut passed = match &path {
             Some(path) => items_of(&output, Some(path)).cloned().unwrap_or_default(),
             None => Vec::new(),
         };
-        passed.extend(pending);
+        passed.extend(chosen);
         output = match &path {
             Some(path) => replace_items(&output, Some(path), passed),
             None => output,
         };
         output["governance"] = record;
     } else if let Some(rejected) = record.get_mut("rejected").and_then(Value::as_array_mut) {
-        rejected.extend(pending.into_iter().map(|item| json!({"item": item, "by": [format!("operator {who}")]})));
+        let by = json!([format!("operator {}", answer.who)]);
+        rejected.extend(chosen.iter().map(|item| entry(item, by.clone())));
     }
-    Ok((output, count))
+    Ok(Decided { output, decided, still_held })
+}
+
+/// The items still held in a gate's output, with their ids.
+pub fn held_items(output: &Value) -> Vec<(String, Value)> {
+    let pending = output.pointer("/governance/pending").and_then(Value::as_array);
+    pending
+        .map(|items| items.iter().enumerate().map(|(index, item)| (item_id(item, index), item.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// What an operator needs to judge a waiting gate, read from its task's output (for the CLI and the console).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateSummary {
+    /// Held items: id, then the fields the layer's `show` names (all of them when it names none).
+    pub held: Vec<(String, Vec<(String, Value)>)>,
+    pub rules: Vec<String>,
+    /// The `approval` expression that held them.
+    pub held_by: Option<String>,
+    pub waiting_since: Option<String>,
+    pub expires_at: Option<String>,
+    pub on_timeout: Option<String>,
+}
+
+pub fn summary(output: &Value) -> GateSummary {
+    let record = output.get("governance").cloned().unwrap_or(Value::Null);
+    let strings = |key: &str| -> Vec<String> {
+        let list = record.get(key).and_then(Value::as_array);
+        list.map(|list| list.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default()
+    };
+    let text = |key: &str| record.get(key).and_then(Value::as_str).map(str::to_string);
+    let show = strings("show");
+    let held = held_items(output)
+        .into_iter()
+        .map(|(id, item)| {
+            let fields = match (&show[..], &item) {
+                ([], Value::Object(map)) => map.iter().map(|(key, value)| (key.clone(), value.clone())).collect(),
+                ([], other) => vec![("value".to_string(), other.clone())],
+                (names, _) => {
+                    names.iter().map(|name| (name.clone(), item.get(name).cloned().unwrap_or(Value::Null))).collect()
+                }
+            };
+            (id, fields)
+        })
+        .collect();
+    GateSummary {
+        held,
+        rules: strings("rules"),
+        held_by: text("held_by"),
+        waiting_since: text("waiting_since"),
+        expires_at: text("expires_at"),
+        on_timeout: text("on_timeout"),
+    }
+}
+
+/// A field's value as an operator reads it: strings without their quotes, a missing one as `-`.
+pub fn plain(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +330,9 @@ mod tests {
             items: Some("applications".into()),
             rules: vec![Rule { name: "eligible".into(), expr: "item.score >= 0.7".into() }],
             approval: Some("item.amount > 100000".into()),
+            show: vec!["id".into(), "amount".into()],
+            approval_timeout: None,
+            on_timeout: Default::default(),
         }
     }
 
@@ -238,19 +364,80 @@ mod tests {
         );
     }
 
+    fn all(approve: bool, who: &str) -> Answer<'_> {
+        Answer { approve, who, items: &[], comment: None }
+    }
+
     #[test]
     fn approving_passes_the_held_items_and_rejecting_drops_them() {
         let verdict = judge("Gate", &layer(), &input(), &mut |_| {}).unwrap();
-        let (approved, count) = decide(&verdict.output, true, "ada").unwrap();
-        assert_eq!(count, 1);
+        let approved = decide(&verdict.output, all(true, "ada")).unwrap();
+        assert_eq!((approved.decided, approved.still_held), (vec!["A-2".to_string()], 0));
+        let approved = approved.output;
         let ids: Vec<&str> =
             approved["applications"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
         assert_eq!(ids, vec!["A-1", "A-2"]);
         assert_eq!(approved["governance"]["approved"][0]["by"], "ada");
         assert_eq!(approved["governance"]["pending"], json!([]));
-        let (rejected, _) = decide(&verdict.output, false, "bo").unwrap();
+        let rejected = decide(&verdict.output, all(false, "bo")).unwrap().output;
         assert_eq!(rejected["applications"].as_array().unwrap().len(), 1);
         assert_eq!(rejected["governance"]["rejected"][1]["by"], json!(["operator bo"]));
+    }
+
+    fn two_held() -> Value {
+        let input = json!({"applications": [
+            {"id": "A-1", "score": 0.9, "amount": 500000},
+            {"id": "A-2", "score": 0.95, "amount": 150000},
+        ]});
+        judge("Gate", &layer(), &input, &mut |_| {}).unwrap().output
+    }
+
+    #[test]
+    fn the_record_says_which_rules_held_items_passed_and_why_they_are_held() {
+        let record = &two_held()["governance"];
+        assert_eq!(record["rules"], json!(["eligible"]));
+        assert_eq!(record["held_by"], "item.amount > 100000");
+        assert_eq!(record["show"], json!(["id", "amount"]));
+    }
+
+    #[test]
+    fn answering_one_item_decides_it_alone_and_keeps_the_others_held() {
+        let items = ["A-2".to_string()];
+        let answer = Answer { approve: false, who: "ada", items: &items, comment: Some("over budget") };
+        let decided = decide(&two_held(), answer).unwrap();
+        assert_eq!((decided.decided, decided.still_held), (vec!["A-2".to_string()], 1));
+        let record = &decided.output["governance"];
+        assert_eq!(record["pending"][0]["id"], "A-1");
+        assert_eq!(record["rejected"][0]["item"]["id"], "A-2");
+        assert_eq!(record["rejected"][0]["by"], json!(["operator ada"]));
+        assert_eq!(record["rejected"][0]["comment"], "over budget");
+        let items = ["A-1".to_string()];
+        let answer = Answer { approve: true, who: "bo", items: &items, comment: Some("fine") };
+        let decided = decide(&decided.output, answer).unwrap();
+        assert_eq!(decided.still_held, 0);
+        assert_eq!(decided.output["applications"][0]["id"], "A-1");
+        assert_eq!(decided.output["governance"]["approved"][0]["comment"], "fine");
+        assert_eq!(decided.output["governance"]["approved"][0]["by"], "bo");
+    }
+
+    #[test]
+    fn items_without_an_id_are_named_by_their_place_in_the_held_list() {
+        let input = json!({"applications": [{"score": 0.9, "amount": 500000}, {"score": 0.9, "amount": 700000}]});
+        let output = judge("Gate", &layer(), &input, &mut |_| {}).unwrap().output;
+        let held: Vec<String> = held_items(&output).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(held, vec!["0", "1"]);
+        let items = ["1".to_string()];
+        let decided = decide(&output, Answer { approve: true, who: "ada", items: &items, comment: None }).unwrap();
+        assert_eq!(decided.output["applications"][0]["amount"], 700000);
+        assert!(decided.output["governance"]["approved"][0].get("comment").is_none());
+    }
+
+    #[test]
+    fn an_item_that_is_not_held_is_refused_with_the_ones_that_are() {
+        let items = ["A-9".to_string()];
+        let error =
+            decide(&two_held(), Answer { approve: true, who: "ada", items: &items, comment: None }).unwrap_err();
+        assert_eq!(error, "no item `A-9` is held at this gate (held: A-1, A-2)");
     }
 
     #[test]

@@ -22,7 +22,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use governance::{GovernanceExecutor, decide as decide_approval};
+pub use governance::{Answer, Decided, GovernanceExecutor, decide as decide_approval, held_items, item_id};
+pub use governance::{GateSummary, plain as plain_field, summary as gate_summary};
 pub use http::HttpExecutor;
 pub use limits::Limits;
 pub use llm::LlmExecutor;

@@ -188,7 +188,7 @@ fn the_seed_pipeline_runs_end_to_end_with_an_operators_approval_from_another_she
     let approved = run(&["approve", &run_id, "Review"], dir.path());
     assert_eq!(
         text(&approved.stdout),
-        format!("approved 2 item(s) at task Review of run {run_id}\n"),
+        format!("approved 2 item(s) (A-1002, A-1004) at task Review of run {run_id}\n"),
         "{}",
         text(&approved.stderr)
     );

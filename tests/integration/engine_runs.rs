@@ -321,11 +321,11 @@ async fn a_governance_layer_drops_what_its_rules_reject_and_holds_items_for_appr
         "{}",
         alert.message
     );
-    let early = h.engine.send(Command::Approve { run: run.clone(), task: "Use".into() }).await.unwrap_err();
+    let early = h.engine.send(Command::answer_all(true, run.clone(), "Use")).await.unwrap_err();
     assert_eq!(early, format!("task Use of run {run} is not waiting for approval (it is pending)"));
 
-    let reply = h.engine.send(Command::Approve { run: run.clone(), task: "Review".into() }).await.unwrap();
-    assert_eq!(reply.message, format!("approved 1 item(s) at task Review of run {run}"));
+    let reply = h.engine.send(Command::answer_all(true, run.clone(), "Review")).await.unwrap();
+    assert_eq!(reply.message, format!("approved 1 item(s) (A-2) at task Review of run {run}"));
     h.run_reaches(&run, RunState::Succeeded).await;
     let used = h.task(&run, "Use").output.unwrap();
     assert_eq!(ids(&used), vec!["A-1", "A-2"]);
@@ -333,7 +333,7 @@ async fn a_governance_layer_drops_what_its_rules_reject_and_holds_items_for_appr
 
     let second = h.trigger("Governed").await;
     h.run_reaches(&second, RunState::WaitingApproval).await;
-    h.engine.send(Command::Reject { run: second.clone(), task: "Review".into() }).await.unwrap();
+    h.engine.send(Command::answer_all(false, second.clone(), "Review")).await.unwrap();
     h.run_reaches(&second, RunState::Succeeded).await;
     assert_eq!(ids(&h.task(&second, "Use").output.unwrap()), vec!["A-1"]);
 }
@@ -345,7 +345,7 @@ async fn a_gate_keeps_waiting_across_an_engine_restart() {
     h.run_reaches(&run, RunState::WaitingApproval).await;
     h.restart().await;
     assert_eq!(h.store().run(&run).unwrap().unwrap().state, RunState::WaitingApproval, "not interrupted");
-    h.engine.send(Command::Approve { run: run.clone(), task: "Review".into() }).await.unwrap();
+    h.engine.send(Command::answer_all(true, run.clone(), "Review")).await.unwrap();
     h.run_reaches(&run, RunState::Succeeded).await;
     assert_eq!(ids(&h.task(&run, "Use").output.unwrap()), vec!["A-1", "A-2"]);
 }

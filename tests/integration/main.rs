@@ -1,6 +1,7 @@
 //! Integration tests: one binary (to keep builds lean) that drives the real `conveyor` executable and the
 //! engine library from outside.
 
+mod cli_gates;
 mod cli_runs;
 mod common;
 mod console_e2e;
@@ -9,6 +10,7 @@ mod engine_harness;
 mod engine_operations;
 mod engine_runs;
 mod faults;
+mod gates;
 mod grants;
 mod hot_reload;
 mod llm;

@@ -175,7 +175,7 @@ async fn a_gate_and_a_paused_run_survive_a_crash_as_they_are() {
     assert_eq!(store.run(&gate_run).unwrap().unwrap().state, RunState::WaitingApproval);
     assert_eq!(store.run(&paused_run).unwrap().unwrap().state, RunState::Paused);
     assert_eq!(h.task(&paused_run, "B").state, TaskState::Pending, "cut short; runs again when resumed");
-    h.engine.send(Command::Approve { run: gate_run.clone(), task: "Review".into() }).await.unwrap();
+    h.engine.send(Command::answer_all(true, gate_run.clone(), "Review")).await.unwrap();
     h.run_reaches(&gate_run, RunState::Succeeded).await;
     std::fs::write(h.workflows().join("release"), "").unwrap();
     h.engine.send(Command::ResumeRun { run: paused_run.clone() }).await.unwrap();

@@ -193,6 +193,19 @@ fn every_operator_command_parses_with_its_arguments_or_the_selection() {
     assert!(question.starts_with("Skip task Score of run 20261125-114500-a1b2?"));
     assert!(matches!(p("approve r-1 Gate"), Ok(Parsed::Confirm(_, Command::Approve { .. }))));
     assert!(matches!(p("reject r-1 Gate"), Ok(Parsed::Confirm(_, Command::Reject { .. }))));
+    let Ok(Parsed::Confirm(question, answer)) = p("reject r-1 Gate --item A-2 --item A-4 --comment 'over budget'")
+    else {
+        panic!("a per-item answer parses")
+    };
+    assert_eq!(question, "Reject A-2, A-4 at task Gate of run r-1 with the comment “over budget”?");
+    let expected = Command::Reject {
+        run: "r-1".into(),
+        task: "Gate".into(),
+        items: vec!["A-2".into(), "A-4".into()],
+        comment: Some("over budget".into()),
+    };
+    assert_eq!(answer, expected);
+    assert_eq!(p("approve r-1 Gate --item").unwrap_err(), "`:approve --item` needs an item's ID");
     assert!(
         matches!(p(&format!("cancel {RELEASE}")), Ok(Parsed::Confirm(q, Command::CancelRun { .. })) if q.contains("of ReleaseChecks"))
     );

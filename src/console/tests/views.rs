@@ -36,7 +36,12 @@ fn failed_run_details(model: &mut Model) {
     attempts[2].error = Some("exit status 3".into());
     model.attempts.insert(FAILED.into(), attempts);
     let trigger = Command::Trigger { workflow: "DailyGrantPipeline".into(), input: None, params: Default::default() };
-    let approve = Command::Approve { run: FAILED.into(), task: "Review".into() };
+    let approve = Command::Approve {
+        run: FAILED.into(),
+        task: "Review".into(),
+        items: vec!["A-0001".into()],
+        comment: Some("within budget".into()),
+    };
     let retry = Command::RetryTask { run: FAILED.into(), task: "Score".into() };
     let loaded = Loaded {
         audit: vec![

@@ -444,14 +444,16 @@ impl Actor {
         let mut fallback = false;
         let slot = &mut run.slots[done.index];
         let mut waiting_items = None;
+        let mut gate_expires = None;
         match done.ending {
             Ending::Succeeded { output } => {
                 slot.record.state = TaskState::Succeeded;
                 slot.record.output = Some(output);
                 slot.record.finished_at = Some(now);
             }
-            Ending::AwaitingApproval { output, waiting } => {
+            Ending::AwaitingApproval { mut output, waiting } => {
                 slot.record.state = TaskState::WaitingApproval;
+                gate_expires = super::gates::stamp(&mut output, now);
                 slot.record.output = Some(output);
                 waiting_items = Some(waiting);
             }
@@ -508,10 +510,13 @@ impl Actor {
         if let Some(message) = alert {
             self.alert("error", Some(&workflow), Some(&done.run_id), Some(&task.name), message);
         }
+        if let Some(at) = gate_expires {
+            self.add_timer(at, Timer::GateTimeout { run: done.run_id.clone(), task: task.name.clone() });
+        }
         if let Some(count) = waiting_items {
             let run = &done.run_id;
             let message = format!(
-                "{count} item(s) of run {run} wait for approval at task {}: `conveyor approve {run} {}` or `reject` (a / x in the console)",
+                "{count} item(s) of run {run} wait for approval at task {}: `conveyor gates` lists them, `conveyor approve|reject {run} {} [--item ID] [--comment TEXT]` answers (Enter on the task in the console)",
                 task.name, task.name
             );
             self.alert("warning", Some(&workflow), Some(run), Some(&task.name), message);

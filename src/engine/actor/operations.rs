@@ -1,9 +1,7 @@
-//! Operators' commands on runs and workflows: pause, resume, cancel, retry, skip, reroute, and answers at a
-//! governance gate. A run that is not in memory is loaded from the store first.
+//! Operators' commands on runs and workflows: pause, resume, cancel, retry, skip, reroute (answers at a
+//! governance gate are in `gates`). A run that is not in memory is loaded from the store first.
 
 use std::sync::Arc;
-
-use serde_json::Value;
 
 use super::Actor;
 use crate::definition::{Workflow, parse_workflow};
@@ -167,34 +165,6 @@ impl Actor {
         Ok(Reply::for_run(message, &id))
     }
 
-    /// An operator's yes or no to the items held at a governance gate; the run carries on.
-    pub(super) fn answer_gate(&mut self, id: &str, task: &str, approve: bool, origin: &Origin) -> CommandResult {
-        let id = self.load_run(id)?;
-        let index = self.task_index(&id, task)?;
-        let now = self.now();
-        let run = self.runs.get_mut(&id).expect("loaded");
-        let slot = &mut run.slots[index];
-        if slot.state() != TaskState::WaitingApproval {
-            let state = slot.state();
-            return Err(format!("task {task} of run {id} is not waiting for approval (it is {state})"));
-        }
-        let held = slot.record.output.clone().unwrap_or(Value::Null);
-        let (output, count) = crate::tasks::decide_approval(&held, approve, &origin.who)?;
-        slot.record.state = TaskState::Succeeded;
-        slot.record.output = Some(output);
-        slot.record.finished_at = Some(now);
-        let record = slot.record.clone();
-        if run.record.state == RunState::WaitingApproval {
-            run.record.state = RunState::Running;
-        }
-        let run_record = run.record.clone();
-        self.save_task(&record);
-        self.save_run(&run_record);
-        self.advance(&id);
-        let verb = if approve { "approved" } else { "rejected" };
-        Ok(Reply::for_run(format!("{verb} {count} item(s) at task {task} of run {id}"), &id))
-    }
-
     /// A run by id or unique id prefix, loaded from the store if it is not active in memory.
     pub(super) fn load_run(&mut self, id: &str) -> Result<String, String> {
         if self.runs.contains_key(id) {
@@ -246,6 +216,8 @@ impl Actor {
         for at in retries {
             self.add_timer(at, super::Timer::Wake { run: id.clone() });
         }
+        // So does a gate's approval timeout.
+        self.gate_timers(&id);
         Ok(id)
     }
 
