@@ -278,3 +278,55 @@ fn o_gives_the_terminal_to_the_pager_and_the_console_takes_it_back_with_its_keys
     });
     tmux.keys(&["Escape", "q"]);
 }
+
+/// The README's walkthrough, key by key: trigger the grant pipeline, open the gate, approve one award and
+/// reject the other with a comment, and find the letter.
+#[test]
+fn the_readmes_grant_walkthrough_works_in_the_real_console() {
+    let dir = crate::grants::grants_folder(false);
+    let tmux = Tmux { socket: format!("conveyor-e2e-walk-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    tmux.start(140, 40, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", "USER=walker", binary]);
+    tmux.wait_for("the workflow list", |screen| screen.contains("DailyGrantPipeline"));
+    tmux.keys(&["t"]);
+    tmux.wait_for("the run at the gate", |screen| screen.contains("⧗ waiting_approval"));
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the tasks, landed on the gate", |screen| screen.contains("⧗ Review"));
+    assert!(screen.contains("Tasks ·"), "{screen}");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the gate view", |screen| screen.contains("A-1002") && screen.contains("A-1004"));
+    assert!(screen.contains("150000") || screen.contains("150,000"), "{screen}");
+    tmux.keys(&["a"]);
+    tmux.wait_for("the question", |screen| screen.contains("Approve"));
+    tmux.keys(&["y"]);
+    tmux.wait_for("A-1002 answered", |screen| !screen.contains("A-1002") || screen.contains("approved"));
+    tmux.keys(&["c"]);
+    tmux.keys(&["-l", "over budget this year"]);
+    tmux.keys(&["Enter"]);
+    tmux.keys(&["x"]);
+    tmux.wait_for("the question", |screen| screen.contains("Reject") && screen.contains("over budget this year"));
+    tmux.keys(&["y"]);
+    let letter = dir.path().join("workflows/grants/out/letters/A-1002.txt");
+    let started = Instant::now();
+    while !letter.exists() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the letter was written:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tmux.wait_for("the gate answered", |screen| screen.contains("0 held"));
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("the run to succeed", |screen| screen.contains("Tasks · ✓ succeeded"));
+    assert!(!dir.path().join("workflows/grants/out/letters/A-1004.txt").exists(), "the rejected award has no letter");
+    tmux.keys(&["q"]);
+    let started = Instant::now();
+    while tmux.run(&["has-session", "-t", "console"]).status.success() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the console quit on q:\n{}", tmux.screen());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
+    let trail = store.audit_trail(20).unwrap();
+    assert!(
+        trail.iter().any(|entry| entry.who == "walker" && entry.command.contains("over budget this year")),
+        "the comment is in the audit trail: {trail:?}"
+    );
+}

@@ -13,7 +13,7 @@ use crate::engine_harness::wait_until;
 /// A copy of the bundled workflows in a fresh folder, reset to the demo's first state (the checkout's own
 /// inbox may have been worked through). With `hold_nothing`, no application waits at the gate (the approval
 /// threshold is raised), so a run goes through without an operator.
-fn grants_folder(hold_nothing: bool) -> tempfile::TempDir {
+pub fn grants_folder(hold_nothing: bool) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let copy = std::process::Command::new("cp")
         .args(["-r", bundled_workflows().to_str().unwrap(), dir.path().join("workflows").to_str().unwrap()])
