@@ -58,6 +58,21 @@ pub fn open_selected(model: &mut Model, verb: &str) -> Vec<Effect> {
     Vec::new()
 }
 
+/// The gate the view shows has stopped waiting (every item answered, by this console, another shell or the
+/// timeout): the view gives way to the panes, on the task.
+pub fn follow(model: &mut Model, task: &TaskRecord) {
+    let view = &model.gate;
+    let shown = model.view == Some(View::Gate) && view.run == task.run_id && view.task == task.name;
+    if !shown || task.state == TaskState::WaitingApproval {
+        return;
+    }
+    model.view = None;
+    model.focus = super::model::Pane::Tasks;
+    if model.status.is_none() {
+        model.set_status(format!("the gate at {} holds nothing more: it is {}", task.name, task.state));
+    }
+}
+
 fn record(model: &Model) -> Option<&TaskRecord> {
     let view = &model.gate;
     model.tasks.get(&view.run)?.iter().find(|task| task.name == view.task)

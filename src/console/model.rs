@@ -471,6 +471,7 @@ impl Model {
                 if task.state != TaskState::Running {
                     self.progress.remove(&(task.run_id.clone(), task.name.clone()));
                 }
+                super::gate::follow(self, task);
             }
             // Attempts and progress add no row to any list: nothing to bring the cursors back to.
             Event::Attempt(attempt) => {
