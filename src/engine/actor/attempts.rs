@@ -257,11 +257,16 @@ impl Actor {
             let output_file = attempt.output_file.clone();
             // Secrets are read now, not when the definition loaded, and live only in this attempt's memory.
             let (unresolved, workdir) = (std::mem::take(&mut attempt.env), attempt.workdir.clone());
-            let resolved = tokio::task::spawn_blocking(move || {
+            // Only a `${file:…}` reads the disk: anything else is resolved here, without a blocking thread.
+            let resolved = if unresolved.values().any(|value| value.starts_with("${file:")) {
+                tokio::task::spawn_blocking(move || {
+                    crate::tasks::secrets::resolve(&unresolved, &workdir, api_key_env.as_deref())
+                })
+                .await
+                .unwrap_or_else(|error| Err(format!("reading the task's secrets failed: {error}")))
+            } else {
                 crate::tasks::secrets::resolve(&unresolved, &workdir, api_key_env.as_deref())
-            })
-            .await
-            .unwrap_or_else(|error| Err(format!("reading the task's secrets failed: {error}")));
+            };
             let ending = match resolved {
                 Ok(resolved) => {
                     let secrets = resolved.secrets;
