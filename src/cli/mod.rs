@@ -1,6 +1,7 @@
 //! The command line: each subcommand is one view over the library.
 
 mod daemon;
+mod docs;
 mod follow;
 mod gates;
 mod graph;
@@ -151,6 +152,17 @@ pub enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Print a completion script for a shell: `conveyor completions bash > ~/.local/share/bash-completion/completions/conveyor`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (conveyor.1 and one per command) into a folder.
+    Man {
+        /// Where to write them.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
     /// Every gate waiting for an operator: run, workflow, task, the items held, since when, until when.
     Gates {
         /// Print JSON instead of a table.
@@ -171,6 +183,8 @@ fn only_prints(command: Option<&Command>) -> bool {
                 | Command::Logs { .. }
                 | Command::Graph { .. }
                 | Command::Gates { .. }
+                | Command::Completions { .. }
+                | Command::Man { .. }
         )
     )
 }
@@ -230,6 +244,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Run(args)) => run::run(&workflows, &state, &args),
         Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
         Some(Command::Logs { run, task, attempt, raw }) => logs::run(&state, &run, task.as_deref(), attempt, raw),
+        Some(Command::Completions { shell }) => docs::completions(shell),
+        Some(Command::Man { dir }) => docs::man(&dir),
         Some(Command::Graph { workflow, format, run }) => {
             graph::run(&workflows, &state, &workflow, format, run.as_deref())
         }
