@@ -49,6 +49,12 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
             workflows.display(),
             state.display()
         );
+        // Under systemd (`Type=notify`): ready once the store is open and the workflows are loaded.
+        let status = format!("running {count} workflow(s)");
+        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+        if let Some(every) = sd_notify::watchdog_enabled() {
+            tokio::spawn(watchdog(engine.clone(), every));
+        }
         let mut events = engine.subscribe();
         let signal = loop {
             tokio::select! {
@@ -71,6 +77,7 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
             }
         };
         tracing::info!("{signal}: stopping; running tasks get their grace period, their runs stay resumable");
+        notify(&[sd_notify::NotifyState::Stopping]);
         engine.shutdown().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
@@ -78,6 +85,28 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
     // An expression past its budget may still be computing on a blocking thread: it does not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// Tells systemd (when `NOTIFY_SOCKET` is set; otherwise nothing happens).
+fn notify(state: &[sd_notify::NotifyState]) {
+    if let Err(error) = sd_notify::notify(state) {
+        tracing::warn!("telling systemd {state:?} failed: {error}");
+    }
+}
+
+/// `WATCHDOG=1` twice per `WATCHDOG_USEC`, each time only after the engine's own loop has answered: a wedged
+/// engine stops the pings and systemd restarts it (a new engine recovers what it left).
+async fn watchdog(engine: Engine, every: std::time::Duration) {
+    let half = every / 2;
+    let mut ticks = tokio::time::interval(half);
+    loop {
+        ticks.tick().await;
+        match tokio::time::timeout(half, engine.barrier()).await {
+            Ok(Ok(())) => notify(&[sd_notify::NotifyState::Watchdog]),
+            Ok(Err(_)) => return,
+            Err(_) => tracing::error!("the engine did not answer within {half:?}: no watchdog ping"),
+        }
+    }
 }
 
 /// The daemon's own log: what an operator tailing it wants to see, one line each. `last_broken` is the broken

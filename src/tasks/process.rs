@@ -44,6 +44,10 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     command
         .args(&argv[1..])
         .current_dir(&attempt.workdir)
+        // systemd's notify socket belongs to the daemon: a task must not report readiness or feed its watchdog.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .envs(attempt.environment())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -165,3 +165,50 @@ fn a_servers_error_body_cannot_forge_a_line_of_conveyor_log() {
     assert!(!file_log.contains(['\x1b', '\x07']), "{file_log}");
     assert!(file_log.lines().all(|line| !line.starts_with("FORGED")), "{file_log}");
 }
+
+#[test]
+fn under_systemd_the_daemon_says_ready_feeds_the_watchdog_from_its_loop_and_says_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "peek.toml",
+        "id = \"Peek\"\n[[tasks]]\nname = \"Look\"\nrun = 'echo \"socket=${NOTIFY_SOCKET:-none} watchdog=${WATCHDOG_USEC:-none}\" > peek.txt'\n",
+    );
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut daemon = conveyor()
+        .arg("daemon")
+        .current_dir(dir.path())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "300000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut received = |what: &str| -> String {
+        let mut buffer = [0u8; 512];
+        loop {
+            let size = socket.recv(&mut buffer).unwrap_or_else(|error| panic!("waiting for {what}: {error}"));
+            let message = String::from_utf8_lossy(&buffer[..size]).into_owned();
+            if message.lines().any(|line| line == what) {
+                return message;
+            }
+        }
+    };
+    let ready = received("READY=1");
+    assert!(ready.contains("STATUS=running 1 workflow(s)"), "{ready}");
+    received("WATCHDOG=1");
+    received("WATCHDOG=1");
+    // A task does not inherit the daemon's socket: it could otherwise report readiness or feed the watchdog.
+    assert!(run(&["trigger", "Peek"], dir.path()).status.success());
+    let peek = dir.path().join("workflows/peek.txt");
+    wait_until("the task ran", || peek.exists());
+    wait_until("the task wrote its line", || std::fs::read_to_string(&peek).unwrap_or_default().ends_with('\n'));
+    assert_eq!(std::fs::read_to_string(&peek).unwrap(), "socket=none watchdog=none\n");
+    let status = std::process::Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    received("STOPPING=1");
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+}
