@@ -187,7 +187,7 @@ fn under_systemd_the_daemon_says_ready_feeds_the_watchdog_from_its_loop_and_says
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut received = |what: &str| -> String {
+    let received = |what: &str| -> String {
         let mut buffer = [0u8; 512];
         loop {
             let size = socket.recv(&mut buffer).unwrap_or_else(|error| panic!("waiting for {what}: {error}"));
