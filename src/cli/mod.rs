@@ -67,7 +67,12 @@ pub enum Command {
     /// from other shells (`conveyor trigger`, `pause`, …) are acted on. Logs go to stderr and to
     /// STATE/conveyor.log. On SIGTERM no new task starts; running tasks get their grace period and their runs
     /// stay resumable.
-    Daemon,
+    Daemon {
+        /// How the daemon's log lines are written: `text` for people, `json` (one object a line) for log
+        /// shippers.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Upcoming fire times of a scheduled workflow, in its time zone (RFC 3339).
     Next {
         /// The workflow's id.
@@ -214,6 +219,12 @@ pub struct GateArgs {
     pub comment: Option<String>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The workflow's id.
@@ -234,7 +245,7 @@ pub fn run(cli: Cli) -> ExitCode {
         quiet_on_closed_pipe();
     }
     match cli.command {
-        Some(Command::Daemon) => daemon::run(&workflows, &state),
+        Some(Command::Daemon { .. }) => daemon::run(&workflows, &state),
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
         }
@@ -271,7 +282,8 @@ fn init_logging(cli: &Cli) {
         let _ = tracing_subscriber::registry().with(filter).with(tui_logger::TuiTracingSubscriberLayer).try_init();
         return;
     }
-    let daemon = matches!(cli.command, Some(Command::Daemon));
+    let daemon = matches!(cli.command, Some(Command::Daemon { .. }));
+    let json = matches!(cli.command, Some(Command::Daemon { log_format: LogFormat::Json }));
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("CONVEYOR_LOG").unwrap_or_else(|_| default.into());
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
@@ -284,6 +296,15 @@ fn init_logging(cli: &Cli) {
             logfile::RotatingFile::open(&log, logfile::LOG_LIMIT, logfile::LOG_KEEP).ok()
         })
         .flatten();
+    if json {
+        // JSON strings escape control characters themselves: no line can be forged.
+        let builder = tracing_subscriber::fmt().json().with_env_filter(filter).with_ansi(false);
+        let _ = match file {
+            Some(file) => builder.with_writer(std::io::stderr.and(std::sync::Mutex::new(file))).try_init(),
+            None => builder.with_writer(std::io::stderr).try_init(),
+        };
+        return;
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).fmt_fields(escaped_fields());
     match file {
         Some(file) => {

@@ -212,3 +212,33 @@ fn under_systemd_the_daemon_says_ready_feeds_the_watchdog_from_its_loop_and_says
     received("STOPPING=1");
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn the_daemons_log_comes_as_one_json_object_a_line_for_log_shippers() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("workflows"), "beat.toml", &every_second("tick"));
+    let mut daemon = conveyor()
+        .args(["daemon", "--log-format", "json"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store = store(dir.path());
+    wait_until("a scheduled run has finished", || {
+        store.runs(Some("Beat"), 10).unwrap().iter().any(|run| run.state == RunState::Succeeded)
+    });
+    assert_eq!(terminate(&mut daemon).code(), Some(0));
+    let mut log = String::new();
+    std::io::Read::read_to_string(daemon.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON ({error}): {line}")))
+        .collect();
+    assert!(lines.iter().all(|line| line["level"].is_string() && line["timestamp"].is_string()), "{log}");
+    let messages: Vec<&str> = lines.iter().filter_map(|line| line["fields"]["message"].as_str()).collect();
+    assert!(messages.iter().any(|message| message.starts_with("conveyor daemon (PID")), "{messages:?}");
+    assert!(messages.iter().any(|message| message.starts_with("SIGTERM: stopping")), "{messages:?}");
+    let file = std::fs::read_to_string(dir.path().join(".conveyor/conveyor.log")).unwrap();
+    assert!(file.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).is_ok()), "{file}");
+}
