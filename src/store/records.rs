@@ -878,9 +878,15 @@ fn upsert_task(connection: &rusqlite::Connection, task: &TaskRecord) -> rusqlite
 
 fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) -> rusqlite::Result<()> {
     let mut statement = connection.prepare_cached(
-        "INSERT OR REPLACE INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,
+        // An update in place, not REPLACE's delete and insert: an attempt's row is written two or three times.
+        "INSERT INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,
             log_path, log_bytes, pid, pid_start, progress, prompt_tokens, completion_tokens)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+         ON CONFLICT (run_id, task, attempt) DO UPDATE SET route = excluded.route, state = excluded.state,
+            exit_code = excluded.exit_code, error = excluded.error, started_at = excluded.started_at,
+            finished_at = excluded.finished_at, log_path = excluded.log_path, log_bytes = excluded.log_bytes,
+            pid = excluded.pid, pid_start = excluded.pid_start, progress = excluded.progress,
+            prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens",
     )?;
     statement.execute(params![
         attempt.run_id,
