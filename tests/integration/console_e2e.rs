@@ -50,6 +50,15 @@ impl Tmux {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Waits until the console's session has ended (the console quit), within `limit`.
+    fn wait_closed(&self, what: &str, limit: Duration) {
+        let started = Instant::now();
+        while self.run(&["has-session", "-t", "console"]).status.success() {
+            assert!(started.elapsed() < limit, "{what}:\n{}", self.screen());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Tmux {
@@ -88,11 +97,7 @@ fn an_operator_triggers_a_workflow_reads_its_log_and_quits() {
     assert!(screen.contains("Log · Greet attempt 1"), "{screen}");
 
     tmux.keys(&["q"]);
-    let started = Instant::now();
-    while tmux.run(&["has-session", "-t", "console"]).status.success() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the console quit on q:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.wait_closed("the console quit on q", Duration::from_secs(20));
     let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
     let runs = store.runs(Some("Hello"), 10).unwrap();
     assert_eq!(runs.len(), 1);
@@ -152,11 +157,7 @@ fn a_console_beside_a_daemon_attaches_to_it() {
     std::fs::write(dir.path().join("workflows/release"), "").unwrap();
     tmux.wait_for("the second run to succeed", |screen| !screen.contains("▶ running"));
     tmux.keys(&["q"]);
-    let started = Instant::now();
-    while tmux.run(&["has-session", "-t", "console"]).status.success() {
-        assert!(started.elapsed() < Duration::from_secs(10), "an attached console quits at once");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.wait_closed("an attached console quits at once", Duration::from_secs(10));
     assert!(conveyor::store::StateLock::is_held(&state), "quitting the console leaves the daemon running");
     let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
     assert_eq!(daemon.wait().unwrap().code(), Some(0));
@@ -317,11 +318,7 @@ fn the_readmes_grant_walkthrough_works_in_the_real_console() {
     tmux.wait_for("the run to succeed", |screen| screen.contains("Tasks · ✓ succeeded"));
     assert!(!dir.path().join("workflows/grants/out/letters/A-1004.txt").exists(), "the rejected award has no letter");
     tmux.keys(&["q"]);
-    let started = Instant::now();
-    while tmux.run(&["has-session", "-t", "console"]).status.success() {
-        assert!(started.elapsed() < Duration::from_secs(20), "the console quit on q:\n{}", tmux.screen());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    tmux.wait_closed("the console quit on q", Duration::from_secs(20));
     let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
     let trail = store.audit_trail(20).unwrap();
     assert!(
