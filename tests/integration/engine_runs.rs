@@ -567,3 +567,22 @@ async fn a_cancelled_run_runs_its_on_cancel_handler_with_the_run_as_input() {
         serde_json::from_str(&std::fs::read_to_string(h.workflows().join("cancelled.json")).unwrap()).unwrap();
     assert_eq!((written["run"].as_str(), written["state"].as_str()), (Some(run.as_str()), Some("cancelled")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_printing_progress_in_a_tight_loop_passes_on_only_whole_percent_changes() {
+    let workflow = "id = \"Chatty\"\n[[tasks]]\nname = \"Count\"\nrun = 'seq 1 20000 | sed \"s|^|::progress::|; s|$|/20000|\"'\n";
+    let mut h = Setup::new(workflow).start();
+    let run = h.trigger("Chatty").await;
+    let mut progress_events = 0;
+    h.until(|event| match event {
+        conveyor::engine::Event::Progress { run_id, .. } if *run_id == run => {
+            progress_events += 1;
+            None
+        }
+        conveyor::engine::Event::Run(record) if record.id == run && record.state.is_finished() => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!((1..=101).contains(&progress_events), "{progress_events} progress events for 20,000 lines");
+    assert_eq!(h.store().attempts(&run, Some("Count")).unwrap()[0].progress, Some(1.0));
+}

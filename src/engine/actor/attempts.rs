@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -172,6 +173,7 @@ impl Actor {
         let events = self.events.clone();
         let (run_id, task_name) = (id.to_string(), task.name.clone());
         let progressed = self.internal.clone();
+        let last_percent = std::sync::atomic::AtomicU32::new(u32::MAX);
         let listener = Arc::new(move |stream, line: &str, progress: Option<crate::tasks::Progress>| {
             let _ = events.send(Event::Log {
                 run_id: run_id.clone(),
@@ -180,7 +182,12 @@ impl Actor {
                 stream,
                 line: line.to_string(),
             });
-            if let Some(progress) = progress {
+            // A task may print progress in a tight loop: only a change of a whole percent is passed on, so an
+            // attempt sends at most 101 of them into the actor's unbounded channel.
+            if let Some(progress) = progress.filter(|progress| {
+                let percent = (progress.0 * 100.0).floor() as u32;
+                last_percent.swap(percent, Ordering::Relaxed) != percent
+            }) {
                 let _ = progressed.send(Internal::Progress {
                     run_id: run_id.clone(),
                     index,
@@ -542,7 +549,7 @@ impl Actor {
         }
         attempt.pid = Some(spawned.pid);
         attempt.pid_start = spawned.start;
-        self.unsaved_attempts.push((spawned.run_id, spawned.index));
+        self.keep_unsaved(spawned.run_id, spawned.index);
     }
 
     /// The attempt's last reported progress; like its process group, it is stored with the next step's writes
@@ -555,9 +562,7 @@ impl Actor {
             return;
         }
         attempt.progress = Some(fraction);
-        if !self.unsaved_attempts.contains(&(run_id.clone(), index)) {
-            self.unsaved_attempts.push((run_id, index));
-        }
+        self.keep_unsaved(run_id, index);
     }
 
     /// The tokens an LLM agent's attempt used, stored with the next step's writes.
@@ -567,7 +572,12 @@ impl Actor {
         let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == number) else { return };
         attempt.prompt_tokens = Some(usage.prompt_tokens);
         attempt.completion_tokens = Some(usage.completion_tokens);
-        if !self.unsaved_attempts.contains(&(run_id.clone(), index)) {
+        self.keep_unsaved(run_id, index);
+    }
+
+    /// Notes an attempt to be stored with the next step's writes (once, however often it changed).
+    fn keep_unsaved(&mut self, run_id: String, index: usize) {
+        if !self.unsaved_attempts.iter().any(|(run, at)| *run == run_id && *at == index) {
             self.unsaved_attempts.push((run_id, index));
         }
     }
