@@ -121,7 +121,7 @@ pub fn rows(model: &Model) -> Vec<&RunRecord> {
     match view.sort {
         Sort::Start => {}
         Sort::Duration => rows.sort_by_key(|run| std::cmp::Reverse(duration_ms(model, run))),
-        Sort::State => rows.sort_by_key(|run| attention(model, run)),
+        Sort::State => rows.sort_by_cached_key(|run| attention(model, run)),
     }
     rows
 }
@@ -129,7 +129,11 @@ pub fn rows(model: &Model) -> Vec<&RunRecord> {
 /// The selected row's index, following the selected id; a run that left the list gives way to the row now
 /// in its place.
 pub fn cursor(model: &Model) -> Option<usize> {
-    let rows = rows(model);
+    cursor_in(model, &rows(model))
+}
+
+/// Where the selected run is among `rows` as listed (at its id, else at the same place).
+fn cursor_in(model: &Model, rows: &[&RunRecord]) -> Option<usize> {
     if rows.is_empty() {
         return None;
     }
@@ -249,6 +253,7 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     let theme = chrome.theme;
     let view = &model.all_runs;
     let rows = rows(model);
+    let selected = cursor_in(model, &rows);
     let title = format!(" All runs · {} · sorted by {} · {} run(s) ", view.show.name(), view.sort.name(), rows.len());
     let block = pane(Line::from(title), true, theme);
     let inner = block.inner(area);
@@ -317,6 +322,6 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     };
     let header = Row::new(titles).style(Style::new().add_modifier(Modifier::BOLD));
     let table = Table::new(table_rows, widths).header(header).row_highlight_style(theme.selected());
-    let mut state = TableState::default().with_selected(cursor(model));
+    let mut state = TableState::default().with_selected(selected);
     frame.render_stateful_widget(table, inner, &mut state);
 }

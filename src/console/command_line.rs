@@ -12,6 +12,9 @@ use super::model::{Effect, Model, Pane, Popup};
 use super::theme::Theme;
 use crate::engine::Command;
 
+/// Lines of `:` history kept.
+const HISTORY_KEPT: usize = 200;
+
 /// Every command, in the order Tab offers them.
 pub const COMMANDS: &[&str] = &[
     "trigger", "retry", "skip", "reroute", "approve", "reject", "ack", "pause", "resume", "cancel", "history", "quit",
@@ -146,6 +149,10 @@ fn enter(model: &mut Model, routes: &[String], mut line: CommandLine) -> Vec<Eff
         }
     };
     if !text.is_empty() && model.command_history.last() != Some(&text) {
+        // Up/Down recall a session's lines; a console left open for months keeps only the newest.
+        if model.command_history.len() == HISTORY_KEPT {
+            model.command_history.remove(0);
+        }
         model.command_history.push(text);
     }
     match parsed {

@@ -45,7 +45,7 @@ const MAX_NODES: usize = 5_000;
 
 /// Depth of each task: the longest path from a root, as the Tasks pane's graph line counts it. A parent
 /// that is not a task is ignored; a cycle (which the loader refuses) cannot make this loop forever.
-fn depths(graph: &[(String, Vec<String>)]) -> HashMap<&str, usize> {
+pub(super) fn depths(graph: &[(String, Vec<String>)]) -> HashMap<&str, usize> {
     let known: std::collections::HashSet<&str> = graph.iter().map(|(name, _)| name.as_str()).collect();
     let mut depth: HashMap<&str, usize> = HashMap::new();
     for _ in 0..graph.len() {

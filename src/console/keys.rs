@@ -694,8 +694,6 @@ fn task_command(
         Some(command) => {
             let question = match verb {
                 "skip" => format!("Skip task {name} of run {run_id}? Its input passes on as its output."),
-                "approve" => format!("Approve the items waiting at task {name} of run {run_id}?"),
-                "reject" => format!("Reject the items waiting at task {name} of run {run_id}?"),
                 _ => return vec![Effect::Send(command)],
             };
             confirm(model, question, command)

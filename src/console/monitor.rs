@@ -16,6 +16,7 @@ use ratatui::widgets::{Block, Clear, Padding, Paragraph, Wrap};
 use tui_logger::{ExtLogRecord, LogFormatter, TuiWidgetEvent, TuiWidgetState};
 
 use super::keys::Action;
+use super::logview::printable;
 use super::model::{Effect, Model, Pane, Popup, Snapshot};
 use super::theme::Theme;
 use super::ui::Chrome;
@@ -698,14 +699,14 @@ pub fn draw_alert_view(frame: &mut Frame, area: Rect, model: &Model, chrome: &Ch
     };
     let mut lines = vec![
         Line::from(vec![label("time"), Span::raw(super::ui::local(alert.at, chrome))]),
-        Line::from(vec![label("severity"), Span::styled(alert.severity.clone(), severity)]),
-        Line::from(vec![label("workflow"), Span::raw(alert.workflow.clone().unwrap_or_else(|| "-".into()))]),
-        Line::from(vec![label("run"), Span::raw(alert.run_id.clone().unwrap_or_else(|| "-".into()))]),
-        Line::from(vec![label("task"), Span::raw(alert.task.clone().unwrap_or_else(|| "-".into()))]),
+        Line::from(vec![label("severity"), Span::styled(printable(&alert.severity), severity)]),
+        Line::from(vec![label("workflow"), Span::raw(printable(alert.workflow.as_deref().unwrap_or("-")))]),
+        Line::from(vec![label("run"), Span::raw(printable(alert.run_id.as_deref().unwrap_or("-")))]),
+        Line::from(vec![label("task"), Span::raw(printable(alert.task.as_deref().unwrap_or("-")))]),
         Line::from(vec![label("state"), Span::raw(acked)]),
         Line::from(""),
     ];
-    lines.extend(alert.message.lines().map(|line| Line::from(super::logview::printable(line))));
+    lines.extend(alert.message.lines().map(|line| Line::from(printable(line))));
     let block = Block::bordered()
         .padding(Padding::horizontal(1))
         .title(format!(" Alert {} ", alert.id))

@@ -299,14 +299,8 @@ pub fn runs_summary_shown(area: Rect) -> bool {
 
 /// `A → B, C → D`: the tasks by depth in the graph.
 pub fn graph_line(graph: &[(String, Vec<String>)]) -> String {
-    let mut depth: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for _ in 0..graph.len() {
-        for (name, parents) in graph {
-            let level =
-                parents.iter().map(|parent| depth.get(parent.as_str()).copied().unwrap_or(0) + 1).max().unwrap_or(0);
-            depth.insert(name.as_str(), level);
-        }
-    }
+    // The same depths the graph view lays its columns out by.
+    let depth = super::graph::depths(graph);
     let deepest = depth.values().copied().max().unwrap_or(0);
     (0..=deepest)
         .map(|level| {
