@@ -51,6 +51,9 @@ pub struct Loaded {
     pub tasks: Vec<TaskRecord>,
     pub attempts: Vec<AttemptRecord>,
     pub audit: Vec<AuditRecord>,
+    /// Each audit entry's command, parsed back from its JSON once (when the read comes back, not per frame),
+    /// with its name.
+    pub commands: Vec<(Option<Command>, String)>,
 }
 
 /// `i`: the selected run's details; what the lists do not hold is read in the background.
@@ -70,8 +73,11 @@ pub fn open_run(model: &mut Model, run: String, back: Option<View>) -> Vec<Effec
 }
 
 /// The background read came back; used only if the same run is still shown.
-pub fn loaded(model: &mut Model, run: &str, loaded: Loaded) {
+pub fn loaded(model: &mut Model, run: &str, mut loaded: Loaded) {
     if model.details.run.as_deref() == Some(run) {
+        if loaded.commands.len() != loaded.audit.len() {
+            loaded.commands = loaded.audit.iter().map(parse_command).collect();
+        }
         model.details.loaded = Some(loaded);
     }
 }
@@ -143,17 +149,15 @@ fn heading(text: String, style: Style) -> Line<'static> {
     Line::from(Span::styled(text, style.add_modifier(Modifier::BOLD)))
 }
 
-/// What an audit entry asked, parsed back from its JSON.
-fn command_of(entry: &AuditRecord) -> Option<Command> {
-    serde_json::from_str(&entry.command).ok()
-}
-
-fn command_name(entry: &AuditRecord) -> String {
-    serde_json::from_str::<Value>(&entry.command)
-        .ok()
-        .and_then(|value| value.get("command").and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_else(|| "command".into())
-        .replace('_', " ")
+/// What an audit entry asked, parsed back from its JSON, and the command's name (`retry task`).
+pub fn parse_command(entry: &AuditRecord) -> (Option<Command>, String) {
+    let value = serde_json::from_str::<Value>(&entry.command).ok();
+    let name = value
+        .as_ref()
+        .and_then(|value| value.get("command").and_then(Value::as_str))
+        .unwrap_or("command")
+        .replace('_', " ");
+    (value.and_then(|value| serde_json::from_value(value).ok()), name)
 }
 
 /// What the page shows of a run: live from the lists where they hold it, else as read from the store.
@@ -162,6 +166,7 @@ struct Sources<'a> {
     tasks: Vec<&'a TaskRecord>,
     attempts: Vec<&'a AttemptRecord>,
     audit: &'a [AuditRecord],
+    commands: &'a [(Option<Command>, String)],
 }
 
 fn sources<'a>(model: &'a Model, id: &str) -> Option<Sources<'a>> {
@@ -181,7 +186,8 @@ fn sources<'a>(model: &'a Model, id: &str) -> Option<Sources<'a>> {
         None => loaded.map(|loaded| loaded.attempts.iter().collect()).unwrap_or_default(),
     };
     let audit: &[AuditRecord] = loaded.map(|loaded| loaded.audit.as_slice()).unwrap_or_default();
-    Some(Sources { run, tasks, attempts, audit })
+    let commands = loaded.map(|loaded| loaded.commands.as_slice()).unwrap_or_default();
+    Some(Sources { run, tasks, attempts, audit, commands })
 }
 
 /// When a task's output may have changed: outputs are set as a task's state changes (it ends, waits at a
@@ -225,7 +231,7 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
     let details = &model.details;
     let Some(id) = details.run.as_deref() else { return vec![Line::from("no run selected")] };
     let loaded = details.loaded.as_ref();
-    let Some(Sources { run, tasks, attempts, audit }) = sources(model, id) else {
+    let Some(Sources { run, tasks, attempts, audit, commands }) = sources(model, id) else {
         let text =
             if loaded.is_some() { format!("run {id} is not in the store") } else { format!("reading run {id}…") };
         return vec![Line::from(Span::styled(text, theme.dim()))];
@@ -237,7 +243,7 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
             Span::raw(format!(" of {} · ", printable(&run.workflow))),
             Span::styled(format!("{} {}", run_symbol(run.state), run.state), theme.run(run.state)),
         ]),
-        field("trigger", trigger_text(run, audit, chrome), plain),
+        field("trigger", trigger_text(run, audit, commands, chrome), plain),
     ];
     out.push(field("created", local(run.created_at, chrome), plain));
     if let Some(start) = run.started_at {
@@ -298,10 +304,10 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
         if let Some(error) = &task.error {
             out.push(field("error", printable(error), theme.fg("failed")));
         }
-        for entry in audit {
-            let (verb, comment) = match command_of(entry) {
-                Some(Command::Approve { task: name, comment, .. }) if name == task.name => ("approve", comment),
-                Some(Command::Reject { task: name, comment, .. }) if name == task.name => ("reject", comment),
+        for (entry, (command, _)) in audit.iter().zip(commands) {
+            let (verb, comment) = match command {
+                Some(Command::Approve { task: name, comment, .. }) if *name == task.name => ("approve", comment),
+                Some(Command::Reject { task: name, comment, .. }) if *name == task.name => ("reject", comment),
                 _ => continue,
             };
             // The outcome says what was decided ("approved 2 item(s) …"); a refusal says why.
@@ -317,7 +323,7 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
                 local(entry.at, chrome)
             );
             if let Some(comment) = comment {
-                text.push_str(&format!(" — “{}”", printable(&comment)));
+                text.push_str(&format!(" — “{}”", printable(comment)));
             }
             out.push(field("decision", text, theme.fg("waiting")));
         }
@@ -339,7 +345,7 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
     } else if audit.is_empty() {
         out.push(Line::from(Span::styled("  none", theme.dim())));
     }
-    for entry in audit {
+    for (entry, (_, name)) in audit.iter().zip(commands) {
         let style = if entry.ok { plain } else { theme.fg("failed") };
         out.push(Line::from(Span::styled(
             format!(
@@ -347,7 +353,7 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
                 local(entry.at, chrome),
                 printable(&entry.who),
                 printable(&entry.origin),
-                command_name(entry),
+                name,
                 if entry.ok { "" } else { "refused: " },
                 printable(&entry.outcome)
             ),
@@ -358,7 +364,12 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
 }
 
 /// `manual, by alice via console`, `the schedule`, `file /in/a.csv arrived (1200 bytes)`.
-fn trigger_text(run: &RunRecord, audit: &[AuditRecord], chrome: &Chrome) -> String {
+fn trigger_text(
+    run: &RunRecord,
+    audit: &[AuditRecord],
+    commands: &[(Option<Command>, String)],
+    chrome: &Chrome,
+) -> String {
     match run.trigger.as_str() {
         "event" => {
             let file = run.input.get("file").and_then(Value::as_str).map(printable);
@@ -371,10 +382,9 @@ fn trigger_text(run: &RunRecord, audit: &[AuditRecord], chrome: &Chrome) -> Stri
         "schedule" => "the schedule".into(),
         kind => {
             let started = format!("started run {}", run.id);
-            let by = audit.iter().find(|entry| {
-                entry.ok
-                    && entry.outcome.contains(&started)
-                    && matches!(command_of(entry), Some(Command::Trigger { .. }))
+            let by = audit.iter().zip(commands).find_map(|(entry, (command, _))| {
+                let trigger = matches!(command, Some(Command::Trigger { .. }));
+                (entry.ok && trigger && entry.outcome.contains(&started)).then_some(entry)
             });
             match by {
                 Some(entry) => format!(

@@ -416,11 +416,14 @@ impl Console {
                 let (store, tx) = (self.store.clone(), self.tx.clone());
                 tokio::task::spawn_blocking(move || {
                     let store = store.lock().expect("store lock");
+                    let audit = store.audit_of_run(&run, details::AUDIT_READ).unwrap_or_default();
                     let loaded = details::Loaded {
                         run: store.run(&run).ok().flatten(),
                         tasks: store.tasks(&run).unwrap_or_default(),
                         attempts: store.attempts(&run, None).unwrap_or_default(),
-                        audit: store.audit_of_run(&run, details::AUDIT_READ).unwrap_or_default(),
+                        // Parsed here, off the screen's thread.
+                        commands: audit.iter().map(details::parse_command).collect(),
+                        audit,
                     };
                     let _ = tx.blocking_send(Message::Details(run, Box::new(loaded)));
                 });

@@ -570,7 +570,8 @@ async fn a_cancelled_run_runs_its_on_cancel_handler_with_the_run_as_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_printing_progress_in_a_tight_loop_passes_on_only_whole_percent_changes() {
-    let workflow = "id = \"Chatty\"\n[[tasks]]\nname = \"Count\"\nrun = 'seq 1 20000 | sed \"s|^|::progress::|; s|$|/20000|\"'\n";
+    let workflow =
+        "id = \"Chatty\"\n[[tasks]]\nname = \"Count\"\nrun = 'seq 1 20000 | sed \"s|^|::progress::|; s|$|/20000|\"'\n";
     let mut h = Setup::new(workflow).start();
     let run = h.trigger("Chatty").await;
     let mut progress_events = 0;
