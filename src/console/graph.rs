@@ -24,6 +24,9 @@ pub struct GraphView {
     pub y: usize,
     pub width: usize,
     pub height: usize,
+    /// The last graph laid out and its layout: laying out is quadratic in the tasks, and the graph changes
+    /// only when its file does, so frames reuse it.
+    layout: Option<(Vec<(String, Vec<String>)>, Option<Placed>)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,8 +387,14 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &mut Mode
         frame.render_widget(Paragraph::new(Span::styled("this workflow has no tasks", theme.dim())), inner);
         return;
     }
-    let placed = place(&graph_of(&workflow.tasks, &workflow.graph));
-    let Some(canvas) = placed.and_then(|placed| paint(&placed, &states, chrome)) else {
+    let graph = graph_of(&workflow.tasks, &workflow.graph);
+    let view = &mut model.graph_view;
+    if view.layout.as_ref().is_none_or(|(known, _)| *known != graph) {
+        let placed = place(&graph);
+        view.layout = Some((graph, placed));
+    }
+    let placed = view.layout.as_ref().and_then(|(_, placed)| placed.as_ref());
+    let Some(canvas) = placed.and_then(|placed| paint(placed, &states, chrome)) else {
         let text = format!("{} tasks: too large a graph to draw; the Tasks pane lists them", workflow.tasks.len());
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), inner);
         return;
