@@ -26,8 +26,11 @@ pub struct GraphView {
     pub height: usize,
     /// The last graph laid out and its layout: laying out is quadratic in the tasks, and the graph changes
     /// only when its file does, so frames reuse it.
-    layout: Option<(Vec<(String, Vec<String>)>, Option<Placed>)>,
+    layout: Option<Layout>,
 }
+
+/// A graph (each task with its parents) and how it was laid out (`None`: too large to draw).
+type Layout = (Vec<(String, Vec<String>)>, Option<Placed>);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Node {
