@@ -35,11 +35,13 @@ impl Executor for LlmExecutor {
 /// One question's answer: the reply as JSON, and the tokens it cost.
 type Answer = Result<(Value, Usage), String>;
 
-/// When the attempt's time is up, and how long it was given (for the message when no answer came).
+/// When the attempt's time is up, and how long it was given (for the message when no answer came); and how
+/// large an answer may be (the task's `max_output_size`, as for an HTTP service's answer).
 #[derive(Clone, Copy)]
 struct Deadline {
     at: Instant,
     timeout: Duration,
+    max_answer: u64,
 }
 
 impl Deadline {
@@ -74,7 +76,7 @@ async fn ask(agent: Arc<LlmAgent>, permits: Arc<Semaphore>, mut attempt: Attempt
         None => vec![attempt.input.clone()],
     };
     let timeout = attempt.timeout.unwrap_or(DEFAULT_LLM_TIMEOUT);
-    let deadline = Deadline { at: Instant::now() + timeout, timeout };
+    let deadline = Deadline { at: Instant::now() + timeout, timeout, max_answer: attempt.limits.max_output_size };
     let endpoint = format!("{}/chat/completions", agent.url.trim_end_matches('/'));
     log.engine_line(&format!(
         "asking {} at {endpoint} about {} item(s), at most {} at once",
@@ -200,7 +202,7 @@ fn question(
         let status = response.status().as_u16();
         let retry_after =
             response.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_string);
-        let text = match response.body_mut().with_config().limit(16 * 1024 * 1024).read_to_string() {
+        let text = match response.body_mut().with_config().limit(deadline.max_answer).read_to_string() {
             Ok(text) => text,
             Err(ureq::Error::Timeout(_)) => return Err(deadline.missed()),
             Err(error) => return Err(format!("reading the reply failed: {error}")),
