@@ -90,8 +90,11 @@ async fn ask(agent: Arc<LlmAgent>, permits: Arc<Semaphore>, mut attempt: Attempt
             (agent.clone(), permits.clone(), log.clone(), key.clone(), endpoint.clone());
         let count = items.len();
         questions.spawn(async move {
-            let Ok(_permit) = permits.acquire_owned().await else { return (index, Err("the agent is closed".into())) };
+            let Ok(permit) = permits.acquire_owned().await else { return (index, Err("the agent is closed".into())) };
             let answer = tokio::task::spawn_blocking(move || {
+                // Held by the thread, not by this task: a cancelled attempt abandons the thread, which may still
+                // be asking, and its place must stay taken until it is done.
+                let _permit = permit;
                 let label = if count > 1 { format!("item {}/{count}", index + 1) } else { "the input".to_string() };
                 question(&agent, &endpoint, key.as_deref(), &item, &label, deadline, &log)
             })

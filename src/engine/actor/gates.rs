@@ -61,8 +61,9 @@ impl Actor {
         self.save_task(&record);
         self.save_run(&run_record);
         if decided.still_held == 0 {
-            let (run, name) = (id.clone(), task.clone());
-            self.timers.retain(|_, timer| *timer != Timer::GateTimeout { run: run.clone(), task: name.clone() });
+            self.timers.retain(
+                |_, timer| !matches!(timer, Timer::GateTimeout { run, task: name } if *run == id && *name == task),
+            );
             self.advance(&id);
         }
         let verb = if answer.approve { "approved" } else { "rejected" };
