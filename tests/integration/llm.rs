@@ -285,3 +285,29 @@ async fn at_most_max_concurrency_questions_are_in_flight() {
     h.run_reaches(&run, RunState::Succeeded).await;
     assert_eq!(most.load(Ordering::SeqCst), 2, "max_concurrency = 2 with three items");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_attempts_questions_still_in_flight_keep_their_places() {
+    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (counting, highest) = (in_flight.clone(), most.clone());
+    let server = FakeLlm::start(move |_, body| {
+        let now = counting.fetch_add(1, Ordering::SeqCst) + 1;
+        highest.fetch_max(now, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+        counting.fetch_sub(1, Ordering::SeqCst);
+        reply_with(&scored(body))
+    });
+    let mut h = start(&server);
+    let first = h.trigger("Grants").await;
+    let started = Instant::now();
+    while server.requests().len() < 2 {
+        assert!(started.elapsed() < WAIT, "the first run's questions were asked");
+        tokio::task::yield_now().await;
+    }
+    h.engine.send(conveyor::engine::Command::CancelRun { run: first.clone() }).await.unwrap();
+    h.run_reaches(&first, RunState::Cancelled).await;
+    let second = h.trigger("Grants").await;
+    h.run_reaches(&second, RunState::Succeeded).await;
+    assert_eq!(most.load(Ordering::SeqCst), 2, "the abandoned questions held their places (max_concurrency = 2)");
+}
