@@ -791,7 +791,11 @@ impl Store {
             .query_map([&cutoff], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
             .collect::<rusqlite::Result<Vec<_>>>()?
             .into_iter()
-            .filter(|(_, path, _, _)| !std::path::Path::new(path).exists())
+            // A name that is not UTF-8 is stored escaped (`\xff`, `\\`): it cannot be looked up as written, so
+            // its record is kept rather than dropped while the file may still be there (it would run again).
+            .filter(|(_, path, _, _): &(String, String, i64, String)| {
+                !path.contains('\\') && !std::path::Path::new(path).exists()
+            })
             .collect();
         self.write(move |connection| {
             let mut removed = connection.execute(

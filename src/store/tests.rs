@@ -185,6 +185,19 @@ fn trimming_keeps_the_newest_alerts_and_audit_and_forgets_processed_files_long_g
 }
 
 #[test]
+fn trimming_keeps_the_record_of_a_file_whose_name_was_stored_escaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let now = Utc::now();
+    let long_ago = now - chrono::Duration::days(60);
+    // `in/caf\xe9.csv`: a Latin-1 name as `files::file_text` stores it; looked up as written, it never exists.
+    let escaped = dir.path().join("caf\\xe9.csv").to_string_lossy().into_owned();
+    store.mark_file_processed("W", &escaped, 2, long_ago, None, long_ago).unwrap();
+    assert_eq!(store.trim(10, 10, chrono::Duration::days(30), now).unwrap(), 0);
+    assert!(store.file_processed("W", &escaped, 2, long_ago).unwrap(), "the file may still be there: kept");
+}
+
+#[test]
 fn audit_and_fires_are_read_after_an_id_oldest_first_and_no_further_than_the_limit() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
