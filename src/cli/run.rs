@@ -32,7 +32,9 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
         eprintln!("an engine already holds {}: starting the run there and following it", state.display());
         return super::remote::trigger_and_follow(state, &args.workflow, input, params);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // One thread: a run's steps follow each other, and handing work between threads cost more than it won
+    // (docs/benchmarks.md). Blocking work (secrets, HTTP, a capped log's tail) still has tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
     };
