@@ -70,6 +70,10 @@ impl Store {
         connection.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
         )?;
+        // The write-ahead log stays between processes: closing neither checkpoints nor deletes it, so a
+        // `conveyor run` does not pay for creating, syncing and removing it; the next opener reads it as is, and
+        // SQLite's automatic checkpoint keeps it from growing (docs/benchmarks.md).
+        connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
         schema::migrate(&connection)?;
         let identity = {
             use std::os::unix::fs::MetadataExt;
