@@ -44,7 +44,20 @@ pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>, ra
                 attempt.task, attempt.attempt, attempt.route, attempt.state
             );
         }
-        match std::fs::File::open(&attempt.log_path) {
+        let opened = std::fs::File::open(&attempt.log_path);
+        if let (Err(_), Some(text)) = (&opened, &attempt.log_text) {
+            // Only the engine's lines, kept in the store: printed the same way a file would be.
+            let shown = if escape {
+                print_visible(text.as_bytes(), &mut out)
+            } else {
+                out.write_all(text.as_bytes()).map(|()| 0)
+            };
+            if let Err(error) = shown {
+                return fail(format!("printing the log of {} attempt {}: {error}", attempt.task, attempt.attempt));
+            }
+            continue;
+        }
+        match opened {
             Ok(mut file) => {
                 let copied = if escape { print_visible(file, &mut out) } else { std::io::copy(&mut file, &mut out) };
                 if let Err(error) = copied {
@@ -60,7 +73,7 @@ pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>, ra
 }
 
 /// The log's lines with their control characters made visible; returns the bytes read.
-fn print_visible(file: std::fs::File, out: &mut impl Write) -> std::io::Result<u64> {
+fn print_visible(file: impl std::io::Read, out: &mut impl Write) -> std::io::Result<u64> {
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
     let mut read = 0;

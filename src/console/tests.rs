@@ -80,6 +80,7 @@ fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRe
         progress: None,
         prompt_tokens: None,
         completion_tokens: None,
+        log_text: None,
     }
 }
 

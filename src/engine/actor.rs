@@ -104,6 +104,8 @@ pub(super) struct Done {
     attempt: u32,
     ending: Ending,
     log_bytes: u64,
+    /// The log, when it never got a file (only the engine's lines, and the attempt ended quickly).
+    log_text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

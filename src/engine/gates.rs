@@ -83,7 +83,12 @@ mod tests {
     async fn an_attempt_waits_for_a_place_and_a_cancel_ends_the_wait() {
         let gates = Gates::default();
         let dir = tempfile::tempdir().unwrap();
-        let log = LogSink::create(&dir.path().join("a.log"), 1 << 20, std::sync::Arc::new(|_, _: &str, _| {}));
+        let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let listener = {
+            let said = said.clone();
+            std::sync::Arc::new(move |_, line: &str, _| said.lock().unwrap().push_str(line))
+        };
+        let log = LogSink::create(&dir.path().join("a.log"), 1 << 20, listener);
         let (_handle, mut cancel) = crate::tasks::cancel_pair();
         let held = pass(vec![gates.gate("w:W", 1, "max_parallel 1 of workflow W".into())], &mut cancel, &log)
             .await
@@ -95,8 +100,7 @@ mod tests {
             async move { pass(vec![gate], &mut cancel, &log).await.is_none() }
         });
         // The waiter says so in the log before it waits; the log is the barrier.
-        let path = dir.path().join("a.log");
-        while !std::fs::read_to_string(&path).unwrap_or_default().contains("waiting for a free place") {
+        while !said.lock().unwrap().contains("waiting for a free place") {
             tokio::task::yield_now().await;
         }
         handle.cancel();

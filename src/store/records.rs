@@ -100,6 +100,10 @@ pub struct AttemptRecord {
     /// Tokens a language model counted for the attempt (an LLM agent's), from its replies' `usage`.
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
+    /// The whole log of an attempt that printed nothing: the engine's few lines, kept here instead of in a
+    /// file of their own (`LogSink::held_text`); read through `attempt_log`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_text: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -244,6 +248,7 @@ fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
         progress: row.get("progress")?,
         prompt_tokens: row.get::<_, Option<i64>>("prompt_tokens")?.map(|tokens| tokens.max(0) as u64),
         completion_tokens: row.get::<_, Option<i64>>("completion_tokens")?.map(|tokens| tokens.max(0) as u64),
+        log_text: row.get("log_text")?,
     })
 }
 
@@ -884,13 +889,14 @@ fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) ->
     let mut statement = connection.prepare_cached(
         // An update in place, not REPLACE's delete and insert: an attempt's row is written two or three times.
         "INSERT INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,
-            log_path, log_bytes, pid, pid_start, progress, prompt_tokens, completion_tokens)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+            log_path, log_bytes, pid, pid_start, progress, prompt_tokens, completion_tokens, log_text)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
          ON CONFLICT (run_id, task, attempt) DO UPDATE SET route = excluded.route, state = excluded.state,
             exit_code = excluded.exit_code, error = excluded.error, started_at = excluded.started_at,
             finished_at = excluded.finished_at, log_path = excluded.log_path, log_bytes = excluded.log_bytes,
             pid = excluded.pid, pid_start = excluded.pid_start, progress = excluded.progress,
-            prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens",
+            prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,
+            log_text = excluded.log_text",
     )?;
     statement.execute(params![
         attempt.run_id,
@@ -909,6 +915,7 @@ fn upsert_attempt(connection: &rusqlite::Connection, attempt: &AttemptRecord) ->
         attempt.progress,
         attempt.prompt_tokens.map(|tokens| tokens as i64),
         attempt.completion_tokens.map(|tokens| tokens as i64),
+        attempt.log_text,
     ])?;
     Ok(())
 }

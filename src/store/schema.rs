@@ -127,6 +127,10 @@ ALTER TABLE attempts ADD COLUMN progress REAL;
 ALTER TABLE attempts ADD COLUMN prompt_tokens INTEGER;
 ALTER TABLE attempts ADD COLUMN completion_tokens INTEGER;
 "#,
+    // The log of an attempt that had only the engine's lines, which never got a file of its own.
+    r#"
+ALTER TABLE attempts ADD COLUMN log_text TEXT;
+"#,
 ];
 
 pub fn migrate(connection: &Connection) -> rusqlite::Result<()> {

@@ -65,7 +65,14 @@ struct Files {
     written: u64,
     tail: Option<Tail>,
     finished: bool,
+    /// The engine's own lines while nothing else came: an attempt that prints nothing and ends quickly costs
+    /// no file at all (creating one is most of a short task's cost on a busy ext4 volume); its lines go to the
+    /// store with the attempt instead (`held_text`). `None` once lines go to the file.
+    held: Option<Vec<u8>>,
 }
+
+/// Engine lines held in memory at most: more, and they go to the file.
+const HELD_MAX: usize = 4096;
 
 /// Once the head is full, lines go to two segment files beside the log, each up to a quarter of the cap:
 /// when the current one is full the older is emptied and reused. At the end the log gets a marker and the
@@ -75,6 +82,24 @@ struct Tail {
     current: usize,
     sizes: [u64; 2],
     left_out: u64,
+}
+
+/// Gives an attempt whose log was kept in the store (`AttemptRecord::log_text`) its file at `path`, for a
+/// reader that works on files (the console's viewer and pager). Written whole under another name and renamed,
+/// so two readers doing it at once, or one reading meanwhile, never see half of it; a file already there is
+/// left as it is.
+pub fn write_kept_log(path: &Path, text: &str) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(folder) = path.parent() {
+        crate::store::create_private_dir(folder)?;
+    }
+    let partial = path.with_extension(format!("log.{}.partial", std::process::id()));
+    let mut file = OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&partial)?;
+    file.write_all(text.as_bytes())?;
+    drop(file);
+    std::fs::rename(&partial, path)
 }
 
 /// Where the stderr line numbers of the log at `log` are kept.
@@ -127,7 +152,8 @@ fn stream_tag(stream: Stream) -> u8 {
 
 impl Files {
     fn new(log: LogFile, stderr: LogFile, cap: u64) -> Files {
-        Files { log, stderr, lines: 0, write_failed: false, cap, written: 0, tail: None, finished: false }
+        let held = matches!(log, LogFile::NotYet(_)).then(Vec::new);
+        Files { log, stderr, lines: 0, write_failed: false, cap, written: 0, tail: None, finished: false, held }
     }
 
     fn warn_once(&mut self, what: &str, error: std::io::Error) {
@@ -174,6 +200,14 @@ impl Files {
         let number = self.lines;
         self.lines += 1;
         self.written += text.len() as u64 + 1;
+        if let Some(held) = &mut self.held {
+            if stream == Stream::Engine && held.len() + text.len() < HELD_MAX {
+                held.extend_from_slice(text);
+                held.push(b'\n');
+                return;
+            }
+            self.keep_on_disk();
+        }
         if let Some(file) = self.log.writer() {
             // One write per line, so a reader in another process sees each line as soon as it exists.
             let mut buffer = Vec::with_capacity(text.len() + 1);
@@ -188,6 +222,19 @@ impl Files {
             && let Err(error) = writeln!(index, "{number}")
         {
             self.warn_once("a task log's stderr index", error);
+        }
+    }
+
+    /// The held lines go to the file, and every later line with them.
+    fn keep_on_disk(&mut self) {
+        let Some(held) = self.held.take() else { return };
+        if held.is_empty() {
+            return;
+        }
+        if let Some(file) = self.log.writer()
+            && let Err(error) = file.write_all(&held)
+        {
+            self.warn_once("a task log", error);
         }
     }
 
@@ -295,10 +342,30 @@ impl LogSink {
     }
 
     /// Ends the log: if it went over `max_log_size`, a marker saying how much was left out, then the tail.
+    /// Copying a tail is file work: `needs_file_work` says whether to do this off the runtime's threads.
     pub fn finish(&self) {
         let mut files = self.files.lock().expect("log file lock");
         files.finish(self.path.as_deref());
         self.bytes.store(files.written, Ordering::Relaxed);
+    }
+
+    /// Whether `finish` has a tail to copy.
+    pub fn needs_file_work(&self) -> bool {
+        self.files.lock().expect("log file lock").tail.is_some()
+    }
+
+    /// The attempt has run long enough for someone to look: lines held in memory go to the file now, and
+    /// later ones as they come.
+    pub fn keep_on_disk(&self) {
+        self.files.lock().expect("log file lock").keep_on_disk();
+    }
+
+    /// The log of an attempt that only ever had the engine's lines, which were never written to a file: kept
+    /// with the attempt in the store (`AttemptRecord::log_text`). `None` once there is a file.
+    pub fn held_text(&self) -> Option<String> {
+        let files = self.files.lock().expect("log file lock");
+        let held = files.held.as_ref().filter(|held| !held.is_empty())?;
+        Some(String::from_utf8_lossy(held).into_owned())
     }
 
     /// Bytes in the log file.
@@ -346,6 +413,42 @@ mod tests {
         assert_eq!(seen[1], (Stream::Stderr, "::progress::1/2".to_string(), Some(Progress(0.5))));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn engine_lines_wait_in_memory_until_output_comes_or_someone_may_look() {
+        let dir = tempfile::tempdir().unwrap();
+        let quiet = dir.path().join("logs/run/Quiet.1.log");
+        let sink = LogSink::create(&quiet, 1 << 20, Arc::new(|_, _: &str, _| {}));
+        sink.engine_line("started `true` (pid 1)");
+        sink.engine_line("exit status 0");
+        sink.finish();
+        assert!(!quiet.exists(), "an attempt that printed nothing has no file");
+        let kept = sink.held_text().expect("its lines, for the store");
+        assert_eq!(kept, "[conveyor] started `true` (pid 1)\n[conveyor] exit status 0\n");
+        assert_eq!(sink.bytes(), kept.len() as u64);
+        write_kept_log(&quiet, &kept).unwrap();
+        assert_eq!(std::fs::read_to_string(&quiet).unwrap(), kept, "a reader gets the file it expects");
+        write_kept_log(&quiet, "other").unwrap();
+        assert_eq!(std::fs::read_to_string(&quiet).unwrap(), kept, "a file already there stays");
+
+        let loud = dir.path().join("logs/run/Loud.1.log");
+        let sink = LogSink::create(&loud, 1 << 20, Arc::new(|_, _: &str, _| {}));
+        sink.engine_line("started");
+        sink.line(Stream::Stderr, "oops");
+        sink.engine_line("exit status 1");
+        assert_eq!(std::fs::read_to_string(&loud).unwrap(), "[conveyor] started\noops\n[conveyor] exit status 1\n");
+        assert_eq!(std::fs::read_to_string(stderr_index_path(&loud)).unwrap(), "1\n", "numbers count held lines");
+        assert_eq!(sink.held_text(), None);
+
+        let slow = dir.path().join("logs/run/Slow.1.log");
+        let sink = LogSink::create(&slow, 1 << 20, Arc::new(|_, _: &str, _| {}));
+        sink.engine_line("started");
+        sink.keep_on_disk();
+        assert_eq!(std::fs::read_to_string(&slow).unwrap(), "[conveyor] started\n");
+        sink.engine_line("exit status 0");
+        assert_eq!(std::fs::read_to_string(&slow).unwrap(), "[conveyor] started\n[conveyor] exit status 0\n");
+        assert_eq!(sink.held_text(), None);
     }
 
     #[test]

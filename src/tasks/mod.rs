@@ -27,7 +27,7 @@ pub use governance::{GateSummary, plain as plain_field, summary as gate_summary}
 pub use http::HttpExecutor;
 pub use limits::Limits;
 pub use llm::LlmExecutor;
-pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path};
+pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path, write_kept_log};
 pub use process::ProcessExecutor;
 
 use crate::engine::SharedClock;

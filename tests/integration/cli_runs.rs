@@ -354,3 +354,34 @@ fn a_command_that_only_prints_ends_quietly_when_its_reader_goes() {
     use std::os::unix::process::ExitStatusExt;
     assert!(output.status.success() || output.status.signal() == Some(libc::SIGPIPE), "{:?}", output.status);
 }
+
+#[test]
+fn a_quick_silent_task_keeps_its_log_in_the_store_and_logs_shows_it_as_a_file_would() {
+    let dir = folder();
+    write(
+        &dir.path().join("workflows"),
+        "silent.toml",
+        "id = \"Silent\"\n[[tasks]]\nname = \"Quick\"\ncommand = [\"true\"]\n[[tasks]]\nname = \"Slow\"\ncommand = [\"sleep\", \"0.5\"]\n",
+    );
+    let output = run(&["run", "Silent"], dir.path());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let run_id = history_json(dir.path())[0]["id"].as_str().unwrap().to_string();
+    let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
+    let attempts = store.attempts(&run_id, None).unwrap();
+    let (quick, slow) = (&attempts[0], &attempts[1]);
+    assert!(!quick.log_path.exists(), "no file for a task that printed nothing and ended at once");
+    let kept = quick.log_text.clone().expect("its lines are in the store");
+    assert!(
+        kept.starts_with("[conveyor] started `true` (pid ") && kept.ends_with("[conveyor] exit status 0\n"),
+        "{kept}"
+    );
+    assert_eq!(quick.log_bytes, kept.len() as u64);
+    // A task running longer gets its file while it runs, as before, so a reader can follow it.
+    assert!(slow.log_path.exists() && slow.log_text.is_none(), "{slow:?}");
+    let logs = run(&["logs", &run_id, "Quick"], dir.path());
+    assert_eq!(logs.status.code(), Some(0), "{}", text(&logs.stderr));
+    assert_eq!(text(&logs.stdout), kept);
+    let all = text(&run(&["logs", &run_id], dir.path()).stdout);
+    assert!(all.contains(&format!("=== Quick attempt 1 on inline (succeeded) ===\n{kept}")), "{all}");
+    assert!(all.contains("=== Slow attempt 1 on inline (succeeded) ===\n[conveyor] started `sleep 0.5`"), "{all}");
+}

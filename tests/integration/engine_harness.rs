@@ -221,9 +221,15 @@ impl Harness {
         self.store().tasks(run).unwrap().into_iter().find(|task| task.name == name).unwrap()
     }
 
+    /// The attempt's log as `conveyor logs` shows it: its file, or the engine's lines kept in the store when it
+    /// never got one.
     pub fn log(&self, run: &str, task: &str, attempt: u32) -> String {
         let store = self.store();
-        std::fs::read_to_string(store.log_path(run, task, attempt)).unwrap_or_default()
+        let kept = store.attempts(run, Some(task)).unwrap().into_iter().find(|a| a.attempt == attempt);
+        match std::fs::read_to_string(store.log_path(run, task, attempt)) {
+            Ok(text) => text,
+            Err(_) => kept.and_then(|attempt| attempt.log_text).unwrap_or_default(),
+        }
     }
 }
 

@@ -20,6 +20,11 @@ use crate::tasks::{
     SharedExecutor, cancel_pair, when,
 };
 
+/// How long an attempt that has printed nothing keeps the engine's lines about it in memory before they get a
+/// file: a person opening the log of a task that runs longer sees no difference, and a quick silent task
+/// (most steps of a long chain) costs no file (docs/benchmarks.md).
+const HOLD_LOG: Duration = Duration::from_millis(100);
+
 impl Actor {
     pub(super) fn start_task(&mut self, id: &str, index: usize) {
         let Some(run) = self.runs.get_mut(id) else { return };
@@ -152,6 +157,7 @@ impl Actor {
                 progress: None,
                 prompt_tokens: None,
                 completion_tokens: None,
+                log_text: None,
             };
         }
         self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
@@ -256,8 +262,8 @@ impl Actor {
             let mut cancel = attempt.cancel.clone();
             let Some(_places) = crate::engine::gates::pass(gates, &mut cancel, &sink).await else {
                 let ending = Ending::Cancelled;
-                let _ =
-                    done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes: sink.bytes() }));
+                let (log_bytes, log_text) = (sink.bytes(), sink.held_text());
+                let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes, log_text }));
                 return;
             };
             let mut attempt = attempt;
@@ -282,17 +288,35 @@ impl Actor {
                         sink.engine_line(warning);
                     }
                     attempt.env = resolved.env;
-                    // Its own task, so that a panic in an executor is seen here and ends the engine, not just
-                    // the attempt.
-                    match tokio::spawn(executor.execute(attempt)).await {
+                    // Polled here, not in a task of its own (a hand-over less per attempt); a panic in an
+                    // executor is caught, and ends the engine, not just the attempt.
+                    let mut execution = executor.execute(attempt);
+                    let execution = std::future::poll_fn(move |context| {
+                        let polled =
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execution.as_mut().poll(context)));
+                        match polled {
+                            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                            Ok(std::task::Poll::Ready(ending)) => std::task::Poll::Ready(Ok(ending)),
+                            Err(panic) => std::task::Poll::Ready(Err(panic)),
+                        }
+                    });
+                    tokio::pin!(execution);
+                    let ended = tokio::select! {
+                        ended = &mut execution => ended,
+                        // Long enough for someone to look: its log gets its file (see `LogSink::held_text`).
+                        _ = tokio::time::sleep(HOLD_LOG) => {
+                            sink.keep_on_disk();
+                            execution.await
+                        }
+                    };
+                    match ended {
                         // Masked before the engine sees it: errors, outputs and the alerts made of them.
                         Ok(ending) => secrets.mask_ending(ending),
-                        Err(error) if error.is_panic() => {
+                        Err(_) => {
                             let reason = format!("an executor panicked running task {} of run {run_id}", index);
                             let _ = done.send(Internal::Fatal(reason));
                             return;
                         }
-                        Err(_) => return,
                     }
                 }
                 Err(error) => {
@@ -300,16 +324,18 @@ impl Actor {
                     Ending::failed(error)
                 }
             };
-            // Copying a capped log's tail is file work: off the runtime's threads. An output a timed-out or
-            // cancelled task wrote was never read: it goes too, as it may hold what the task was told in secret.
-            let finishing = sink.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                finishing.finish();
-                let _ = std::fs::remove_file(output_file);
-            })
-            .await;
-            let log_bytes = sink.bytes();
-            let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes }));
+            // Copying a capped log's tail is file work: off the runtime's threads (a hand-over that costs more
+            // than the rest of a short task's ending, so only then). An output a timed-out or cancelled task
+            // wrote was never read: it goes too, as it may hold what the task was told in secret.
+            if sink.needs_file_work() {
+                let finishing = sink.clone();
+                let _ = tokio::task::spawn_blocking(move || finishing.finish()).await;
+            } else {
+                sink.finish();
+            }
+            let _ = std::fs::remove_file(output_file);
+            let (log_bytes, log_text) = (sink.bytes(), sink.held_text());
+            let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes, log_text }));
         });
         cancel_handle
     }
@@ -355,6 +381,7 @@ impl Actor {
             progress: None,
             prompt_tokens: None,
             completion_tokens: None,
+            log_text: None,
         };
         if let Err(error) = self.store.insert_attempt(&record) {
             tracing::error!("storing a handler's attempt failed: {error}");
@@ -379,6 +406,7 @@ impl Actor {
         let Some((mut record, _)) = self.handlers.remove(&done.run_id) else { return };
         record.finished_at = Some(self.now());
         record.log_bytes = done.log_bytes;
+        record.log_text = done.log_text;
         let failure = match done.ending {
             Ending::Succeeded { .. } | Ending::AwaitingApproval { .. } => {
                 record.state = AttemptState::Succeeded;
@@ -420,6 +448,7 @@ impl Actor {
         if let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == done.attempt) {
             attempt.finished_at = Some(now);
             attempt.log_bytes = done.log_bytes;
+            attempt.log_text = done.log_text.clone();
             match &done.ending {
                 Ending::Succeeded { .. } => {
                     attempt.state = AttemptState::Succeeded;
