@@ -120,7 +120,7 @@ impl Metrics {
 /// Binds the address before the engine opens, so a port in use is an error the operator sees at once.
 pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, String> {
     let listener = std::net::TcpListener::bind(address)
-        .map_err(|error| format!("cannot serve metrics on {address}: {error} (choose another --metrics address)"))?;
+        .map_err(|error| format!("cannot serve metrics on {address}: {error} (choose another with --metrics or the registry's [metrics] listen)"))?;
     listener.set_nonblocking(true).map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
     Ok(listener)
 }

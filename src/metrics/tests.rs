@@ -198,5 +198,5 @@ fn a_port_in_use_is_a_clear_error() {
     let address = taken.local_addr().unwrap();
     let error = bind(address).unwrap_err();
     assert!(error.starts_with(&format!("cannot serve metrics on {address}: ")), "{error}");
-    assert!(error.ends_with("(choose another --metrics address)"), "{error}");
+    assert!(error.ends_with("(choose another with --metrics or the registry's [metrics] listen)"), "{error}");
 }

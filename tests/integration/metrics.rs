@@ -72,7 +72,7 @@ impl Drop for Daemon {
 }
 
 /// One scrape over real HTTP, checked to be a whole OpenMetrics page.
-fn scrape(url: &str) -> String {
+pub fn scrape(url: &str) -> String {
     let mut response = ureq::get(url).call().expect("the metrics endpoint answers");
     let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_string();
     assert_eq!(content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
@@ -82,7 +82,7 @@ fn scrape(url: &str) -> String {
 }
 
 /// The value of one series (`name{labels}` exactly as the page writes it).
-fn value(page: &str, series: &str) -> Option<f64> {
+pub fn value(page: &str, series: &str) -> Option<f64> {
     page.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
@@ -312,6 +312,6 @@ fn a_bad_or_taken_metrics_address_stops_the_daemon_before_its_engine_starts() {
     assert_eq!(refused.status.code(), Some(1));
     let stderr = text(&refused.stderr);
     assert!(stderr.contains(&format!("conveyor: cannot serve metrics on {address}: ")), "{stderr}");
-    assert!(stderr.ends_with("(choose another --metrics address)\n"), "{stderr}");
+    assert!(stderr.ends_with("(choose another with --metrics or the registry's [metrics] listen)\n"), "{stderr}");
     assert!(!dir.path().join(".conveyor/conveyor.db").exists(), "no engine opened the state folder");
 }
