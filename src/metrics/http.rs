@@ -1,6 +1,7 @@
 //! Serving `/metrics`. A scrape is one `GET` per interval, and nothing else is served, so this answers it on
 //! tokio's listener (tokio is already in the tree) instead of taking in an HTTP stack: hyper brings http,
-//! httparse, h2 and more; tiny_http a thread pool of its own. Each connection gets one answer and is closed.
+//! http-body, httparse, futures and more; tiny_http threads of its own and four crates. Each connection gets
+//! one answer and is closed.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -34,8 +34,8 @@ pub struct Metrics {
 
 impl Metrics {
     /// Metrics on the address `--metrics` gives, else the registry's `[metrics] listen`; `None` when neither
-    /// asks for them. The address is bound now, before any engine opens, so a bad or taken address stops the
-    /// program before it starts anything.
+    /// asks for them. The address is bound now, before any engine opens: the daemon refuses to start on a bad
+    /// or taken address, the console says so and carries on without.
     pub fn open(flag: Option<&str>, catalog: &Catalog) -> Result<Option<Metrics>, String> {
         let address = match flag {
             Some(text) => crate::listen::parse_listen(text).map_err(|error| format!("--metrics: {error}"))?,
@@ -117,10 +117,12 @@ impl Metrics {
     }
 }
 
+const CHOOSE_ANOTHER: &str = "choose another with --metrics or the registry's [metrics] listen";
+
 /// Binds the address before the engine opens, so a port in use is an error the operator sees at once.
 pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, String> {
     let listener = std::net::TcpListener::bind(address)
-        .map_err(|error| format!("cannot serve metrics on {address}: {error} (choose another with --metrics or the registry's [metrics] listen)"))?;
+        .map_err(|error| format!("cannot serve metrics on {address}: {error} ({CHOOSE_ANOTHER})"))?;
     listener.set_nonblocking(true).map_err(|error| format!("cannot serve metrics on {address}: {error}"))?;
     Ok(listener)
 }

@@ -96,7 +96,8 @@ impl EventView {
         };
         let labels = AttemptLabels { workflow: workflow.clone(), task: task.clone(), state: attempt.state.to_string() };
         self.families.task_attempts.get_or_create(&labels).inc();
-        // An interrupted attempt's end is stamped by the next engine: its span includes the time none ran.
+        // An attempt an engine stop cut short says nothing of how long the task takes (after a crash its end is
+        // stamped by the next engine, and its span includes the time none ran).
         if attempt.state != AttemptState::Interrupted {
             let seconds = (finished_at - attempt.started_at).num_milliseconds().max(0) as f64 / 1000.0;
             self.families.task_duration.get_or_create(&TaskLabels { workflow, task }).observe(seconds);
