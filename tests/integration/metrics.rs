@@ -12,6 +12,18 @@ use crate::engine_harness::wait_until;
 const HELLO: &str =
     "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'echo hello'\n[[tasks]]\nname = \"Wait\"\nrun = 'sleep 0.2'\n";
 const FAILS: &str = "id = \"Fails\"\n[[tasks]]\nname = \"Boom\"\nrun = 'exit 3'\n";
+/// Due every second: fires to measure.
+const BEAT: &str = "id = \"Beat\"\n[trigger]\ntype = \"schedule\"\ncron = \"* * * * * *\"\ntimezone = \"UTC\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n";
+const GATE_REGISTRY: &str = "[layers.Gate]\nitems = \"applications\"\napproval = \"item.amount > 100\"\n";
+const GOVERNED: &str = r#"
+id = "Governed"
+[[tasks]]
+name = "Produce"
+run = '''echo '{"applications": [{"id": "A-1", "amount": 500}]}' > "$CONVEYOR_OUTPUT"'''
+[[tasks]]
+name = "Review"
+layer = "Gate"
+"#;
 /// Scheduled, but not due in any test: its lateness series is there from the start.
 const YEARLY: &str = "id = \"Yearly\"\n[trigger]\ntype = \"schedule\"\ncron = \"0 0 1 1 *\"\ntimezone = \"UTC\"\n[[tasks]]\nname = \"T\"\nrun = 'true'\n";
 
@@ -138,6 +150,7 @@ fn trigger(daemon: &Daemon, workflow: &str) -> String {
 #[test]
 fn a_daemons_metrics_move_after_runs_under_workflow_and_task_labels_and_never_a_run_id() {
     let dir = folder(None);
+    write(&dir.path().join("workflows"), "beat.toml", BEAT);
     let mut daemon = Daemon::start(dir.path(), &["--metrics", "127.0.0.1:0"]);
     let url = daemon.metrics_url();
     assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/metrics"), "{url}");
@@ -185,6 +198,46 @@ fn a_daemons_metrics_move_after_runs_under_workflow_and_task_labels_and_never_a_
         "the failed run's alert"
     );
     assert!(!page.contains(&hello) && !page.contains(&fails), "no run id is a label:\n{page}");
+    wait_until("a scheduled fire is measured", || {
+        value(&scrape(&url), "conveyor_fire_lateness_seconds_count{workflow=\"Beat\"}")
+            .is_some_and(|fires| fires >= 1.0)
+    });
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+}
+
+#[test]
+fn a_waiting_gate_shows_in_the_gauges_until_an_operator_answers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("workflows"), "conveyor.toml", GATE_REGISTRY);
+    write(&dir.path().join("workflows"), "governed.toml", GOVERNED);
+    let mut daemon = Daemon::start(dir.path(), &["--metrics", "0"]);
+    let url = daemon.metrics_url();
+    assert!(url.starts_with("http://127.0.0.1:"), "a bare port is served on loopback: {url}");
+    let idle = scrape(&url);
+    for gauge in ["conveyor_waiting_gates", "conveyor_active_runs", "conveyor_gate_wait_seconds"] {
+        assert_eq!(value(&idle, &format!("{gauge}{{workflow=\"Governed\"}}")), Some(0.0), "{idle}");
+    }
+
+    let run = trigger(&daemon, "Governed");
+    wait_until("the gate is counted as waiting", || {
+        value(&scrape(&url), "conveyor_waiting_gates{workflow=\"Governed\"}") == Some(1.0)
+    });
+    wait_until("the gate's wait grows", || {
+        value(&scrape(&url), "conveyor_gate_wait_seconds{workflow=\"Governed\"}").is_some_and(|waited| waited > 0.0)
+    });
+    let waiting = scrape(&url);
+    assert_eq!(value(&waiting, "conveyor_active_runs{workflow=\"Governed\"}"), Some(1.0), "{waiting}");
+
+    let approved = daemon.cli(&["approve", &run]);
+    assert_eq!(approved.status.code(), Some(0), "{}", text(&approved.stderr));
+    let mut page = String::new();
+    wait_until("the run ends", || {
+        page = scrape(&url);
+        value(&page, "conveyor_runs_finished_total{workflow=\"Governed\",state=\"succeeded\"}") == Some(1.0)
+    });
+    for gauge in ["conveyor_waiting_gates", "conveyor_active_runs", "conveyor_gate_wait_seconds"] {
+        assert_eq!(value(&page, &format!("{gauge}{{workflow=\"Governed\"}}")), Some(0.0), "{page}");
+    }
     assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
 }
 
