@@ -73,7 +73,10 @@ impl Metrics {
     pub fn serve(mut self, engine: &Engine, workflows: &Path, state: &Path) {
         let Some(listener) = self.listener.take() else { return };
         match listener.local_addr() {
-            Ok(address) => tracing::info!("serving metrics at http://{address}/metrics"),
+            Ok(address) if address.ip().is_loopback() => tracing::info!("serving metrics at http://{address}/metrics"),
+            Ok(address) => tracing::warn!(
+                "serving metrics at http://{address}/metrics, beyond this machine: whoever reaches it reads workflow and task names"
+            ),
             Err(error) => tracing::warn!("metrics: the listening address is unknown: {error}"),
         }
         let mut events = engine.subscribe();

@@ -206,6 +206,32 @@ fn a_daemons_metrics_move_after_runs_under_workflow_and_task_labels_and_never_a_
 }
 
 #[test]
+fn a_workflow_added_while_the_daemon_runs_gets_its_own_label_and_a_removed_one_loses_its_gauges() {
+    let dir = folder(None);
+    let workflows = dir.path().join("workflows");
+    let mut daemon = Daemon::start(dir.path(), &["--metrics", "127.0.0.1:0"]);
+    let url = daemon.metrics_url();
+    write(&workflows, "later.toml", "id = \"Later\"\n[[tasks]]\nname = \"Step\"\nrun = 'true'\n");
+    // The folder is read again once the edit has settled: until then `Later` is unknown.
+    wait_until("the added workflow can be triggered", || daemon.cli(&["trigger", "Later"]).status.code() == Some(0));
+    let mut page = String::new();
+    wait_until("its run is counted under its id", || {
+        page = scrape(&url);
+        value(&page, "conveyor_runs_finished_total{workflow=\"Later\",state=\"succeeded\"}") == Some(1.0)
+    });
+    let attempts = "conveyor_task_attempts_total{workflow=\"Later\",task=\"Step\",state=\"succeeded\"}";
+    assert_eq!(value(&page, attempts), Some(1.0), "{page}");
+    assert!(!page.contains("workflow=\"other\""), "{page}");
+    assert_eq!(value(&page, "conveyor_active_runs{workflow=\"Later\"}"), Some(0.0));
+
+    std::fs::remove_file(workflows.join("later.toml")).unwrap();
+    wait_until("the removed workflow's gauges go", || {
+        value(&scrape(&url), "conveyor_active_runs{workflow=\"Later\"}").is_none()
+    });
+    assert_eq!(daemon.stop(), Some(0), "{}", daemon.log());
+}
+
+#[test]
 fn a_waiting_gate_shows_in_the_gauges_until_an_operator_answers_it() {
     let dir = tempfile::tempdir().unwrap();
     write(&dir.path().join("workflows"), "conveyor.toml", GATE_REGISTRY);
