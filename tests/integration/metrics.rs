@@ -49,13 +49,14 @@ impl Daemon {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
-    /// The address the daemon says it serves on (the tests ask for port 0: any free one).
+    /// The address the daemon says it serves on (the tests ask for port 0: any free one), once it is running:
+    /// its workflows active and its folder watched.
     fn metrics_url(&mut self) -> String {
-        wait_until("the daemon serves metrics", || {
+        wait_until("the daemon runs", || {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("the daemon ended ({status}):\n{}", self.log());
             }
-            self.log().contains("serving metrics at ")
+            self.log().contains("conveyor daemon (PID")
         });
         let log = self.log();
         let at = log.find("serving metrics at ").unwrap() + "serving metrics at ".len();
