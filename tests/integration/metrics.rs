@@ -276,6 +276,14 @@ fn the_readmes_metrics_block_serves_and_contrib_names_only_metrics_a_scrape_show
     assert_eq!(block, "[metrics]\nlisten = \"127.0.0.1:9464\"\n");
     assert!(readme.contains("conveyor daemon --metrics 9464                 # http://127.0.0.1:9464/metrics"));
     assert!(readme.contains("      - targets: [\"127.0.0.1:9464\"]\nrule_files:\n  - conveyor-alerts.yml\n"));
+    let documented: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `conveyor_"))
+        .map(|line| &line[..line.find('`').unwrap()])
+        .collect();
+    let exported: Vec<&str> =
+        conveyor::metrics::EXPORTED.iter().map(|name| name.strip_prefix("conveyor_").unwrap()).collect();
+    assert_eq!(documented, exported, "the README's table of metrics is the list the engine exports");
 
     let dir = folder(Some(&block.replace("9464", "0")));
     let mut daemon = Daemon::start(dir.path(), &[]);
