@@ -5,6 +5,8 @@ pub mod console;
 pub mod definition;
 pub mod engine;
 pub mod failpoint;
+pub mod listen;
+pub mod metrics;
 pub mod schedule;
 pub mod state;
 pub mod store;

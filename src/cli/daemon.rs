@@ -8,8 +8,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::fail;
 use crate::definition::load_folder;
 use crate::engine::{Engine, EngineConfig, Event};
+use crate::metrics::Metrics;
 
-pub fn run(workflows: &Path, state: &Path) -> ExitCode {
+pub fn run(workflows: &Path, state: &Path, metrics: Option<&str>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
@@ -22,12 +23,20 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
         for problem in catalog.problems() {
             tracing::error!("{problem}");
         }
+        let metrics = match Metrics::open(metrics, &catalog) {
+            Ok(metrics) => metrics,
+            Err(error) => return fail(error),
+        };
         let mut config = EngineConfig::new(workflows, state);
         config.subreaper = true;
+        config.commit_timer = metrics.as_ref().map(Metrics::commit_timer);
         let engine = match Engine::open(config, catalog.registry.clone()) {
             Ok(engine) => engine,
             Err(error) => return fail(error),
         };
+        if let Some(metrics) = metrics {
+            metrics.serve(&engine, workflows, state);
+        }
         let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
             _ => return fail("cannot listen for SIGTERM and SIGINT"),

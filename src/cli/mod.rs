@@ -72,6 +72,11 @@ pub enum Command {
         /// shippers.
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Serve Prometheus metrics at http://ADDR/metrics: a port (9464) is served on 127.0.0.1 only; name
+        /// an address to serve beyond this machine (0.0.0.0:9464). Overrides `[metrics] listen` of the
+        /// registry.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<String>,
     },
     /// Upcoming fire times of a scheduled workflow, in its time zone (RFC 3339).
     Next {
@@ -245,7 +250,7 @@ pub fn run(cli: Cli) -> ExitCode {
         quiet_on_closed_pipe();
     }
     match cli.command {
-        Some(Command::Daemon { .. }) => daemon::run(&workflows, &state),
+        Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, metrics.as_deref()),
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
         }
@@ -283,7 +288,7 @@ fn init_logging(cli: &Cli) {
         return;
     }
     let daemon = matches!(cli.command, Some(Command::Daemon { .. }));
-    let json = matches!(cli.command, Some(Command::Daemon { log_format: LogFormat::Json }));
+    let json = matches!(cli.command, Some(Command::Daemon { log_format: LogFormat::Json, .. }));
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_env("CONVEYOR_LOG").unwrap_or_else(|_| default.into());
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();

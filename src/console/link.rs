@@ -26,11 +26,20 @@ impl Link {
         if StateLock::is_held(state) {
             return Ok(Link::Attached(state.to_path_buf()));
         }
+        // Metrics are an extra here: a taken port is said in the monitor, and the console carries on.
+        let metrics = crate::metrics::Metrics::open(None, catalog).unwrap_or_else(|error| {
+            tracing::error!("{error}: the console's engine serves no metrics");
+            None
+        });
+        let commit_timer = metrics.as_ref().map(crate::metrics::Metrics::commit_timer);
         let engine = Engine::open(
-            EngineConfig { subreaper: true, ..EngineConfig::new(workflows, state) },
+            EngineConfig { subreaper: true, commit_timer, ..EngineConfig::new(workflows, state) },
             catalog.registry.clone(),
         )
         .map_err(|e| e.to_string())?;
+        if let Some(metrics) = metrics {
+            metrics.serve(&engine, workflows, state);
+        }
         for workflow in &catalog.workflows {
             engine.register(workflow.clone());
         }

@@ -188,6 +188,8 @@ pub struct Registry {
     pub max_parallel_tasks: Option<u32>,
     /// `[env]`: under every route's and task's `env` (theirs win); values may be secret references.
     pub env: BTreeMap<String, String>,
+    /// `[metrics] listen`: where an engine serves `/metrics` (`--metrics` of the daemon wins over it).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// `[retention]`: how much of what only grows the store keeps.

@@ -87,6 +87,14 @@ pub struct RawRegistry {
     /// `[env]`: every task's environment, under its route's and its own `env`.
     #[serde(default)]
     pub env: BTreeMap<String, Spanned<String>>,
+    /// `[metrics]`: where the engine serves Prometheus metrics.
+    pub metrics: Option<Spanned<RawMetrics>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

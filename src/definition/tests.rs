@@ -443,7 +443,7 @@ fn the_registry_is_checked_too() {
     assert_eq!(
         problems,
         vec![
-            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`, `max_output_size`, `max_log_size`, `max_parallel_tasks`, `env`"
+            "conveyor.toml:12:2: unknown field `servces`, expected one of `services`, `agents`, `layers`, `alerts`, `on_interrupt`, `retention`, `max_output_size`, `max_log_size`, `max_parallel_tasks`, `env`, `metrics`"
         ]
     );
     assert!(catalog.registry.services.is_empty());
@@ -757,6 +757,25 @@ fn parallel_bounds_are_whole_numbers_checked_where_they_are_written() {
     );
     assert_eq!(catalog.registry.services["S"].max_concurrency, Some(2));
     assert_eq!(catalog.workflows[0].max_parallel, Some(3));
+}
+
+#[test]
+fn the_metrics_address_is_checked_where_it_is_written_and_a_bare_port_stays_on_loopback() {
+    let workflow = "id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = 'true'\n";
+    let (catalog, problems) = load(&[("conveyor.toml", "[metrics]\nlisten = \"9464\"\n"), ("w.toml", workflow)]);
+    assert_eq!(problems, Vec::<String>::new());
+    assert_eq!(catalog.registry.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+    let (catalog, problems) = load(&[("conveyor.toml", "[metrics]\nlisten = \"everywhere\"\n"), ("w.toml", workflow)]);
+    assert_eq!(
+        problems,
+        vec![format!(
+            "conveyor.toml:2:10: `metrics.listen`: bad listen address `everywhere`: {}",
+            crate::listen::EXPECTED
+        )]
+    );
+    assert_eq!(catalog.registry.metrics_listen, None);
+    let (_, problems) = load(&[("conveyor.toml", "[metrics]\nport = 9464\n"), ("w.toml", workflow)]);
+    assert_eq!(problems, vec!["conveyor.toml:2:1: unknown field `port`, expected `listen`"]);
 }
 
 #[test]

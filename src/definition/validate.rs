@@ -232,6 +232,12 @@ impl<'a> Checker<'a> {
             }
         }
         registry.env = self.env(raw.env, "[env]");
+        if let Some(listen) = raw.metrics.and_then(|metrics| metrics.into_inner().listen) {
+            match crate::listen::parse_listen(listen.get_ref()) {
+                Ok(address) => registry.metrics_listen = Some(address),
+                Err(error) => self.at(listen.span(), format!("`metrics.listen`: {error}")),
+            }
+        }
         if let Some(alerts) = raw.alerts {
             let alerts = alerts.into_inner();
             if let Some(command) = &alerts.command

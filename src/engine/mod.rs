@@ -44,7 +44,12 @@ pub struct EngineConfig {
     /// task leaves outside its process group is found and stopped when its attempt ends. Process-wide: the
     /// binary turns it on; a program embedding the engine that waits for children of its own may not.
     pub subreaper: bool,
+    /// Told how long each step's store commit took (the metrics endpoint's histogram).
+    pub commit_timer: Option<CommitTimer>,
 }
+
+/// Hears how long a store commit took; called on the engine's own task, so it must be quick.
+pub type CommitTimer = Arc<dyn Fn(Duration) + Send + Sync>;
 
 impl EngineConfig {
     pub fn new(workflows_dir: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> EngineConfig {
@@ -57,6 +62,7 @@ impl EngineConfig {
             command_poll: Duration::from_millis(250),
             executors: BTreeMap::new(),
             subreaper: false,
+            commit_timer: None,
         }
     }
 }

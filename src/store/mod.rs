@@ -3,6 +3,7 @@
 //! before the engine announces it.
 
 mod batch;
+mod gauges;
 mod lock;
 mod records;
 mod schema;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::Connection;
 
+pub use gauges::Gauges;
 pub use lock::{LOCK_FILE, StateLock};
 pub use records::*;
 

@@ -109,6 +109,36 @@ fn an_operator_triggers_a_workflow_reads_its_log_and_quits() {
 }
 
 #[test]
+fn the_consoles_engine_serves_metrics_when_the_registry_asks_for_them() {
+    use crate::metrics::{scrape, value};
+    let dir = tempfile::tempdir().unwrap();
+    let workflows = dir.path().join("workflows");
+    // A port free a moment ago; a bare port is served on loopback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    write(&workflows, "conveyor.toml", &format!("[metrics]\nlisten = \"{port}\"\n"));
+    write(&workflows, "hello.toml", "id = \"Hello\"\n[[tasks]]\nname = \"Greet\"\nrun = 'echo hello'\n");
+    let tmux = Tmux { socket: format!("conveyor-e2e-metrics-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    tmux.start(120, 40, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary]);
+    tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Hello"));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let before = scrape(&url);
+    assert_eq!(value(&before, "conveyor_runs_started_total{workflow=\"Hello\"}"), Some(0.0), "{before}");
+
+    tmux.keys(&["t"]);
+    tmux.wait_for("the run to succeed", |screen| screen.contains("✓ succeeded"));
+    let mut page = String::new();
+    crate::engine_harness::wait_until("the metrics count the run", || {
+        page = scrape(&url);
+        value(&page, "conveyor_runs_finished_total{workflow=\"Hello\",state=\"succeeded\"}") == Some(1.0)
+    });
+    let attempts = "conveyor_task_attempts_total{workflow=\"Hello\",task=\"Greet\",state=\"succeeded\"}";
+    assert_eq!(value(&page, attempts), Some(1.0), "{page}");
+    tmux.keys(&["q"]);
+    tmux.wait_closed("the console quit on q", Duration::from_secs(20));
+}
+
+#[test]
 fn a_console_beside_a_daemon_attaches_to_it() {
     let dir = tempfile::tempdir().unwrap();
     write(

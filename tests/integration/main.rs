@@ -14,6 +14,7 @@ mod gates;
 mod grants;
 mod hot_reload;
 mod llm;
+mod metrics;
 mod recovery;
 mod scheduling;
 mod secrets;

@@ -48,7 +48,12 @@ impl Actor {
             );
             self.alert("warning", None, None, None, message);
         }
-        match self.store.commit_batch() {
+        let started = std::time::Instant::now();
+        let committed = self.store.commit_batch();
+        if let Some(timer) = &self.config.commit_timer {
+            timer(started.elapsed());
+        }
+        match committed {
             Ok(()) => {
                 if let Some(error) = self.store.take_trouble() {
                     // The step waited for the store and got through on a retry: the same story, told once.
