@@ -1,5 +1,6 @@
 //! The command line: each subcommand is one view over the library.
 
+mod backfill;
 mod daemon;
 mod docs;
 mod follow;
@@ -168,6 +169,15 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Start one run per instant of a workflow's schedule in a past range, as the schedule would have.
+    ///
+    /// Instants are the schedule's own, in its zone and daylight-saving rules (`conveyor next` prints the
+    /// same). Each run gets `scheduled_at` in its input and `CONVEYOR_SCHEDULED_AT` in its tasks' environment,
+    /// and is recorded with trigger `backfill`. Instants that already have a run (however started) are
+    /// skipped unless --rerun. Runs start in the engine holding the state folder, or in one of this process's
+    /// own. Ctrl-C stops starting new runs; those started go on. Exit status 0 when every run started
+    /// succeeded, 1 when one failed or the backfill stopped on an error, 130 when interrupted.
+    Backfill(backfill::BackfillArgs),
     /// Every gate waiting for an operator: run, workflow, task, the items held, since when, until when.
     Gates {
         /// Print JSON instead of a table.
@@ -264,6 +274,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
         Some(Command::Gates { json }) => gates::run(&state, json),
+        Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &args),
         Some(command) => remote::operate(&state, command),
     }
 }

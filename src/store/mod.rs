@@ -3,6 +3,7 @@
 //! before the engine announces it.
 
 mod batch;
+mod instants;
 mod lock;
 mod records;
 mod schema;
