@@ -102,9 +102,8 @@ pub fn drive(
         error,
     };
     report(None, &tally);
-    let store = match Store::peek(state) {
-        Ok(Some(store)) => store,
-        Ok(None) => return outcome(tally, active, false, Some(format!("no store in {}", state.display()))),
+    let store = match Store::open(state) {
+        Ok(store) => store,
         Err(error) => return outcome(tally, active, false, Some(format!("cannot read the store: {error}"))),
     };
     let mut pending = plan.to_start().cloned().peekable();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use chrono::Utc;
+use tokio::signal::unix::Signal;
 
 use super::fail;
 use crate::backfill::{self, Drive, Edge, Outcome, Plan, Step, Tally};
@@ -116,7 +117,14 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
     };
     let brakes = Arc::new(Drive::default());
     let own = matches!(target, Target::Own(_));
-    let watcher = tokio::spawn(brake_on_ctrl_c(brakes.clone(), own, state.to_path_buf(), plan.workflow.clone()));
+    // Listening starts here, before the first run does: a Ctrl-C from then on is never the default's, which
+    // would end this process without a word.
+    let interrupts = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()) {
+        Ok(interrupts) => interrupts,
+        Err(error) => return fail(format!("cannot listen for Ctrl-C: {error}")),
+    };
+    let watcher =
+        tokio::spawn(brake_on_ctrl_c(interrupts, brakes.clone(), own, state.to_path_buf(), plan.workflow.clone()));
     let handle = tokio::runtime::Handle::current();
     let sender = match &target {
         Target::Daemon(state) => {
@@ -173,8 +181,8 @@ fn open_engine(workflows: &Path, state: &Path) -> Result<Target, String> {
 
 /// The first Ctrl-C stops new runs; the runs started go on. In an engine of this process they are waited for,
 /// and a second Ctrl-C stops waiting (the engine then stops them, resumable).
-async fn brake_on_ctrl_c(brakes: Arc<Drive>, own: bool, state: PathBuf, workflow: String) {
-    if tokio::signal::ctrl_c().await.is_err() {
+async fn brake_on_ctrl_c(mut interrupts: Signal, brakes: Arc<Drive>, own: bool, state: PathBuf, workflow: String) {
+    if interrupts.recv().await.is_none() {
         return;
     }
     brakes.stop_starting.store(true, Ordering::SeqCst);
@@ -189,7 +197,7 @@ async fn brake_on_ctrl_c(brakes: Arc<Drive>, own: bool, state: PathBuf, workflow
     eprintln!(
         "\ninterrupted: no new run starts; waiting for the runs already started to end (Ctrl-C again stops them, resumable)"
     );
-    if tokio::signal::ctrl_c().await.is_ok() {
+    if interrupts.recv().await.is_some() {
         brakes.stop_waiting.store(true, Ordering::SeqCst);
     }
 }

@@ -43,7 +43,8 @@ impl Store {
     }
 
     /// Opens an existing store for reading only: nothing is created or migrated, and a lock held by an engine
-    /// is waited on for a moment at most. `None` when there is no store there yet.
+    /// is waited on for a moment at most. `None` when there is no store there yet (or not one with tables:
+    /// an engine that has just started may not have made them yet).
     pub fn peek(state_dir: &Path) -> Result<Option<Store>> {
         let path = state_dir.join(DATABASE_FILE);
         if !path.is_file() {
@@ -52,6 +53,10 @@ impl Store {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let connection = Connection::open_with_flags(&path, flags)?;
         connection.busy_timeout(std::time::Duration::from_millis(PEEK_BUSY_TIMEOUT_MS))?;
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version == 0 {
+            return Ok(None);
+        }
         let identity = {
             use std::os::unix::fs::MetadataExt;
             let metadata = std::fs::metadata(&path).map_err(StoreError::Io)?;

@@ -1,6 +1,7 @@
 //! Integration tests: one binary (to keep builds lean) that drives the real `conveyor` executable and the
 //! engine library from outside.
 
+mod backfill;
 mod cli_gates;
 mod cli_runs;
 mod common;
