@@ -19,6 +19,7 @@ use crate::store::{StateLock, Store, StoreError};
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
     /// The workflow's id (it must have a schedule).
+    #[arg(add = clap_complete::ArgValueCompleter::new(super::complete::workflows))]
     pub workflow: String,
     /// The first instant: RFC 3339 (`2026-03-01T00:00:00-05:00`) or a date (`2026-03-01`, from its first
     /// moment in the schedule's zone).

@@ -5,6 +5,7 @@ mod backfill;
 mod cli_gates;
 mod cli_runs;
 mod common;
+mod completion;
 mod console_e2e;
 mod daemon;
 mod engine_harness;
