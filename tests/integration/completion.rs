@@ -43,7 +43,7 @@ fn completion_offers_workflow_ids_recent_runs_and_the_named_runs_tasks() {
     assert_eq!(complete(dir, &["conveyor", "backfill", "D"]), ["Daily"]);
     let workflows = complete(dir, &["conveyor", "trigger", ""]);
     assert!(workflows.contains(&"Daily".to_string()) && workflows.contains(&"Hello".to_string()), "{workflows:?}");
-    assert_eq!(complete(dir, &["conveyor", "logs", &id[..12]]), [id.clone()]);
+    assert_eq!(complete(dir, &["conveyor", "logs", &id[..12]]), [id.as_str()]);
     let tasks = complete(dir, &["conveyor", "logs", &id, ""]);
     assert!(tasks.contains(&"Greet".to_string()) && tasks.contains(&"Part".to_string()), "{tasks:?}");
     assert!(!tasks.contains(&"Dump".to_string()), "only the named run's tasks: {tasks:?}");
@@ -51,7 +51,7 @@ fn completion_offers_workflow_ids_recent_runs_and_the_named_runs_tasks() {
     // --state as given on the line is where the runs are read.
     std::fs::rename(dir.join(".conveyor"), dir.join("elsewhere")).unwrap();
     assert!(complete(dir, &["conveyor", "cancel", &id[..12]]).is_empty());
-    assert_eq!(complete(dir, &["conveyor", "--state", "elsewhere", "cancel", &id[..12]]), [id.clone()]);
+    assert_eq!(complete(dir, &["conveyor", "--state", "elsewhere", "cancel", &id[..12]]), [id.as_str()]);
 }
 
 #[test]
