@@ -109,7 +109,7 @@ pub fn drive(
     let mut pending = plan.to_start().cloned().peekable();
     while let Some(instant) = pending.peek().cloned() {
         if brakes.stop_starting.load(Ordering::SeqCst) {
-            return outcome(tally, active, true, None);
+            break;
         }
         if let Err(error) = settle(&store, &mut active, &mut tally, report) {
             return outcome(tally, active, false, Some(error));

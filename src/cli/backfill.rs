@@ -13,7 +13,7 @@ use tokio::signal::unix::Signal;
 use super::fail;
 use crate::backfill::{self, Drive, Edge, Outcome, Plan, Step, Tally};
 use crate::definition::load_folder;
-use crate::engine::{Command, Engine, EngineConfig, Origin, Reply};
+use crate::engine::{Command, Engine, EngineConfig, Origin, Reply, Stop};
 use crate::store::{StateLock, Store, StoreError};
 
 #[derive(Debug, clap::Args)]
@@ -153,8 +153,12 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
         Err(error) => return fail(format!("the backfill stopped: {error}")),
     };
     if let Target::Own(engine) = &target {
-        // Runs still active here were left by a second Ctrl-C: they stay resumable, as a stopped engine's do.
-        engine.shutdown().await;
+        if outcome.still_active.is_empty() {
+            engine.shutdown().await;
+        } else {
+            // A second Ctrl-C: stopped on purpose, as `conveyor run`'s are, so no engine resumes them by itself.
+            engine.shutdown_as(Stop::ByOperator).await;
+        }
     }
     summarise(&plan, &outcome, own)
 }
@@ -196,7 +200,7 @@ async fn brake_on_ctrl_c(mut interrupts: Signal, brakes: Arc<Drive>, own: bool, 
         return;
     }
     eprintln!(
-        "\ninterrupted: no new run starts; waiting for the runs already started to end (Ctrl-C again stops them, resumable)"
+        "\ninterrupted: no new run starts; waiting for the runs already started to end (Ctrl-C again stops them; `conveyor resume RUN` carries them on)"
     );
     if interrupts.recv().await.is_some() {
         brakes.stop_waiting.store(true, Ordering::SeqCst);
@@ -213,7 +217,7 @@ fn summarise(plan: &Plan, outcome: &Outcome, own: bool) -> ExitCode {
     line.push_str(&format!(", {skipped} skipped (already run)"));
     println!("{line}");
     if !outcome.still_active.is_empty() {
-        let where_ = if own { "stopped with this engine, resumable: `conveyor resume RUN`" } else { "still running" };
+        let where_ = if own { "stopped, waiting for `conveyor resume RUN`" } else { "still running" };
         println!("runs {where_}: {}", outcome.still_active.join(" "));
     }
     if let Some(error) = &outcome.error {

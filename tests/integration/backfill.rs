@@ -229,3 +229,36 @@ fn ctrl_c_stops_starting_runs_and_those_started_go_on_in_the_daemon() {
     assert_eq!(runs(dir.path(), "Slow").len(), 1, "no run started after Ctrl-C");
     drop(daemon);
 }
+
+#[test]
+fn in_an_engine_of_its_own_ctrl_c_stops_starting_runs_and_waits_for_those_started() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("workflows");
+    let slow = hourly("Slow", 16).replace("run = 'sleep 0.3'", "run = 'while [ ! -e go ]; do sleep 0.05; done'");
+    write(&folder, "slow.toml", &slow);
+    let mut backfill = conveyor()
+        .args(["backfill", "Slow", "--from", "2026-01-01T00:00:00+01:00", "--to", "2026-01-01T04:00:00+01:00"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(backfill.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("started run "), "{first}");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(backfill.id() as i32, libc::SIGINT) };
+    let mut stderr = std::io::BufReader::new(backfill.stderr.take().unwrap());
+    let mut said = String::new();
+    stderr.read_line(&mut said).unwrap();
+    stderr.read_line(&mut said).unwrap();
+    assert!(said.contains("no new run starts; waiting for the runs already started to end"), "{said}");
+    std::fs::write(folder.join("go"), "").unwrap();
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    assert_eq!(backfill.wait().unwrap().code(), Some(130), "{rest:?}");
+    assert!(rest.iter().any(|line| line.ends_with(" succeeded") && line.starts_with("run ")), "{rest:?}");
+    assert!(rest.iter().any(|line| line.starts_with("backfill of Slow: 1 of 5 started, 1 succeeded")), "{rest:?}");
+    let stored = runs(dir.path(), "Slow");
+    assert_eq!((stored.len(), stored[0].state), (1, RunState::Succeeded));
+}
