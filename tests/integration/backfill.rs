@@ -22,9 +22,10 @@ name = "Dump"
 run = 'env | grep ^CONVEYOR_ > "out/$CONVEYOR_RUN_ID.env"'
 "#;
 
+/// Hourly on the 1st of January only: a daemon under test never fires it itself (the tests backfill that day).
 fn hourly(id: &str, max_active_runs: u32) -> String {
     format!(
-        "id = \"{id}\"\nmax_active_runs = {max_active_runs}\n[trigger]\ntype = \"schedule\"\ncron = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"\n[[tasks]]\nname = \"Work\"\nrun = 'sleep 0.3'\n"
+        "id = \"{id}\"\nmax_active_runs = {max_active_runs}\n[trigger]\ntype = \"schedule\"\ncron = \"0 * 1 1 *\"\ntimezone = \"Europe/Berlin\"\n[[tasks]]\nname = \"Work\"\nrun = 'sleep 0.3'\n"
     )
 }
 
@@ -104,6 +105,24 @@ fn a_backfill_across_a_dst_change_runs_exactly_the_instants_next_prints_once_eac
 
 struct Daemon(Child);
 
+/// A daemon over `dir`, once it has activated every workflow there (each has its schedule state stored).
+fn start_daemon(dir: &Path) -> Daemon {
+    let child = conveyor().arg("daemon").current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let daemon = Daemon(child);
+    let ids: Vec<String> = std::fs::read_dir(dir.join("workflows"))
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .filter_map(|text| {
+            text.lines().next().and_then(|line| line.strip_prefix("id = ")).map(|id| id.trim_matches('"').to_string())
+        })
+        .collect();
+    wait_until("the daemon has activated every workflow", || {
+        let Ok(Some(store)) = Store::peek(&dir.join(".conveyor")) else { return false };
+        ids.iter().all(|id| store.scheduled_through(id).is_ok_and(|through| through.is_some()))
+    });
+    daemon
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         // SAFETY: a signal to our own child.
@@ -134,12 +153,7 @@ fn against_a_daemon_a_backfill_keeps_to_its_parallelism_and_to_max_active_runs()
     let folder = dir.path().join("workflows");
     write(&folder, "one.toml", &hourly("One", 16));
     write(&folder, "two.toml", &hourly("Two", 2));
-    let daemon = Daemon(
-        conveyor().arg("daemon").current_dir(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
-    );
-    wait_until("the daemon holds the state folder", || {
-        conveyor::store::StateLock::is_held(&dir.path().join(".conveyor"))
-    });
+    let daemon = start_daemon(dir.path());
 
     let range = ["--from", "2026-01-01T00:00:00+01:00", "--to", "2026-01-01T04:00:00+01:00"];
     let one = run(&[&["backfill", "One", "--parallel", "1"][..], &range].concat(), dir.path());
@@ -197,12 +211,7 @@ fn ctrl_c_stops_starting_runs_and_those_started_go_on_in_the_daemon() {
     // Each run waits for a file the test writes: the first is still running when Ctrl-C comes.
     let slow = hourly("Slow", 16).replace("run = 'sleep 0.3'", "run = 'while [ ! -e go ]; do sleep 0.05; done'");
     write(&folder, "slow.toml", &slow);
-    let daemon = Daemon(
-        conveyor().arg("daemon").current_dir(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
-    );
-    wait_until("the daemon holds the state folder", || {
-        conveyor::store::StateLock::is_held(&dir.path().join(".conveyor"))
-    });
+    let daemon = start_daemon(dir.path());
     let mut backfill = conveyor()
         .args(["backfill", "Slow", "--from", "2026-01-01T00:00:00+01:00", "--to", "2026-01-01T04:00:00+01:00"])
         .current_dir(dir.path())
