@@ -8,6 +8,7 @@ mod common;
 mod completion;
 mod console_e2e;
 mod daemon;
+mod engine_backfill;
 mod engine_harness;
 mod engine_operations;
 mod engine_runs;
