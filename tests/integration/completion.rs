@@ -48,6 +48,14 @@ fn completion_offers_workflow_ids_recent_runs_and_the_named_runs_tasks() {
     assert!(tasks.contains(&"Greet".to_string()) && tasks.contains(&"Part".to_string()), "{tasks:?}");
     assert!(!tasks.contains(&"Dump".to_string()), "only the named run's tasks: {tasks:?}");
     assert_eq!(complete(dir, &["conveyor", "retry", &id, "P"]), ["Part"]);
+    // Fish cuts the line at the cursor and shows each candidate's help after a tab.
+    let fish = conveyor()
+        .env("COMPLETE", "fish")
+        .args(["--", "conveyor", "cancel", &id[..12]])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert_eq!(text(&fish.stdout).trim_end(), format!("{id}\tHello succeeded"));
     // --state as given on the line is where the runs are read.
     std::fs::rename(dir.join(".conveyor"), dir.join("elsewhere")).unwrap();
     assert!(complete(dir, &["conveyor", "cancel", &id[..12]]).is_empty());
@@ -74,4 +82,14 @@ fn bash_completes_run_ids_through_the_script_conveyor_completions_prints() {
     );
     let output = std::process::Command::new("bash").args(["-c", &line]).current_dir(dir.path()).output().unwrap();
     assert_eq!(text(&output.stdout).lines().collect::<Vec<_>>(), [id.as_str()], "{}", text(&output.stderr));
+}
+
+#[test]
+fn completion_reads_runs_while_a_writer_holds_the_stores_write_lock() {
+    let (dir, id) = folder_with_a_run();
+    // As a daemon in the middle of a write: an exclusive transaction held open.
+    let writer = rusqlite::Connection::open(dir.path().join(".conveyor/conveyor.db")).unwrap();
+    writer.execute_batch("BEGIN EXCLUSIVE; UPDATE runs SET error = 'held' WHERE 0;").unwrap();
+    assert_eq!(complete(dir.path(), &["conveyor", "logs", &id[..12]]), [id.as_str()]);
+    writer.execute_batch("ROLLBACK").unwrap();
 }
