@@ -162,6 +162,10 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
     if let Some(reason) = &console.failure {
         eprintln!("conveyor: the engine stopped: {reason}");
     }
+    // A backfill under way starts nothing more: its runs go on in a daemon, or stop resumable with this engine.
+    if let Some(running) = &console.backfill {
+        backfill::stop(running);
+    }
     console.link.close().await;
     code
 }
