@@ -1,5 +1,6 @@
 //! Conveyor: a workflow scheduler and engine with a terminal operations console.
 
+pub mod backfill;
 pub mod cli;
 pub mod console;
 pub mod definition;

@@ -7,11 +7,19 @@ use clap::CommandFactory;
 
 use super::Cli;
 
-/// `conveyor completions SHELL`: the script on stdout, to source or to drop where the shell looks.
-pub fn completions(shell: clap_complete::Shell) -> ExitCode {
-    let mut command = Cli::command();
-    clap_complete::generate(shell, &mut command, "conveyor", &mut std::io::stdout());
-    ExitCode::SUCCESS
+/// `conveyor completions SHELL [--static]`: the script on stdout, to source or to drop where the shell looks.
+/// The dynamic one calls the binary as the operator types (see `complete`); the static one lists commands
+/// and options only.
+pub fn completions(shell: clap_complete::Shell, fixed: bool) -> ExitCode {
+    if fixed {
+        let mut command = Cli::command();
+        clap_complete::generate(shell, &mut command, "conveyor", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    match super::complete::registration(shell, &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => super::fail(format!("cannot write the completion script: {error}")),
+    }
 }
 
 /// `conveyor man [DIR]`: `conveyor.1` and a page per subcommand (`conveyor-run.1`, …) into DIR.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::definition::{Catalog, Trigger, Workflow, load_folder};
-use crate::schedule::{Schedule, Zone};
+use crate::schedule::Schedule;
 
 pub fn run(folder: &Path, as_json: bool) -> ExitCode {
     if !folder.is_dir() {
@@ -31,10 +31,7 @@ fn next_fire(workflow: &Workflow, now: DateTime<Utc>) -> Option<String> {
 
 /// RFC 3339 with the offset of the schedule's own zone, as operators read times there.
 pub fn in_zone(schedule: &Schedule, time: DateTime<Utc>) -> String {
-    match schedule.zone() {
-        Zone::Local => time.with_timezone(&chrono::Local).to_rfc3339(),
-        Zone::Named(tz) => time.with_timezone(&tz).to_rfc3339(),
-    }
+    schedule.in_zone(time)
 }
 
 fn to_json(catalog: &Catalog, now: DateTime<Utc>) -> serde_json::Value {

@@ -1,5 +1,7 @@
 //! The command line: each subcommand is one view over the library.
 
+mod backfill;
+mod complete;
 mod daemon;
 mod docs;
 mod follow;
@@ -18,6 +20,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use clap_complete::ArgValueCompleter;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -81,6 +84,7 @@ pub enum Command {
     /// Upcoming fire times of a scheduled workflow, in its time zone (RFC 3339).
     Next {
         /// The workflow's id.
+        #[arg(add = ArgValueCompleter::new(complete::workflows))]
         workflow: String,
         /// How many.
         #[arg(short = 'n', default_value_t = 5)]
@@ -95,6 +99,7 @@ pub enum Command {
     /// Past and current runs, newest first.
     History {
         /// Only this workflow's runs.
+        #[arg(add = ArgValueCompleter::new(complete::workflows))]
         workflow: Option<String>,
         /// At most this many runs.
         #[arg(long, default_value_t = 20)]
@@ -106,8 +111,10 @@ pub enum Command {
     /// Print the logs of a run, of one of its tasks, or of one attempt.
     Logs {
         /// Run id (or a unique prefix of it).
+        #[arg(add = ArgValueCompleter::new(complete::runs))]
         run: String,
         /// Only this task (its latest attempt unless --attempt is given).
+        #[arg(add = ArgValueCompleter::new(complete::tasks))]
         task: Option<String>,
         /// Attempt number.
         #[arg(long, requires = "task")]
@@ -122,24 +129,42 @@ pub enum Command {
     /// Pause a workflow (its scheduled fires are skipped) or a run (no new task starts).
     Pause {
         /// A workflow id or a run id.
+        #[arg(add = ArgValueCompleter::new(complete::workflows_and_runs))]
         target: String,
     },
     /// Resume a paused workflow, or a paused or interrupted run.
     Resume {
         /// A workflow id or a run id.
+        #[arg(add = ArgValueCompleter::new(complete::workflows_and_runs))]
         target: String,
     },
     /// Cancel a run: its running tasks are stopped, the rest never start.
-    Cancel { run: String },
+    Cancel {
+        #[arg(add = ArgValueCompleter::new(complete::runs))]
+        run: String,
+    },
     /// Run a failed task again; the run carries on from it with the same input.
-    Retry { run: String, task: String },
+    Retry {
+        #[arg(add = ArgValueCompleter::new(complete::runs))]
+        run: String,
+        #[arg(add = ArgValueCompleter::new(complete::tasks))]
+        task: String,
+    },
     /// Skip a task: its input passes on to the next task.
-    Skip { run: String, task: String },
+    Skip {
+        #[arg(add = ArgValueCompleter::new(complete::runs))]
+        run: String,
+        #[arg(add = ArgValueCompleter::new(complete::tasks))]
+        task: String,
+    },
     /// Run a task on another registered service or agent (now if it failed, else from its next attempt).
     Reroute {
+        #[arg(add = ArgValueCompleter::new(complete::runs))]
         run: String,
+        #[arg(add = ArgValueCompleter::new(complete::tasks))]
         task: String,
         /// The service or agent to use.
+        #[arg(add = ArgValueCompleter::new(complete::routes))]
         to: String,
     },
     /// Approve items waiting at a governance gate (all of them unless --item names some).
@@ -155,17 +180,25 @@ pub enum Command {
     /// that run as its colour.
     Graph {
         /// The workflow's id.
+        #[arg(add = ArgValueCompleter::new(complete::workflows))]
         workflow: String,
         #[arg(long, value_enum, default_value = "dot")]
         format: graph::Format,
         /// A run of the workflow (its id, or the start of it).
-        #[arg(long)]
+        #[arg(long, add = ArgValueCompleter::new(complete::runs))]
         run: Option<String>,
     },
-    /// Print a completion script for a shell: `conveyor completions bash > ~/.local/share/bash-completion/completions/conveyor`.
+    /// Print the completion script for a shell: `source <(conveyor completions bash)` in ~/.bashrc.
+    ///
+    /// The script asks this binary as you type, so workflow ids, recent run ids and a run's task names
+    /// complete too (read from --workflows and --state as given on the line). With --static, a script that
+    /// completes commands and options only, without calling the binary.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
+        /// Commands and options only, for places where the binary cannot be run while completing.
+        #[arg(long = "static")]
+        fixed: bool,
     },
     /// Write the man pages (conveyor.1 and one per command) into a folder.
     Man {
@@ -173,12 +206,28 @@ pub enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
+    /// Start one run per instant of a workflow's schedule in a past range, as the schedule would have.
+    ///
+    /// Instants are the schedule's own, in its zone and daylight-saving rules (`conveyor next` prints the
+    /// same). Each run gets `scheduled_at` in its input and `CONVEYOR_SCHEDULED_AT` in its tasks' environment,
+    /// and is recorded with trigger `backfill`. Instants that already have a run (however started) are
+    /// skipped unless --rerun. Runs start in the engine holding the state folder, or in one of this process's
+    /// own. Ctrl-C stops starting new runs; those started go on. Exit status 0 when every run started
+    /// succeeded, 1 when one failed or the backfill stopped on an error, 130 when interrupted.
+    Backfill(backfill::BackfillArgs),
     /// Every gate waiting for an operator: run, workflow, task, the items held, since when, until when.
     Gates {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Answers a shell asking for completions (`COMPLETE=bash conveyor -- …`) and exits; does nothing otherwise.
+/// Called first thing in `main`, before anything is printed.
+pub fn complete_if_asked() {
+    use clap::CommandFactory;
+    clap_complete::CompleteEnv::with_factory(Cli::command).var(complete::VAR).complete();
 }
 
 /// Commands that start no engine and only print: `conveyor history | head` should end as `cat | head` does.
@@ -212,8 +261,10 @@ fn quiet_on_closed_pipe() {
 #[derive(Debug, Args)]
 pub struct GateArgs {
     /// Run id (or a unique prefix of it).
+    #[arg(add = ArgValueCompleter::new(complete::runs))]
     pub run: String,
     /// The gate's task; may be left out when one gate waits in the run.
+    #[arg(add = ArgValueCompleter::new(complete::tasks))]
     pub task: Option<String>,
     /// A held item, by its `id` field, or by its place in the held list (from 0) when it has none
     /// (repeatable; `conveyor gates` lists them). Without it, every held item is answered.
@@ -233,6 +284,7 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// The workflow's id.
+    #[arg(add = ArgValueCompleter::new(complete::workflows))]
     pub workflow: String,
     /// A parameter, as NAME=VALUE (repeatable); converted to the type the workflow declares.
     #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
@@ -260,7 +312,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Run(args)) => run::run(&workflows, &state, &args),
         Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
         Some(Command::Logs { run, task, attempt, raw }) => logs::run(&state, &run, task.as_deref(), attempt, raw),
-        Some(Command::Completions { shell }) => docs::completions(shell),
+        Some(Command::Completions { shell, fixed }) => docs::completions(shell, fixed),
         Some(Command::Man { dir }) => docs::man(&dir),
         Some(Command::Graph { workflow, format, run }) => {
             graph::run(&workflows, &state, &workflow, format, run.as_deref())
@@ -269,6 +321,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
         Some(Command::Gates { json }) => gates::run(&state, json),
+        Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &args),
         Some(command) => remote::operate(&state, command),
     }
 }

@@ -17,8 +17,12 @@ const HISTORY_KEPT: usize = 200;
 
 /// Every command, in the order Tab offers them.
 pub const COMMANDS: &[&str] = &[
-    "trigger", "retry", "skip", "reroute", "approve", "reject", "ack", "pause", "resume", "cancel", "history", "quit",
+    "trigger", "retry", "skip", "reroute", "approve", "reject", "ack", "pause", "resume", "cancel", "history",
+    "backfill", "quit",
 ];
+
+/// The options of `:backfill`, as `conveyor backfill` spells them.
+const BACKFILL_OPTIONS: &[&str] = &["--from", "--to", "--parallel", "--rerun", "--dry-run"];
 
 /// The line being typed after `:`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -54,6 +58,8 @@ pub enum Parsed {
     Act(Action),
     /// Shows the runs of a workflow (the selected one when none is named).
     History(Option<String>),
+    /// Work the runtime does beyond one command (`:backfill`).
+    Effect(Effect),
     Nothing,
 }
 
@@ -166,6 +172,7 @@ fn enter(model: &mut Model, routes: &[String], mut line: CommandLine) -> Vec<Eff
             model.focus = Pane::Runs;
             Vec::new()
         }
+        Parsed::Effect(effect) => vec![effect],
         Parsed::Nothing => Vec::new(),
     }
 }
@@ -231,6 +238,11 @@ pub fn candidates(model: &Model, routes: &[String], before: &[&str], prefix: &st
             found.extend(run_ids(model));
         }
         ("history", 0) => found.extend(workflows()),
+        ("backfill", _) if prefix.starts_with('-') => found.extend(BACKFILL_OPTIONS.iter().map(|o| o.to_string())),
+        ("backfill", 0) => {
+            found.extend(model.workflows.iter().filter(|row| row.scheduled).map(|row| row.id.clone()));
+            found.push("stop".into());
+        }
         ("cancel", 0) => found.extend(run_ids(model)),
         ("retry" | "skip" | "approve" | "reject" | "reroute", 0) => {
             found.extend(tasks_of(selected_run.as_deref()));
@@ -406,6 +418,7 @@ pub fn parse(model: &Model, routes: &[String], text: &str) -> Result<Parsed, Str
             }),
             _ => return Err("`:ack` takes one alert number".into()),
         },
+        "backfill" => backfill(model, &args)?,
         "history" => match args.as_slice() {
             [] => Parsed::History(None),
             [workflow] => {
@@ -514,6 +527,53 @@ fn trigger(model: &Model, args: &[&str]) -> Result<Parsed, String> {
     }
     crate::definition::resolve_declared(&row.id, &row.params, &given)?;
     Ok(Parsed::Send(Command::Trigger { workflow, input, params: given }))
+}
+
+/// `:backfill [WORKFLOW] --from TIME [--to TIME] [--parallel N] [--rerun] [--dry-run]`, or `:backfill stop`.
+/// Times are read in the workflow's zone when the backfill is planned; here only their presence is checked.
+fn backfill(model: &Model, args: &[&str]) -> Result<Parsed, String> {
+    if args == ["stop"] {
+        return Ok(Parsed::Effect(Effect::StopBackfill));
+    }
+    let usage = "try :backfill WORKFLOW --from 2026-03-01 --to 2026-03-07 [--parallel N] [--rerun] [--dry-run]";
+    let (mut workflow, mut from, mut to, mut parallel) = (None, None, None, 1);
+    let (mut rerun, mut dry_run) = (false, false);
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        let mut value =
+            |flag: &str| words.next().map(|v| v.to_string()).ok_or(format!("`{flag}` needs a value: {usage}"));
+        match *word {
+            "--from" => from = Some(value("--from")?),
+            "--to" => to = Some(value("--to")?),
+            "--parallel" => {
+                let text = value("--parallel")?;
+                parallel = text
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(format!("`--parallel` takes a whole number ≥ 1, not `{text}`"))?;
+            }
+            "--rerun" => rerun = true,
+            "--dry-run" => dry_run = true,
+            name if workflow.is_none() && !name.starts_with('-') => workflow = Some(name.to_string()),
+            other => return Err(format!("`:backfill` does not know `{other}`: {usage}")),
+        }
+    }
+    let workflow = match workflow {
+        Some(workflow) => workflow,
+        None => model
+            .selected_workflow()
+            .map(|row| row.id.clone())
+            .ok_or(format!("`:backfill` needs a WORKFLOW: {usage}"))?,
+    };
+    let row = known_workflow(model, &workflow)?;
+    if !row.scheduled {
+        let kind = row.trigger.split_whitespace().next().unwrap_or("other");
+        return Err(format!("{workflow} has a {kind} trigger: only a scheduled workflow can be backfilled"));
+    }
+    let from = from.ok_or(format!("`:backfill` needs --from: {usage}"))?;
+    let request = super::backfill::Request { workflow, from, to, parallel, rerun, dry_run };
+    Ok(Parsed::Effect(Effect::Backfill(request)))
 }
 
 /// The line at the bottom of the screen, with the cursor where it is; under it what Tab offers or why Enter

@@ -383,9 +383,14 @@ fn trigger_text(
         kind => {
             let started = format!("started run {}", run.id);
             let by = audit.iter().zip(commands).find_map(|(entry, (command, _))| {
-                let trigger = matches!(command, Some(Command::Trigger { .. }));
+                let trigger = matches!(command, Some(Command::Trigger { .. } | Command::Backfill { .. }));
                 (entry.ok && trigger && entry.outcome.contains(&started)).then_some(entry)
             });
+            // A backfilled run stands for an instant of the schedule: which one is what an operator asks.
+            let kind = match run.input.get("scheduled_at").and_then(Value::as_str) {
+                Some(instant) if kind == "backfill" => format!("backfill of {}", printable(instant)),
+                _ => printable(kind),
+            };
             match by {
                 Some(entry) => format!(
                     "{kind}, by {} via {} at {}",
@@ -393,7 +398,7 @@ fn trigger_text(
                     printable(&entry.origin),
                     local(entry.at, chrome)
                 ),
-                None => printable(kind),
+                None => kind,
             }
         }
     }

@@ -2,6 +2,7 @@
 //! events and by snapshots read from the store in the background, drawn only when something changed.
 
 mod all_runs;
+mod backfill;
 mod clipboard;
 mod command_line;
 mod config;
@@ -151,6 +152,7 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         failure: None,
         input,
         repaint: false,
+        backfill: None,
     };
     console.model.route_notes = route_notes(&catalog);
     console.load_snapshot();
@@ -159,6 +161,10 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
     ratatui::restore();
     if let Some(reason) = &console.failure {
         eprintln!("conveyor: the engine stopped: {reason}");
+    }
+    // A backfill under way starts nothing more: its runs go on in a daemon, or stop resumable with this engine.
+    if let Some(running) = &console.backfill {
+        backfill::stop(running);
     }
     console.link.close().await;
     code
@@ -225,6 +231,8 @@ struct Console {
     input: Arc<pager::InputGate>,
     /// The screen was given away (to a pager): clear it and draw everything at the next frame.
     repaint: bool,
+    /// The brakes of the backfill `:backfill` started, while it walks.
+    backfill: Option<Arc<crate::backfill::Drive>>,
 }
 
 impl Console {
@@ -401,6 +409,25 @@ impl Console {
                     let _ = tx.send(Message::Reply(result, started)).await;
                 });
             }
+            Effect::Backfill(request) => {
+                if let Some(running) = self.backfill.take() {
+                    backfill::stop(&running);
+                }
+                let state = self.store.lock().expect("store lock").state_dir().to_path_buf();
+                let (link, tx) = (self.link.clone(), self.tx.clone());
+                let dry_run = request.dry_run;
+                let brakes = backfill::start(request, link, self.workflows.clone(), state, tx);
+                if !dry_run {
+                    self.backfill = Some(brakes);
+                }
+            }
+            Effect::StopBackfill => match self.backfill.take() {
+                Some(running) => {
+                    backfill::stop(&running);
+                    self.model.set_status("backfill: no new run starts; the runs started go on".to_string());
+                }
+                None => self.model.set_status("no backfill is running".to_string()),
+            },
             Effect::OpenLog { run, task, attempt, path, jump_to_error } => {
                 let active = self.model.runs.values().flatten().any(|r| r.id == run && r.state.is_active());
                 let workflow = self.model.workflow_of_run(&run);

@@ -168,6 +168,10 @@ pub enum Popup {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     Send(Command),
+    /// Walk a schedule's past instants (`:backfill`), a run each, off the screen's thread.
+    Backfill(super::backfill::Request),
+    /// Stop starting the runs of the backfill under way.
+    StopBackfill,
     OpenLog {
         run: String,
         task: String,

@@ -318,6 +318,11 @@ pub fn fire_line(fire: &FireRecord) -> MonitorLine {
     let run = fire.run_id.as_deref().map(|run| format!(": run {run}")).unwrap_or_default();
     let (level, text) = match fire.outcome.strip_prefix("skipped") {
         Some(why) => (Level::Warn, format!("fire of {} skipped{why}", clock(fire.scheduled_at))),
+        // A backfilled instant may be months old: its date is the news.
+        None if fire.outcome == "backfill" => {
+            let day = fire.scheduled_at.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S");
+            (Level::Info, format!("backfill of {day}{run}"))
+        }
         None => (Level::Info, format!("fire of {} {}{run}", clock(fire.scheduled_at), fire.outcome)),
     };
     MonitorLine::new(fire.fired_at, level, &fire.workflow, text)

@@ -2,6 +2,7 @@
 //! and to timers, and writes each change to the store before publishing it.
 
 mod attempts;
+mod backfill;
 mod durability;
 mod gates;
 mod operations;
@@ -462,6 +463,7 @@ impl Actor {
                 Ok(false) => Err(format!("no unacknowledged alert {id}")),
                 Err(error) => Err(error.to_string()),
             },
+            Command::Backfill { workflow, scheduled_at, rerun } => self.backfill(workflow, *scheduled_at, *rerun),
         }
     }
 

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -68,6 +69,15 @@ pub enum Command {
     AckAlert {
         id: i64,
     },
+    /// Start a run for one past instant of a workflow's schedule, as its schedule would have, recorded with
+    /// trigger `backfill`. Declined (not refused) when a run for that instant exists, unless `rerun`, or when
+    /// the workflow has `max_active_runs` runs active: a backfill sends the next instant once there is room.
+    Backfill {
+        workflow: String,
+        scheduled_at: DateTime<Utc>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        rerun: bool,
+    },
 }
 
 impl Command {
@@ -92,15 +102,32 @@ pub struct Reply {
     /// The run the command started or acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// Why nothing was done, when that is not a fault: a client may act on it (wait, or count a skip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub declined: Option<Declined>,
+}
+
+/// A command that was understood and did nothing, on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Declined {
+    /// The instant already has a run (named in the reply's `run`).
+    AlreadyRun,
+    /// The workflow has `max_active_runs` runs active: ask again when one ends.
+    AtCapacity,
 }
 
 impl Reply {
     pub fn new(message: impl Into<String>) -> Reply {
-        Reply { message: message.into(), run: None }
+        Reply { message: message.into(), run: None, declined: None }
     }
 
     pub fn for_run(message: impl Into<String>, run: &str) -> Reply {
-        Reply { message: message.into(), run: Some(run.to_string()) }
+        Reply { message: message.into(), run: Some(run.to_string()), declined: None }
+    }
+
+    pub fn declined(message: impl Into<String>, why: Declined, run: Option<&str>) -> Reply {
+        Reply { message: message.into(), run: run.map(str::to_string), declined: Some(why) }
     }
 }
 
@@ -172,5 +199,18 @@ mod tests {
         };
         assert_eq!(new.to_json(), r#"{"command":"reject","run":"r1","task":"","items":["A-2"],"comment":"no"}"#);
         assert_eq!(serde_json::from_str::<Command>(&new.to_json()).unwrap(), new);
+    }
+
+    #[test]
+    fn a_backfill_instant_travels_as_utc_and_a_declined_reply_says_why() {
+        let at = DateTime::parse_from_rfc3339("2026-03-08T02:00:00-05:00").unwrap().with_timezone(&Utc);
+        let command = Command::Backfill { workflow: "W".into(), scheduled_at: at, rerun: false };
+        assert_eq!(command.to_json(), r#"{"command":"backfill","workflow":"W","scheduled_at":"2026-03-08T07:00:00Z"}"#);
+        assert_eq!(serde_json::from_str::<Command>(&command.to_json()).unwrap(), command);
+        let reply = Reply::declined("already ran", Declined::AlreadyRun, Some("r1"));
+        let text = serde_json::to_string(&reply).unwrap();
+        assert_eq!(text, r#"{"message":"already ran","run":"r1","declined":"already_run"}"#);
+        let older: Reply = serde_json::from_str(r#"{"message":"started","run":"r2"}"#).unwrap();
+        assert_eq!(older, Reply::for_run("started", "r2"));
     }
 }

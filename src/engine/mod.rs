@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock, later};
-pub use command::{Command, CommandResult, Origin, Reply, current_user};
+pub use command::{Command, CommandResult, Declined, Origin, Reply, current_user};
 pub use event::Event;
 pub use run::{INLINE_ROUTE, retry_delay};
 

@@ -74,6 +74,14 @@ impl Schedule {
         self.zone
     }
 
+    /// An instant as the schedule's zone reads it, in RFC 3339 (how `conveyor next` prints its fires).
+    pub fn in_zone(&self, time: DateTime<Utc>) -> String {
+        match self.zone {
+            Zone::Local => time.with_timezone(&Local).to_rfc3339(),
+            Zone::Named(tz) => time.with_timezone(&tz).to_rfc3339(),
+        }
+    }
+
     /// The first fire time strictly after `after`; `None` once there is none (croner looks up to the year 5000).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if after >= SEARCH_UNTIL {

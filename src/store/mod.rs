@@ -4,6 +4,7 @@
 
 mod batch;
 mod gauges;
+mod instants;
 mod lock;
 mod records;
 mod schema;

@@ -55,6 +55,9 @@ pub struct Attempt {
     pub kill_grace: Duration,
     /// The state folder's id (`CONVEYOR_STATE_ID`), by which a later engine finds what this attempt left.
     pub state_id: String,
+    /// The schedule's instant the run stands for (`CONVEYOR_SCHEDULED_AT`): a scheduled, caught-up or
+    /// backfilled run's `scheduled_at`, so a task can work on the period it is for, not on "now".
+    pub scheduled_at: Option<String>,
     /// Told the process group's PID and its start time once the process has started.
     pub spawned: Option<Spawned>,
     /// How long a line, how large an output, how large a log (the log sink was made with it).
@@ -87,6 +90,9 @@ impl Attempt {
             ("CONVEYOR_OUTPUT".to_string(), self.output_file.to_string_lossy().into_owned()),
             ("CONVEYOR_STATE_ID".to_string(), self.state_id.clone()),
         ];
+        if let Some(at) = &self.scheduled_at {
+            vars.push(("CONVEYOR_SCHEDULED_AT".to_string(), at.clone()));
+        }
         for (name, value) in &self.params {
             let text = match value {
                 Value::String(text) => text.clone(),

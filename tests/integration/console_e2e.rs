@@ -356,3 +356,31 @@ fn the_readmes_grant_walkthrough_works_in_the_real_console() {
         "the comment is in the audit trail: {trail:?}"
     );
 }
+
+#[test]
+fn an_operator_backfills_a_schedule_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        &dir.path().join("workflows"),
+        "daily.toml",
+        "id = \"Daily\"\n[trigger]\ntype = \"schedule\"\ncron = \"30 2 * * *\"\ntimezone = \"America/New_York\"\n[[tasks]]\nname = \"Say\"\nrun = 'echo \"$CONVEYOR_SCHEDULED_AT\"'\n",
+    );
+    let tmux = Tmux { socket: format!("conveyor-e2e-backfill-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    tmux.start(120, 40, dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary]);
+    tmux.wait_for("the workflow list", |screen| screen.contains("Workflows") && screen.contains("Daily"));
+    tmux.keys(&[":"]);
+    tmux.keys(&["-l", "backfill Daily --from 2026-03-06 --to 2026-03-09 --dry-run"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the dry run's count", |screen| screen.contains("4 would start, 0 already run"));
+    tmux.keys(&[":"]);
+    tmux.keys(&["-l", "backfill Daily --from 2026-03-06 --to 2026-03-09 --parallel 2"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the backfill to end", |screen| screen.contains("backfill Daily done: 4 of 4 started, 4 succeeded"));
+    tmux.keys(&["q"]);
+    tmux.wait_closed("the console quit on q", Duration::from_secs(20));
+    let store = conveyor::store::Store::open(&dir.path().join(".conveyor")).unwrap();
+    let runs = store.runs(Some("Daily"), 10).unwrap();
+    assert_eq!(runs.len(), 4);
+    assert!(runs.iter().all(|run| run.trigger == "backfill" && run.state == conveyor::state::RunState::Succeeded));
+}

@@ -1,11 +1,14 @@
 //! Integration tests: one binary (to keep builds lean) that drives the real `conveyor` executable and the
 //! engine library from outside.
 
+mod backfill;
 mod cli_gates;
 mod cli_runs;
 mod common;
+mod completion;
 mod console_e2e;
 mod daemon;
+mod engine_backfill;
 mod engine_harness;
 mod engine_operations;
 mod engine_runs;

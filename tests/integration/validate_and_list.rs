@@ -196,15 +196,22 @@ fn graph_prints_a_workflow_for_graphviz_and_mermaid_with_a_runs_states() {
 fn completions_come_for_every_shell_and_the_bash_script_parses() {
     let dir = tempfile::tempdir().unwrap();
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
-        let output = run(&["completions", shell], dir.path());
+        let output = run(&["completions", shell, "--static"], dir.path());
         assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
         let script = text(&output.stdout);
         assert!(script.contains("approve") && script.contains("graph"), "{shell} completes the commands");
+        // The default script asks the binary as the operator types.
+        let output = run(&["completions", shell], dir.path());
+        assert!(output.status.success(), "{shell}: {}", text(&output.stderr));
+        let script = text(&output.stdout);
+        assert!(script.contains("COMPLETE") && script.contains(shell), "{shell}: {script}");
     }
-    let script = dir.path().join("conveyor.bash");
-    std::fs::write(&script, run(&["completions", "bash"], dir.path()).stdout).unwrap();
-    let check = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
-    assert!(check.status.success(), "{}", text(&check.stderr));
+    for flags in [&["completions", "bash"][..], &["completions", "bash", "--static"]] {
+        let script = dir.path().join("conveyor.bash");
+        std::fs::write(&script, run(flags, dir.path()).stdout).unwrap();
+        let check = std::process::Command::new("bash").arg("-n").arg(&script).output().unwrap();
+        assert!(check.status.success(), "{flags:?}: {}", text(&check.stderr));
+    }
     let man = run(&["man", "pages"], dir.path());
     assert!(man.status.success(), "{}", text(&man.stderr));
     assert!(text(&man.stdout).lines().any(|line| line.ends_with("pages/conveyor-run.1")));

@@ -407,3 +407,29 @@ fn a_long_line_scrolls_to_its_cursor_and_the_candidates_to_the_chosen_one() {
     insta::assert_snapshot!("command_line_long_80x24", render(&mut model, 80, 24, false));
     insta::assert_snapshot!("command_line_long_120x40", render(&mut model, 120, 40, false));
 }
+
+#[test]
+fn backfill_parses_its_options_completes_scheduled_workflows_and_refuses_what_cannot_be_backfilled() {
+    use crate::console::backfill::Request;
+    let model = fixture().model;
+    let parsed =
+        parse(&model, &routes(), "backfill NightlyReport --from 2026-03-01 --to 2026-03-07 --parallel 2 --rerun");
+    let request = Request {
+        workflow: "NightlyReport".into(),
+        from: "2026-03-01".into(),
+        to: Some("2026-03-07".into()),
+        parallel: 2,
+        rerun: true,
+        dry_run: false,
+    };
+    assert_eq!(parsed, Ok(Parsed::Effect(Effect::Backfill(request))));
+    assert_eq!(parse(&model, &routes(), "backfill stop"), Ok(Parsed::Effect(Effect::StopBackfill)));
+    let refused = |line: &str| parse(&model, &routes(), line).unwrap_err();
+    assert!(refused("backfill ReleaseChecks --from 2026-03-01").starts_with("ReleaseChecks has a manual trigger"));
+    assert!(refused("backfill NightlyReport").starts_with("`:backfill` needs --from"));
+    assert!(refused("backfill NightlyReport --from 2026-03-01 --parallel 0").contains("whole number ≥ 1, not `0`"));
+    assert!(refused("backfill NightlyReport --from").starts_with("`--from` needs a value"));
+    assert!(refused("backfill Nope --from 2026-03-01").starts_with("no workflow `Nope`"));
+    assert_eq!(candidates(&model, &routes(), &["backfill"], ""), ["DailyGrantPipeline", "NightlyReport", "stop"]);
+    assert_eq!(candidates(&model, &routes(), &["backfill", "NightlyReport"], "--r"), ["--rerun"]);
+}

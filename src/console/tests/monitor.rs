@@ -154,6 +154,9 @@ fn fires_commands_and_reloads_make_lines_skips_and_refusals_are_warnings() {
     let skipped = watcher.event(&Event::Fire(fire("skipped: the workflow is paused", None)), now());
     assert_eq!(skipped[0].level, Level::Warn);
     assert!(skipped[0].text.ends_with(" skipped: the workflow is paused"), "{}", skipped[0].text);
+    let backfilled = watcher.event(&Event::Fire(fire("backfill", Some("r-2"))), now());
+    let day = now().with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string();
+    assert_eq!(backfilled[0].text, format!("backfill of {day}: run r-2"));
     let command = |command: Command, ok| Event::Command {
         who: "ann".into(),
         via: "console".into(),

@@ -149,6 +149,13 @@ fn details_say_who_started_a_run_which_file_started_an_event_run_and_what_the_ga
     model.details.run = Some("20261125-110000-ffff".into());
     let text = text_of(model);
     assert!(text.contains("event: file /srv/inbox/a.csv arrived (1200 bytes)"), "{text}");
+    let mut backfilled = run("20261125-100000-eeee", "NightlyReport", RunState::Succeeded, 90, 3);
+    backfilled.trigger = "backfill".into();
+    backfilled.input = json!({"trigger": "backfill", "scheduled_at": "2026-03-08T07:00:00.000Z"});
+    model.apply(&Event::Run(backfilled));
+    model.details.run = Some("20261125-100000-eeee".into());
+    let text = text_of(model);
+    assert!(text.contains("backfill of 2026-03-08T07:00:00.000Z"), "{text}");
 }
 
 /// The fixture plus a run of InboxIntake waiting at a gate.

@@ -252,6 +252,7 @@ impl Actor {
             clock: self.config.clock.clone(),
             kill_grace: self.config.kill_grace,
             state_id: self.state_id.clone(),
+            scheduled_at: self.scheduled_at(id),
             spawned: Some(spawned),
             limits,
             usage: Some(usage),
