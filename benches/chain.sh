@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A chain of N `/bin/true` tasks through `conveyor run` (whole process: start, store, every task, finish),
-# against N bare spawns (`xargs -n1 /bin/true`) of the same round, alternating over PAIRS rounds. With several
+# against N bare spawns of the same round (`examples/spawn_loop.rs`: std's spawn and wait, N times, stdio
+# inherited; BARE=xargs for `xargs -n1 /bin/true`, which the peer script uses), alternating over PAIRS rounds. With several
 # binaries (e.g. two builds to compare), each runs once per round, in turn, with its own state folder; each
 # gets its ratio to the round's bare spawns, and from the second on, its time over the first's, pair by pair.
 #   benches/chain.sh [PAIRS] [N] [BINARY...]      (default 12, 200, target/release/conveyor)
@@ -11,6 +12,11 @@ pairs="${1:-12}"
 n="${2:-200}"
 shift 2 || shift $# || true
 binaries=("$@")
+cargo build --profile measure --quiet --example spawn_loop
+spawn_loop="$PWD/target/measure/examples/spawn_loop"
+bare() {
+  if [[ "${BARE:-}" == xargs ]]; then seq "$n" | xargs -n1 /bin/true; else "$spawn_loop" "$n" /bin/true; fi
+}
 if [[ ${#binaries[@]} -eq 0 ]]; then
   cargo build --release --quiet --bin conveyor
   binaries=("$PWD/target/release/conveyor")
@@ -32,7 +38,7 @@ summary() { sort -n | awk '{ v[NR] = $1 } END {
 declare -A ratios against
 for ((pair = 1; pair <= pairs; pair++)); do
   start=$(now)
-  seq "$n" | xargs -n1 /bin/true
+  bare
   raw=$(($(now) - start))
   line="pair $pair: bare $((raw / 1000000)) ms"
   first=0

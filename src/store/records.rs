@@ -837,12 +837,15 @@ impl Store {
     }
 }
 
-/// Runs `work` as one unit. A savepoint rather than a transaction, so that it nests inside a batch the
-/// engine has open.
+/// Runs `work` as one unit. Inside the engine's batch that is the batch itself (a failed write rolls all of
+/// it back and writes it again, see `batch.rs`), so no savepoint is paid for; outside one, a savepoint.
 fn atomically<T>(
     connection: &rusqlite::Connection,
     work: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
+    if !connection.is_autocommit() {
+        return work(connection);
+    }
     connection.execute_batch("SAVEPOINT unit")?;
     match work(connection) {
         Ok(value) => {
