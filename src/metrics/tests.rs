@@ -44,6 +44,7 @@ fn attempt(run_id: &str, task: &str, state: AttemptState, seconds: i64) -> Attem
         progress: None,
         prompt_tokens: None,
         completion_tokens: None,
+        log_text: None,
     }
 }
 
