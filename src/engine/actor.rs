@@ -570,12 +570,7 @@ impl Actor {
             if run.record.state != RunState::Running || run.stopping.is_some() || self.closing.is_some() {
                 break;
             }
-            let due_retries: Vec<usize> = (0..run.slots.len())
-                .filter(|&i| {
-                    run.slots[i].state() == TaskState::RetryWait
-                        && run.slots[i].record.retry_at.is_some_and(|at| at <= now)
-                })
-                .collect();
+            let due_retries = run.due_retries(now);
             let ready = run.ready();
             if ready.is_empty() && due_retries.is_empty() {
                 break;
@@ -615,8 +610,8 @@ impl Actor {
     fn finish_run(&mut self, id: &str, state: RunState, error: Option<String>) {
         let now = self.now();
         let Some(mut run) = self.runs.remove(id) else { return };
-        for index in 0..run.slots.len() {
-            let slot = &mut run.slots[index];
+        for index in 0..run.slots().len() {
+            let slot = run.slot_mut(index);
             if matches!(slot.state(), TaskState::Pending | TaskState::RetryWait) && state == RunState::Cancelled {
                 slot.record.state = TaskState::Cancelled;
                 slot.record.finished_at = Some(now);
@@ -705,7 +700,7 @@ impl Actor {
         run.stopping = Some(target);
         run.record.error = Some(reason);
         let mut changed = Vec::new();
-        for slot in run.slots.iter_mut() {
+        for slot in run.slots_mut().iter_mut() {
             match slot.state() {
                 TaskState::Running => {
                     if let Some(cancel) = &slot.cancel {

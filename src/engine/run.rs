@@ -16,7 +16,13 @@ pub const INLINE_ROUTE: &str = "inline";
 pub struct Run {
     pub record: RunRecord,
     pub workflow: Arc<Workflow>,
-    pub slots: Vec<Slot>,
+    /// Private, so that every change goes through `slot_mut` and friends, which keep `finished_prefix` true.
+    slots: Vec<Slot>,
+    /// Every slot before this one has finished (succeeded, skipped, failed or cancelled): the questions each
+    /// step asks (what is ready, busy, waiting) start here, so a step of a long chain does not look at every
+    /// task before it again. Grows lazily as slots finish; any mutable access to a slot before it moves it
+    /// back.
+    finished_prefix: std::cell::Cell<usize>,
     /// Set while running attempts are being stopped: the state the run takes once they have.
     pub stopping: Option<RunState>,
     /// Each task's parents by index, worked out once: every step asks which tasks are ready, and looking
@@ -65,7 +71,37 @@ pub enum Readiness {
 impl Run {
     pub fn new(record: RunRecord, workflow: Arc<Workflow>, tasks: Vec<TaskRecord>) -> Run {
         let parents = parents_of(&workflow);
-        Run { record, workflow, slots: tasks.into_iter().map(Slot::new).collect(), stopping: None, parents }
+        let slots = tasks.into_iter().map(Slot::new).collect();
+        Run { record, workflow, slots, finished_prefix: Default::default(), stopping: None, parents }
+    }
+
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    pub fn slot_mut(&mut self, index: usize) -> &mut Slot {
+        self.finished_prefix.set(self.finished_prefix.get().min(index));
+        &mut self.slots[index]
+    }
+
+    pub fn slot_get_mut(&mut self, index: usize) -> Option<&mut Slot> {
+        self.finished_prefix.set(self.finished_prefix.get().min(index));
+        self.slots.get_mut(index)
+    }
+
+    pub fn slots_mut(&mut self) -> &mut [Slot] {
+        self.finished_prefix.set(0);
+        &mut self.slots
+    }
+
+    /// The slots from the first that has not finished: the only ones that can be ready, busy or waiting.
+    fn open_slots(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        let mut first = self.finished_prefix.get();
+        while self.slots.get(first).is_some_and(|slot| slot.state().is_finished()) {
+            first += 1;
+        }
+        self.finished_prefix.set(first);
+        self.slots.iter().enumerate().skip(first)
     }
 
     pub fn task(&self, index: usize) -> &Task {
@@ -140,29 +176,37 @@ impl Run {
 
     /// Tasks that are running or waiting to retry.
     pub fn is_busy(&self) -> bool {
-        self.slots
-            .iter()
-            .any(|slot| slot.evaluating || matches!(slot.state(), TaskState::Running | TaskState::RetryWait))
+        self.open_slots()
+            .any(|(_, slot)| slot.evaluating || matches!(slot.state(), TaskState::Running | TaskState::RetryWait))
     }
 
     pub fn running(&self) -> impl Iterator<Item = &Slot> {
-        self.slots.iter().filter(|slot| slot.state() == TaskState::Running)
+        self.open_slots().map(|(_, slot)| slot).filter(|slot| slot.state() == TaskState::Running)
+    }
+
+    /// Tasks waiting to retry whose time has come.
+    pub fn due_retries(&self, now: chrono::DateTime<chrono::Utc>) -> Vec<usize> {
+        self.open_slots()
+            .filter(|(_, slot)| {
+                slot.state() == TaskState::RetryWait && slot.record.retry_at.is_some_and(|at| at <= now)
+            })
+            .map(|(index, _)| index)
+            .collect()
     }
 
     /// Pending tasks whose parents are done, in list order.
     pub fn ready(&self) -> Vec<usize> {
-        (0..self.slots.len())
-            .filter(|&index| {
-                self.slots[index].state() == TaskState::Pending
-                    && !self.slots[index].evaluating
-                    && self.readiness(index) == Readiness::Ready
+        self.open_slots()
+            .filter(|&(index, slot)| {
+                slot.state() == TaskState::Pending && !slot.evaluating && self.readiness(index) == Readiness::Ready
             })
+            .map(|(index, _)| index)
             .collect()
     }
 
     /// A task holds items for an operator.
     pub fn is_waiting(&self) -> bool {
-        self.slots.iter().any(|slot| slot.state() == TaskState::WaitingApproval)
+        self.open_slots().any(|(_, slot)| slot.state() == TaskState::WaitingApproval)
     }
 
     /// Once nothing is busy, ready or waiting for an operator: how the run ended, with the reason for a failure.
@@ -258,8 +302,8 @@ mod tests {
     }
 
     fn finish(run: &mut Run, index: usize, state: TaskState, output: Value) {
-        run.slots[index].record.state = state;
-        run.slots[index].record.output = Some(output);
+        run.slot_mut(index).record.state = state;
+        run.slot_mut(index).record.output = Some(output);
     }
 
     const CHAIN: &str = "id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"x\"\n[[tasks]]\nname = \"B\"\nrun = \"x\"\ncontinue_on_failure = true\n[[tasks]]\nname = \"C\"\nrun = \"x\"\n";
@@ -280,6 +324,21 @@ mod tests {
     }
 
     #[test]
+    fn a_task_reset_behind_the_finished_ones_is_seen_again() {
+        let mut run = run_of(CHAIN);
+        finish(&mut run, 0, TaskState::Succeeded, json!(1));
+        finish(&mut run, 1, TaskState::Succeeded, json!(2));
+        assert_eq!(run.ready(), vec![2]);
+        assert!(!run.is_busy());
+        // An operator's retry of A, after the steps above moved past it.
+        run.slot_mut(0).reset();
+        assert_eq!(run.ready(), vec![0, 2], "A again, and C, whose parent B is done");
+        run.slots_mut()[1].record.state = TaskState::Running;
+        assert!(run.is_busy(), "a change through slots_mut is seen too");
+        assert_eq!(run.running().count(), 1);
+    }
+
+    #[test]
     fn a_graph_runs_branches_together_and_joins_their_outputs() {
         let mut run = run_of(DIAMOND);
         finish(&mut run, 0, TaskState::Succeeded, json!("a"));
@@ -296,7 +355,7 @@ mod tests {
         let mut run = run_of(DIAMOND);
         finish(&mut run, 0, TaskState::Succeeded, json!("a"));
         finish(&mut run, 1, TaskState::Failed, Value::Null);
-        run.slots[1].record.error = Some("exit status 3".into());
+        run.slot_mut(1).record.error = Some("exit status 3".into());
         assert_eq!(run.readiness(3), Readiness::Blocked);
         assert_eq!(run.outcome(), None, "C can still run");
         finish(&mut run, 2, TaskState::Succeeded, json!("c"));
@@ -334,10 +393,10 @@ mod tests {
         run.workflow = Arc::new(workflow);
         assert_eq!(run.route(0), "A");
         assert!(run.has_next_route(0));
-        run.slots[0].record.route_index = 1;
+        run.slot_mut(0).record.route_index = 1;
         assert_eq!(run.route(0), "B");
         assert!(!run.has_next_route(0));
-        run.slots[0].record.route = Some("C".into());
+        run.slot_mut(0).record.route = Some("C".into());
         assert_eq!(run.route(0), "C");
     }
 }

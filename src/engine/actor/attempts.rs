@@ -31,7 +31,7 @@ impl Actor {
         let input = run.input_for(index);
         let condition = run.task(index).when.clone();
         let params = run.record.params.clone();
-        let slot = &mut run.slots[index];
+        let slot = run.slot_mut(index);
         slot.record.input = Some(input.clone());
         let Some(condition) = condition else { return self.start_attempt(id, index) };
         // An expression may be slow: it is evaluated off the loop, which hears back with a `Condition`.
@@ -50,17 +50,21 @@ impl Actor {
     pub(super) fn condition_decided(&mut self, id: &str, index: usize, result: Result<bool, String>) {
         let now = self.now();
         let Some(run) = self.runs.get_mut(id) else { return };
-        let Some(slot) = run.slots.get_mut(index) else { return };
+        let stopping = run.stopping.is_some();
+        let Some(condition) = run.workflow.tasks.get(index).map(|task| task.when.clone().unwrap_or_default()) else {
+            return;
+        };
+        let run_state = run.record.state;
+        let Some(slot) = run.slot_get_mut(index) else { return };
         slot.evaluating = false;
         // Cancelled or stopped meanwhile: the answer no longer matters.
-        if slot.state() != TaskState::Pending || run.stopping.is_some() || self.closing.is_some() {
+        if slot.state() != TaskState::Pending || stopping || self.closing.is_some() {
             return self.settle(id);
         }
-        let condition = run.workflow.tasks[index].when.clone().unwrap_or_default();
         let input = slot.record.input.clone().unwrap_or(Value::Null);
         match result {
             Ok(true) => {
-                if run.record.state == RunState::Running {
+                if run_state == RunState::Running {
                     self.start_attempt(id, index);
                 }
             }
@@ -130,7 +134,7 @@ impl Actor {
         let number;
         {
             let run = self.runs.get_mut(id).expect("the run exists");
-            let slot = &mut run.slots[index];
+            let slot = run.slot_mut(index);
             slot.record.attempts += 1;
             slot.record.route_attempts += 1;
             number = slot.record.attempts;
@@ -160,16 +164,16 @@ impl Actor {
                 log_text: None,
             };
         }
-        self.runs.get_mut(id).expect("the run exists").slots[index].attempt = Some(attempt_record.clone());
+        self.runs.get_mut(id).expect("the run exists").slot_mut(index).attempt = Some(attempt_record.clone());
         let run = self.runs.get(id).expect("the run exists");
-        let task_record = run.slots[index].record.clone();
+        let task_record = run.slots()[index].record.clone();
         let input = task_record.input.clone().unwrap_or(Value::Null);
         let params = run.record.params.as_object().cloned().unwrap_or_default();
         let workflow = run.record.workflow.clone();
         self.save_attempt_and_task(Some(attempt_record), &task_record);
         let launch = Launch { run_id: id, index, number, task: &task, route: &route, input, params, workflow };
         let cancel = self.launch(launch);
-        self.runs.get_mut(id).expect("the run exists").slots[index].cancel = Some(cancel);
+        self.runs.get_mut(id).expect("the run exists").slot_mut(index).cancel = Some(cancel);
     }
 
     /// Starts one attempt in its own task; its ending comes back as a `Done`.
@@ -444,7 +448,7 @@ impl Actor {
         let now = self.now();
         let closing = self.closing.is_some();
         let Some(run) = self.runs.get_mut(&done.run_id) else { return };
-        let slot = &mut run.slots[done.index];
+        let slot = run.slot_mut(done.index);
         let mut finished = None;
         if let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == done.attempt) {
             attempt.finished_at = Some(now);
@@ -484,7 +488,7 @@ impl Actor {
         let task = run.workflow.tasks[done.index].clone();
         let mut alert = None;
         let mut fallback = false;
-        let slot = &mut run.slots[done.index];
+        let slot = run.slot_mut(done.index);
         let mut waiting_items = None;
         let mut gate_expires = None;
         match done.ending {
@@ -572,7 +576,7 @@ impl Actor {
     /// The attempt's process group and its leader's start time, so that a later engine can stop it.
     pub(super) fn attempt_spawned(&mut self, spawned: Spawned) {
         let Some(run) = self.runs.get_mut(&spawned.run_id) else { return };
-        let Some(slot) = run.slots.get_mut(spawned.index) else { return };
+        let Some(slot) = run.slot_get_mut(spawned.index) else { return };
         let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == spawned.attempt) else { return };
         if attempt.state != AttemptState::Running {
             return;
@@ -586,7 +590,7 @@ impl Actor {
     /// (an attached console reads it from there).
     pub(super) fn attempt_progressed(&mut self, run_id: String, index: usize, number: u32, fraction: f64) {
         let Some(run) = self.runs.get_mut(&run_id) else { return };
-        let Some(slot) = run.slots.get_mut(index) else { return };
+        let Some(slot) = run.slot_get_mut(index) else { return };
         let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == number) else { return };
         if attempt.state != AttemptState::Running || attempt.progress == Some(fraction) {
             return;
@@ -598,7 +602,7 @@ impl Actor {
     /// The tokens an LLM agent's attempt used, stored with the next step's writes.
     pub(super) fn attempt_used(&mut self, run_id: String, index: usize, number: u32, usage: crate::tasks::Usage) {
         let Some(run) = self.runs.get_mut(&run_id) else { return };
-        let Some(slot) = run.slots.get_mut(index) else { return };
+        let Some(slot) = run.slot_get_mut(index) else { return };
         let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == number) else { return };
         attempt.prompt_tokens = Some(usage.prompt_tokens);
         attempt.completion_tokens = Some(usage.completion_tokens);
@@ -615,7 +619,7 @@ impl Actor {
     /// Stores the process groups and progress learnt since the last step, with this step's writes.
     pub(super) fn save_attempts(&mut self) {
         for (run, index) in std::mem::take(&mut self.unsaved_attempts) {
-            let Some(attempt) = self.runs.get(&run).and_then(|run| run.slots.get(index)?.attempt.as_ref()) else {
+            let Some(attempt) = self.runs.get(&run).and_then(|run| run.slots().get(index)?.attempt.as_ref()) else {
                 continue;
             };
             if attempt.state == AttemptState::Running

@@ -178,7 +178,7 @@ impl Actor {
                 Ok(Some(Internal::Done(done))) => {
                     // Nothing is written: the store may be what failed; the next engine starts from what it has.
                     if let Some(run) = self.runs.get_mut(&done.run_id)
-                        && let Some(slot) = run.slots.get_mut(done.index)
+                        && let Some(slot) = run.slot_get_mut(done.index)
                     {
                         slot.record.state = crate::state::TaskState::Pending;
                     }

@@ -41,7 +41,7 @@ impl Actor {
         let index = self.task_index(&id, &task)?;
         let now = self.now();
         let run = self.runs.get_mut(&id).expect("loaded");
-        let slot = &mut run.slots[index];
+        let slot = run.slot_mut(index);
         if slot.state() != TaskState::WaitingApproval {
             let state = slot.state();
             return Err(format!("task {task} of run {id} is not waiting for approval (it is {state})"));
@@ -49,14 +49,15 @@ impl Actor {
         let held = slot.record.output.clone().unwrap_or(Value::Null);
         let decided = crate::tasks::decide_approval(&held, answer)?;
         slot.record.output = Some(decided.output);
-        if decided.still_held == 0 {
+        let answered = decided.still_held == 0;
+        if answered {
             slot.record.state = TaskState::Succeeded;
             slot.record.finished_at = Some(now);
-            if run.record.state == RunState::WaitingApproval {
-                run.record.state = RunState::Running;
-            }
         }
         let record = slot.record.clone();
+        if answered && run.record.state == RunState::WaitingApproval {
+            run.record.state = RunState::Running;
+        }
         let run_record = run.record.clone();
         self.save_task(&record);
         self.save_run(&run_record);
@@ -95,7 +96,7 @@ impl Actor {
     fn the_waiting_gate(&self, id: &str) -> Result<String, String> {
         let run = &self.runs[id];
         let waiting: Vec<&str> = run
-            .slots
+            .slots()
             .iter()
             .filter(|slot| slot.state() == TaskState::WaitingApproval)
             .map(|slot| slot.record.name.as_str())
@@ -112,7 +113,7 @@ impl Actor {
     pub(super) fn gate_expired(&mut self, run: &str, task: &str) {
         let now = self.now();
         let Some(current) = self.runs.get(run) else { return };
-        let Some(slot) = current.index_of(task).map(|index| &current.slots[index]) else { return };
+        let Some(slot) = current.index_of(task).map(|index| &current.slots()[index]) else { return };
         // A timer outlives its gate when the gate was answered, or set again by an engine that restarted.
         let Some(output) = slot.record.output.as_ref().filter(|_| slot.state() == TaskState::WaitingApproval) else {
             return;
@@ -160,7 +161,7 @@ impl Actor {
     pub(super) fn gate_timers(&mut self, id: &str) {
         let Some(run) = self.runs.get(id) else { return };
         let due: Vec<(DateTime<Utc>, String)> = run
-            .slots
+            .slots()
             .iter()
             .filter(|slot| slot.state() == TaskState::WaitingApproval)
             .filter_map(|slot| Some((expiry(slot.record.output.as_ref())?, slot.record.name.clone())))

@@ -48,7 +48,7 @@ impl Actor {
             }
             RunState::Interrupted => {
                 let mut reset = Vec::new();
-                for slot in run.slots.iter_mut() {
+                for slot in run.slots_mut().iter_mut() {
                     if matches!(slot.state(), TaskState::Failed | TaskState::Cancelled) {
                         slot.reset();
                         reset.push(slot.record.clone());
@@ -83,14 +83,14 @@ impl Actor {
         let id = self.load_run(id)?;
         let index = self.task_index(&id, task)?;
         let run = self.runs.get_mut(&id).expect("loaded");
-        let state = run.slots[index].state();
+        let state = run.slots()[index].state();
         if !matches!(state, TaskState::Failed | TaskState::Cancelled) || run.stopping.is_some() {
             let run_state = run.record.state;
             return Err(format!("task {task} is {state}, not failed or cancelled (run {id} is {run_state})"));
         }
         let was_cancelled = run.record.state == RunState::Cancelled;
         let mut changed = Vec::new();
-        for (i, slot) in run.slots.iter_mut().enumerate() {
+        for (i, slot) in run.slots_mut().iter_mut().enumerate() {
             if i == index || (was_cancelled && slot.state() == TaskState::Cancelled) {
                 slot.reset();
                 changed.push(slot.record.clone());
@@ -109,7 +109,7 @@ impl Actor {
         let index = self.task_index(&id, task)?;
         let now = self.now();
         let run = self.runs.get_mut(&id).expect("loaded");
-        let state = run.slots[index].state();
+        let state = run.slots()[index].state();
         if !matches!(state, TaskState::Failed | TaskState::Cancelled | TaskState::Pending | TaskState::RetryWait)
             || run.stopping.is_some()
         {
@@ -117,8 +117,8 @@ impl Actor {
                 "task {task} is {state}: only a failed, cancelled, pending or retrying task can be skipped"
             ));
         }
-        let input = run.slots[index].record.input.clone().unwrap_or_else(|| run.input_for(index));
-        let slot = &mut run.slots[index];
+        let input = run.slots()[index].record.input.clone().unwrap_or_else(|| run.input_for(index));
+        let slot = run.slot_mut(index);
         slot.record.state = TaskState::Skipped;
         slot.record.input = Some(input.clone());
         slot.record.output = Some(input);
@@ -144,8 +144,8 @@ impl Actor {
         let id = self.load_run(id)?;
         let index = self.task_index(&id, task)?;
         let run = self.runs.get_mut(&id).expect("loaded");
-        let state = run.slots[index].state();
-        let slot = &mut run.slots[index];
+        let state = run.slots()[index].state();
+        let slot = run.slot_mut(index);
         let message = match state {
             TaskState::Succeeded | TaskState::Skipped => {
                 return Err(format!("task {task} is already {state}"));
@@ -205,7 +205,7 @@ impl Actor {
         }
         let run = Run::new(record, Arc::new(workflow), tasks);
         let retries: Vec<_> = run
-            .slots
+            .slots()
             .iter()
             .filter(|slot| slot.state() == TaskState::RetryWait)
             .filter_map(|slot| slot.record.retry_at)
