@@ -2,14 +2,17 @@
 # 500 independent `/bin/true` tasks under a cap of 16, against `xargs -P16` of the same 500 spawns: the run's
 # whole `conveyor run` (start, store, finish) against the bare fan-out, alternating over PAIRS pairs (default
 # 12). Prints each pair's ratio and the median with its spread.
-#   benches/fanout.sh [PAIRS] [TASKS] [CAP]
+#   [CONVEYOR=BINARY] benches/fanout.sh [PAIRS] [TASKS] [CAP]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pairs="${1:-12}"
 tasks="${2:-500}"
 cap="${3:-16}"
-cargo build --release --quiet --bin conveyor
-binary="$PWD/target/release/conveyor"
+# CONVEYOR=path/to/binary measures that build instead of a fresh release build.
+if [[ -z "${CONVEYOR:-}" ]]; then
+  cargo build --release --quiet --bin conveyor
+fi
+binary="${CONVEYOR:-$PWD/target/release/conveyor}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/workflows"

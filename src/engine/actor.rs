@@ -58,6 +58,8 @@ const FILE_NOTES: usize = 4096;
 
 /// The `index` of a run's `on_failure`/`on_success` handler, which runs after the run's own tasks.
 const HANDLER: usize = usize::MAX;
+/// Attempt endings taken into one step (one commit) at most.
+const ENDINGS_PER_STEP: usize = 64;
 
 /// What the actor hears from the tasks and watchers it started.
 pub(super) enum Internal {
@@ -182,6 +184,8 @@ pub struct Actor {
     pending_answers: Vec<Answer>,
     /// Requests that came while the store refused writes, handled once it accepts them.
     deferred: VecDeque<Request>,
+    /// A message taken while gathering attempt endings into one step, that belongs to a step of its own.
+    held_internal: Option<Internal>,
     /// Since when, and why, the store has refused writes.
     store_trouble: Option<StoreTrouble>,
     /// A fault that ends the engine at the end of this step.
@@ -230,6 +234,7 @@ impl Actor {
             unsaved_attempts: Vec::new(),
             pending_answers: Vec::new(),
             deferred: VecDeque::new(),
+            held_internal: None,
             store_trouble: None,
             fatal: None,
             closing: None,
@@ -278,9 +283,13 @@ impl Actor {
             };
             // Biased: definitions registered and commands sent through the API come before timers and before
             // the store's queue, so a queued command never sees an engine that has not yet learnt its workflows.
-            let step = match self.deferred.pop_front() {
-                Some(request) => Step::Request(Some(request)),
-                None => tokio::select! {
+            let step = match (self.deferred.pop_front(), self.held_internal.take()) {
+                (Some(request), held) => {
+                    self.held_internal = held;
+                    Step::Request(Some(request))
+                }
+                (None, Some(message)) => Step::Internal(message),
+                (None, None) => tokio::select! {
                     biased;
                     request = requests.recv() => Step::Request(request),
                     Some(message) = internal_rx.recv() => Step::Internal(message),
@@ -334,6 +343,7 @@ impl Actor {
                 Step::Internal(Internal::Done(done)) => {
                     crate::failpoint::hit("engine.attempt-ended");
                     self.attempt_done(done);
+                    self.more_endings(&mut internal_rx);
                     None
                 }
                 Step::Internal(Internal::Spawned(_) | Internal::Progress { .. } | Internal::Usage { .. }) => None,
@@ -366,6 +376,32 @@ impl Actor {
                 self.pending_answers.push(answer);
             }
             self.flush();
+        }
+    }
+
+    /// Attempts that ended meanwhile join the step of the one that just did, so that a wide fan-out commits
+    /// once per step instead of once per attempt (docs/benchmarks.md); bounded, so a flood still lets other
+    /// work in.
+    fn more_endings(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
+        for _ in 1..ENDINGS_PER_STEP {
+            match internal_rx.try_recv() {
+                Ok(Internal::Done(done)) => {
+                    crate::failpoint::hit("engine.attempt-ended");
+                    self.attempt_done(done);
+                }
+                Ok(Internal::Spawned(spawned)) => self.attempt_spawned(spawned),
+                Ok(Internal::Progress { run_id, index, attempt, fraction }) => {
+                    self.attempt_progressed(run_id, index, attempt, fraction)
+                }
+                Ok(Internal::Usage { run_id, index, attempt, usage }) => {
+                    self.attempt_used(run_id, index, attempt, usage)
+                }
+                Ok(other) => {
+                    self.held_internal = Some(other);
+                    return;
+                }
+                Err(_) => return,
+            }
         }
     }
 
