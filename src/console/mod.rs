@@ -557,8 +557,7 @@ impl Console {
         }
         self.indexing = true;
         let (path, index, tx) = (log.path.clone(), log.index.clone(), self.tx.clone());
-        let kept = self.model.attempts_of(&log.run, &log.task).into_iter().find(|a| a.attempt == log.attempt);
-        let kept = kept.and_then(|attempt| attempt.log_text.clone());
+        let kept = self.model.kept_log(&log.run, &log.task, log.attempt);
         tokio::task::spawn_blocking(move || {
             if let Some(text) = kept
                 && let Err(error) = crate::tasks::write_kept_log(&path, &text)

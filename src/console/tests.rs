@@ -919,3 +919,23 @@ mod cmdline;
 mod gate;
 mod monitor;
 mod views;
+
+#[test]
+fn a_log_kept_in_the_store_becomes_the_file_the_viewer_reads() {
+    let mut fixture = fixture();
+    let (run, attempt) = {
+        let (run, attempts) = fixture.model.attempts.iter_mut().next().expect("the fixture has attempts");
+        let attempt = attempts.iter_mut().find(|a| !a.log_path.exists()).expect("an attempt without a file");
+        attempt.log_text = Some("[conveyor] started `true` (pid 7)\n[conveyor] exit status 0\n".into());
+        (run.clone(), attempt.clone())
+    };
+    let kept = fixture.model.kept_log(&run, &attempt.task, attempt.attempt).expect("the store's lines");
+    assert_eq!(fixture.model.kept_log(&run, &attempt.task, attempt.attempt + 1), None);
+    crate::tasks::write_kept_log(&attempt.log_path, &kept).unwrap();
+    let index = logview::extend_index(&attempt.log_path, &LogIndex::default());
+    assert_eq!(index.lines(), 2);
+    assert_eq!(
+        logview::read_lines(&attempt.log_path, &index, 0..2),
+        ["[conveyor] started `true` (pid 7)", "[conveyor] exit status 0"]
+    );
+}
