@@ -3,6 +3,7 @@
 
 mod actor;
 mod alerts;
+pub mod client;
 mod command;
 mod event;
 mod gates;
