@@ -2,6 +2,7 @@
 
 pub mod backfill;
 pub mod cli;
+pub mod clock;
 pub mod console;
 pub mod definition;
 pub mod engine;

@@ -130,7 +130,7 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
     let sender = match &target {
         Target::Daemon(state) => {
             let state = state.clone();
-            Box::new(move |command: Command| super::remote::send(&state, &command))
+            Box::new(move |command: Command| crate::engine::client::send(&state, &command))
                 as Box<dyn Send + Fn(Command) -> Result<Reply, String>>
         }
         Target::Own(engine) => {

@@ -388,14 +388,6 @@ fn escaped_fields() -> impl for<'writer> tracing_subscriber::fmt::FormatFields<'
     .delimited(" ")
 }
 
-/// Sends a command to the engine that holds `state` (through the store) and waits for its answer.
-pub fn send_to_engine(
-    state: &std::path::Path,
-    command: &crate::engine::Command,
-) -> Result<crate::engine::Reply, String> {
-    remote::send(state, command)
-}
-
 /// `--param` values as given; the engine converts them to the declared types.
 fn parse_params(params: &[String]) -> Result<std::collections::BTreeMap<String, serde_json::Value>, String> {
     crate::definition::parse_assignments(params, "--param")

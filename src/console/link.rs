@@ -61,7 +61,7 @@ impl Link {
             Link::Embedded(engine) => engine.send_as(command, Origin::local("console")).await,
             Link::Attached(state) => {
                 let state = state.clone();
-                tokio::task::spawn_blocking(move || crate::cli::send_to_engine(&state, &command))
+                tokio::task::spawn_blocking(move || crate::engine::client::send(&state, &command))
                     .await
                     .map_err(|error| error.to_string())?
             }

@@ -255,7 +255,7 @@ impl Actor {
         let _ = self.store.begin_batch();
         self.recover_runs().await;
         // Not at start-up, which must be quick (and a `conveyor run` is often over before then).
-        self.add_timer(crate::engine::later(self.now(), FIRST_HOUSEKEEPING), Timer::Housekeeping);
+        self.add_timer(crate::clock::later(self.now(), FIRST_HOUSEKEEPING), Timer::Housekeeping);
         self.flush();
         loop {
             if let Some(reason) = self.fatal.take() {
@@ -581,7 +581,7 @@ impl Actor {
             self.publish(Event::Task(task.clone()));
         }
         if let Some(limit) = workflow.timeout {
-            self.add_timer(crate::engine::later(now, limit), Timer::RunTimeout { run: id.clone(), after: limit });
+            self.add_timer(crate::clock::later(now, limit), Timer::RunTimeout { run: id.clone(), after: limit });
         }
         self.prepare_work_dir(&id);
         self.runs.insert(id.clone(), Run::new(record, workflow.clone(), tasks));
@@ -714,7 +714,7 @@ impl Actor {
                         }
                         Err(error) => tracing::debug!("trimming the store failed: {error}"),
                     }
-                    self.add_timer(crate::engine::later(now, HOUSEKEEPING_EVERY), Timer::Housekeeping);
+                    self.add_timer(crate::clock::later(now, HOUSEKEEPING_EVERY), Timer::Housekeeping);
                 }
                 Timer::GateTimeout { run, task } => self.gate_expired(&run, &task),
             }

@@ -3,7 +3,7 @@
 
 mod actor;
 mod alerts;
-mod clock;
+pub mod client;
 mod command;
 mod event;
 mod gates;
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-pub use clock::{Clock, ManualClock, SharedClock, Sleep, SystemClock, later};
 pub use command::{Command, CommandResult, Declined, Origin, Reply, current_user};
 pub use event::Event;
 pub use run::{INLINE_ROUTE, retry_delay};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::definition::{Registry, Workflow};
 use crate::store::{StateLock, Store, StoreError};
 use crate::tasks::SharedExecutor;

@@ -24,8 +24,10 @@ pub const DATABASE_FILE: &str = "conveyor.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database refused or failed a statement (busy, disk full, a constraint, a broken file): what it
+    /// said, in its words. Which database is an implementation detail of this module.
     #[error("store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(String),
     #[error("state folder: {0}")]
     Io(#[from] std::io::Error),
     #[error("another engine (PID {pid}) holds the state folder {}: stop it, or point --state elsewhere", state_dir.display())]
@@ -48,6 +50,15 @@ impl StoreError {
             StoreError::Unavailable(why) => why.clone(),
             other => other.to_string(),
         }
+    }
+}
+
+/// Lets `?` turn SQLite's errors into the store's own inside this module. A trait impl cannot be private, so
+/// dependents can see it, but no variant carries SQLite's type: code outside the store matches on what
+/// happened, never on how SQLite said it.
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Database(error.to_string())
     }
 }
 

@@ -246,3 +246,14 @@ fn a_runs_audit_entries_are_those_naming_it_in_the_command_or_the_outcome_oldest
     assert_eq!(newest, vec!["bob"], "the limit keeps the newest");
     assert!(store.audit_of_run("r-9", 10).unwrap().is_empty());
 }
+
+#[test]
+fn a_database_failure_is_told_in_the_databases_words_without_its_type() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(DATABASE_FILE), "this is not a database file, but long enough to look like one")
+        .unwrap();
+    let error = Store::open(dir.path()).err().expect("a file that is not a database cannot be opened as the store");
+    let StoreError::Database(words) = &error else { panic!("expected a database error, got {error:?}") };
+    assert!(words.contains("not a database"), "{words}");
+    assert_eq!(error.to_string(), format!("store: {words}"));
+}

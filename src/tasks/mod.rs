@@ -30,7 +30,7 @@ pub use llm::LlmExecutor;
 pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path, write_kept_log};
 pub use process::ProcessExecutor;
 
-use crate::engine::SharedClock;
+use crate::clock::SharedClock;
 
 /// Everything one attempt needs, owned so it can move into a spawned task.
 pub struct Attempt {

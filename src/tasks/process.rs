@@ -99,10 +99,10 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
 
     let deadline = attempt
         .timeout
-        .map(|timeout| (timeout, attempt.clock.sleep_until(crate::engine::later(attempt.clock.now(), timeout))));
+        .map(|timeout| (timeout, attempt.clock.sleep_until(crate::clock::later(attempt.clock.now(), timeout))));
     let (timeout, mut timer) = match deadline {
         Some((timeout, timer)) => (Some(timeout), timer),
-        None => (None, Box::pin(std::future::pending()) as crate::engine::Sleep),
+        None => (None, Box::pin(std::future::pending()) as crate::clock::Sleep),
     };
     enum Stop {
         Exited(std::io::Result<ExitStatus>),

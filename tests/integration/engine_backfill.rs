@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use conveyor::engine::{Command, Declined, Event, ManualClock};
+use conveyor::clock::ManualClock;
+use conveyor::engine::{Command, Declined, Event};
 use conveyor::state::RunState;
 
 use crate::engine_harness::*;

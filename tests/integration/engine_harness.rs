@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use conveyor::clock::ManualClock;
 use conveyor::definition::load_folder;
-use conveyor::engine::{Command, Engine, EngineConfig, Event, ManualClock};
+use conveyor::engine::{Command, Engine, EngineConfig, Event};
 use conveyor::state::{RunState, TaskState};
 use conveyor::store::{RunRecord, Store, TaskRecord};
 use tokio::sync::broadcast;

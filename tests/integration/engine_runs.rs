@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use conveyor::engine::{Command, ManualClock};
+use conveyor::clock::ManualClock;
+use conveyor::engine::Command;
 use conveyor::state::{AttemptState, RunState, TaskState};
 use serde_json::json;
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use conveyor::engine::{Command, ManualClock, Origin};
+use conveyor::clock::ManualClock;
+use conveyor::engine::{Command, Origin};
 use conveyor::state::{RunState, TaskState};
 use serde_json::{Value, json};
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use conveyor::engine::{Command, ManualClock, Stop};
+use conveyor::clock::ManualClock;
+use conveyor::engine::{Command, Stop};
 use conveyor::state::{AttemptState, RunState, TaskState};
 
 use crate::engine_harness::*;

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use conveyor::engine::{Command, Event, ManualClock};
+use conveyor::clock::ManualClock;
+use conveyor::engine::{Command, Event};
 use conveyor::state::RunState;
 use conveyor::store::Store;
 

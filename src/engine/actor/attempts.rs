@@ -522,7 +522,7 @@ impl Actor {
             Ending::Failed { error, .. } => {
                 if slot.record.route_index == 0 && slot.record.route_attempts <= task.retries {
                     let wait = retry_delay(&task, slot.record.route_attempts, rand::random::<f64>());
-                    let at = crate::engine::later(now, wait);
+                    let at = crate::clock::later(now, wait);
                     slot.record.state = TaskState::RetryWait;
                     slot.record.error = Some(format!(
                         "{error}; retry {} of {} at {}",

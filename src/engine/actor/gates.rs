@@ -22,7 +22,7 @@ pub(super) fn stamp(output: &mut Value, now: DateTime<Utc>) -> Option<DateTime<U
     record["waiting_since"] = json!(timestamp(now));
     let limit = record.get("approval_timeout").and_then(Value::as_str)?;
     let limit = humantime::parse_duration(limit).ok()?;
-    let at = crate::engine::later(now, limit);
+    let at = crate::clock::later(now, limit);
     record["expires_at"] = json!(timestamp(at));
     Some(at)
 }

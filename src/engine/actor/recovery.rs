@@ -147,7 +147,7 @@ impl Actor {
                 let record = run.record.clone();
                 self.save_run(&record);
                 if let (Some(started), Some(limit)) = (started, limit) {
-                    let at = crate::engine::later(started, limit);
+                    let at = crate::clock::later(started, limit);
                     self.add_timer(at, Timer::RunTimeout { run: id.clone(), after: limit });
                 }
                 let message = format!("run {id} of {workflow} resumed by itself after the engine stopped{what}");

@@ -144,7 +144,7 @@ impl Actor {
             }
         }
         let jitter = workflow.jitter.map_or(Duration::ZERO, |most| most.mul_f64(rand::random::<f64>()));
-        let at = crate::engine::later(next, jitter);
+        let at = crate::clock::later(next, jitter);
         self.add_timer(at, Timer::Fire { workflow: workflow.id.clone(), scheduled: next });
     }
 
@@ -284,7 +284,7 @@ impl Actor {
                     // A file written in many chunks sends many events: one timer per file is enough, as
                     // `settle_file` waits again from the latest change it finds.
                     if self.pending_files.insert(key, (fingerprint, now)).is_none() {
-                        let at = crate::engine::later(now, settle);
+                        let at = crate::clock::later(now, settle);
                         self.add_timer(at, Timer::Settle { workflow: id, path: path.clone() });
                     }
                 }
@@ -339,13 +339,13 @@ impl Actor {
             Some(current) if current != seen => {
                 self.pending_files.insert(key, (current, now));
                 self.add_timer(
-                    crate::engine::later(now, settle_for),
+                    crate::clock::later(now, settle_for),
                     Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() },
                 );
             }
             Some(_) if now.signed_duration_since(since) < settle => {
                 self.add_timer(
-                    crate::engine::later(since, settle_for),
+                    crate::clock::later(since, settle_for),
                     Timer::Settle { workflow: id.to_string(), path: path.to_path_buf() },
                 );
             }

@@ -1,5 +1,6 @@
-//! Time, injected: the engine asks a clock for "now" and to sleep, so retry, timeout and schedule logic can
-//! be tested on a clock that the test moves by hand.
+//! Time, injected: the engine and the task executors ask a clock for "now" and to sleep, so retry, timeout
+//! and schedule logic can be tested on a clock that the test moves by hand. It lives at the crate's top so
+//! that `tasks` needs nothing from `engine` to keep time.
 
 use std::future::Future;
 use std::pin::Pin;
