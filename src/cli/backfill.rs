@@ -130,8 +130,9 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
     let sender = match &target {
         Target::Daemon(state) => {
             let state = state.clone();
-            Box::new(move |command: Command| crate::engine::client::send(&state, &command))
-                as Box<dyn Send + Fn(Command) -> Result<Reply, String>>
+            Box::new(move |command: Command| {
+                crate::engine::client::send(&state, &command).map_err(|error| error.to_string())
+            }) as Box<dyn Send + Fn(Command) -> Result<Reply, String>>
         }
         Target::Own(engine) => {
             let engine = engine.clone();

@@ -12,7 +12,7 @@ use crate::engine::client::send;
 use crate::engine::{Command, Reply, current_user};
 use crate::store::{StateLock, Store};
 
-fn report(result: Result<Reply, String>) -> ExitCode {
+fn report<E: std::fmt::Display>(result: Result<Reply, E>) -> ExitCode {
     match result {
         Ok(reply) => {
             println!("{}", crate::text::visible(&reply.message));
@@ -67,7 +67,7 @@ pub fn pause(workflows: &Path, state: &Path, target: &str, paused: bool) -> Exit
             store.audit(now, &current_user(), "cli", &command.to_json(), true, &outcome)?;
             Ok(outcome)
         });
-        return report(result.map(Reply::new).map_err(|error| error.to_string()));
+        return report(result.map(Reply::new));
     }
     report(send(state, &command))
 }

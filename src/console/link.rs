@@ -64,6 +64,7 @@ impl Link {
                 tokio::task::spawn_blocking(move || crate::engine::client::send(&state, &command))
                     .await
                     .map_err(|error| error.to_string())?
+                    .map_err(|error| error.to_string())
             }
         }
     }
