@@ -25,10 +25,7 @@ work="$(mktemp -d "${CHAIN_DIR:-/tmp}/chain.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 for index in "${!binaries[@]}"; do
   mkdir -p "$work/$index/workflows"
-  awk -v count="$n" 'BEGIN {
-    print "id = \"Chain\"\nkeep_runs = 1000"
-    for (i = 0; i < count; i++) printf "[[tasks]]\nname = \"T%d\"\ncommand = [\"/bin/true\"]\n", i
-  }' >"$work/$index/workflows/chain.toml"
+  benches/chain_workflow.sh "$n" >"$work/$index/workflows/chain.toml"
 done
 
 now() { date +%s%N; }

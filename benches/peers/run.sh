@@ -48,10 +48,7 @@ PY
 
 for n in "${sizes[@]}"; do
   mkdir -p "$work/conveyor$n/workflows"
-  awk -v count="$n" 'BEGIN {
-    print "id = \"Chain\"\nkeep_runs = 1000"
-    for (i = 0; i < count; i++) printf "[[tasks]]\nname = \"T%d\"\ncommand = [\"/bin/true\"]\n", i
-  }' >"$work/conveyor$n/workflows/chain.toml"
+  benches/chain_workflow.sh "$n" >"$work/conveyor$n/workflows/chain.toml"
 done
 
 now() { date +%s%N; }

@@ -44,22 +44,16 @@ pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>, ra
                 attempt.task, attempt.attempt, attempt.route, attempt.state
             );
         }
-        let opened = std::fs::File::open(&attempt.log_path);
-        if let (Err(_), Some(text)) = (&opened, &attempt.log_text) {
-            // Only the engine's lines, kept in the store: printed the same way a file would be.
-            let shown = if escape {
-                print_visible(text.as_bytes(), &mut out)
-            } else {
-                out.write_all(text.as_bytes()).map(|()| 0)
+        // A log that never got a file is the engine's few lines, kept in the store: printed as a file would be.
+        let source: std::io::Result<Box<dyn std::io::Read>> =
+            match (&attempt.log_text, std::fs::File::open(&attempt.log_path)) {
+                (_, Ok(file)) => Ok(Box::new(file)),
+                (Some(text), Err(_)) => Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes()))),
+                (None, Err(error)) => Err(error),
             };
-            if let Err(error) = shown {
-                return fail(format!("printing the log of {} attempt {}: {error}", attempt.task, attempt.attempt));
-            }
-            continue;
-        }
-        match opened {
-            Ok(mut file) => {
-                let copied = if escape { print_visible(file, &mut out) } else { std::io::copy(&mut file, &mut out) };
+        match source {
+            Ok(mut log) => {
+                let copied = if escape { print_visible(log, &mut out) } else { std::io::copy(&mut log, &mut out) };
                 if let Err(error) = copied {
                     return fail(format!("reading {}: {error}", attempt.log_path.display()));
                 }

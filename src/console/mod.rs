@@ -557,7 +557,8 @@ impl Console {
         }
         self.indexing = true;
         let (path, index, tx) = (log.path.clone(), log.index.clone(), self.tx.clone());
-        let kept = self.model.kept_log(&log.run, &log.task, log.attempt);
+        // Written once, by the first indexing: every later one finds the file.
+        let kept = if log.index.end == 0 { self.model.kept_log(&log.run, &log.task, log.attempt) } else { None };
         tokio::task::spawn_blocking(move || {
             if let Some(text) = kept
                 && let Err(error) = crate::tasks::write_kept_log(&path, &text)

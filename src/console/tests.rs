@@ -59,28 +59,15 @@ pub(super) fn task(run: &RunRecord, name: &str, position: u32, state: TaskState,
 }
 
 fn attempt(task: &TaskRecord, number: u32, route: &str, log: &Path) -> AttemptRecord {
+    let started_at = task.started_at.unwrap_or(at(NOW));
     AttemptRecord {
-        run_id: task.run_id.clone(),
-        task: task.name.clone(),
-        attempt: number,
-        route: route.into(),
         state: match task.state {
             TaskState::Succeeded => AttemptState::Succeeded,
             TaskState::Running => AttemptState::Running,
             _ => AttemptState::Failed,
         },
-        exit_code: None,
-        error: None,
-        started_at: task.started_at.unwrap_or(at(NOW)),
         finished_at: task.finished_at,
-        log_path: log.to_path_buf(),
-        log_bytes: 0,
-        pid: None,
-        pid_start: None,
-        progress: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        log_text: None,
+        ..AttemptRecord::started(&task.run_id, &task.name, number, route, started_at, log.to_path_buf())
     }
 }
 

@@ -298,23 +298,13 @@ impl Actor {
                     _ = poll.tick() => Step::Poll,
                 },
             };
-            // A started process's PID costs no commit of its own: the next step's batch stores it (a crash
-            // before then is covered by the folder's id in the process's environment).
-            match step {
-                Step::Internal(Internal::Spawned(spawned)) => {
-                    self.attempt_spawned(spawned);
-                    continue;
-                }
-                Step::Internal(Internal::Progress { run_id, index, attempt, fraction }) => {
-                    self.attempt_progressed(run_id, index, attempt, fraction);
-                    continue;
-                }
-                Step::Internal(Internal::Usage { run_id, index, attempt, usage }) => {
-                    self.attempt_used(run_id, index, attempt, usage);
-                    continue;
-                }
-                _ => {}
-            }
+            let step = match step {
+                Step::Internal(message) => match self.note_without_commit(message) {
+                    Some(message) => Step::Internal(message),
+                    None => continue,
+                },
+                other => other,
+            };
             // Each step is one batch: one commit for all it changed, then its events, then any answer. A batch
             // that cannot begin still runs: its writes wait in the store until it accepts them.
             let _ = self.store.begin_batch();
@@ -389,20 +379,30 @@ impl Actor {
                     crate::failpoint::hit("engine.attempt-ended");
                     self.attempt_done(done);
                 }
-                Ok(Internal::Spawned(spawned)) => self.attempt_spawned(spawned),
-                Ok(Internal::Progress { run_id, index, attempt, fraction }) => {
-                    self.attempt_progressed(run_id, index, attempt, fraction)
-                }
-                Ok(Internal::Usage { run_id, index, attempt, usage }) => {
-                    self.attempt_used(run_id, index, attempt, usage)
-                }
-                Ok(other) => {
-                    self.held_internal = Some(other);
-                    return;
+                Ok(message) => {
+                    if let Some(other) = self.note_without_commit(message) {
+                        self.held_internal = Some(other);
+                        return;
+                    }
                 }
                 Err(_) => return,
             }
         }
+    }
+
+    /// What an attempt reports on the way (its process started, its progress, its tokens) is kept on it and
+    /// stored with the next step's batch, without a commit of its own (a crash before then is covered by the
+    /// folder's id in the process's environment). Anything else is given back, for a step of its own.
+    fn note_without_commit(&mut self, message: Internal) -> Option<Internal> {
+        match message {
+            Internal::Spawned(spawned) => self.attempt_spawned(spawned),
+            Internal::Progress { run_id, index, attempt, fraction } => {
+                self.attempt_progressed(run_id, index, attempt, fraction)
+            }
+            Internal::Usage { run_id, index, attempt, usage } => self.attempt_used(run_id, index, attempt, usage),
+            other => return Some(other),
+        }
+        None
     }
 
     /// Handles a request; the answer, if it has one, is sent once the step is committed.

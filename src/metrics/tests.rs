@@ -28,23 +28,9 @@ fn run(id: &str, workflow: &str, state: RunState, started: DateTime<Utc>) -> Run
 fn attempt(run_id: &str, task: &str, state: AttemptState, seconds: i64) -> AttemptRecord {
     let started_at = Utc::now();
     AttemptRecord {
-        run_id: run_id.into(),
-        task: task.into(),
-        attempt: 1,
-        route: "inline".into(),
         state,
-        exit_code: None,
-        error: None,
-        started_at,
         finished_at: (state != AttemptState::Running).then(|| started_at + Duration::seconds(seconds)),
-        log_path: "a.log".into(),
-        log_bytes: 0,
-        pid: None,
-        pid_start: None,
-        progress: None,
-        prompt_tokens: None,
-        completion_tokens: None,
-        log_text: None,
+        ..AttemptRecord::started(run_id, task, 1, "inline", started_at, "a.log".into())
     }
 }
 

@@ -106,6 +106,38 @@ pub struct AttemptRecord {
     pub log_text: Option<String>,
 }
 
+impl AttemptRecord {
+    /// An attempt that starts now: running, with nothing yet known of how it goes.
+    pub fn started(
+        run_id: &str,
+        task: &str,
+        attempt: u32,
+        route: &str,
+        started_at: DateTime<Utc>,
+        log_path: PathBuf,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            run_id: run_id.to_string(),
+            task: task.to_string(),
+            attempt,
+            route: route.to_string(),
+            state: AttemptState::Running,
+            exit_code: None,
+            error: None,
+            started_at,
+            finished_at: None,
+            log_path,
+            log_bytes: 0,
+            pid: None,
+            pid_start: None,
+            progress: None,
+            prompt_tokens: None,
+            completion_tokens: None,
+            log_text: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AlertRecord {
     pub id: i64,

@@ -144,25 +144,7 @@ impl Actor {
             slot.record.error = None;
             slot.record.retry_at = None;
             log_path = self.store.log_path(id, &task.name, number);
-            attempt_record = AttemptRecord {
-                run_id: id.to_string(),
-                task: task.name.clone(),
-                attempt: number,
-                route: route.clone(),
-                state: AttemptState::Running,
-                exit_code: None,
-                error: None,
-                started_at: now,
-                finished_at: None,
-                log_path: log_path.clone(),
-                log_bytes: 0,
-                pid: None,
-                pid_start: None,
-                progress: None,
-                prompt_tokens: None,
-                completion_tokens: None,
-                log_text: None,
-            };
+            attempt_record = AttemptRecord::started(id, &task.name, number, &route, now, log_path.clone());
         }
         self.runs.get_mut(id).expect("the run exists").slot_mut(index).attempt = Some(attempt_record.clone());
         let run = self.runs.get(id).expect("the run exists");
@@ -369,25 +351,8 @@ impl Actor {
     pub(super) fn start_handler(&mut self, run: &Run, handler: &Task) {
         let id = run.record.id.as_str();
         let route = Run::primary_route(handler);
-        let record = AttemptRecord {
-            run_id: id.to_string(),
-            task: handler.name.clone(),
-            attempt: 1,
-            route: route.clone(),
-            state: AttemptState::Running,
-            exit_code: None,
-            error: None,
-            started_at: self.now(),
-            finished_at: None,
-            log_path: self.store.log_path(id, &handler.name, 1),
-            log_bytes: 0,
-            pid: None,
-            pid_start: None,
-            progress: None,
-            prompt_tokens: None,
-            completion_tokens: None,
-            log_text: None,
-        };
+        let log_path = self.store.log_path(id, &handler.name, 1);
+        let record = AttemptRecord::started(id, &handler.name, 1, &route, self.now(), log_path);
         if let Err(error) = self.store.insert_attempt(&record) {
             tracing::error!("storing a handler's attempt failed: {error}");
         }
