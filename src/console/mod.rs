@@ -512,6 +512,7 @@ impl Console {
 
     fn load_run(&mut self, run: String) {
         self.requested_runs.insert(run.clone());
+        self.model.loading.entry(run.clone()).or_default().reads += 1;
         let (store, tx) = (self.store.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {
             let store = store.lock().expect("store lock");

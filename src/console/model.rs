@@ -268,6 +268,18 @@ pub struct Model {
     /// Lines run from the `:` command line this session, oldest first, for Up/Down.
     pub command_history: Vec<String>,
     pub gate: super::gate::GateView,
+    /// Runs whose tasks are being read from the store, with what events changed meanwhile: the read may
+    /// predate those events, so their versions win when it arrives.
+    pub loading: HashMap<String, ChangedWhileLoading>,
+}
+
+/// Tasks and attempts of a run that events changed while its records were being read.
+#[derive(Debug, Default, Clone)]
+pub struct ChangedWhileLoading {
+    /// Reads asked for and not yet arrived.
+    pub reads: u32,
+    tasks: std::collections::HashSet<String>,
+    attempts: std::collections::HashSet<(String, u32)>,
 }
 
 impl Model {
@@ -298,6 +310,7 @@ impl Model {
             monitor_selector: false,
             view: None,
             details: Details::default(),
+            loading: HashMap::new(),
             all_runs: AllRuns::default(),
             graph_view: GraphView::default(),
             command_history: Vec::new(),
@@ -451,6 +464,7 @@ impl Model {
         self.tasks.retain(|run, _| listed.contains(run.as_str()));
         self.attempts.retain(|run, _| listed.contains(run.as_str()));
         self.progress.retain(|(run, _), _| listed.contains(run.as_str()));
+        self.loading.retain(|run, _| listed.contains(run.as_str()));
     }
 
     /// Applies an engine event; whether the screen changed.
@@ -470,6 +484,9 @@ impl Model {
                 }
             }
             Event::Task(task) => {
+                if let Some(changed) = self.loading.get_mut(&task.run_id) {
+                    changed.tasks.insert(task.name.clone());
+                }
                 let list = self.tasks.entry(task.run_id.clone()).or_default();
                 match list.iter_mut().find(|known| known.name == task.name) {
                     Some(known) => *known = task.clone(),
@@ -485,6 +502,9 @@ impl Model {
             }
             // Attempts and progress add no row to any list: nothing to bring the cursors back to.
             Event::Attempt(attempt) => {
+                if let Some(changed) = self.loading.get_mut(&attempt.run_id) {
+                    changed.attempts.insert((attempt.task.clone(), attempt.attempt));
+                }
                 let list = self.attempts.entry(attempt.run_id.clone()).or_default();
                 match list.iter_mut().find(|a| a.task == attempt.task && a.attempt == attempt.attempt) {
                     Some(known) => *known = attempt.clone(),
@@ -663,7 +683,40 @@ impl Model {
 
     /// A run's tasks and attempts read from the store; lands on what needs attention when a key asked to while
     /// they were being read and the run is still selected.
-    pub fn run_loaded(&mut self, run: String, tasks: Vec<TaskRecord>, attempts: Vec<AttemptRecord>) -> Option<Effect> {
+    pub fn run_loaded(
+        &mut self,
+        run: String,
+        mut tasks: Vec<TaskRecord>,
+        mut attempts: Vec<AttemptRecord>,
+    ) -> Option<Effect> {
+        // What an event brought since the read was asked for is at least as new as the read: keep it (a
+        // later change comes as an event of its own).
+        let changed = match self.loading.get_mut(&run) {
+            // Another read is on its way, which may predate the same events: they are kept for it too.
+            Some(changed) if changed.reads > 1 => {
+                changed.reads -= 1;
+                changed.clone()
+            }
+            _ => self.loading.remove(&run).unwrap_or_default(),
+        };
+        let known_tasks = self.tasks.remove(&run).unwrap_or_default();
+        for task in known_tasks.into_iter().filter(|task| changed.tasks.contains(&task.name)) {
+            match tasks.iter_mut().find(|read| read.name == task.name) {
+                Some(read) => *read = task,
+                None => tasks.push(task),
+            }
+        }
+        tasks.sort_by_key(|task| task.position);
+        let known_attempts = self.attempts.remove(&run).unwrap_or_default();
+        for attempt in known_attempts {
+            if !changed.attempts.contains(&(attempt.task.clone(), attempt.attempt)) {
+                continue;
+            }
+            match attempts.iter_mut().find(|read| read.task == attempt.task && read.attempt == attempt.attempt) {
+                Some(read) => *read = attempt,
+                None => attempts.push(attempt),
+            }
+        }
         self.tasks.insert(run.clone(), tasks);
         self.attempts.insert(run.clone(), attempts);
         self.clamp();

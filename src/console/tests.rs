@@ -926,3 +926,35 @@ fn a_log_kept_in_the_store_becomes_the_file_the_viewer_reads() {
         ["[conveyor] started `true` (pid 7)", "[conveyor] exit status 0"]
     );
 }
+
+/// Seen in the end-to-end test: the tasks read from the store when a run was selected arrived after the
+/// event of its last task, and the graph showed that task running under a succeeded run.
+#[test]
+fn a_read_of_a_runs_tasks_older_than_an_event_does_not_undo_the_event() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    let new = run("20261125-120000-ffff", "DailyGrantPipeline", RunState::Running, 0, 0);
+    model.apply(&Event::Run(new.clone()));
+    let running = task(&new, "Ingest", 0, TaskState::Running, 1);
+    let log = fixture._dir.path().join("Ingest.new.log");
+    let first = attempt(&running, 1, "GrantIngestionService", &log);
+    let pending = task(&new, "Score", 1, TaskState::Pending, 0);
+    // The console asks for the run's records (twice: selected, then Enter) ...
+    model.loading.entry(new.id.clone()).or_default().reads += 2;
+    // ... the engine finishes Ingest meanwhile ...
+    let succeeded = task(&new, "Ingest", 0, TaskState::Succeeded, 1);
+    model.apply(&Event::Task(succeeded.clone()));
+    model.apply(&Event::Attempt(attempt(&succeeded, 1, "GrantIngestionService", &log)));
+    // ... and both reads, made before that, arrive after it.
+    for _ in 0..2 {
+        model.run_loaded(new.id.clone(), vec![running.clone(), pending.clone()], vec![first.clone()]);
+        let states: Vec<(&str, TaskState)> =
+            model.tasks[&new.id].iter().map(|task| (task.name.as_str(), task.state)).collect();
+        assert_eq!(states, vec![("Ingest", TaskState::Succeeded), ("Score", TaskState::Pending)]);
+        assert_eq!(model.attempts[&new.id][0].state, AttemptState::Succeeded);
+    }
+    assert!(model.loading.is_empty(), "nothing is tracked once the reads are in");
+    // A later change still comes through.
+    model.apply(&Event::Task(task(&new, "Score", 1, TaskState::Running, 1)));
+    assert_eq!(model.tasks[&new.id][1].state, TaskState::Running);
+}

@@ -35,6 +35,8 @@ enum Step {
     File(crate::trigger::files::Seen),
     Timers,
     Poll,
+    /// Commands read from the store's queue, run once the requests sent before them have been handled.
+    Queued(Vec<crate::store::QueuedCommand>),
 }
 
 /// An answer to a request, sent after the step that made it is committed.
@@ -60,6 +62,10 @@ const FILE_NOTES: usize = 4096;
 const HANDLER: usize = usize::MAX;
 /// Attempt endings taken into one step (one commit) at most.
 const ENDINGS_PER_STEP: usize = 64;
+
+/// Notes (a process started, progress, tokens) cost no commit, so many may be taken in before a request; the
+/// bound keeps a task printing progress in a loop from holding the request back.
+const NOTES_BEFORE_REQUEST: usize = 4096;
 
 /// What the actor hears from the tasks and watchers it started.
 pub(super) enum Internal {
@@ -184,6 +190,8 @@ pub struct Actor {
     pending_answers: Vec<Answer>,
     /// Requests that came while the store refused writes, handled once it accepts them.
     deferred: VecDeque<Request>,
+    /// Commands read from the store's queue that wait for the requests taken in with them.
+    queued: Option<Vec<crate::store::QueuedCommand>>,
     /// A message taken while gathering attempt endings into one step, that belongs to a step of its own.
     held_internal: Option<Internal>,
     /// Since when, and why, the store has refused writes.
@@ -234,6 +242,7 @@ impl Actor {
             unsaved_attempts: Vec::new(),
             pending_answers: Vec::new(),
             deferred: VecDeque::new(),
+            queued: None,
             held_internal: None,
             store_trouble: None,
             fatal: None,
@@ -289,6 +298,7 @@ impl Actor {
                     Step::Request(Some(request))
                 }
                 (None, Some(message)) => Step::Internal(message),
+                (None, None) if self.queued.is_some() => Step::Queued(self.queued.take().unwrap_or_default()),
                 (None, None) => tokio::select! {
                     biased;
                     request = requests.recv() => Step::Request(request),
@@ -303,6 +313,10 @@ impl Actor {
                     Some(message) => Step::Internal(message),
                     None => continue,
                 },
+                Step::Request(request) => {
+                    self.notes_before_request(&mut internal_rx);
+                    Step::Request(request)
+                }
                 other => other,
             };
             // Each step is one batch: one commit for all it changed, then its events, then any answer. A batch
@@ -358,7 +372,11 @@ impl Actor {
                     None
                 }
                 Step::Poll => {
-                    self.commands_from_store();
+                    self.read_queue(&mut requests);
+                    None
+                }
+                Step::Queued(commands) => {
+                    self.run_queued(commands);
                     None
                 }
             };
@@ -379,6 +397,26 @@ impl Actor {
                     crate::failpoint::hit("engine.attempt-ended");
                     self.attempt_done(done);
                 }
+                Ok(message) => {
+                    if let Some(other) = self.note_without_commit(message) {
+                        self.held_internal = Some(other);
+                        return;
+                    }
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Notes that arrived before a request are taken in first, so a request's answer (a barrier's above all)
+    /// reflects every process started before it was sent, and their groups are stored with its batch.
+    /// Requests win the loop's biased select, so without this a note could wait behind any number of them.
+    fn notes_before_request(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
+        if self.held_internal.is_some() {
+            return;
+        }
+        for _ in 0..NOTES_BEFORE_REQUEST {
+            match internal_rx.try_recv() {
                 Ok(message) => {
                     if let Some(other) = self.note_without_commit(message) {
                         self.held_internal = Some(other);
@@ -504,7 +542,11 @@ impl Actor {
     }
 
     /// Commands other shells wrote to the store.
-    fn commands_from_store(&mut self) {
+    /// Reads the commands other processes queued in the store. A request sent through the API before a
+    /// command was queued (a workflow registered, then triggered from another shell) must be handled first,
+    /// even if the loop chose this poll before the request arrived: requests are taken in only after the
+    /// read, so every one sent before a command it saw is among them, and they run before it.
+    fn read_queue(&mut self, requests: &mut mpsc::UnboundedReceiver<Request>) {
         // Deadlines are the wall clock's: the shell that queued a command waits in real time.
         let pending = match self.store.pending_commands(chrono::Utc::now()) {
             Ok(pending) => pending,
@@ -513,6 +555,20 @@ impl Actor {
                 return;
             }
         };
+        if pending.is_empty() {
+            return;
+        }
+        while let Ok(request) = requests.try_recv() {
+            self.deferred.push_back(request);
+        }
+        if self.deferred.is_empty() {
+            self.run_queued(pending);
+        } else {
+            self.queued = Some(pending);
+        }
+    }
+
+    fn run_queued(&mut self, pending: Vec<crate::store::QueuedCommand>) {
         for queued in pending {
             let origin = Origin { who: queued.who.clone(), via: "cli".into() };
             let result = match serde_json::from_str::<Command>(&queued.command) {

@@ -148,17 +148,22 @@ fn a_console_beside_a_daemon_attaches_to_it() {
          run = 'test -f first || { touch first; exit 0; }; echo counting to five; echo ::progress::3/5; \
          while [ ! -f release ]; do sleep 0.05; done'\n",
     );
+    let daemon_err = dir.path().join("daemon.err");
     let mut daemon = conveyor()
         .arg("daemon")
         .current_dir(dir.path())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&daemon_err).unwrap())
         .spawn()
         .unwrap();
     let state = dir.path().join(".conveyor");
     let started = Instant::now();
     while !conveyor::store::StateLock::is_held(&state) {
-        assert!(started.elapsed() < Duration::from_secs(20), "the daemon took the state folder");
+        let said = || std::fs::read_to_string(&daemon_err).unwrap_or_default();
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!("the daemon ended ({status}) before it took the state folder: {}", said());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "the daemon took the state folder: {}", said());
         std::thread::sleep(Duration::from_millis(50));
     }
     let tmux = Tmux { socket: format!("conveyor-attach-{}", std::process::id()) };

@@ -28,8 +28,13 @@ async fn crash_while_b_runs(h: &mut Harness) -> (String, i32) {
     wait_until("B has written its pid", || std::fs::read_to_string(&pid_file).is_ok_and(|pid| pid.ends_with('\n')));
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
     std::fs::remove_file(&pid_file).unwrap();
-    // The process group is stored with the step after its start: let one pass.
-    h.engine.barrier().await.unwrap();
+    // The process group is stored with a later step (at the latest the store's poll, a quarter second on):
+    // wait for it, not for a step, since the engine may hear of the start after the task wrote its PID.
+    let store = h.store();
+    wait_until("B's process group is stored", || {
+        store.attempts(&run, Some("B")).unwrap().first().is_some_and(|attempt| attempt.pid.is_some())
+    });
+    drop(store);
     h.engine.simulate_crash().await;
     assert!(!process_is_gone(pid), "a crash leaves the task's process running");
     (run, pid)
