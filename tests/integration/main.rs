@@ -18,6 +18,8 @@ mod grants;
 mod hot_reload;
 mod llm;
 mod metrics;
+mod postgres;
+mod postgres_harness;
 mod recovery;
 mod scheduling;
 mod secrets;
