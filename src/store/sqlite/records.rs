@@ -1,4 +1,4 @@
-//! Rows of the store and the queries over them.
+//! The SQL of every record operation (`Records` for SQLite), and how its rows become records.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

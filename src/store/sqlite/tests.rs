@@ -56,3 +56,31 @@ fn a_database_failure_is_told_in_the_databases_words_without_its_type() {
     assert!(words.contains("not a database"), "{words}");
     assert_eq!(error.to_string(), format!("store: {words}"));
 }
+
+#[test]
+fn a_peek_creates_nothing_and_reads_what_an_open_store_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(Store::peek(dir.path()).unwrap().is_none());
+    assert!(!dir.path().join(DATABASE_FILE).exists(), "a peek makes no database");
+    let store = Store::open(dir.path()).unwrap();
+    store.set_paused("W", true, chrono::Utc::now()).unwrap();
+    let peek = Store::peek(dir.path()).unwrap().expect("a store with tables");
+    assert_eq!(peek.paused_workflows().unwrap().into_iter().collect::<Vec<_>>(), ["W"]);
+    assert_eq!(peek.state_dir(), dir.path());
+    let refused = peek.set_paused("X", true, chrono::Utc::now()).unwrap_err();
+    assert!(refused.to_string().contains("readonly"), "{refused}");
+}
+
+#[test]
+fn a_database_file_replaced_under_the_store_is_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let path = dir.path().join(DATABASE_FILE);
+    drop(SqliteStore::open(&dir.path().join("other")).unwrap());
+    std::fs::rename(dir.path().join("other").join(DATABASE_FILE), &path).unwrap();
+    store.begin_batch().unwrap();
+    store.set_paused("W", true, chrono::Utc::now()).unwrap();
+    let error = store.commit_batch().unwrap_err();
+    assert!(matches!(&error, StoreError::Replaced(replaced) if *replaced == path), "{error:?}");
+    assert!(store.has_pending(), "the batch's writes are held, not dropped");
+}
