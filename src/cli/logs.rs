@@ -34,6 +34,7 @@ pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>, ra
             _ => format!("run {run_id} has no task attempts yet"),
         });
     }
+    let logs = store.logs();
     let mut out = std::io::stdout().lock();
     let several = chosen.len() > 1 || task.is_none();
     for attempt in chosen {
@@ -45,13 +46,7 @@ pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>, ra
             );
         }
         // A log that never got a file is the engine's few lines, kept in the store: printed as a file would be.
-        let source: std::io::Result<Box<dyn std::io::Read>> =
-            match (&attempt.log_text, std::fs::File::open(&attempt.log_path)) {
-                (_, Ok(file)) => Ok(Box::new(file)),
-                (Some(text), Err(_)) => Ok(Box::new(std::io::Cursor::new(text.clone().into_bytes()))),
-                (None, Err(error)) => Err(error),
-            };
-        match source {
+        match logs.open(&attempt) {
             Ok(mut log) => {
                 let copied = if escape { print_visible(log, &mut out) } else { std::io::copy(&mut log, &mut out) };
                 if let Err(error) = copied {

@@ -558,13 +558,26 @@ impl Console {
         }
         self.indexing = true;
         let (path, index, tx) = (log.path.clone(), log.index.clone(), self.tx.clone());
-        // Written once, by the first indexing: every later one finds the file.
-        let kept = if log.index.end == 0 { self.model.kept_log(&log.run, &log.task, log.attempt) } else { None };
+        // A log with no file yet is read through the store and written out once, by the first indexing, for
+        // the viewer, which works on files: every later indexing finds the file.
+        let first = (log.index.end == 0).then(|| self.model.attempt(&log.run, &log.task, log.attempt).cloned());
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            if let Some(text) = kept
-                && let Err(error) = crate::tasks::write_kept_log(&path, &text)
+            if let Some(attempt) = first.flatten()
+                && !path.exists()
             {
-                tracing::warn!("cannot write the kept log to {}: {error}", path.display());
+                let logs = store.lock().expect("store lock").logs();
+                let mut text = Vec::new();
+                match logs.open(&attempt).and_then(|mut log| std::io::Read::read_to_end(&mut log, &mut text)) {
+                    Ok(_) => {
+                        if let Err(error) = crate::tasks::write_kept_log(&path, &text) {
+                            tracing::warn!("cannot write the kept log to {}: {error}", path.display());
+                        }
+                    }
+                    // Nothing printed yet, nothing kept: the file comes when the attempt writes to it.
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => tracing::warn!("cannot read the log of {}: {error}", path.display()),
+                }
             }
             let next = Arc::new(logview::extend_index(&path, &index));
             let _ = tx.blocking_send(Message::Index(path, next));

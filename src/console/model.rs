@@ -363,10 +363,10 @@ impl Model {
         self.visible_tasks().get(self.cursor.task).copied()
     }
 
-    /// The log the store kept for an attempt that never got a file (`AttemptRecord::log_text`): the viewer
-    /// writes it to the attempt's log path before reading it.
-    pub fn kept_log(&self, run: &str, task: &str, attempt: u32) -> Option<String> {
-        self.attempts_of(run, task).into_iter().find(|a| a.attempt == attempt)?.log_text.clone()
+    /// One attempt as the store last told it: the viewer reads its log through the store when it has no
+    /// file (`AttemptRecord::log_text`).
+    pub fn attempt(&self, run: &str, task: &str, attempt: u32) -> Option<&AttemptRecord> {
+        self.attempts_of(run, task).into_iter().find(|a| a.attempt == attempt)
     }
 
     pub fn attempts_of(&self, run: &str, task: &str) -> Vec<&AttemptRecord> {

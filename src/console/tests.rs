@@ -909,6 +909,8 @@ mod views;
 
 #[test]
 fn a_log_kept_in_the_store_becomes_the_file_the_viewer_reads() {
+    use crate::store::{LocalLogs, LogReader};
+    use std::io::Read;
     let mut fixture = fixture();
     let (run, attempt) = {
         let (run, attempts) = fixture.model.attempts.iter_mut().next().expect("the fixture has attempts");
@@ -916,8 +918,10 @@ fn a_log_kept_in_the_store_becomes_the_file_the_viewer_reads() {
         attempt.log_text = Some("[conveyor] started `true` (pid 7)\n[conveyor] exit status 0\n".into());
         (run.clone(), attempt.clone())
     };
-    let kept = fixture.model.kept_log(&run, &attempt.task, attempt.attempt).expect("the store's lines");
-    assert_eq!(fixture.model.kept_log(&run, &attempt.task, attempt.attempt + 1), None);
+    let found = fixture.model.attempt(&run, &attempt.task, attempt.attempt).expect("the attempt").clone();
+    assert_eq!(fixture.model.attempt(&run, &attempt.task, attempt.attempt + 1), None);
+    let mut kept = Vec::new();
+    LocalLogs.open(&found).unwrap().read_to_end(&mut kept).unwrap();
     crate::tasks::write_kept_log(&attempt.log_path, &kept).unwrap();
     let index = logview::extend_index(&attempt.log_path, &LogIndex::default());
     assert_eq!(index.lines(), 2);

@@ -1,26 +1,30 @@
 //! Everything an operator needs after a restart: runs, tasks, attempts, logs, pauses, alerts, the audit
-//! trail and commands from other shells. SQLite in WAL mode under the state folder; a change is committed
-//! before the engine announces it.
+//! trail and commands from other shells; a change is committed before the engine announces it. `Store` is
+//! the face the engine, console and CLI use; behind it a `Backend` keeps the records (SQLite in WAL mode
+//! under the state folder, `sqlite/`) and says how engines sharing it agree (`Coordination`).
 
-mod batch;
-mod gauges;
-mod instants;
+mod backend;
+#[cfg(test)]
+mod contract;
+mod coordination;
 mod lock;
+mod logs;
 mod records;
-mod schema;
+mod sqlite;
 
 use std::fs::{self, DirBuilder};
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::Connection;
 
-pub use gauges::Gauges;
+pub use backend::{Backend, Records};
+pub use coordination::{Coordination, EngineId, Term};
 pub use lock::{LOCK_FILE, StateLock};
+pub use logs::{LocalLogs, LogReader};
 pub use records::*;
-
-pub const DATABASE_FILE: &str = "conveyor.db";
+pub use sqlite::DATABASE_FILE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,83 +57,52 @@ impl StoreError {
     }
 }
 
-/// Lets `?` turn SQLite's errors into the store's own inside this module. A trait impl cannot be private, so
-/// dependents can see it, but no variant carries SQLite's type: code outside the store matches on what
-/// happened, never on how SQLite said it.
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> StoreError {
-        StoreError::Database(error.to_string())
-    }
-}
-
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-pub struct Store {
-    connection: Connection,
-    state_dir: PathBuf,
-    batch: batch::SharedBatch,
-    /// Device and inode of the database file as opened.
-    identity: (u64, u64),
-}
+/// The store as its callers see it: every `Records` and `Coordination` operation is called on it directly
+/// (`store.runs(..)`), whichever backend is behind it.
+pub struct Store(Box<dyn Backend>);
 
 impl Store {
-    /// Opens (creating and migrating as needed) the store in `state_dir`.
+    /// Opens (creating and migrating as needed) the SQLite store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Store> {
-        create_state_dir(state_dir)?;
-        let path = state_dir.join(DATABASE_FILE);
-        let connection = Connection::open(&path)?;
-        restrict_file(&path)?;
-        // WAL keeps readers (a console, `conveyor history`) off the writer's back; NORMAL sync in WAL mode
-        // never loses a committed transaction when the process crashes, only on power loss.
-        connection.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-        )?;
-        // The write-ahead log stays between processes: closing neither checkpoints nor deletes it, so a
-        // `conveyor run` does not pay for creating, syncing and removing it; the next opener reads it as is, and
-        // SQLite's automatic checkpoint keeps it from growing (docs/benchmarks.md).
-        connection.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
-        schema::migrate(&connection)?;
-        let identity = {
-            use std::os::unix::fs::MetadataExt;
-            let metadata = fs::metadata(&path)?;
-            (metadata.dev(), metadata.ino())
-        };
-        Ok(Store { connection, state_dir: state_dir.to_path_buf(), batch: Default::default(), identity })
+        Ok(Store(Box::new(sqlite::SqliteStore::open(state_dir)?)))
     }
 
-    /// A random id of this state folder, made once: task processes carry it (`CONVEYOR_STATE_ID`) so that an
-    /// engine can tell the processes of its folder from any other.
-    pub fn state_id(&self) -> Result<String> {
-        use rusqlite::OptionalExtension;
-        let found: Option<String> = self
-            .connection
-            .query_row("SELECT value FROM meta WHERE key = 'state_id'", [], |row| row.get(0))
-            .optional()?;
-        if let Some(id) = found {
-            return Ok(id);
-        }
-        let id = format!("{:016x}", rand::random::<u64>());
-        self.connection.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('state_id', ?1)", [&id])?;
-        Ok(self.connection.query_row("SELECT value FROM meta WHERE key = 'state_id'", [], |row| row.get(0))?)
+    /// Opens an existing store for reading only: nothing is created or migrated, and a lock held by an engine
+    /// is waited on for a moment at most. `None` when there is no store there yet (or not one with tables:
+    /// an engine that has just started may not have made them yet).
+    pub fn peek(state_dir: &Path) -> Result<Option<Store>> {
+        Ok(sqlite::SqliteStore::peek(state_dir)?.map(|store| Store(Box::new(store))))
     }
 
-    /// SQLite's own check of the file: `ok`, or what is wrong.
-    pub fn integrity_check(&self) -> Result<String> {
-        Ok(self.connection.query_row("PRAGMA integrity_check", [], |row| row.get(0))?)
-    }
-
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+    /// A store kept by another backend.
+    pub fn with_backend(backend: Box<dyn Backend>) -> Store {
+        Store(backend)
     }
 
     /// `STATE/logs/RUN/TASK.ATTEMPT.log`
     pub fn log_path(&self, run_id: &str, task: &str, attempt: u32) -> PathBuf {
-        self.state_dir.join("logs").join(run_id).join(format!("{task}.{attempt}.log"))
+        self.state_dir().join("logs").join(run_id).join(format!("{task}.{attempt}.log"))
     }
 
     /// A scratch folder for one run's files (task outputs before they are read).
     pub fn work_dir(&self, run_id: &str) -> PathBuf {
-        self.state_dir.join("work").join(run_id)
+        self.state_dir().join("work").join(run_id)
+    }
+}
+
+impl Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &(dyn Backend + 'static) {
+        &*self.0
+    }
+}
+
+impl DerefMut for Store {
+    fn deref_mut(&mut self) -> &mut (dyn Backend + 'static) {
+        &mut *self.0
     }
 }
 
@@ -167,11 +140,6 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
-fn restrict_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-}
-
 pub fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
@@ -181,6 +149,3 @@ pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>> {
         .map(|time| time.with_timezone(&Utc))
         .map_err(|error| StoreError::Corrupt(format!("timestamp `{text}`: {error}")))
 }
-
-#[cfg(test)]
-mod tests;

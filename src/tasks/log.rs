@@ -88,7 +88,7 @@ struct Tail {
 /// reader that works on files (the console's viewer and pager). Written whole under another name and renamed,
 /// so two readers doing it at once, or one reading meanwhile, never see half of it; a file already there is
 /// left as it is.
-pub fn write_kept_log(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_kept_log(path: &Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
     if path.exists() {
         return Ok(());
     }
@@ -97,7 +97,7 @@ pub fn write_kept_log(path: &Path, text: &str) -> std::io::Result<()> {
     }
     let partial = path.with_extension(format!("log.{}.partial", std::process::id()));
     let mut file = OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&partial)?;
-    file.write_all(text.as_bytes())?;
+    file.write_all(text.as_ref())?;
     drop(file);
     std::fs::rename(&partial, path)
 }

@@ -8,14 +8,15 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::{DATABASE_FILE, Result, Store, StoreError, parse_timestamp, timestamp};
+use super::{DATABASE_FILE, SqliteStore};
+use crate::store::{Result, StoreError, parse_timestamp, timestamp};
 
 /// A completion must answer at once: a store busy for longer gives no candidates rather than a wait.
 const PEEK_BUSY_TIMEOUT_MS: u64 = 100;
 
-impl Store {
+impl SqliteStore {
     /// The newest run of `workflow` started for the instant `at`.
-    pub fn run_for_instant(&self, workflow: &str, at: DateTime<Utc>) -> Result<Option<String>> {
+    pub(super) fn run_for_instant(&self, workflow: &str, at: DateTime<Utc>) -> Result<Option<String>> {
         let mut statement = self.connection.prepare_cached(
             "SELECT id FROM runs WHERE workflow = ?1 AND json_extract(input, '$.scheduled_at') = ?2
              ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -24,7 +25,7 @@ impl Store {
     }
 
     /// Every instant of `workflow` that has a run, with its newest run.
-    pub fn runs_by_instant(&self, workflow: &str) -> Result<BTreeMap<DateTime<Utc>, String>> {
+    pub(super) fn runs_by_instant(&self, workflow: &str) -> Result<BTreeMap<DateTime<Utc>, String>> {
         let mut statement = self.connection.prepare_cached(
             "SELECT id, json_extract(input, '$.scheduled_at') FROM runs
              WHERE workflow = ?1 AND json_extract(input, '$.scheduled_at') IS NOT NULL
@@ -45,7 +46,7 @@ impl Store {
     /// Opens an existing store for reading only: nothing is created or migrated, and a lock held by an engine
     /// is waited on for a moment at most. `None` when there is no store there yet (or not one with tables:
     /// an engine that has just started may not have made them yet).
-    pub fn peek(state_dir: &Path) -> Result<Option<Store>> {
+    pub fn peek(state_dir: &Path) -> Result<Option<SqliteStore>> {
         let path = state_dir.join(DATABASE_FILE);
         if !path.is_file() {
             return Ok(None);
@@ -62,6 +63,6 @@ impl Store {
             let metadata = std::fs::metadata(&path).map_err(StoreError::Io)?;
             (metadata.dev(), metadata.ino())
         };
-        Ok(Some(Store { connection, state_dir: state_dir.to_path_buf(), batch: Default::default(), identity }))
+        Ok(Some(SqliteStore { connection, state_dir: state_dir.to_path_buf(), batch: Default::default(), identity }))
     }
 }

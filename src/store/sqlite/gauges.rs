@@ -2,24 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-
-use super::{Result, Store, parse_timestamp};
+use super::SqliteStore;
 use crate::state::RunState;
+use crate::store::{Gauges, Result, parse_timestamp};
 
-/// Counts by workflow (or by severity, for alerts), as the store has them at one moment.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Gauges {
-    pub active_runs: BTreeMap<String, u64>,
-    pub queued_fires: BTreeMap<String, u64>,
-    pub waiting_gates: BTreeMap<String, u64>,
-    /// Since when the longest-waiting gate of each workflow has waited.
-    pub oldest_gate: BTreeMap<String, DateTime<Utc>>,
-    pub unacknowledged_alerts: BTreeMap<String, u64>,
-}
-
-impl Store {
-    pub fn gauges(&self) -> Result<Gauges> {
+impl SqliteStore {
+    pub(super) fn gauges(&self) -> Result<Gauges> {
         let active: Vec<String> =
             RunState::ALL.iter().filter(|state| state.is_active()).map(|state| format!("'{state}'")).collect();
         let active_runs = self.counts(&format!(

@@ -7,7 +7,8 @@ use std::cell::RefCell;
 
 use rusqlite::Connection;
 
-use super::{Result, Store, StoreError};
+use super::SqliteStore;
+use crate::store::{Result, StoreError};
 
 type Redo = Box<dyn Fn(&Connection) -> rusqlite::Result<()> + Send>;
 
@@ -47,11 +48,11 @@ impl Batch {
     }
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens a batch: what is written until `commit_batch` becomes durable at once, in one commit. The
     /// write lock is taken now (`BEGIN IMMEDIATE`), so a step never reads a snapshot that another writer
     /// has moved past before it writes.
-    pub fn begin_batch(&self) -> Result<()> {
+    pub(super) fn begin_batch(&self) -> Result<()> {
         let mut batch = self.batch.borrow_mut();
         batch.open = true;
         if !batch.redo.is_empty() {
@@ -73,7 +74,7 @@ impl Store {
     }
 
     /// Commits the batch. On failure the batch's writes are kept: `retry_pending` writes them again.
-    pub fn commit_batch(&self) -> Result<()> {
+    pub(super) fn commit_batch(&self) -> Result<()> {
         let mut batch = self.batch.borrow_mut();
         batch.open = false;
         self.check_identity()?;
@@ -98,17 +99,17 @@ impl Store {
 
     /// The first failure since the last call, if any: a step that had to wait for the store, even if its
     /// writes went through in the end.
-    pub fn take_trouble(&self) -> Option<String> {
+    pub(super) fn take_trouble(&self) -> Option<String> {
         self.batch.borrow_mut().trouble.take()
     }
 
     /// Whether writes of earlier steps still wait to be committed.
-    pub fn has_pending(&self) -> bool {
+    pub(super) fn has_pending(&self) -> bool {
         !self.batch.borrow().redo.is_empty()
     }
 
     /// Writes again, in one transaction, everything no commit has taken yet.
-    pub fn retry_pending(&self) -> Result<()> {
+    pub(super) fn retry_pending(&self) -> Result<()> {
         let mut batch = self.batch.borrow_mut();
         if !self.connection.is_autocommit() {
             let _ = self.connection.execute_batch("ROLLBACK");
