@@ -4,6 +4,7 @@
 mod attempts;
 mod backfill;
 mod durability;
+mod endings;
 mod gates;
 mod operations;
 mod recovery;
@@ -21,6 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::command::{Command, CommandResult, Origin, Reply};
 use super::run::Run;
+use super::transitions::{self, Settlement};
 use super::{EngineConfig, EngineError, Event, Request, Stop};
 use crate::definition::{Registry, Task, Workflow, resolve_params};
 use crate::state::{RunState, TaskState};
@@ -658,19 +660,16 @@ impl Actor {
     fn advance(&mut self, id: &str) {
         loop {
             let now = self.now();
-            let Some(run) = self.runs.get_mut(id) else { return };
-            if run.record.state != RunState::Running || run.stopping.is_some() || self.closing.is_some() {
+            let Some(run) = self.runs.get(id) else { return };
+            // A closing engine starts nothing: the next one carries the run on.
+            if self.closing.is_some() {
                 break;
             }
-            let due_retries = run.due_retries(now);
-            let ready = run.ready();
-            if ready.is_empty() && due_retries.is_empty() {
-                break;
-            }
-            for index in due_retries {
+            let Some(work) = transitions::work(run, now) else { break };
+            for index in work.retries {
                 self.start_attempt(id, index);
             }
-            for index in ready {
+            for index in work.ready {
                 self.start_task(id, index);
             }
         }
@@ -678,24 +677,15 @@ impl Actor {
     }
 
     fn settle(&mut self, id: &str) {
-        let Some(run) = self.runs.get(id) else { return };
-        if let Some(target) = run.stopping {
-            if run.running().next().is_none() {
-                let reason = run.record.error.clone();
-                self.finish_run(id, target, reason);
+        let Some(run) = self.runs.get_mut(id) else { return };
+        match transitions::settlement(run) {
+            Settlement::Going => {}
+            Settlement::Finished { state, error } => self.finish_run(id, state, error),
+            Settlement::AwaitsApproval => {
+                run.record.state = RunState::WaitingApproval;
+                let record = run.record.clone();
+                self.save_run(&record);
             }
-            return;
-        }
-        if !matches!(run.record.state, RunState::Running | RunState::Paused) {
-            return;
-        }
-        if let Some((state, error)) = run.outcome() {
-            self.finish_run(id, state, error);
-        } else if run.record.state == RunState::Running && run.is_waiting() {
-            let run = self.runs.get_mut(id).expect("the run exists");
-            run.record.state = RunState::WaitingApproval;
-            let record = run.record.clone();
-            self.save_run(&record);
         }
     }
 
