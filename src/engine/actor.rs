@@ -22,6 +22,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::command::{Command, CommandResult, Origin, Reply};
 use super::run::Run;
+use super::scheduler::Scheduler;
 use super::transitions::{self, Settlement};
 use super::{EngineConfig, EngineError, Event, Request, Stop};
 use crate::definition::{Registry, Task, Workflow, resolve_params};
@@ -159,10 +160,8 @@ pub struct Actor {
     registry: Registry,
     workflows: HashMap<String, Arc<Workflow>>,
     runs: HashMap<String, Run>,
-    /// Workflows whose triggers are live.
-    activations: HashMap<String, triggers::Activation>,
-    /// Files seen under a watched folder, with what they looked like and when, until they settle.
-    pending_files: HashMap<(String, PathBuf), (crate::trigger::files::Fingerprint, DateTime<Utc>)>,
+    /// The live triggers: fires queued behind runs, files settling.
+    scheduler: Scheduler,
     /// Activate every workflow, including ones that appear when the folder is reloaded.
     activate_all: bool,
     folder_watch: Option<notify::RecommendedWatcher>,
@@ -224,8 +223,7 @@ impl Actor {
             registry,
             workflows: HashMap::new(),
             runs: HashMap::new(),
-            activations: HashMap::new(),
-            pending_files: HashMap::new(),
+            scheduler: Scheduler::default(),
             activate_all: false,
             folder_watch: None,
             broken_reported: HashMap::new(),

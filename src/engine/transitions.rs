@@ -39,13 +39,21 @@ pub fn after_failure(run: &Run, index: usize, now: DateTime<Utc>, jitter: f64) -
 /// What an attempt's ending does to its task.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskStep {
-    Succeeded { output: Value },
+    Succeeded {
+        output: Value,
+    },
     /// A gate holds `waiting` items for an operator; `output` records them.
-    AwaitingApproval { output: Value, waiting: usize },
+    AwaitingApproval {
+        output: Value,
+        waiting: usize,
+    },
     /// The engine is stopping: the next engine runs the task again.
     Interrupted,
     Cancelled,
-    Failed { error: String, then: AfterFailure },
+    Failed {
+        error: String,
+        then: AfterFailure,
+    },
 }
 
 /// `closing`: the engine is shutting down, so a cancelled attempt was stopped by it, not by an operator.
@@ -75,9 +83,13 @@ pub enum Then {
     /// Start the task's next attempt now, on the route the record now names.
     StartNextRoute,
     /// The task failed after every attempt: an operator hears of it.
-    AlertFailed { error: String },
+    AlertFailed {
+        error: String,
+    },
     /// A gate waits for an operator's answer on `waiting` items.
-    AwaitApproval { waiting: usize },
+    AwaitApproval {
+        waiting: usize,
+    },
 }
 
 impl TaskStep {
@@ -153,7 +165,10 @@ pub fn work(run: &Run, now: DateTime<Utc>) -> Option<Work> {
 pub enum Settlement {
     /// Something still runs, waits or is ready.
     Going,
-    Finished { state: RunState, error: Option<String> },
+    Finished {
+        state: RunState,
+        error: Option<String>,
+    },
     /// Only gates waiting for an operator are left: the run waits for approval.
     AwaitsApproval,
 }
@@ -232,8 +247,7 @@ mod tests {
         run
     }
 
-    const RETRY_TWICE_THEN_B: &str =
-        "id = \"W\"\n[[tasks]]\nname = \"T\"\nservice = \"A\"\nretries = 2\nretry_delay = \"10s\"\nbackoff = 2.0\nfallback = [\"B\"]\n";
+    const RETRY_TWICE_THEN_B: &str = "id = \"W\"\n[[tasks]]\nname = \"T\"\nservice = \"A\"\nretries = 2\nretry_delay = \"10s\"\nbackoff = 2.0\nfallback = [\"B\"]\n";
 
     #[test]
     fn a_failure_retries_with_backoff_then_falls_back_then_fails_the_task() {
@@ -372,11 +386,7 @@ mod tests {
         run.stopping = Some(RunState::Failed);
         run.record.error = Some("the run exceeded its timeout of 1m".into());
         assert_eq!(settlement(&run), Settlement::Going, "its attempt still runs");
-        attempt_ended(&run, 0, Ending::Cancelled, false, noon(), 0.0).record(
-            &mut run.slot_mut(0).record,
-            0,
-            noon(),
-        );
+        attempt_ended(&run, 0, Ending::Cancelled, false, noon(), 0.0).record(&mut run.slot_mut(0).record, 0, noon());
         let error = Some("the run exceeded its timeout of 1m".to_string());
         assert_eq!(settlement(&run), Settlement::Finished { state: RunState::Failed, error });
     }
