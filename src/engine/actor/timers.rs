@@ -1,5 +1,5 @@
-//! The actor's timers: one queue ordered by instant, then by the order they were set, so that timers due at
-//! the same instant go off in the order they were set.
+//! The actor's timers, run and trigger alike, in one queue keyed by instant and then by a sequence number:
+//! timers due at the same instant go off in the order they were set, whichever part of the engine set them.
 
 use std::path::PathBuf;
 use std::time::Duration;
