@@ -213,6 +213,59 @@ pub fn begin_attempt(run: &mut Run, index: usize, now: DateTime<Utc>) -> Begun {
     Begun { number: record.attempts, route }
 }
 
+/// What a task's evaluated `when` comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WhenStep {
+    /// The task was cancelled, or the run stopped, while its `when` was evaluated: the answer no longer matters.
+    Stale,
+    /// Its first attempt starts.
+    Start,
+    /// The run is paused: the task stays pending, and its `when` is evaluated again when the run resumes.
+    Hold,
+    /// The task is skipped; its input passes on as its output.
+    Skip { reason: String },
+    /// The expression could not be evaluated: the task fails.
+    Fail { error: String },
+}
+
+pub fn when_answered(run: &Run, index: usize, result: Result<bool, String>) -> WhenStep {
+    if run.slots()[index].state() != TaskState::Pending || run.stopping.is_some() {
+        return WhenStep::Stale;
+    }
+    match result {
+        Ok(true) if run.record.state == RunState::Running => WhenStep::Start,
+        Ok(true) => WhenStep::Hold,
+        Ok(false) => {
+            let condition = run.task(index).when.as_deref().unwrap_or_default();
+            WhenStep::Skip { reason: format!("skipped: `when = \"{condition}\"` is false") }
+        }
+        Err(error) => WhenStep::Fail { error },
+    }
+}
+
+impl WhenStep {
+    /// Writes a skip or a failure on the task's record (memory only); `true` when it changed.
+    pub fn record(self, record: &mut TaskRecord, now: DateTime<Utc>) -> bool {
+        match self {
+            WhenStep::Skip { reason } => {
+                record.state = TaskState::Skipped;
+                record.output = Some(record.input.clone().unwrap_or(Value::Null));
+                record.started_at = Some(now);
+                record.finished_at = Some(now);
+                record.error = Some(reason);
+                true
+            }
+            WhenStep::Fail { error } => {
+                record.state = TaskState::Failed;
+                record.finished_at = Some(now);
+                record.error = Some(error);
+                true
+            }
+            WhenStep::Stale | WhenStep::Start | WhenStep::Hold => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,5 +454,37 @@ mod tests {
         assert_eq!((record.state, record.route_attempts), (TaskState::Running, 2));
         assert_eq!((record.error.as_ref(), record.retry_at), (None, None));
         assert_eq!(record.started_at, Some(noon()), "a task starts once, whatever its attempts");
+    }
+
+    #[test]
+    fn a_false_when_skips_the_task_passing_its_input_on_and_an_error_fails_it() {
+        let source = "id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"x\"\nwhen = \"input.go\"\n[[tasks]]\nname = \"B\"\nrun = \"x\"\n";
+        let mut run = run_of(source);
+        run.slot_mut(0).record.input = Some(json!({"go": false}));
+        assert_eq!(when_answered(&run, 0, Ok(true)), WhenStep::Start);
+        let skip = when_answered(&run, 0, Ok(false));
+        assert_eq!(skip, WhenStep::Skip { reason: "skipped: `when = \"input.go\"` is false".into() });
+        assert!(skip.record(&mut run.slot_mut(0).record, noon()));
+        let record = &run.slots()[0].record;
+        assert_eq!((record.state, record.output.clone()), (TaskState::Skipped, Some(json!({"go": false}))));
+        assert_eq!(work(&run, noon()).map(|work| work.ready), Some(vec![1]), "a skipped task lets the next one run");
+
+        let mut run = run_of(source);
+        let fail = when_answered(&run, 0, Err("`when`: unknown name `inptu`".into()));
+        assert!(fail.record(&mut run.slot_mut(0).record, noon()));
+        assert_eq!(run.slots()[0].state(), TaskState::Failed);
+    }
+
+    #[test]
+    fn a_when_answered_too_late_changes_nothing_and_a_paused_run_holds_the_task() {
+        let mut run = run_of("id = \"W\"\n[[tasks]]\nname = \"A\"\nrun = \"x\"\nwhen = \"true\"\n");
+        run.record.state = RunState::Paused;
+        assert_eq!(when_answered(&run, 0, Ok(true)), WhenStep::Hold);
+        assert!(!WhenStep::Hold.record(&mut run.slot_mut(0).record, noon()));
+        run.slot_mut(0).record.state = TaskState::Cancelled;
+        assert_eq!(when_answered(&run, 0, Ok(true)), WhenStep::Stale, "cancelled meanwhile");
+        run.slot_mut(0).record.state = TaskState::Pending;
+        run.stopping = Some(RunState::Cancelled);
+        assert_eq!(when_answered(&run, 0, Err("x".into())), WhenStep::Stale, "the run is being stopped");
     }
 }

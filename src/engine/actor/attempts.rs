@@ -12,8 +12,8 @@ use super::{Actor, Done, HANDLER, Internal, Launch, Spawned};
 use crate::definition::{Target, Task, TaskKind};
 use crate::engine::Event;
 use crate::engine::run::Run;
-use crate::engine::transitions::{self, Begun};
-use crate::state::{AttemptState, RunState, TaskState};
+use crate::engine::transitions::{self, Begun, WhenStep};
+use crate::state::AttemptState;
 use crate::store::AttemptRecord;
 use crate::tasks::limits::{DEFAULT_MAX_LOG_SIZE, DEFAULT_MAX_OUTPUT_SIZE};
 use crate::tasks::{
@@ -51,38 +51,19 @@ impl Actor {
     pub(super) fn condition_decided(&mut self, id: &str, index: usize, result: Result<bool, String>) {
         let now = self.now();
         let Some(run) = self.runs.get_mut(id) else { return };
-        let stopping = run.stopping.is_some();
-        let Some(condition) = run.workflow.tasks.get(index).map(|task| task.when.clone().unwrap_or_default()) else {
-            return;
-        };
-        let run_state = run.record.state;
         let Some(slot) = run.slot_get_mut(index) else { return };
         slot.evaluating = false;
-        // Cancelled or stopped meanwhile: the answer no longer matters.
-        if slot.state() != TaskState::Pending || stopping || self.closing.is_some() {
-            return self.settle(id);
-        }
-        let input = slot.record.input.clone().unwrap_or(Value::Null);
-        match result {
-            Ok(true) => {
-                if run_state == RunState::Running {
-                    self.start_attempt(id, index);
-                }
-            }
-            Ok(false) => {
-                slot.record.state = TaskState::Skipped;
-                slot.record.output = Some(input);
-                slot.record.started_at = Some(now);
-                slot.record.finished_at = Some(now);
-                slot.record.error = Some(format!("skipped: `when = \"{condition}\"` is false"));
-                let record = slot.record.clone();
-                self.save_task(&record);
-            }
-            Err(error) => {
-                slot.record.state = TaskState::Failed;
-                slot.record.finished_at = Some(now);
-                slot.record.error = Some(error);
-                let record = slot.record.clone();
+        // A closing engine starts nothing: the next one evaluates the `when` again.
+        let step =
+            if self.closing.is_some() { WhenStep::Stale } else { transitions::when_answered(run, index, result) };
+        match step {
+            WhenStep::Stale => return self.settle(id),
+            WhenStep::Start => self.start_attempt(id, index),
+            WhenStep::Hold => {}
+            recorded => {
+                let record = &mut run.slot_mut(index).record;
+                recorded.record(record, now);
+                let record = record.clone();
                 self.save_task(&record);
             }
         }
