@@ -4,10 +4,14 @@
 mod attempts;
 mod backfill;
 mod durability;
+mod endings;
 mod gates;
 mod operations;
 mod recovery;
 mod reload;
+mod requests;
+mod runs;
+mod timers;
 mod triggers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -16,17 +20,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::{broadcast, mpsc};
 
-use super::command::{Command, CommandResult, Origin, Reply};
 use super::run::Run;
+use super::scheduler::Scheduler;
 use super::{EngineConfig, EngineError, Event, Request, Stop};
-use crate::definition::{Registry, Task, Workflow, resolve_params};
-use crate::state::{RunState, TaskState};
-use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord, timestamp};
+use crate::definition::{Registry, Task, Workflow};
+use crate::state::RunState;
+use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord};
 use crate::tasks::{CancelHandle, Ending};
 use durability::{StoreTrouble, StoreWait};
+use timers::{FIRST_HOUSEKEEPING, Timer};
 
 /// One turn of the actor's loop.
 enum Step {
@@ -117,39 +122,6 @@ pub(super) struct Done {
     log_text: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-enum Timer {
-    /// A task's retry wait is over (or a paused run's wait passed): look for work.
-    Wake {
-        run: String,
-    },
-    RunTimeout {
-        run: String,
-        after: Duration,
-    },
-    /// A workflow's scheduled instant (the timer itself may be later, by the workflow's jitter).
-    Fire {
-        workflow: String,
-        scheduled: DateTime<Utc>,
-    },
-    /// Time to check whether an arrived file has stopped changing.
-    Settle {
-        workflow: String,
-        path: PathBuf,
-    },
-    /// Time to trim what the store would otherwise keep forever (alerts, audit, processed files).
-    Housekeeping,
-    /// A gate's `approval_timeout` is over: `on_timeout` decides what is still held.
-    GateTimeout {
-        run: String,
-        task: String,
-    },
-}
-
-/// How often the store is trimmed.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(3600);
-const FIRST_HOUSEKEEPING: Duration = Duration::from_secs(60);
-
 pub struct Actor {
     config: EngineConfig,
     store: Store,
@@ -157,10 +129,8 @@ pub struct Actor {
     registry: Registry,
     workflows: HashMap<String, Arc<Workflow>>,
     runs: HashMap<String, Run>,
-    /// Workflows whose triggers are live.
-    activations: HashMap<String, triggers::Activation>,
-    /// Files seen under a watched folder, with what they looked like and when, until they settle.
-    pending_files: HashMap<(String, PathBuf), (crate::trigger::files::Fingerprint, DateTime<Utc>)>,
+    /// The live triggers: fires queued behind runs, files settling.
+    scheduler: Scheduler,
     /// Activate every workflow, including ones that appear when the folder is reloaded.
     activate_all: bool,
     folder_watch: Option<notify::RecommendedWatcher>,
@@ -222,8 +192,7 @@ impl Actor {
             registry,
             workflows: HashMap::new(),
             runs: HashMap::new(),
-            activations: HashMap::new(),
-            pending_files: HashMap::new(),
+            scheduler: Scheduler::default(),
             activate_all: false,
             folder_watch: None,
             broken_reported: HashMap::new(),
@@ -441,377 +410,6 @@ impl Actor {
             other => return Some(other),
         }
         None
-    }
-
-    /// Handles a request; the answer, if it has one, is sent once the step is committed.
-    fn request(&mut self, request: Request) -> Option<Answer> {
-        match request {
-            Request::Command(command, origin, reply) => {
-                let result = self.command(&command, &origin);
-                Some(Box::new(move || drop(reply.send(result))))
-            }
-            Request::Register(workflow) => {
-                self.workflows.insert(workflow.id.clone(), Arc::new(*workflow));
-                None
-            }
-            Request::Unregister(id) => {
-                self.deactivate(&id);
-                self.workflows.remove(&id);
-                None
-            }
-            Request::Start(id, reply) => {
-                let result = self.activate(&id);
-                Some(Box::new(move || drop(reply.send(result))))
-            }
-            Request::StartAll(reply) => {
-                self.activate_all = true;
-                let mut ids: Vec<String> = self.workflows.keys().cloned().collect();
-                ids.sort();
-                let problems: Vec<String> =
-                    ids.iter().filter_map(|id| self.activate(id).err().map(|error| format!("{id}: {error}"))).collect();
-                for problem in &problems {
-                    self.alert("error", None, None, None, problem.clone());
-                }
-                let result = if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) };
-                Some(Box::new(move || drop(reply.send(result))))
-            }
-            Request::WatchFolder(reply) => {
-                let result = self.watch_folder();
-                Some(Box::new(move || drop(reply.send(result))))
-            }
-            Request::Barrier(reply) => {
-                // Timers due by the clock count as sent before: a test that moved a manual clock sees their effect.
-                self.fire_timers();
-                Some(Box::new(move || {
-                    let _ = reply.send(());
-                }))
-            }
-            Request::Shutdown(..) | Request::Abandon(_) => unreachable!("handled by the loop"),
-        }
-    }
-
-    /// Handles a command and records it in the audit trail.
-    fn command(&mut self, command: &Command, origin: &Origin) -> CommandResult {
-        let named = self.gate_named(command);
-        let command = named.as_ref().unwrap_or(command);
-        let result = self.apply(command, origin);
-        // A finished run loaded to answer a command that did not bring it back to life lives in the store
-        // alone again; only active runs are kept in memory.
-        self.runs.retain(|_, run| !run.record.state.is_finished());
-        let (ok, outcome) = match &result {
-            Ok(reply) => (true, reply.message.clone()),
-            Err(error) => (false, error.clone()),
-        };
-        let text = command.to_json();
-        if let Err(error) = self.store.audit(self.now(), &origin.who, &origin.via, &text, ok, &outcome) {
-            tracing::error!("writing the audit trail failed: {error}");
-        }
-        self.publish(Event::Command { who: origin.who.clone(), via: origin.via.clone(), command: text, ok, outcome });
-        result
-    }
-
-    fn apply(&mut self, command: &Command, origin: &Origin) -> CommandResult {
-        match command {
-            Command::Trigger { workflow, input, params } => self.trigger(workflow, input.clone(), params, "manual"),
-            Command::PauseWorkflow { workflow } => self.pause_workflow(workflow, true),
-            Command::ResumeWorkflow { workflow } => self.pause_workflow(workflow, false),
-            Command::PauseRun { run } => self.pause_run(run),
-            Command::ResumeRun { run } => self.resume_run(run),
-            Command::CancelRun { run } => self.cancel_run(run, origin),
-            Command::RetryTask { run, task } => self.retry_task(run, task),
-            Command::SkipTask { run, task } => self.skip_task(run, task),
-            Command::RerouteTask { run, task, to } => self.reroute_task(run, task, to),
-            Command::Approve { run, task, items, comment } | Command::Reject { run, task, items, comment } => {
-                let approve = matches!(command, Command::Approve { .. });
-                let answer = crate::tasks::Answer { approve, who: &origin.who, items, comment: comment.as_deref() };
-                self.answer_gate(run, task, answer)
-            }
-            Command::AckAlert { id } => match self.store.ack_alert(*id, self.now()) {
-                Ok(true) => {
-                    // Views holding the alert see it acknowledged.
-                    if let Ok(Some(alert)) = self.store.alert(*id) {
-                        self.publish(Event::Alert(alert));
-                    }
-                    Ok(Reply::new(format!("alert {id} acknowledged")))
-                }
-                Ok(false) => Err(format!("no unacknowledged alert {id}")),
-                Err(error) => Err(error.to_string()),
-            },
-            Command::Backfill { workflow, scheduled_at, rerun } => self.backfill(workflow, *scheduled_at, *rerun),
-        }
-    }
-
-    /// Commands other shells wrote to the store.
-    /// Reads the commands other processes queued in the store. A request sent through the API before a
-    /// command was queued (a workflow registered, then triggered from another shell) must be handled first,
-    /// even if the loop chose this poll before the request arrived: requests are taken in only after the
-    /// read, so every one sent before a command it saw is among them, and they run before it.
-    fn read_queue(&mut self, requests: &mut mpsc::UnboundedReceiver<Request>) {
-        // Deadlines are the wall clock's: the shell that queued a command waits in real time.
-        let pending = match self.store.pending_commands(chrono::Utc::now()) {
-            Ok(pending) => pending,
-            Err(error) => {
-                tracing::error!("reading queued commands failed: {error}");
-                return;
-            }
-        };
-        if pending.is_empty() {
-            return;
-        }
-        while let Ok(request) = requests.try_recv() {
-            self.deferred.push_back(request);
-        }
-        if self.deferred.is_empty() {
-            self.run_queued(pending);
-        } else {
-            self.queued = Some(pending);
-        }
-    }
-
-    fn run_queued(&mut self, pending: Vec<crate::store::QueuedCommand>) {
-        for queued in pending {
-            let origin = Origin { who: queued.who.clone(), via: "cli".into() };
-            let result = match serde_json::from_str::<Command>(&queued.command) {
-                Ok(command) => self.command(&command, &origin),
-                Err(error) => Err(format!("not a command this engine understands: {error}")),
-            };
-            let (ok, outcome) = match result {
-                Ok(reply) => (true, serde_json::to_string(&reply).expect("replies serialise")),
-                Err(error) => (false, error),
-            };
-            if let Err(error) = self.store.complete_command(queued.id, self.now(), ok, &outcome) {
-                tracing::error!("recording a command's outcome failed: {error}");
-            }
-        }
-    }
-
-    pub fn trigger(
-        &mut self,
-        workflow_id: &str,
-        input: Option<Value>,
-        params: &BTreeMap<String, Value>,
-        kind: &str,
-    ) -> CommandResult {
-        let workflow = self.workflows.get(workflow_id).cloned().ok_or_else(|| {
-            let mut known: Vec<&str> = self.workflows.keys().map(String::as_str).collect();
-            known.sort();
-            format!("no workflow `{workflow_id}` (known: {})", known.join(", "))
-        })?;
-        let params = resolve_params(&workflow, params)?;
-        let now = self.now();
-        let mut start = Map::new();
-        start.insert("trigger".into(), json!(kind));
-        start.insert("fired_at".into(), json!(timestamp(now)));
-        start.insert("params".into(), Value::Object(params.clone()));
-        match input {
-            Some(Value::Object(given)) => start.extend(given),
-            Some(other) => {
-                start.insert("input".into(), other);
-            }
-            None => {}
-        }
-        let id = self.new_run_id(now);
-        let record = RunRecord {
-            id: id.clone(),
-            workflow: workflow.id.clone(),
-            state: RunState::Running,
-            trigger: kind.to_string(),
-            input: Value::Object(start),
-            params: Value::Object(params),
-            definition_file: workflow.file.clone(),
-            definition: workflow.source.clone(),
-            created_at: now,
-            started_at: Some(now),
-            finished_at: None,
-            error: None,
-        };
-        let tasks: Vec<TaskRecord> = workflow
-            .tasks
-            .iter()
-            .enumerate()
-            .map(|(position, task)| TaskRecord::pending(&id, &task.name, position))
-            .collect();
-        self.store.insert_run(&record, &tasks).map_err(|error| format!("the run could not be stored: {error}"))?;
-        self.publish(Event::Run(record.clone()));
-        for task in &tasks {
-            self.publish(Event::Task(task.clone()));
-        }
-        if let Some(limit) = workflow.timeout {
-            self.add_timer(crate::clock::later(now, limit), Timer::RunTimeout { run: id.clone(), after: limit });
-        }
-        self.prepare_work_dir(&id);
-        self.runs.insert(id.clone(), Run::new(record, workflow.clone(), tasks));
-        self.advance(&id);
-        Ok(Reply::for_run(format!("started run {id} of {}", workflow.id), &id))
-    }
-
-    fn new_run_id(&self, now: DateTime<Utc>) -> String {
-        loop {
-            let id = format!("{}-{:04x}", now.format("%Y%m%d-%H%M%S"), rand::random::<u16>());
-            if !self.runs.contains_key(&id) && matches!(self.store.run(&id), Ok(None)) {
-                return id;
-            }
-        }
-    }
-
-    /// Starts whatever can start, then ends the run if nothing is left to do.
-    fn advance(&mut self, id: &str) {
-        loop {
-            let now = self.now();
-            let Some(run) = self.runs.get_mut(id) else { return };
-            if run.record.state != RunState::Running || run.stopping.is_some() || self.closing.is_some() {
-                break;
-            }
-            let due_retries = run.due_retries(now);
-            let ready = run.ready();
-            if ready.is_empty() && due_retries.is_empty() {
-                break;
-            }
-            for index in due_retries {
-                self.start_attempt(id, index);
-            }
-            for index in ready {
-                self.start_task(id, index);
-            }
-        }
-        self.settle(id);
-    }
-
-    fn settle(&mut self, id: &str) {
-        let Some(run) = self.runs.get(id) else { return };
-        if let Some(target) = run.stopping {
-            if run.running().next().is_none() {
-                let reason = run.record.error.clone();
-                self.finish_run(id, target, reason);
-            }
-            return;
-        }
-        if !matches!(run.record.state, RunState::Running | RunState::Paused) {
-            return;
-        }
-        if let Some((state, error)) = run.outcome() {
-            self.finish_run(id, state, error);
-        } else if run.record.state == RunState::Running && run.is_waiting() {
-            let run = self.runs.get_mut(id).expect("the run exists");
-            run.record.state = RunState::WaitingApproval;
-            let record = run.record.clone();
-            self.save_run(&record);
-        }
-    }
-
-    fn finish_run(&mut self, id: &str, state: RunState, error: Option<String>) {
-        let now = self.now();
-        let Some(mut run) = self.runs.remove(id) else { return };
-        for index in 0..run.slots().len() {
-            let slot = run.slot_mut(index);
-            if matches!(slot.state(), TaskState::Pending | TaskState::RetryWait) && state == RunState::Cancelled {
-                slot.record.state = TaskState::Cancelled;
-                slot.record.finished_at = Some(now);
-                self.save_task(&slot.record);
-            }
-        }
-        run.record.state = state;
-        run.record.finished_at = Some(now);
-        run.record.error = error.clone();
-        self.save_run(&run.record);
-        self.timers
-            .retain(|_, timer| !matches!(timer, Timer::Wake { run } | Timer::RunTimeout { run, .. } | Timer::GateTimeout { run, .. } if run == id));
-        if state == RunState::Failed {
-            let message = format!("run {id} of {} failed: {}", run.record.workflow, error.clone().unwrap_or_default());
-            self.alert("error", Some(&run.record.workflow), Some(id), None, message);
-        }
-        let handler = match state {
-            RunState::Succeeded => run.workflow.on_success.clone(),
-            RunState::Failed => run.workflow.on_failure.clone(),
-            RunState::Cancelled => run.workflow.on_cancel.clone(),
-            _ => None,
-        };
-        match handler {
-            Some(handler) => self.start_handler(&run, &handler),
-            None => {
-                let _ = std::fs::remove_dir_all(self.store.work_dir(id));
-            }
-        }
-        self.dequeue(&run.record.workflow);
-        match self.store.prune(&run.record.workflow, run.workflow.keep_runs) {
-            Ok(pruned) if !pruned.is_empty() => {
-                tracing::info!("pruned {} old run(s) of {}", pruned.len(), run.record.workflow)
-            }
-            Ok(_) => {}
-            Err(error) => tracing::error!("pruning old runs failed: {error}"),
-        }
-    }
-
-    fn fire_timers(&mut self) {
-        let now = self.now();
-        while let Some(entry) = self.timers.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            match entry.remove() {
-                Timer::Wake { run } => self.advance(&run),
-                Timer::RunTimeout { run, after } => {
-                    let reason = format!("the run exceeded its timeout of {}", humantime::format_duration(after));
-                    self.stop_run(&run, RunState::Failed, reason);
-                }
-                Timer::Fire { workflow, scheduled } => self.fire(&workflow, scheduled, false),
-                Timer::Settle { workflow, path } => self.settle_file(&workflow, &path),
-                Timer::Housekeeping => {
-                    let retention = self.registry.retention;
-                    match self.store.trim(
-                        retention.alerts,
-                        retention.audit,
-                        chrono::Duration::from_std(retention.processed_files).unwrap_or(chrono::Duration::MAX),
-                        now,
-                    ) {
-                        Ok(0) => {}
-                        Ok(removed) => {
-                            tracing::info!("trimmed {removed} old alert, audit and processed-file record(s)")
-                        }
-                        Err(error) => tracing::debug!("trimming the store failed: {error}"),
-                    }
-                    self.add_timer(crate::clock::later(now, HOUSEKEEPING_EVERY), Timer::Housekeeping);
-                }
-                Timer::GateTimeout { run, task } => self.gate_expired(&run, &task),
-            }
-        }
-    }
-
-    fn add_timer(&mut self, at: DateTime<Utc>, timer: Timer) {
-        self.timer_seq += 1;
-        self.timers.insert((at, self.timer_seq), timer);
-    }
-
-    /// Cancels a run's running attempts and pending tasks; the run takes `target` once they have stopped.
-    fn stop_run(&mut self, id: &str, target: RunState, reason: String) {
-        let now = self.now();
-        let Some(run) = self.runs.get_mut(id) else { return };
-        if run.stopping.is_some() {
-            return;
-        }
-        run.stopping = Some(target);
-        run.record.error = Some(reason);
-        let mut changed = Vec::new();
-        for slot in run.slots_mut().iter_mut() {
-            match slot.state() {
-                TaskState::Running => {
-                    if let Some(cancel) = &slot.cancel {
-                        cancel.cancel();
-                    }
-                }
-                TaskState::RetryWait | TaskState::Pending | TaskState::WaitingApproval => {
-                    slot.record.state = TaskState::Cancelled;
-                    slot.record.finished_at = Some(now);
-                    slot.record.retry_at = None;
-                    changed.push(slot.record.clone());
-                }
-                _ => {}
-            }
-        }
-        for record in changed {
-            self.save_task(&record);
-        }
-        self.settle(id);
     }
 
     /// Stops every running attempt (SIGTERM, then SIGKILL after the grace period) and leaves the runs for

@@ -9,6 +9,8 @@ mod event;
 mod gates;
 pub use gates::default_max_parallel;
 mod run;
+mod scheduler;
+mod transitions;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -268,7 +268,7 @@ pub fn retry_delay(task: &Task, retry: u32, jitter: f64) -> std::time::Duration 
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::definition::{Registry, parse_workflow};
     use chrono::Utc;
@@ -276,7 +276,7 @@ mod tests {
     use std::path::{Path, PathBuf};
     use std::time::Duration;
 
-    fn run_of(source: &str) -> Run {
+    pub(in crate::engine) fn run_of(source: &str) -> Run {
         let workflow = Arc::new(parse_workflow(Path::new("w.toml"), source, &Registry::default()).unwrap());
         let record = RunRecord {
             id: "r".into(),

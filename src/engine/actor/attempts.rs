@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Actor, Done, HANDLER, Internal, Launch, Spawned, Timer};
+use super::{Actor, Done, HANDLER, Internal, Launch, Spawned};
 use crate::definition::{Target, Task, TaskKind};
 use crate::engine::Event;
-use crate::engine::run::{Run, retry_delay};
-use crate::state::{AttemptState, RunState, TaskState};
-use crate::store::{AttemptRecord, timestamp};
+use crate::engine::run::Run;
+use crate::engine::transitions::{self, Begun, WhenStep};
+use crate::state::AttemptState;
+use crate::store::AttemptRecord;
 use crate::tasks::limits::{DEFAULT_MAX_LOG_SIZE, DEFAULT_MAX_OUTPUT_SIZE};
 use crate::tasks::{
     Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LlmExecutor, LogSink, ProcessExecutor, Refusal,
@@ -50,38 +51,19 @@ impl Actor {
     pub(super) fn condition_decided(&mut self, id: &str, index: usize, result: Result<bool, String>) {
         let now = self.now();
         let Some(run) = self.runs.get_mut(id) else { return };
-        let stopping = run.stopping.is_some();
-        let Some(condition) = run.workflow.tasks.get(index).map(|task| task.when.clone().unwrap_or_default()) else {
-            return;
-        };
-        let run_state = run.record.state;
         let Some(slot) = run.slot_get_mut(index) else { return };
         slot.evaluating = false;
-        // Cancelled or stopped meanwhile: the answer no longer matters.
-        if slot.state() != TaskState::Pending || stopping || self.closing.is_some() {
-            return self.settle(id);
-        }
-        let input = slot.record.input.clone().unwrap_or(Value::Null);
-        match result {
-            Ok(true) => {
-                if run_state == RunState::Running {
-                    self.start_attempt(id, index);
-                }
-            }
-            Ok(false) => {
-                slot.record.state = TaskState::Skipped;
-                slot.record.output = Some(input);
-                slot.record.started_at = Some(now);
-                slot.record.finished_at = Some(now);
-                slot.record.error = Some(format!("skipped: `when = \"{condition}\"` is false"));
-                let record = slot.record.clone();
-                self.save_task(&record);
-            }
-            Err(error) => {
-                slot.record.state = TaskState::Failed;
-                slot.record.finished_at = Some(now);
-                slot.record.error = Some(error);
-                let record = slot.record.clone();
+        // A closing engine starts nothing: the next one evaluates the `when` again.
+        let step =
+            if self.closing.is_some() { WhenStep::Stale } else { transitions::when_answered(run, index, result) };
+        match step {
+            WhenStep::Stale => return self.settle(id),
+            WhenStep::Start => self.start_attempt(id, index),
+            WhenStep::Hold => {}
+            recorded => {
+                let record = &mut run.slot_mut(index).record;
+                recorded.record(record, now);
+                let record = record.clone();
                 self.save_task(&record);
             }
         }
@@ -124,38 +106,27 @@ impl Actor {
         (Arc::new(Refusal(format!("no service or agent named {route} is registered"))), None, BTreeMap::new())
     }
 
+    /// Counts a new attempt on the task's record, stores it, then starts it.
     pub(super) fn start_attempt(&mut self, id: &str, index: usize) {
         let now = self.now();
-        let Some(run) = self.runs.get(id) else { return };
-        let route = run.route(index);
+        let Some(run) = self.runs.get_mut(id) else { return };
+        let Begun { number, route } = transitions::begin_attempt(run, index, now);
         let task = run.task(index).clone();
-        let log_path;
-        let attempt_record;
-        let number;
-        {
-            let run = self.runs.get_mut(id).expect("the run exists");
-            let slot = run.slot_mut(index);
-            slot.record.attempts += 1;
-            slot.record.route_attempts += 1;
-            number = slot.record.attempts;
-            slot.record.state = TaskState::Running;
-            slot.record.started_at.get_or_insert(now);
-            slot.record.finished_at = None;
-            slot.record.error = None;
-            slot.record.retry_at = None;
-            log_path = self.store.log_path(id, &task.name, number);
-            attempt_record = AttemptRecord::started(id, &task.name, number, &route, now, log_path.clone());
-        }
-        self.runs.get_mut(id).expect("the run exists").slot_mut(index).attempt = Some(attempt_record.clone());
-        let run = self.runs.get(id).expect("the run exists");
-        let task_record = run.slots()[index].record.clone();
+        let log_path = self.store.log_path(id, &task.name, number);
+        let attempt = AttemptRecord::started(id, &task.name, number, &route, now, log_path);
+        let slot = run.slot_mut(index);
+        slot.attempt = Some(attempt.clone());
+        let task_record = slot.record.clone();
         let input = task_record.input.clone().unwrap_or(Value::Null);
         let params = run.record.params.as_object().cloned().unwrap_or_default();
         let workflow = run.record.workflow.clone();
-        self.save_attempt_and_task(Some(attempt_record), &task_record);
+        self.save_attempt_and_task(Some(attempt), &task_record);
         let launch = Launch { run_id: id, index, number, task: &task, route: &route, input, params, workflow };
         let cancel = self.launch(launch);
-        self.runs.get_mut(id).expect("the run exists").slot_mut(index).cancel = Some(cancel);
+        // `launch` reads the actor, so the run is looked up again to keep the handle that stops the attempt.
+        if let Some(slot) = self.runs.get_mut(id).and_then(|run| run.slot_get_mut(index)) {
+            slot.cancel = Some(cancel);
+        }
     }
 
     /// Starts one attempt in its own task; its ending comes back as a `Done`.
@@ -370,172 +341,6 @@ impl Actor {
             Launch { run_id: id, index: HANDLER, number: 1, task: handler, route: &route, input, params, workflow };
         let cancel = self.launch(launch);
         self.handlers.insert(id.to_string(), (record, cancel));
-    }
-
-    pub(super) fn handler_done(&mut self, done: Done) {
-        let Some((mut record, _)) = self.handlers.remove(&done.run_id) else { return };
-        record.finished_at = Some(self.now());
-        record.log_bytes = done.log_bytes;
-        record.log_text = done.log_text;
-        let failure = match done.ending {
-            Ending::Succeeded { .. } | Ending::AwaitingApproval { .. } => {
-                record.state = AttemptState::Succeeded;
-                record.exit_code = Some(0);
-                None
-            }
-            Ending::Failed { error, exit_code } => {
-                record.state = AttemptState::Failed;
-                record.exit_code = exit_code;
-                record.error = Some(error.clone());
-                Some(error)
-            }
-            Ending::Cancelled => {
-                record.state = AttemptState::Cancelled;
-                None
-            }
-        };
-        if let Err(error) = self.store.insert_attempt(&record) {
-            tracing::error!("storing a handler's attempt failed: {error}");
-        }
-        self.publish(Event::Attempt(record.clone()));
-        if let Some(error) = failure {
-            let workflow = self.store.run(&done.run_id).ok().flatten().map(|run| run.workflow);
-            let message = format!("the {} handler of run {} failed: {error}", record.task, done.run_id);
-            self.alert("warning", workflow.as_deref(), Some(&done.run_id), Some(&record.task), message);
-        }
-        let _ = std::fs::remove_dir_all(self.store.work_dir(&done.run_id));
-    }
-
-    pub(super) fn attempt_done(&mut self, done: Done) {
-        if done.index == HANDLER {
-            return self.handler_done(done);
-        }
-        let now = self.now();
-        let closing = self.closing.is_some();
-        let Some(run) = self.runs.get_mut(&done.run_id) else { return };
-        let slot = run.slot_mut(done.index);
-        let mut finished = None;
-        if let Some(attempt) = slot.attempt.as_mut().filter(|attempt| attempt.attempt == done.attempt) {
-            attempt.finished_at = Some(now);
-            attempt.log_bytes = done.log_bytes;
-            attempt.log_text = done.log_text.clone();
-            match &done.ending {
-                Ending::Succeeded { .. } => {
-                    attempt.state = AttemptState::Succeeded;
-                    attempt.exit_code = Some(0);
-                }
-                Ending::Failed { error, exit_code } => {
-                    attempt.state = AttemptState::Failed;
-                    attempt.error = Some(error.clone());
-                    attempt.exit_code = *exit_code;
-                }
-                Ending::Cancelled if closing => {
-                    attempt.state = AttemptState::Interrupted;
-                    attempt.error = Some("interrupted: the engine stopped while it ran".into());
-                }
-                Ending::Cancelled => attempt.state = AttemptState::Cancelled,
-                Ending::AwaitingApproval { .. } => attempt.state = AttemptState::Succeeded,
-            }
-            finished = Some(attempt.clone());
-        }
-        if slot.record.attempts != done.attempt || slot.state() != TaskState::Running {
-            if let Some(attempt) = finished {
-                if let Err(error) = self.store.insert_attempt(&attempt) {
-                    tracing::error!("storing an attempt failed: {error}");
-                }
-                self.publish(Event::Attempt(attempt));
-            }
-            return;
-        }
-        slot.cancel = None;
-        let stopping = run.stopping;
-        let has_next_route = run.has_next_route(done.index);
-        let task = run.workflow.tasks[done.index].clone();
-        let mut alert = None;
-        let mut fallback = false;
-        let slot = run.slot_mut(done.index);
-        let mut waiting_items = None;
-        let mut gate_expires = None;
-        match done.ending {
-            Ending::Succeeded { output } => {
-                slot.record.state = TaskState::Succeeded;
-                slot.record.output = Some(output);
-                slot.record.finished_at = Some(now);
-            }
-            Ending::AwaitingApproval { mut output, waiting } => {
-                slot.record.state = TaskState::WaitingApproval;
-                gate_expires = super::gates::stamp(&mut output, now);
-                slot.record.output = Some(output);
-                waiting_items = Some(waiting);
-            }
-            Ending::Cancelled if closing => {
-                // The engine is stopping: the next one gives the task a new attempt, not counted as a retry.
-                slot.record.state = TaskState::Pending;
-                slot.record.route_attempts = slot.record.route_attempts.saturating_sub(1);
-                slot.record.error = Some("interrupted: the engine stopped while it ran; it runs again".into());
-            }
-            Ending::Cancelled => {
-                slot.record.finished_at = Some(now);
-                slot.record.state = TaskState::Cancelled;
-                slot.record.error = Some("cancelled".into());
-            }
-            Ending::Failed { error, .. } if stopping.is_some() => {
-                slot.record.state = TaskState::Failed;
-                slot.record.error = Some(error);
-                slot.record.finished_at = Some(now);
-            }
-            Ending::Failed { error, .. } => {
-                if slot.record.route_index == 0 && slot.record.route_attempts <= task.retries {
-                    let wait = retry_delay(&task, slot.record.route_attempts, rand::random::<f64>());
-                    let at = crate::clock::later(now, wait);
-                    slot.record.state = TaskState::RetryWait;
-                    slot.record.error = Some(format!(
-                        "{error}; retry {} of {} at {}",
-                        slot.record.route_attempts,
-                        task.retries,
-                        timestamp(at)
-                    ));
-                    slot.record.retry_at = Some(at);
-                    self.timer_seq += 1;
-                    self.timers.insert((at, self.timer_seq), Timer::Wake { run: done.run_id.clone() });
-                } else if has_next_route {
-                    slot.record.route_index += 1;
-                    slot.record.route_attempts = 0;
-                    slot.record.error = Some(error);
-                    fallback = true;
-                } else {
-                    slot.record.state = TaskState::Failed;
-                    slot.record.finished_at = Some(now);
-                    let attempts = slot.record.attempts;
-                    alert = Some(format!(
-                        "task {} of run {} failed after {attempts} attempt(s): {error}",
-                        task.name, done.run_id
-                    ));
-                    slot.record.error = Some(error);
-                }
-            }
-        }
-        let record = slot.record.clone();
-        let workflow = run.record.workflow.clone();
-        self.save_attempt_and_task(finished, &record);
-        if let Some(message) = alert {
-            self.alert("error", Some(&workflow), Some(&done.run_id), Some(&task.name), message);
-        }
-        if let Some(at) = gate_expires {
-            self.add_timer(at, Timer::GateTimeout { run: done.run_id.clone(), task: task.name.clone() });
-        }
-        if let Some(count) = waiting_items {
-            let run = &done.run_id;
-            let message = format!(
-                "{count} item(s) of run {run} wait for approval at task {}: `conveyor gates` lists them, `conveyor approve|reject {run} {} [--item ID] [--comment TEXT]` answers (Enter on the task in the console)",
-                task.name, task.name
-            );
-            self.alert("warning", Some(&workflow), Some(run), Some(&task.name), message);
-        }
-        if fallback {
-            self.start_attempt(&done.run_id, done.index);
-        }
-        self.advance(&done.run_id);
     }
 
     /// The attempt's process group and its leader's start time, so that a later engine can stop it.

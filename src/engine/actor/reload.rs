@@ -87,7 +87,7 @@ impl Actor {
             if same {
                 continue;
             }
-            let was_active = self.activations.contains_key(&workflow.id);
+            let was_active = self.scheduler.is_active(&workflow.id);
             self.workflows.insert(workflow.id.clone(), Arc::new(workflow.clone()));
             if (was_active || self.activate_all)
                 && let Err(error) = self.activate(&workflow.id)
