@@ -8,7 +8,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
-use super::keys::Action;
+use super::keymap::Action;
 use super::model::{Effect, Model, Pane, View};
 use super::theme::run_symbol;
 use super::ui::{Chrome, elapsed, local, pane};

@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use serde_json::Value;
 
-use super::keys::Action;
+use super::keymap::Action;
 use super::logview::printable;
 use super::model::{Effect, Model, View};
 use super::theme::{run_symbol, task_symbol};
@@ -91,8 +91,9 @@ pub fn reload_on(model: &Model, event: &crate::engine::Event) -> Option<Effect> 
 
 /// Scrolling keys; `None` for keys the view leaves to the console.
 pub fn key(model: &mut Model, action: Option<Action>) -> Option<Vec<Effect>> {
+    // A page is what the view shows, less a line kept for context.
+    let page = super::layout::areas(model.screen, None).view_lines().saturating_sub(1).max(1);
     let details = &mut model.details;
-    let page = details.height.saturating_sub(1).max(1);
     match action? {
         Action::Up => details.top = details.top.saturating_sub(1),
         Action::Down => details.top = details.top.saturating_add(1),

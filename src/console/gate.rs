@@ -13,7 +13,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
-use super::keys::Action;
+use super::keymap::Action;
 use super::logview::printable;
 use super::model::{Effect, Model, View};
 use super::ui::{Chrome, local, pane, relative};

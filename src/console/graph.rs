@@ -11,7 +11,7 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::keys::Action;
+use super::keymap::Action;
 use super::model::{Effect, Model, View};
 use super::theme::task_symbol;
 use super::ui::{Chrome, pane};
@@ -491,7 +491,7 @@ mod tests {
     #[test]
     fn edges_join_with_box_drawing_characters() {
         let theme = super::super::theme::Theme::new(false);
-        let keymap = super::super::keys::Keymap::default();
+        let keymap = super::super::keymap::Keymap::default();
         let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
         let placed = place(&graph(&[("A", &[]), ("B", &["A"]), ("C", &["A"]), ("D", &["B", "C"])])).unwrap();
         let canvas = paint(&placed, &HashMap::new(), &chrome).unwrap();
@@ -513,7 +513,7 @@ mod tests {
     #[test]
     fn a_character_two_columns_wide_does_not_push_a_box_out_of_line() {
         let theme = super::super::theme::Theme::new(false);
-        let keymap = super::super::keys::Keymap::default();
+        let keymap = super::super::keymap::Keymap::default();
         let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
         let placed = place(&graph(&[("報告", &[])])).unwrap();
         let canvas = paint(&placed, &HashMap::new(), &chrome).unwrap();

@@ -9,7 +9,7 @@ pub fn popup_key(model: &mut Model, key: KeyEvent, routes: &[String]) -> Vec<Eff
     let Some(popup) = model.popup.take() else { return Vec::new() };
     match popup {
         Popup::Help { scroll } => {
-            let last = super::keys::BINDINGS.len().saturating_sub(1);
+            let last = super::keymap::BINDINGS.len().saturating_sub(1);
             let scroll = match key.code {
                 KeyCode::Down | KeyCode::Char('j') => (scroll + 1).min(last),
                 KeyCode::Up | KeyCode::Char('k') => scroll.saturating_sub(1),

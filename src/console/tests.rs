@@ -157,6 +157,8 @@ pub(super) fn render(model: &mut Model, width: u16, height: u16, colour: bool) -
     let theme = Theme::new(colour);
     let keymap = Keymap::default();
     let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    // As the runtime does: keys pressed after this frame page by its size.
+    model.screen = ratatui::layout::Rect::new(0, 0, width, height);
     terminal
         .draw(|frame| {
             draw(frame, model, &chrome);
@@ -463,8 +465,9 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     let (theme, keymap) = (Theme::new(false), Keymap::default());
     let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
-    let mut areas = Areas::default();
-    terminal.draw(|frame| areas = draw(frame, &mut fixture.model, &chrome)).unwrap();
+    fixture.model.screen = ratatui::layout::Rect::new(0, 0, 120, 40);
+    terminal.draw(|frame| draw(frame, &mut fixture.model, &chrome)).unwrap();
+    let areas = layout::areas(fixture.model.screen, None);
     let model = &mut fixture.model;
     let click = |column, row| crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
@@ -472,14 +475,14 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
         row,
         modifiers: KeyModifiers::NONE,
     };
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 5), &[]);
+    handle_mouse(model, click(areas.workflows.x + 3, areas.workflows.y + 5), &[]);
     assert_eq!((model.focus, model.selected_workflow().unwrap().id.as_str()), (Pane::Workflows, "ReleaseChecks"));
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 2), &[]);
+    handle_mouse(model, click(areas.workflows.x + 3, areas.workflows.y + 2), &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "DailyGrantPipeline");
-    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 4), &[]);
+    handle_mouse(model, click(areas.runs.x + 5, areas.runs.y + 4), &[]);
     assert_eq!((model.focus, model.selected_run().unwrap().id.as_str()), (Pane::Runs, "20261124-070000-c3d4"));
-    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 3), &[]);
-    handle_mouse(model, &areas, click(areas.tasks.x + 5, areas.tasks.y + 3), &[]);
+    handle_mouse(model, click(areas.runs.x + 5, areas.runs.y + 3), &[]);
+    handle_mouse(model, click(areas.tasks.x + 5, areas.tasks.y + 3), &[]);
     assert_eq!((model.focus, model.selected_task().unwrap().name.as_str()), (Pane::Tasks, "Score"));
     let wheel = crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::ScrollDown,
@@ -487,7 +490,7 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
         row: areas.workflows.y + 2,
         modifiers: KeyModifiers::NONE,
     };
-    handle_mouse(model, &areas, wheel, &[]);
+    handle_mouse(model, wheel, &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "three rows down");
     let up_in_engine_log = crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::ScrollUp,
@@ -496,12 +499,12 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
         modifiers: KeyModifiers::NONE,
     };
     assert_eq!(
-        handle_mouse(model, &areas, up_in_engine_log, &[]),
+        handle_mouse(model, up_in_engine_log, &[]),
         vec![Effect::EngineLog(tui_logger::TuiWidgetEvent::PrevPageKey)],
         "the wheel pages the engine log back"
     );
     assert_eq!(model.focus, Pane::Tasks, "the wheel does not move the focus");
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
+    handle_mouse(model, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "a click on the column names selects nothing");
 }
 
