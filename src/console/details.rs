@@ -408,7 +408,17 @@ fn trigger_text(
 pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &mut Model, chrome: &Chrome) {
     let theme = chrome.theme;
     if let Some(hints) = hints {
-        let text = " j/k scroll · PgUp/PgDn page · g/G top/bottom · Esc back";
+        let key = |action| chrome.keymap.short_label(action);
+        let text = format!(
+            " {}/{} scroll · {}/{} page · {}/{} top/bottom · {} back",
+            key(Action::Down),
+            key(Action::Up),
+            key(Action::PageUp),
+            key(Action::PageDown),
+            key(Action::Top),
+            key(Action::Bottom),
+            key(Action::Back)
+        );
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), hints);
     }
     refresh(model);

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::model::Pane;
+use super::model::{Pane, View};
 
 /// What a key asks for; `keys::act` applies it to the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -148,6 +148,57 @@ pub fn footer_actions(focus: Pane, at_gate: bool) -> Vec<Action> {
     }
     actions.extend([Action::NextPane, Action::Help, Action::Quit]);
     actions
+}
+
+/// What a key does in one full-screen view only, beside the keymap's actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewKey {
+    /// All runs: which runs are listed (all, active, failed, waiting), in what order; the next failed or
+    /// waiting run.
+    Show,
+    Sort,
+    NextFailed,
+    NextWaiting,
+    /// Gate: mark the held item under the cursor; write a comment; answer every held item at once.
+    Mark,
+    Comment,
+    ApproveAll,
+    RejectAll,
+    /// Graph: scroll sideways (up and down are the keymap's).
+    ScrollLeft,
+    ScrollRight,
+}
+
+/// The views' own keys. They are fixed (the config file names only actions); each view's key handler finds
+/// a key here and its hint line shows the key from here, the first listed for it.
+pub const VIEW_KEYS: &[(View, KeyCode, ViewKey)] = &[
+    (View::AllRuns, KeyCode::Char('f'), ViewKey::Show),
+    (View::AllRuns, KeyCode::Char('s'), ViewKey::Sort),
+    (View::AllRuns, KeyCode::Char('e'), ViewKey::NextFailed),
+    (View::AllRuns, KeyCode::Char('w'), ViewKey::NextWaiting),
+    (View::Gate, KeyCode::Char(' '), ViewKey::Mark),
+    (View::Gate, KeyCode::Char('c'), ViewKey::Comment),
+    (View::Gate, KeyCode::Char('A'), ViewKey::ApproveAll),
+    (View::Gate, KeyCode::Char('X'), ViewKey::RejectAll),
+    (View::Graph, KeyCode::Char('h'), ViewKey::ScrollLeft),
+    (View::Graph, KeyCode::Left, ViewKey::ScrollLeft),
+    (View::Graph, KeyCode::Char('l'), ViewKey::ScrollRight),
+    (View::Graph, KeyCode::Right, ViewKey::ScrollRight),
+];
+
+/// What `code` does in `view` of its own, if anything.
+pub fn view_key(view: View, code: KeyCode) -> Option<ViewKey> {
+    VIEW_KEYS.iter().find(|(known, bound, _)| *known == view && *bound == code).map(|(.., key)| *key)
+}
+
+/// The key a view's hint line shows for one of its own keys.
+pub fn view_label(view: View, key: ViewKey) -> String {
+    match VIEW_KEYS.iter().find(|(known, _, bound)| *known == view && *bound == key).map(|(_, code, _)| *code) {
+        Some(KeyCode::Char(' ')) => "space".into(),
+        Some(KeyCode::Char(c)) => c.to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -322,5 +373,20 @@ mod tests {
         assert_eq!(press(&keymap, KeyCode::F(12), KeyModifiers::NONE), None);
         keymap.bind("F12", Action::Help).unwrap();
         assert_eq!(press(&keymap, KeyCode::F(12), KeyModifiers::NONE), Some(Action::Help));
+    }
+
+    #[test]
+    fn each_view_finds_its_own_keys_and_shows_the_first_one_bound() {
+        assert_eq!(view_key(View::AllRuns, KeyCode::Char('e')), Some(ViewKey::NextFailed));
+        assert_eq!(view_key(View::Details, KeyCode::Char('e')), None, "a view's key is its own");
+        assert_eq!(view_key(View::Graph, KeyCode::Left), Some(ViewKey::ScrollLeft));
+        assert_eq!(view_label(View::Graph, ViewKey::ScrollLeft), "h");
+        assert_eq!(view_label(View::Gate, ViewKey::Mark), "space");
+        for (index, (view, code, key)) in VIEW_KEYS.iter().enumerate() {
+            let again = VIEW_KEYS[index + 1..].iter().any(|(other, bound, _)| other == view && bound == code);
+            assert!(!again, "{code:?} does two things in {view:?}");
+            assert_eq!(view_key(*view, *code), Some(*key));
+            assert!(!view_label(*view, *key).is_empty());
+        }
     }
 }

@@ -221,6 +221,24 @@ pub(super) fn open_log(fixture: &mut Fixture) {
 }
 
 #[test]
+fn page_down_in_the_log_moves_by_what_the_log_pane_shows_at_the_screens_size() {
+    let mut fixture = fixture();
+    press_code(&mut fixture.model, KeyCode::Enter);
+    open_log(&mut fixture);
+    let model = &mut fixture.model;
+    model.focus = Pane::Log;
+    for (width, height, page) in [(120, 40, 14), (80, 24, 5)] {
+        // Told the size as on a resize, before any frame: the layout alone says how far a page goes.
+        model.screen = ratatui::layout::Rect::new(0, 0, width, height);
+        model.log.as_mut().unwrap().home();
+        press_code(model, KeyCode::PageDown);
+        assert_eq!(model.log.as_ref().unwrap().top, page, "{width}x{height}");
+        render(model, width, height, false);
+        assert_eq!(model.log.as_ref().unwrap().height, page + 1, "the drawn log shows a page and one line more");
+    }
+}
+
+#[test]
 fn the_dashboard_at_120_by_40() {
     let mut fixture = fixture();
     insta::assert_snapshot!("dashboard_120x40", render(&mut fixture.model, 120, 40, false));
