@@ -276,14 +276,14 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     if rows.is_empty() {
         let text = match view.show {
             Show::All => "no runs yet".to_string(),
-            show => format!("no {} runs — f shows more", show.name()),
+            show => format!("no {} runs — {} shows more", show.name(), view_label(View::AllRuns, ViewKey::Show)),
         };
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), inner);
         return;
     }
     // Narrow screens keep what identifies a run and what it needs: state, workflow, id (which holds its start
     // time) and duration; wide ones add the start, and the error or trigger.
-    let wide = inner.width >= 100;
+    let wide = super::layout::all_runs_wide(inner);
     let table_rows: Vec<Row> = rows
         .iter()
         .map(|run| {

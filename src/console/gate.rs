@@ -221,7 +221,10 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     about.push(Line::from(vec![label("expires"), Span::raw(expires)]));
     let comment = match (view.typing, view.comment.is_empty()) {
         (true, _) => Line::from(vec![label("comment"), Span::raw(view.comment.clone()), Span::raw("▏")]),
-        (false, true) => Line::from(vec![label("comment"), Span::styled("none (c to write one)", theme.dim())]),
+        (false, true) => {
+            let text = format!("none ({} to write one)", view_label(View::Gate, ViewKey::Comment));
+            Line::from(vec![label("comment"), Span::styled(text, theme.dim())])
+        }
         (false, false) => Line::from(vec![label("comment"), Span::raw(printable(&view.comment))]),
     };
     let [top, table_area, bottom] =

@@ -90,6 +90,27 @@ pub fn runs_summary_shown(runs: Rect) -> bool {
     runs.height >= 8
 }
 
+/// Whether a pane is wide enough for its full columns; a narrow one keeps what identifies a row.
+/// The Workflows pane: `in 19h00m` under `next`, else `19h00m`.
+pub fn workflows_wide(pane: Rect) -> bool {
+    pane.width >= 34
+}
+
+/// The runs list (inside the Runs pane): with the time each run was created.
+pub fn runs_wide(list: Rect) -> bool {
+    list.width >= 70
+}
+
+/// The tasks list (inside the Tasks pane): with the route column and the long gauge.
+pub fn tasks_wide(list: Rect) -> bool {
+    list.width >= 76
+}
+
+/// The all-runs view (inside its border): with the start, and the error or trigger.
+pub fn all_runs_wide(list: Rect) -> bool {
+    list.width >= 100
+}
+
 /// How far below a list pane's top its first row is: under the border and the column names; the runs list
 /// also under its summary line, the tasks list under the graph line of a workflow with `depends_on`.
 pub fn first_row(pane: Pane, rect: Rect, graph_line: bool) -> u16 {
@@ -184,6 +205,16 @@ mod tests {
         assert!(runs_summary_shown(areas.runs));
         assert_eq!(first_row(Pane::Runs, areas.runs, false), 3);
         tiles(&areas);
+    }
+
+    #[test]
+    fn at_80_columns_the_lists_drop_their_extra_columns_and_at_120_they_keep_them() {
+        let narrow = areas(screen(80, 24), None);
+        let wide = areas(screen(120, 40), None);
+        assert!(!workflows_wide(narrow.workflows) && workflows_wide(wide.workflows));
+        assert!(!runs_wide(inside(narrow.runs)) && runs_wide(inside(wide.runs)));
+        assert!(!tasks_wide(inside(narrow.tasks)) && tasks_wide(inside(wide.tasks)));
+        assert!(!all_runs_wide(inside(narrow.body)) && all_runs_wide(inside(wide.body)));
     }
 
     #[test]

@@ -153,10 +153,14 @@ pub(super) fn fixture() -> Fixture {
 /// Draws as the console does: a first frame says which log lines it needs, they are read (here, at once),
 /// and the next frame shows them.
 pub(super) fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
+    render_with(model, width, height, colour, &Keymap::default())
+}
+
+/// `render` with the keys a config file bound.
+pub(super) fn render_with(model: &mut Model, width: u16, height: u16, colour: bool, keymap: &Keymap) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let theme = Theme::new(colour);
-    let keymap = Keymap::default();
-    let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    let chrome = Chrome { theme: &theme, keymap, utc: true, engine_log: None };
     // As the runtime does: keys pressed after this frame page by its size.
     model.screen = ratatui::layout::Rect::new(0, 0, width, height);
     terminal
@@ -236,6 +240,25 @@ fn page_down_in_the_log_moves_by_what_the_log_pane_shows_at_the_screens_size() {
         render(model, width, height, false);
         assert_eq!(model.log.as_ref().unwrap().height, page + 1, "the drawn log shows a page and one line more");
     }
+}
+
+#[test]
+fn the_footer_the_help_and_the_hints_name_the_keys_the_config_bound_and_those_keys_act() {
+    let mut fixture = fixture();
+    let (keymap, _, problems) = config::load(Some("[keys]\nopen = \"o\"\nhelp = \"F1\"\n"), Theme::new(false));
+    assert_eq!(problems, Vec::<String>::new());
+    let model = &mut fixture.model;
+    let screen = render_with(model, 120, 40, false, &keymap);
+    assert!(screen.contains(" o  open "), "the footer shows the plainest key of open: {screen}");
+    assert!(screen.contains("l (or o on a task) opens its log"), "{screen}");
+    let routes = ["ArchiveService".to_string()];
+    handle_key(model, &keymap, key(KeyCode::Char('o')), &routes);
+    assert_eq!(model.focus, Pane::Runs, "o drills in as the footer says");
+    handle_key(model, &keymap, key(KeyCode::F(1)), &routes);
+    assert_eq!(model.popup, Some(Popup::Help { scroll: 0 }));
+    let screen = render_with(model, 120, 40, false, &keymap);
+    assert!(screen.contains("?/F1 this help"), "{screen}");
+    assert!(screen.contains("o/Enter drill in"), "{screen}");
 }
 
 #[test]

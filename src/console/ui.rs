@@ -140,7 +140,7 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
 fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let theme = chrome.theme;
     let focused = model.focus == Pane::Workflows;
-    let wide = area.width >= 34;
+    let wide = layout::workflows_wide(area);
     let rows: Vec<Row> = model
         .visible_workflows()
         .into_iter()
@@ -227,11 +227,12 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     }
     let runs = model.visible_runs();
     if runs.is_empty() {
-        frame.render_widget(Paragraph::new(Span::styled("no runs yet — t triggers one", theme.dim())), list);
+        let text = format!("no runs yet — {} triggers one", chrome.keymap.short_label(Action::Trigger));
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), list);
         return;
     }
     // Narrow panes keep what identifies a run: its state, id and duration.
-    let wide = list.width >= 70;
+    let wide = layout::runs_wide(list);
     let rows: Vec<Row> = runs
         .iter()
         .map(|run| {
@@ -311,7 +312,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let tasks = model.visible_tasks();
     let limits = model.selected_workflow().map(|workflow| &workflow.attempt_limits);
     // A narrow pane keeps every column in line by giving up the route and half the gauge.
-    let wide = inner.width >= 76;
+    let wide = layout::tasks_wide(inner);
     let gauge_cells = if wide { 8 } else { 4 };
     let rows: Vec<Row> = tasks
         .iter()
@@ -416,11 +417,9 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
     let filter = model.filter(Pane::Log).to_string();
     let filtering = model.filtering;
     let Some(log) = model.log.as_mut() else {
-        let hint = Paragraph::new(Span::styled("l (or Enter on a task) opens its log", theme.dim())).block(pane(
-            Line::from(" Log "),
-            focused,
-            theme,
-        ));
+        let key = |action| chrome.keymap.short_label(action);
+        let text = format!("{} (or {} on a task) opens its log", key(Action::Log), key(Action::Open));
+        let hint = Paragraph::new(Span::styled(text, theme.dim())).block(pane(Line::from(" Log "), focused, theme));
         frame.render_widget(hint, area);
         return;
     };
