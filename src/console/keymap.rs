@@ -193,11 +193,98 @@ pub fn view_key(view: View, code: KeyCode) -> Option<ViewKey> {
 
 /// The key a view's hint line shows for one of its own keys.
 pub fn view_label(view: View, key: ViewKey) -> String {
-    match VIEW_KEYS.iter().find(|(known, _, bound)| *known == view && *bound == key).map(|(_, code, _)| *code) {
-        Some(KeyCode::Char(' ')) => "space".into(),
-        Some(KeyCode::Char(c)) => c.to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
+    let first = VIEW_KEYS.iter().find(|(known, _, bound)| *known == view && *bound == key);
+    first.map(|(_, code, _)| fixed_label(*code)).unwrap_or_default()
+}
+
+/// The popups with keys of their own: while one is open it takes every key, so the keymap's actions do not
+/// reach what is under it. (The params form and the command line take typing; the alert view's keys are the
+/// monitor's.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopupKind {
+    Help,
+    Confirm,
+    Reroute,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PopupKey {
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    Top,
+    Bottom,
+    /// Confirm: move between No and Yes.
+    Switch,
+    Yes,
+    No,
+    /// Enter: the focused button, the highlighted route.
+    Choose,
+    Close,
+}
+
+/// The popups' keys, fixed like the views'. Each popup's key handler finds a key here and its title names
+/// keys from here, the first listed for each.
+pub const POPUP_KEYS: &[(PopupKind, KeyCode, PopupKey)] = &[
+    (PopupKind::Help, KeyCode::Char('j'), PopupKey::Down),
+    (PopupKind::Help, KeyCode::Down, PopupKey::Down),
+    (PopupKind::Help, KeyCode::Char('k'), PopupKey::Up),
+    (PopupKind::Help, KeyCode::Up, PopupKey::Up),
+    (PopupKind::Help, KeyCode::PageDown, PopupKey::PageDown),
+    (PopupKind::Help, KeyCode::Char(' '), PopupKey::PageDown),
+    (PopupKind::Help, KeyCode::PageUp, PopupKey::PageUp),
+    (PopupKind::Help, KeyCode::Home, PopupKey::Top),
+    (PopupKind::Help, KeyCode::Char('g'), PopupKey::Top),
+    (PopupKind::Help, KeyCode::End, PopupKey::Bottom),
+    (PopupKind::Help, KeyCode::Char('G'), PopupKey::Bottom),
+    (PopupKind::Confirm, KeyCode::Left, PopupKey::Switch),
+    (PopupKind::Confirm, KeyCode::Right, PopupKey::Switch),
+    (PopupKind::Confirm, KeyCode::Tab, PopupKey::Switch),
+    (PopupKind::Confirm, KeyCode::BackTab, PopupKey::Switch),
+    (PopupKind::Confirm, KeyCode::Char('h'), PopupKey::Switch),
+    (PopupKind::Confirm, KeyCode::Char('l'), PopupKey::Switch),
+    (PopupKind::Confirm, KeyCode::Enter, PopupKey::Choose),
+    (PopupKind::Confirm, KeyCode::Char('y'), PopupKey::Yes),
+    (PopupKind::Confirm, KeyCode::Char('n'), PopupKey::No),
+    (PopupKind::Confirm, KeyCode::Esc, PopupKey::No),
+    (PopupKind::Reroute, KeyCode::Char('k'), PopupKey::Up),
+    (PopupKind::Reroute, KeyCode::Up, PopupKey::Up),
+    (PopupKind::Reroute, KeyCode::Char('j'), PopupKey::Down),
+    (PopupKind::Reroute, KeyCode::Down, PopupKey::Down),
+    (PopupKind::Reroute, KeyCode::Enter, PopupKey::Choose),
+    (PopupKind::Reroute, KeyCode::Esc, PopupKey::Close),
+];
+
+/// What `code` does in a popup of `kind`; `None` for a key it does not know.
+pub fn popup_key(kind: PopupKind, code: KeyCode) -> Option<PopupKey> {
+    POPUP_KEYS.iter().find(|(known, bound, _)| *known == kind && *bound == code).map(|(.., key)| *key)
+}
+
+/// The keys a popup's title names for `key`, in the table's order.
+pub fn popup_labels(kind: PopupKind, key: PopupKey) -> Vec<String> {
+    POPUP_KEYS
+        .iter()
+        .filter(|(known, _, bound)| *known == kind && *bound == key)
+        .map(|(_, code, _)| fixed_label(*code))
+        .collect()
+}
+
+/// The first key a popup's title names for `key`.
+pub fn popup_label(kind: PopupKind, key: PopupKey) -> String {
+    popup_labels(kind, key).into_iter().next().unwrap_or_default()
+}
+
+/// How a fixed key (a view's or a popup's) is written on screen.
+fn fixed_label(code: KeyCode) -> String {
+    match code {
+        KeyCode::Char(' ') => "space".into(),
+        KeyCode::Char(c) => c.to_string(),
+        KeyCode::Enter => "Enter".into(),
+        KeyCode::Esc => "Esc".into(),
+        KeyCode::Left => "←".into(),
+        KeyCode::Right => "→".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -387,6 +474,25 @@ mod tests {
             assert!(!again, "{code:?} does two things in {view:?}");
             assert_eq!(view_key(*view, *code), Some(*key));
             assert!(!view_label(*view, *key).is_empty());
+        }
+    }
+
+    #[test]
+    fn each_popup_finds_its_own_keys_and_its_title_names_them() {
+        assert_eq!(popup_key(PopupKind::Help, KeyCode::Char(' ')), Some(PopupKey::PageDown));
+        assert_eq!(popup_key(PopupKind::Help, KeyCode::Char('q')), None, "any other key closes the help");
+        assert_eq!(popup_key(PopupKind::Confirm, KeyCode::Char('y')), Some(PopupKey::Yes));
+        assert_eq!(popup_key(PopupKind::Reroute, KeyCode::Char('y')), None);
+        assert_eq!(popup_labels(PopupKind::Confirm, PopupKey::Switch)[..2], ["←", "→"]);
+        assert_eq!(
+            (popup_label(PopupKind::Help, PopupKey::Down), popup_label(PopupKind::Help, PopupKey::Up)),
+            ("j".into(), "k".into())
+        );
+        assert_eq!(popup_label(PopupKind::Reroute, PopupKey::Close), "Esc");
+        for (index, (kind, code, key)) in POPUP_KEYS.iter().enumerate() {
+            let again = POPUP_KEYS[index + 1..].iter().any(|(other, bound, _)| other == kind && bound == code);
+            assert!(!again, "{code:?} does two things in {kind:?}");
+            assert_eq!(popup_key(*kind, *code), Some(*key));
         }
     }
 }

@@ -262,6 +262,54 @@ fn the_footer_the_help_and_the_hints_name_the_keys_the_config_bound_and_those_ke
 }
 
 #[test]
+fn popups_answer_their_own_keys_and_keep_or_close_as_their_titles_say() {
+    let mut model = fixture().model;
+    let cancel = Effect::Send(Command::CancelRun { run: "r-1".into() });
+    let confirm = |yes_focused| Popup::Confirm { question: "?".into(), action: Box::new(cancel.clone()), yes_focused };
+    model.popup = Some(confirm(false));
+    assert_eq!(press(&mut model, "z"), vec![], "a key it does not know keeps it open");
+    assert_eq!(model.popup, Some(confirm(false)));
+    press_code(&mut model, KeyCode::Right);
+    assert_eq!(model.popup, Some(confirm(true)), "an arrow moves to Yes");
+    press(&mut model, "h");
+    assert_eq!(press_code(&mut model, KeyCode::Enter), vec![], "Enter on No sends nothing");
+    assert_eq!(model.popup, None);
+    model.popup = Some(confirm(false));
+    press_code(&mut model, KeyCode::Tab);
+    assert_eq!(press_code(&mut model, KeyCode::Enter), vec![cancel.clone()], "Enter on Yes");
+    model.popup = Some(confirm(false));
+    assert_eq!(press(&mut model, "y"), vec![cancel.clone()], "y answers yes wherever the focus is");
+    model.popup = Some(confirm(true));
+    assert_eq!((press(&mut model, "n"), &model.popup), (vec![], &None));
+    let routes = vec!["A".to_string(), "B".to_string()];
+    let reroute = |selected| Popup::Reroute {
+        run: "r-1".into(),
+        task: "Score".into(),
+        routes: routes.clone(),
+        notes: Vec::new(),
+        selected,
+    };
+    model.popup = Some(reroute(0));
+    press(&mut model, "jjz");
+    assert_eq!(model.popup, Some(reroute(1)), "j stops at the last route; z changes nothing");
+    press_code(&mut model, KeyCode::Up);
+    press_code(&mut model, KeyCode::Down);
+    let to = |to: &str| Effect::Send(Command::RerouteTask { run: "r-1".into(), task: "Score".into(), to: to.into() });
+    assert_eq!(press_code(&mut model, KeyCode::Enter), vec![to("B")]);
+    model.popup = Some(reroute(0));
+    assert_eq!((press_code(&mut model, KeyCode::Esc), &model.popup), (vec![], &None));
+    model.popup = Some(Popup::Help { scroll: 0 });
+    press(&mut model, "jjk");
+    assert_eq!(model.popup, Some(Popup::Help { scroll: 1 }));
+    press(&mut model, "G");
+    assert_eq!(model.popup, Some(Popup::Help { scroll: keymap::BINDINGS.len() - 1 }));
+    press_code(&mut model, KeyCode::Home);
+    assert_eq!(model.popup, Some(Popup::Help { scroll: 0 }));
+    press(&mut model, "x");
+    assert_eq!(model.popup, None, "any other key closes the help");
+}
+
+#[test]
 fn the_dashboard_at_120_by_40() {
     let mut fixture = fixture();
     insta::assert_snapshot!("dashboard_120x40", render(&mut fixture.model, 120, 40, false));

@@ -9,7 +9,7 @@ use ratatui::widgets::{
     Block, Cell, Clear, List, ListItem, ListState, Paragraph, Row, Sparkline, Table, TableState, Wrap,
 };
 
-use super::keymap::{self, Action, Keymap};
+use super::keymap::{self, Action, Keymap, PopupKey, PopupKind};
 use super::layout;
 use super::model::{Model, Pane, Popup, View};
 use super::theme::{Theme, run_symbol, task_symbol};
@@ -593,10 +593,12 @@ fn draw_popup(frame: &mut Frame, rect: Rect, popup: &Popup, chrome: &Chrome) {
             let scroll = (*scroll).min(lines.len().saturating_sub(shown));
             let title = if shown < lines.len() {
                 format!(
-                    " Keys {}-{} of {} (j/k scroll, any other key closes) ",
+                    " Keys {}-{} of {} ({}/{} scroll, any other key closes) ",
                     scroll + 1,
                     scroll + shown,
-                    lines.len()
+                    lines.len(),
+                    keymap::popup_label(PopupKind::Help, PopupKey::Down),
+                    keymap::popup_label(PopupKind::Help, PopupKey::Up)
                 )
             } else {
                 " Keys (any key closes) ".to_string()
@@ -620,10 +622,20 @@ fn draw_popup(frame: &mut Frame, rect: Rect, popup: &Popup, chrome: &Chrome) {
                 Line::from(vec![button("No", !yes_focused), Span::raw("   "), button("Yes", *yes_focused)])
                     .alignment(Alignment::Center),
             ];
-            let block = Block::bordered().title(" Confirm (←→ choose, Enter, y/n) ").border_style(theme.border(true));
+            let label = |key| keymap::popup_label(PopupKind::Confirm, key);
+            let switch: String =
+                keymap::popup_labels(PopupKind::Confirm, PopupKey::Switch).into_iter().take(2).collect();
+            let title = format!(
+                " Confirm ({switch} choose, {}, {}/{}) ",
+                label(PopupKey::Choose),
+                label(PopupKey::Yes),
+                label(PopupKey::No)
+            );
+            let block = Block::bordered().title(title).border_style(theme.border(true));
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), rect);
         }
         Popup::Reroute { task, routes, notes, selected, .. } => {
+            let label = |key| keymap::popup_label(PopupKind::Reroute, key);
             frame.render_widget(Clear, rect);
             let name_width = routes.iter().map(|route| route.chars().count()).max().unwrap_or(0);
             let items: Vec<ListItem> = routes
@@ -636,8 +648,9 @@ fn draw_popup(frame: &mut Frame, rect: Rect, popup: &Popup, chrome: &Chrome) {
                     ]))
                 })
                 .collect();
-            let block =
-                Block::bordered().title(format!(" Run {task} on (Enter, Esc) ")).border_style(theme.border(true));
+            let block = Block::bordered()
+                .title(format!(" Run {task} on ({}, {}) ", label(PopupKey::Choose), label(PopupKey::Close)))
+                .border_style(theme.border(true));
             let list = List::new(items).block(block).highlight_style(theme.selected());
             frame.render_stateful_widget(list, rect, &mut ListState::default().with_selected(Some(*selected)));
         }
