@@ -1,14 +1,14 @@
 //! All runs, time-ordered, across workflows: what failed or waits anywhere, without visiting each workflow.
 //! The selection is a run id, so runs arriving above it do not move it.
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
-use super::keys::Action;
+use super::keymap::{Action, ViewKey, view_key, view_label};
 use super::model::{Effect, Model, Pane, View};
 use super::theme::run_symbol;
 use super::ui::{Chrome, elapsed, local, pane};
@@ -185,24 +185,24 @@ pub fn key(model: &mut Model, action: Option<Action>, key: KeyEvent) -> Option<V
     let count = rows(model).len();
     let at = cursor(model).unwrap_or(0) as isize;
     let move_to = |model: &mut Model, to: isize| select(model, to.clamp(0, count.saturating_sub(1) as isize) as usize);
-    match key.code {
-        KeyCode::Char('f') => {
+    match view_key(View::AllRuns, key.code) {
+        Some(ViewKey::Show) => {
             model.all_runs.show = model.all_runs.show.next();
             reselect(model);
             return Some(Vec::new());
         }
-        KeyCode::Char('s') => {
+        Some(ViewKey::Sort) => {
             model.all_runs.sort = model.all_runs.sort.next();
             reselect(model);
             return Some(Vec::new());
         }
-        KeyCode::Char('e') => {
+        Some(ViewKey::NextFailed) => {
             if !jump(model, |_, run| matches!(run.state, RunState::Failed | RunState::Interrupted)) {
                 model.set_status("no failed run in this list");
             }
             return Some(Vec::new());
         }
-        KeyCode::Char('w') => {
+        Some(ViewKey::NextWaiting) => {
             if !jump(model, waiting) {
                 model.set_status("no run waits at a gate in this list");
             }
@@ -260,8 +260,13 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     frame.render_widget(block, area);
     if let Some(hints) = hints {
         let key = |action| chrome.keymap.short_label(action);
+        let own = |key| view_label(View::AllRuns, key);
         let text = format!(
-            " f filter · s sort · e failed · w waiting · {} details · {} open · {} back",
+            " {} filter · {} sort · {} failed · {} waiting · {} details · {} open · {} back",
+            own(ViewKey::Show),
+            own(ViewKey::Sort),
+            own(ViewKey::NextFailed),
+            own(ViewKey::NextWaiting),
             key(Action::RunDetails),
             key(Action::Open),
             key(Action::Back)
@@ -271,14 +276,14 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     if rows.is_empty() {
         let text = match view.show {
             Show::All => "no runs yet".to_string(),
-            show => format!("no {} runs — f shows more", show.name()),
+            show => format!("no {} runs — {} shows more", show.name(), view_label(View::AllRuns, ViewKey::Show)),
         };
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), inner);
         return;
     }
     // Narrow screens keep what identifies a run and what it needs: state, workflow, id (which holds its start
     // time) and duration; wide ones add the start, and the error or trigger.
-    let wide = inner.width >= 100;
+    let wide = super::layout::all_runs_wide(inner);
     let table_rows: Vec<Row> = rows
         .iter()
         .map(|run| {

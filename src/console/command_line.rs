@@ -7,7 +7,8 @@ use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Paragraph};
 
-use super::keys::{Action, act, confirm};
+use super::keymap::Action;
+use super::keys::{act, confirm};
 use super::model::{Effect, Model, Pane, Popup};
 use super::theme::Theme;
 use crate::engine::Command;
@@ -576,12 +577,9 @@ fn backfill(model: &Model, args: &[&str]) -> Result<Parsed, String> {
     Ok(Parsed::Effect(Effect::Backfill(request)))
 }
 
-/// The line at the bottom of the screen, with the cursor where it is; under it what Tab offers or why Enter
-/// was refused.
-pub fn draw(frame: &mut Frame, area: Rect, line: &CommandLine, theme: &Theme) {
-    let below = line.completion.is_some() || line.error.is_some();
-    let height = if below { 4 } else { 3 };
-    let rect = Rect { y: area.bottom().saturating_sub(height), height: height.min(area.height), ..area };
+/// The line at the bottom of the screen (`rect`, from the layout), with the cursor where it is; under it what
+/// Tab offers or why Enter was refused.
+pub fn draw(frame: &mut Frame, rect: Rect, line: &CommandLine, theme: &Theme) {
     frame.render_widget(Clear, rect);
     let block = Block::bordered().title(" Command (Tab completes, ↑↓ history, Esc) ").border_style(theme.border(true));
     let inner = block.inner(rect);

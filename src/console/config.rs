@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::keys::{BINDINGS, Keymap};
+use super::keymap::{BINDINGS, Keymap, by_name};
 use super::theme::Theme;
 
 #[derive(Debug, Default, Deserialize)]
@@ -48,7 +48,7 @@ pub fn load(text: Option<&str>, mut theme: Theme) -> (Keymap, Theme, Vec<String>
         }
     };
     for (name, keys) in file.keys {
-        let Some((action, ..)) = BINDINGS.iter().find(|(_, known, ..)| *known == name) else {
+        let Some(action) = by_name(&name) else {
             let names: Vec<&str> = BINDINGS.iter().map(|(_, name, ..)| *name).collect();
             problems.push(format!(
                 "console config: unknown action `{name}` in [keys]: expected one of {}",
@@ -61,7 +61,7 @@ pub fn load(text: Option<&str>, mut theme: Theme) -> (Keymap, Theme, Vec<String>
             KeyList::Many(keys) => keys,
         };
         for key in keys {
-            if let Err(error) = keymap.bind(&key, *action) {
+            if let Err(error) = keymap.bind(&key, action) {
                 problems.push(format!("console config: [keys] {name}: {error}"));
             }
         }
@@ -79,7 +79,7 @@ mod tests {
     use super::*;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-    use crate::console::keys::Action;
+    use crate::console::keymap::Action;
 
     #[test]
     fn keys_and_colours_can_be_overridden_and_mistakes_are_reported() {

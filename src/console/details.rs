@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 use serde_json::Value;
 
-use super::keys::Action;
+use super::keymap::Action;
 use super::logview::printable;
 use super::model::{Effect, Model, View};
 use super::theme::{run_symbol, task_symbol};
@@ -91,8 +91,9 @@ pub fn reload_on(model: &Model, event: &crate::engine::Event) -> Option<Effect> 
 
 /// Scrolling keys; `None` for keys the view leaves to the console.
 pub fn key(model: &mut Model, action: Option<Action>) -> Option<Vec<Effect>> {
+    // A page is what the view shows, less a line kept for context.
+    let page = super::layout::areas(model.screen, None).view_lines().saturating_sub(1).max(1);
     let details = &mut model.details;
-    let page = details.height.saturating_sub(1).max(1);
     match action? {
         Action::Up => details.top = details.top.saturating_sub(1),
         Action::Down => details.top = details.top.saturating_add(1),
@@ -407,7 +408,17 @@ fn trigger_text(
 pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &mut Model, chrome: &Chrome) {
     let theme = chrome.theme;
     if let Some(hints) = hints {
-        let text = " j/k scroll · PgUp/PgDn page · g/G top/bottom · Esc back";
+        let key = |action| chrome.keymap.short_label(action);
+        let text = format!(
+            " {}/{} scroll · {}/{} page · {}/{} top/bottom · {} back",
+            key(Action::Down),
+            key(Action::Up),
+            key(Action::PageUp),
+            key(Action::PageDown),
+            key(Action::Top),
+            key(Action::Bottom),
+            key(Action::Back)
+        );
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), hints);
     }
     refresh(model);

@@ -13,7 +13,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
-use super::keys::Action;
+use super::keymap::{Action, ViewKey, view_key, view_label};
 use super::logview::printable;
 use super::model::{Effect, Model, View};
 use super::ui::{Chrome, local, pane, relative};
@@ -111,8 +111,8 @@ pub fn key(model: &mut Model, action: Option<Action>, key: KeyEvent) -> Option<V
     let last = held.len().saturating_sub(1);
     let view = &mut model.gate;
     view.cursor = view.cursor.min(last);
-    match key.code {
-        KeyCode::Char(' ') => {
+    match view_key(View::Gate, key.code) {
+        Some(ViewKey::Mark) => {
             if let Some(id) = held.get(view.cursor)
                 && !view.marked.remove(id)
             {
@@ -120,12 +120,12 @@ pub fn key(model: &mut Model, action: Option<Action>, key: KeyEvent) -> Option<V
             }
             return Some(Vec::new());
         }
-        KeyCode::Char('c') => {
+        Some(ViewKey::Comment) => {
             view.typing = true;
             return Some(Vec::new());
         }
-        KeyCode::Char('A') => return Some(answer(model, true, &held, true)),
-        KeyCode::Char('X') => return Some(answer(model, false, &held, true)),
+        Some(ViewKey::ApproveAll) => return Some(answer(model, true, &held, true)),
+        Some(ViewKey::RejectAll) => return Some(answer(model, false, &held, true)),
         _ => {}
     }
     match action? {
@@ -180,7 +180,17 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     frame.render_widget(block, area);
     if let Some(hints) = hints {
         // `a`/`x` answer the marked items, or the one under the cursor when none is marked.
-        let text = " ↑↓ move · space mark · a/x approve/reject · A/X all · c comment · Esc back";
+        let (key, own) = (|action| chrome.keymap.short_label(action), |key| view_label(View::Gate, key));
+        let text = format!(
+            " ↑↓ move · {} mark · {}/{} approve/reject · {}/{} all · {} comment · {} back",
+            own(ViewKey::Mark),
+            key(Action::Approve),
+            key(Action::Reject),
+            own(ViewKey::ApproveAll),
+            own(ViewKey::RejectAll),
+            own(ViewKey::Comment),
+            key(Action::Back)
+        );
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), hints);
     }
     let Some(gate) = gate else {
@@ -211,7 +221,10 @@ pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &Model, c
     about.push(Line::from(vec![label("expires"), Span::raw(expires)]));
     let comment = match (view.typing, view.comment.is_empty()) {
         (true, _) => Line::from(vec![label("comment"), Span::raw(view.comment.clone()), Span::raw("▏")]),
-        (false, true) => Line::from(vec![label("comment"), Span::styled("none (c to write one)", theme.dim())]),
+        (false, true) => {
+            let text = format!("none ({} to write one)", view_label(View::Gate, ViewKey::Comment));
+            Line::from(vec![label("comment"), Span::styled(text, theme.dim())])
+        }
         (false, false) => Line::from(vec![label("comment"), Span::raw(printable(&view.comment))]),
     };
     let [top, table_area, bottom] =

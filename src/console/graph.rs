@@ -4,14 +4,14 @@
 
 use std::collections::HashMap;
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::keys::Action;
+use super::keymap::{Action, ViewKey, view_key, view_label};
 use super::model::{Effect, Model, View};
 use super::theme::task_symbol;
 use super::ui::{Chrome, pane};
@@ -337,9 +337,9 @@ pub fn open(model: &mut Model) {
 /// The view's keys (h/j/k/l and arrows scroll); `None` for keys it leaves to the console.
 pub fn key(model: &mut Model, action: Option<Action>, key: KeyEvent) -> Option<Vec<Effect>> {
     let view = &mut model.graph_view;
-    match key.code {
-        KeyCode::Char('h') | KeyCode::Left => view.x = view.x.saturating_sub(4),
-        KeyCode::Char('l') | KeyCode::Right => view.x += 4,
+    match view_key(View::Graph, key.code) {
+        Some(ViewKey::ScrollLeft) => view.x = view.x.saturating_sub(4),
+        Some(ViewKey::ScrollRight) => view.x += 4,
         _ => match action? {
             Action::Up => view.y = view.y.saturating_sub(1),
             Action::Down => view.y += 1,
@@ -359,7 +359,16 @@ pub fn key(model: &mut Model, action: Option<Action>, key: KeyEvent) -> Option<V
 pub fn draw(frame: &mut Frame, area: Rect, hints: Option<Rect>, model: &mut Model, chrome: &Chrome) {
     let theme = chrome.theme;
     if let Some(hints) = hints {
-        let text = " h/j/k/l or arrows scroll · g top-left · Esc back";
+        let (key, own) = (|action| chrome.keymap.short_label(action), |key| view_label(View::Graph, key));
+        let text = format!(
+            " {}/{}/{}/{} or arrows scroll · {} top-left · {} back",
+            own(ViewKey::ScrollLeft),
+            key(Action::Down),
+            key(Action::Up),
+            own(ViewKey::ScrollRight),
+            key(Action::Top),
+            key(Action::Back)
+        );
         frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), hints);
     }
     let Some(workflow) = model.selected_workflow().cloned() else {
@@ -491,7 +500,7 @@ mod tests {
     #[test]
     fn edges_join_with_box_drawing_characters() {
         let theme = super::super::theme::Theme::new(false);
-        let keymap = super::super::keys::Keymap::default();
+        let keymap = super::super::keymap::Keymap::default();
         let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
         let placed = place(&graph(&[("A", &[]), ("B", &["A"]), ("C", &["A"]), ("D", &["B", "C"])])).unwrap();
         let canvas = paint(&placed, &HashMap::new(), &chrome).unwrap();
@@ -513,7 +522,7 @@ mod tests {
     #[test]
     fn a_character_two_columns_wide_does_not_push_a_box_out_of_line() {
         let theme = super::super::theme::Theme::new(false);
-        let keymap = super::super::keys::Keymap::default();
+        let keymap = super::super::keymap::Keymap::default();
         let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
         let placed = place(&graph(&[("報告", &[])])).unwrap();
         let canvas = paint(&placed, &HashMap::new(), &chrome).unwrap();

@@ -1,202 +1,14 @@
-//! Keys: a configurable map from keys to actions, and what each action does to the model.
+//! The dispatcher: a key becomes an action through the keymap (`keymap.rs`), and here the action is applied
+//! to the model; what it asks of the runtime comes back as effects. Clicks and the wheel act on the panes the
+//! layout (`layout.rs`) puts under them.
 
-use std::collections::HashMap;
+use crossterm::event::{KeyCode, KeyEvent, MouseButton, MouseEvent, MouseEventKind};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-
+use super::keymap::{Action, Keymap};
+use super::layout;
 use super::model::{Effect, Model, Pane, Popup, View};
-use super::ui::Areas;
 use crate::engine::Command;
 use crate::state::{RunState, TaskState};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    Up,
-    Down,
-    Top,
-    Bottom,
-    PageUp,
-    PageDown,
-    NextPane,
-    PreviousPane,
-    Open,
-    Back,
-    Trigger,
-    TriggerWithParams,
-    Pause,
-    Retry,
-    Reroute,
-    Skip,
-    Cancel,
-    Approve,
-    Reject,
-    Log,
-    Acknowledge,
-    Filter,
-    CommandLine,
-    Help,
-    Quit,
-    Mouse,
-    Follow,
-    NextMatch,
-    PreviousMatch,
-    NextError,
-    PreviousError,
-    Wrap,
-    PreviousAttempt,
-    NextAttempt,
-    MonitorTab,
-    RunDetails,
-    AllRuns,
-    Graph,
-    Copy,
-    Pager,
-}
-
-/// Every action with its name in the config file, its default key, and what `?` says of it.
-pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
-    (Action::Up, "up", "k", "move up"),
-    (Action::Down, "down", "j", "move down"),
-    (Action::Top, "top", "g", "first row / start of log"),
-    (Action::Bottom, "bottom", "G", "last row / end of log"),
-    (Action::Open, "open", "enter", "drill in (workflow → runs → tasks → log); on an alert, read it"),
-    (Action::Back, "back", "esc", "back out, clear a filter"),
-    (Action::NextPane, "next_pane", "tab", "next pane"),
-    (Action::PreviousPane, "previous_pane", "backtab", "previous pane"),
-    (Action::Trigger, "trigger", "t", "trigger the workflow now"),
-    (Action::TriggerWithParams, "trigger_with_params", "T", "trigger with parameters"),
-    (Action::Pause, "pause", "p", "pause/resume the workflow (Workflows) or the run"),
-    (Action::Retry, "retry", "r", "retry the failed task"),
-    (Action::Reroute, "reroute", "R", "run the task on another service or agent"),
-    (Action::Skip, "skip", "s", "skip the task (its input passes on)"),
-    (Action::Cancel, "cancel", "c", "cancel the run (asks first)"),
-    (Action::Approve, "approve", "a", "approve at a gate (shows the held items first)"),
-    (Action::Reject, "reject", "x", "reject at a gate (shows the held items first)"),
-    (Action::Log, "log", "l", "open the task's log"),
-    (Action::Acknowledge, "acknowledge", "A", "acknowledge the alert"),
-    (Action::Filter, "filter", "/", "filter the list / search the log / pick engine log workflows"),
-    (Action::CommandLine, "command", ":", "command line: :trigger NAME -p k=v, :retry, … (Tab completes)"),
-    (Action::Help, "help", "?", "this help"),
-    (Action::Quit, "quit", "q", "quit (asks when runs are active)"),
-    (Action::Mouse, "mouse", "m", "mouse capture on/off (off lets you select text)"),
-    (Action::Follow, "follow", "f", "log: follow new lines"),
-    (Action::NextMatch, "next_match", "n", "log: next search match"),
-    (Action::PreviousMatch, "previous_match", "N", "log: previous search match"),
-    (Action::NextError, "next_error", "e", "log: next error"),
-    (Action::PreviousError, "previous_error", "E", "log: previous error"),
-    (Action::Wrap, "wrap", "w", "log: wrap long lines"),
-    (Action::PreviousAttempt, "previous_attempt", "[", "log: previous attempt"),
-    (Action::NextAttempt, "next_attempt", "]", "log: next attempt"),
-    (Action::MonitorTab, "monitor_tab", "v", "monitor: engine log / alerts"),
-    (Action::RunDetails, "run_details", "i", "run details: trigger, input, outputs, gate decisions, attempts"),
-    (Action::AllRuns, "all_runs", "H", "all runs of every workflow (filter, sort, next failed/waiting)"),
-    (Action::Graph, "graph", "D", "the workflow's tasks as a graph"),
-    (Action::Copy, "copy", "y", "copy the run id, task, workflow, alert or log line (OSC 52)"),
-    (Action::Pager, "pager", "o", "open the log in $PAGER"),
-];
-
-#[derive(Debug, Clone)]
-pub struct Keymap {
-    keys: HashMap<(KeyCode, bool), Action>,
-}
-
-impl Default for Keymap {
-    fn default() -> Keymap {
-        let mut keymap = Keymap { keys: HashMap::new() };
-        for (action, _, key, _) in BINDINGS {
-            keymap.bind(key, *action).expect("default keys parse");
-        }
-        for (key, action) in [
-            ("up", Action::Up),
-            ("down", Action::Down),
-            ("home", Action::Top),
-            ("end", Action::Bottom),
-            ("pageup", Action::PageUp),
-            ("pagedown", Action::PageDown),
-            // In raw mode Ctrl-C is a key, not a signal: it quits as `q` does, asking first when runs are active.
-            ("ctrl-c", Action::Quit),
-        ] {
-            keymap.bind(key, action).expect("default keys parse");
-        }
-        keymap
-    }
-}
-
-impl Keymap {
-    /// Binds a key written as in the config file: a character, or `enter`, `esc`, `tab`, `backtab`, `up`,
-    /// `down`, `left`, `right`, `home`, `end`, `pageup`, `pagedown`, `f1`…`f12`, optionally `ctrl-`.
-    pub fn bind(&mut self, key: &str, action: Action) -> Result<(), String> {
-        let (ctrl, name) = match key.strip_prefix("ctrl-") {
-            Some(rest) => (true, rest),
-            None => (false, key),
-        };
-        let code = match name.to_ascii_lowercase().as_str() {
-            "enter" => KeyCode::Enter,
-            "esc" => KeyCode::Esc,
-            "tab" => KeyCode::Tab,
-            "backtab" => KeyCode::BackTab,
-            "up" => KeyCode::Up,
-            "down" => KeyCode::Down,
-            "left" => KeyCode::Left,
-            "right" => KeyCode::Right,
-            "home" => KeyCode::Home,
-            "end" => KeyCode::End,
-            "pageup" => KeyCode::PageUp,
-            "pagedown" => KeyCode::PageDown,
-            "space" => KeyCode::Char(' '),
-            f if f.len() > 1 && f.starts_with('f') && f[1..].parse::<u8>().is_ok() => {
-                KeyCode::F(f[1..].parse().unwrap())
-            }
-            _ if name.chars().count() == 1 => KeyCode::Char(name.chars().next().unwrap()),
-            _ => return Err(format!("unknown key `{key}`")),
-        };
-        self.keys.insert((code, ctrl), action);
-        Ok(())
-    }
-
-    pub fn action(&self, key: KeyEvent) -> Option<Action> {
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
-        self.keys.get(&(key.code, ctrl)).copied()
-    }
-
-    /// The one key shown for an action in the bottom bar, where room is short: the plainest.
-    pub fn short_label(&self, action: Action) -> String {
-        self.labels(action).into_iter().next().unwrap_or_default()
-    }
-
-    /// Every key of an action, as the help shows them.
-    pub fn label(&self, action: Action) -> String {
-        self.labels(action).join("/")
-    }
-
-    /// The keys of an action, single characters first.
-    fn labels(&self, action: Action) -> Vec<String> {
-        let mut labels: Vec<String> = self
-            .keys
-            .iter()
-            .filter(|(_, bound)| **bound == action)
-            .map(|((code, ctrl), _)| {
-                let name = match code {
-                    KeyCode::Char(c) => c.to_string(),
-                    KeyCode::Enter => "Enter".into(),
-                    KeyCode::Esc => "Esc".into(),
-                    KeyCode::Tab => "Tab".into(),
-                    KeyCode::BackTab => "S-Tab".into(),
-                    KeyCode::Up => "↑".into(),
-                    KeyCode::Down => "↓".into(),
-                    KeyCode::Home => "Home".into(),
-                    KeyCode::End => "End".into(),
-                    KeyCode::PageUp => "PgUp".into(),
-                    KeyCode::PageDown => "PgDn".into(),
-                    other => format!("{other:?}"),
-                };
-                if *ctrl { format!("C-{name}") } else { name }
-            })
-            .collect();
-        labels.sort_by_key(|label| (label.chars().count() > 1, label.clone()));
-        labels
-    }
-}
 
 /// A key on a screen too small to show the panes: only quitting acts, so no key does what the operator
 /// cannot see.
@@ -494,7 +306,7 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
 }
 
 /// A click focuses the pane under it and selects the row clicked; the wheel scrolls the pane under it.
-pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes: &[String]) -> Vec<Effect> {
+pub fn handle_mouse(model: &mut Model, mouse: MouseEvent, routes: &[String]) -> Vec<Effect> {
     if model.popup.is_some() {
         return Vec::new();
     }
@@ -515,20 +327,13 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
         }
         return Vec::new();
     }
+    let areas = layout::areas(model.screen, None);
     let Some((pane, rect)) = areas.pane_at(mouse.column, mouse.row) else { return Vec::new() };
     match mouse.kind {
         MouseEventKind::Down(MouseButton::Left) => {
             model.focus = pane;
-            // Rows start under the border and the column names; the runs list also under its summary line,
-            // the tasks list under the graph line of a workflow with `depends_on`.
             let graph = model.selected_workflow().is_some_and(|w| !w.graph.is_empty());
-            let above = match pane {
-                Pane::Runs if super::ui::runs_summary_shown(rect) => 3,
-                Pane::Runs => 2,
-                Pane::Tasks if graph => 3,
-                Pane::Workflows | Pane::Tasks => 2,
-                _ => 1,
-            };
+            let above = layout::first_row(pane, rect, graph);
             let shown = rect.height.saturating_sub(above + 1).max(1) as usize;
             let current = match pane {
                 Pane::Workflows => model.cursor.workflow,
@@ -573,8 +378,12 @@ pub fn handle_mouse(model: &mut Model, areas: &Areas, mouse: MouseEvent, routes:
     Vec::new()
 }
 
+/// How far PgUp/PgDn move: with a log open, what the log pane shows less a line kept for context; else ten.
 fn page(model: &Model) -> isize {
-    model.log.as_ref().map_or(10, |log| log.height.max(2) as isize - 1)
+    match model.log {
+        Some(_) => layout::areas(model.screen, None).log_lines().max(2) as isize - 1,
+        None => 10,
+    }
 }
 
 fn move_cursor(model: &mut Model, by: isize) {

@@ -9,7 +9,9 @@ mod config;
 mod details;
 mod gate;
 mod graph;
+mod keymap;
 mod keys;
+mod layout;
 mod link;
 mod logview;
 mod model;
@@ -34,11 +36,13 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
-pub use keys::{Action, Keymap, handle_key, handle_mouse};
+pub use keymap::{Action, Keymap};
+pub use keys::{handle_key, handle_mouse};
+pub use layout::Areas;
 pub use logview::{LogIndex, LogView, WindowRequest, extend_index};
 pub use model::{Effect, Model, Pane, Popup, Snapshot, WorkflowRow};
 pub use theme::Theme;
-pub use ui::{Areas, Chrome, draw};
+pub use ui::{Chrome, draw};
 
 use crate::definition::{Catalog, load_folder};
 use crate::store::{AttemptRecord, AuditRecord, FireRecord, Store, TaskRecord};
@@ -141,7 +145,6 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         store,
         tx,
         workflows,
-        areas: Areas::default(),
         indexing: false,
         reindex: false,
         // The engine's INFO lines from there are alerts, which the monitor already shows by their severity.
@@ -217,7 +220,6 @@ struct Console {
     store: Arc<Mutex<Store>>,
     tx: mpsc::Sender<Message>,
     workflows: PathBuf,
-    areas: Areas,
     indexing: bool,
     /// The log grew while it was being indexed: index again when that is done.
     reindex: bool,
@@ -250,11 +252,14 @@ impl Console {
                 let chrome =
                     Chrome { theme: &self.theme, keymap: &self.keymap, utc: false, engine_log: Some(&self.logger) };
                 let model = &mut self.model;
-                let mut areas = Areas::default();
-                if let Err(error) = terminal.draw(|frame| areas = draw(frame, model, &chrome)) {
+                let drawn = terminal.draw(|frame| {
+                    // Keys and clicks until the next frame are measured against the size this one is drawn at.
+                    model.screen = frame.area();
+                    draw(frame, model, &chrome)
+                });
+                if let Err(error) = drawn {
                     tracing::error!("drawing failed: {error}");
                 }
-                self.areas = areas;
                 let _ = crossterm::execute!(stdout, crossterm::terminal::EndSynchronizedUpdate);
                 let _ = stdout.flush();
                 dirty = false;
@@ -371,15 +376,19 @@ impl Console {
         use crossterm::event::Event as Input;
         let effects = match event {
             Input::Key(key) if key.kind == crossterm::event::KeyEventKind::Press => {
-                if self.areas.workflows.width == 0 {
+                if layout::too_small(self.model.screen) {
                     // The "too small" screen only knows q.
                     keys::handle_key_too_small(&self.keymap, key)
                 } else {
                     handle_key(&mut self.model, &self.keymap, key, &self.routes)
                 }
             }
-            Input::Mouse(mouse) => keys::handle_mouse(&mut self.model, &self.areas, mouse, &self.routes),
-            Input::Resize(..) => Vec::new(),
+            Input::Mouse(mouse) => handle_mouse(&mut self.model, mouse, &self.routes),
+            // Until the redraw, a key or click already meets the new size's layout.
+            Input::Resize(width, height) => {
+                self.model.screen = Rect::new(0, 0, width, height);
+                Vec::new()
+            }
             _ => return None,
         };
         for effect in effects {
@@ -494,9 +503,10 @@ impl Console {
     }
 
     fn engine_log_top(&mut self) {
-        // The pane's inside: the widget is drawn there without its border.
-        let area = Rect { x: 0, y: 0, ..self.areas.monitor };
-        let inside = Rect { width: area.width.saturating_sub(2), height: area.height.saturating_sub(2), ..area };
+        // The pane's inside, where the widget is drawn without its border; placed at the origin, as the
+        // pages are drawn off screen.
+        let inside = layout::inside(layout::areas(self.model.screen, None).monitor);
+        let inside = Rect { x: 0, y: 0, ..inside };
         monitor::page_to_top(&self.logger, &self.theme, inside);
     }
 

@@ -271,6 +271,9 @@ pub struct Model {
     /// Runs whose tasks are being read from the store, with what events changed meanwhile: the read may
     /// predate those events, so their versions win when it arrives.
     pub loading: HashMap<String, ChangedWhileLoading>,
+    /// The terminal's size, as the runtime last drew or was told on a resize: where clicks land and how far a
+    /// page goes follow from it through `layout::areas`, the same places the drawing uses.
+    pub screen: ratatui::layout::Rect,
 }
 
 /// Tasks and attempts of a run that events changed while its records were being read.
@@ -315,6 +318,7 @@ impl Model {
             graph_view: GraphView::default(),
             command_history: Vec::new(),
             gate: Default::default(),
+            screen: Default::default(),
         }
     }
 

@@ -15,7 +15,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Clear, Padding, Paragraph, Wrap};
 use tui_logger::{ExtLogRecord, LogFormatter, TuiWidgetEvent, TuiWidgetState};
 
-use super::keys::Action;
+use super::keymap::Action;
 use super::logview::printable;
 use super::model::{Effect, Model, Pane, Popup, Snapshot};
 use super::theme::Theme;
@@ -682,15 +682,12 @@ pub fn alert_view_key(model: &mut Model, id: i64, scroll: u16, key: KeyEvent) ->
     Vec::new()
 }
 
-/// The alert view: an alert's full text, wrapped, with when, how severe, what it concerns and whether it was
-/// acknowledged.
-pub fn draw_alert_view(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
+/// The alert view, in the popup's box `rect`: an alert's full text, wrapped, with when, how severe, what it
+/// concerns and whether it was acknowledged.
+pub fn draw_alert_view(frame: &mut Frame, rect: Rect, model: &Model, chrome: &Chrome) {
     let Some(Popup::Alert { id, scroll }) = &model.popup else { return };
     let Some(alert) = model.alerts.iter().find(|alert| alert.id == *id) else { return };
     let theme = chrome.theme;
-    let width = area.width.saturating_sub(8).min(100);
-    let height = area.height.saturating_sub(4);
-    let rect = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
     frame.render_widget(Clear, rect);
     let label = |name: &str| Span::styled(format!("{name:<9}"), theme.dim());
     let severity = match severity_level(&alert.severity) {

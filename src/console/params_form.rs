@@ -43,6 +43,13 @@ impl Field {
 }
 
 impl ParamsForm {
+    /// The lines the form draws: each field, a line under it when it has a description or an error, then a
+    /// blank line and the keys. The layout sizes the popup by it.
+    pub fn lines(&self) -> usize {
+        let notes = self.fields.iter().filter(|field| field.error.is_some() || field.description.is_some()).count();
+        self.fields.len() + notes + 2
+    }
+
     /// The form for a workflow: its parameters filled with their defaults, and an empty input.
     pub fn open(workflow: &WorkflowRow) -> ParamsForm {
         let mut fields: Vec<Field> = workflow
@@ -152,9 +159,9 @@ pub fn key(model: &mut Model, mut form: ParamsForm, key: KeyEvent) -> Vec<Effect
     Vec::new()
 }
 
-/// Each field on its line, with its type; under it its description, and in red why its value was refused.
-pub fn draw(frame: &mut Frame, area: Rect, form: &ParamsForm, theme: &Theme) {
-    let width = area.width.min(76);
+/// Each field on its line, with its type; under it its description, and in red why its value was refused;
+/// in `rect`, the box the layout gave it.
+pub fn draw(frame: &mut Frame, rect: Rect, form: &ParamsForm, theme: &Theme) {
     let label = form.fields.iter().map(|f| f.name.chars().count()).max().unwrap_or(0);
     let kind = form.fields.iter().map(|f| f.kind_label().len() + 2).max().unwrap_or(0);
     let mut lines: Vec<Line> = Vec::new();
@@ -176,8 +183,7 @@ pub fn draw(frame: &mut Frame, area: Rect, form: &ParamsForm, theme: &Theme) {
         " ↑↓ field · type to edit · empty = default · Enter triggers · Esc",
         theme.dim(),
     )));
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let rect = Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height };
+    debug_assert_eq!(lines.len(), form.lines(), "the layout sized the box by `lines`");
     frame.render_widget(Clear, rect);
     let block = Block::bordered().title(format!(" Trigger {} with ", form.workflow)).border_style(theme.border(true));
     frame.render_widget(Paragraph::new(lines).block(block), rect);

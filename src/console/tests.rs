@@ -153,10 +153,16 @@ pub(super) fn fixture() -> Fixture {
 /// Draws as the console does: a first frame says which log lines it needs, they are read (here, at once),
 /// and the next frame shows them.
 pub(super) fn render(model: &mut Model, width: u16, height: u16, colour: bool) -> String {
+    render_with(model, width, height, colour, &Keymap::default())
+}
+
+/// `render` with the keys a config file bound.
+pub(super) fn render_with(model: &mut Model, width: u16, height: u16, colour: bool, keymap: &Keymap) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     let theme = Theme::new(colour);
-    let keymap = Keymap::default();
-    let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    let chrome = Chrome { theme: &theme, keymap, utc: true, engine_log: None };
+    // As the runtime does: keys pressed after this frame page by its size.
+    model.screen = ratatui::layout::Rect::new(0, 0, width, height);
     terminal
         .draw(|frame| {
             draw(frame, model, &chrome);
@@ -216,6 +222,91 @@ pub(super) fn open_log(fixture: &mut Fixture) {
     view.height = 14;
     view.set_index(Arc::new(logview::extend_index(&path, &LogIndex::default())));
     fixture.model.log = Some(view);
+}
+
+#[test]
+fn page_down_in_the_log_moves_by_what_the_log_pane_shows_at_the_screens_size() {
+    let mut fixture = fixture();
+    press_code(&mut fixture.model, KeyCode::Enter);
+    open_log(&mut fixture);
+    let model = &mut fixture.model;
+    model.focus = Pane::Log;
+    for (width, height, page) in [(120, 40, 14), (80, 24, 5)] {
+        // Told the size as on a resize, before any frame: the layout alone says how far a page goes.
+        model.screen = ratatui::layout::Rect::new(0, 0, width, height);
+        model.log.as_mut().unwrap().home();
+        press_code(model, KeyCode::PageDown);
+        assert_eq!(model.log.as_ref().unwrap().top, page, "{width}x{height}");
+        render(model, width, height, false);
+        assert_eq!(model.log.as_ref().unwrap().height, page + 1, "the drawn log shows a page and one line more");
+    }
+}
+
+#[test]
+fn the_footer_the_help_and_the_hints_name_the_keys_the_config_bound_and_those_keys_act() {
+    let mut fixture = fixture();
+    let (keymap, _, problems) = config::load(Some("[keys]\nopen = \"o\"\nhelp = \"F1\"\n"), Theme::new(false));
+    assert_eq!(problems, Vec::<String>::new());
+    let model = &mut fixture.model;
+    let screen = render_with(model, 120, 40, false, &keymap);
+    assert!(screen.contains(" o  open "), "the footer shows the plainest key of open: {screen}");
+    assert!(screen.contains("l (or o on a task) opens its log"), "{screen}");
+    let routes = ["ArchiveService".to_string()];
+    handle_key(model, &keymap, key(KeyCode::Char('o')), &routes);
+    assert_eq!(model.focus, Pane::Runs, "o drills in as the footer says");
+    handle_key(model, &keymap, key(KeyCode::F(1)), &routes);
+    assert_eq!(model.popup, Some(Popup::Help { scroll: 0 }));
+    let screen = render_with(model, 120, 40, false, &keymap);
+    assert!(screen.contains("?/F1 this help"), "{screen}");
+    assert!(screen.contains("o/Enter drill in"), "{screen}");
+}
+
+#[test]
+fn popups_answer_their_own_keys_and_keep_or_close_as_their_titles_say() {
+    let mut model = fixture().model;
+    let cancel = Effect::Send(Command::CancelRun { run: "r-1".into() });
+    let confirm = |yes_focused| Popup::Confirm { question: "?".into(), action: Box::new(cancel.clone()), yes_focused };
+    model.popup = Some(confirm(false));
+    assert_eq!(press(&mut model, "z"), vec![], "a key it does not know keeps it open");
+    assert_eq!(model.popup, Some(confirm(false)));
+    press_code(&mut model, KeyCode::Right);
+    assert_eq!(model.popup, Some(confirm(true)), "an arrow moves to Yes");
+    press(&mut model, "h");
+    assert_eq!(press_code(&mut model, KeyCode::Enter), vec![], "Enter on No sends nothing");
+    assert_eq!(model.popup, None);
+    model.popup = Some(confirm(false));
+    press_code(&mut model, KeyCode::Tab);
+    assert_eq!(press_code(&mut model, KeyCode::Enter), vec![cancel.clone()], "Enter on Yes");
+    model.popup = Some(confirm(false));
+    assert_eq!(press(&mut model, "y"), vec![cancel.clone()], "y answers yes wherever the focus is");
+    model.popup = Some(confirm(true));
+    assert_eq!((press(&mut model, "n"), &model.popup), (vec![], &None));
+    let routes = vec!["A".to_string(), "B".to_string()];
+    let reroute = |selected| Popup::Reroute {
+        run: "r-1".into(),
+        task: "Score".into(),
+        routes: routes.clone(),
+        notes: Vec::new(),
+        selected,
+    };
+    model.popup = Some(reroute(0));
+    press(&mut model, "jjz");
+    assert_eq!(model.popup, Some(reroute(1)), "j stops at the last route; z changes nothing");
+    press_code(&mut model, KeyCode::Up);
+    press_code(&mut model, KeyCode::Down);
+    let to = |to: &str| Effect::Send(Command::RerouteTask { run: "r-1".into(), task: "Score".into(), to: to.into() });
+    assert_eq!(press_code(&mut model, KeyCode::Enter), vec![to("B")]);
+    model.popup = Some(reroute(0));
+    assert_eq!((press_code(&mut model, KeyCode::Esc), &model.popup), (vec![], &None));
+    model.popup = Some(Popup::Help { scroll: 0 });
+    press(&mut model, "jjk");
+    assert_eq!(model.popup, Some(Popup::Help { scroll: 1 }));
+    press(&mut model, "G");
+    assert_eq!(model.popup, Some(Popup::Help { scroll: keymap::BINDINGS.len() - 1 }));
+    press_code(&mut model, KeyCode::Home);
+    assert_eq!(model.popup, Some(Popup::Help { scroll: 0 }));
+    press(&mut model, "x");
+    assert_eq!(model.popup, None, "any other key closes the help");
 }
 
 #[test]
@@ -463,8 +554,9 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
     let (theme, keymap) = (Theme::new(false), Keymap::default());
     let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
-    let mut areas = Areas::default();
-    terminal.draw(|frame| areas = draw(frame, &mut fixture.model, &chrome)).unwrap();
+    fixture.model.screen = ratatui::layout::Rect::new(0, 0, 120, 40);
+    terminal.draw(|frame| draw(frame, &mut fixture.model, &chrome)).unwrap();
+    let areas = layout::areas(fixture.model.screen, None);
     let model = &mut fixture.model;
     let click = |column, row| crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::Down(crossterm::event::MouseButton::Left),
@@ -472,14 +564,14 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
         row,
         modifiers: KeyModifiers::NONE,
     };
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 5), &[]);
+    handle_mouse(model, click(areas.workflows.x + 3, areas.workflows.y + 5), &[]);
     assert_eq!((model.focus, model.selected_workflow().unwrap().id.as_str()), (Pane::Workflows, "ReleaseChecks"));
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 2), &[]);
+    handle_mouse(model, click(areas.workflows.x + 3, areas.workflows.y + 2), &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "DailyGrantPipeline");
-    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 4), &[]);
+    handle_mouse(model, click(areas.runs.x + 5, areas.runs.y + 4), &[]);
     assert_eq!((model.focus, model.selected_run().unwrap().id.as_str()), (Pane::Runs, "20261124-070000-c3d4"));
-    handle_mouse(model, &areas, click(areas.runs.x + 5, areas.runs.y + 3), &[]);
-    handle_mouse(model, &areas, click(areas.tasks.x + 5, areas.tasks.y + 3), &[]);
+    handle_mouse(model, click(areas.runs.x + 5, areas.runs.y + 3), &[]);
+    handle_mouse(model, click(areas.tasks.x + 5, areas.tasks.y + 3), &[]);
     assert_eq!((model.focus, model.selected_task().unwrap().name.as_str()), (Pane::Tasks, "Score"));
     let wheel = crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::ScrollDown,
@@ -487,7 +579,7 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
         row: areas.workflows.y + 2,
         modifiers: KeyModifiers::NONE,
     };
-    handle_mouse(model, &areas, wheel, &[]);
+    handle_mouse(model, wheel, &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "three rows down");
     let up_in_engine_log = crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::ScrollUp,
@@ -496,12 +588,12 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
         modifiers: KeyModifiers::NONE,
     };
     assert_eq!(
-        handle_mouse(model, &areas, up_in_engine_log, &[]),
+        handle_mouse(model, up_in_engine_log, &[]),
         vec![Effect::EngineLog(tui_logger::TuiWidgetEvent::PrevPageKey)],
         "the wheel pages the engine log back"
     );
     assert_eq!(model.focus, Pane::Tasks, "the wheel does not move the focus");
-    handle_mouse(model, &areas, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
+    handle_mouse(model, click(areas.workflows.x + 3, areas.workflows.y + 1), &[]);
     assert_eq!(model.selected_workflow().unwrap().id, "ReleaseChecks", "a click on the column names selects nothing");
 }
 

@@ -9,38 +9,11 @@ use ratatui::widgets::{
     Block, Cell, Clear, List, ListItem, ListState, Paragraph, Row, Sparkline, Table, TableState, Wrap,
 };
 
-use super::keys::{Action, BINDINGS, Keymap};
+use super::keymap::{self, Action, Keymap, PopupKey, PopupKind};
+use super::layout;
 use super::model::{Model, Pane, Popup, View};
 use super::theme::{Theme, run_symbol, task_symbol};
 use crate::state::TaskState;
-
-pub const MIN_WIDTH: u16 = 80;
-pub const MIN_HEIGHT: u16 = 24;
-
-/// Where each pane was drawn, for mouse clicks.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Areas {
-    pub workflows: Rect,
-    pub runs: Rect,
-    pub tasks: Rect,
-    pub log: Rect,
-    pub monitor: Rect,
-}
-
-impl Areas {
-    pub fn pane_at(&self, column: u16, row: u16) -> Option<(Pane, Rect)> {
-        let position = ratatui::layout::Position { x: column, y: row };
-        [
-            (Pane::Workflows, self.workflows),
-            (Pane::Runs, self.runs),
-            (Pane::Tasks, self.tasks),
-            (Pane::Log, self.log),
-            (Pane::Monitor, self.monitor),
-        ]
-        .into_iter()
-        .find(|(_, rect)| rect.contains(position))
-    }
-}
 
 pub struct Chrome<'a> {
     pub theme: &'a Theme,
@@ -51,61 +24,57 @@ pub struct Chrome<'a> {
     pub engine_log: Option<&'a tui_logger::TuiWidgetState>,
 }
 
-pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) -> Areas {
-    let area = frame.area();
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+/// Draws the model in the places `layout::areas` gives for the frame's size.
+pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) {
+    let screen = frame.area();
+    if layout::too_small(screen) {
         let text = vec![
             Line::from("Terminal too small"),
-            Line::from(format!("{}x{} — Conveyor needs at least {MIN_WIDTH}x{MIN_HEIGHT}", area.width, area.height)),
+            Line::from(format!(
+                "{}x{} — Conveyor needs at least {}x{}",
+                screen.width,
+                screen.height,
+                layout::MIN_WIDTH,
+                layout::MIN_HEIGHT
+            )),
             Line::from("Enlarge the window, or press q to quit"),
         ];
-        let top = area.height.saturating_sub(3) / 2;
-        let rect = Rect { y: area.y + top, height: area.height.min(3), ..area };
-        frame.render_widget(Paragraph::new(text).alignment(Alignment::Center).wrap(Wrap { trim: true }), rect);
-        return Areas::default();
+        let notice = Paragraph::new(text).alignment(Alignment::Center).wrap(Wrap { trim: true });
+        frame.render_widget(notice, layout::too_small_notice(screen));
+        return;
     }
-    let [header, body, footer] =
-        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
-    // A short terminal gives the lists more of its height: at 24 rows the Runs list still shows two runs.
-    let top_share = if area.height < 32 { 62 } else { 55 };
-    let [top, bottom] =
-        Layout::vertical([Constraint::Percentage(top_share), Constraint::Percentage(100 - top_share)]).areas(body);
-    let [workflows, right] = Layout::horizontal([Constraint::Percentage(32), Constraint::Percentage(68)]).areas(top);
-    let [runs, tasks] = Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(right);
-    let [log, monitor] = Layout::horizontal([Constraint::Percentage(64), Constraint::Percentage(36)]).areas(bottom);
+    let areas = layout::areas(screen, model.popup.as_ref());
     if let Some(view) = model.view {
-        draw_header(frame, header, model, chrome);
+        draw_header(frame, areas.header, model, chrome);
         // The view's own keys take the footer, unless there is news for the operator.
         let hints = if model.status.is_some() {
-            draw_footer(frame, footer, model, chrome);
+            draw_footer(frame, areas.footer, model, chrome);
             None
         } else {
-            Some(footer)
+            Some(areas.footer)
         };
         match view {
-            View::Details => super::details::draw(frame, body, hints, model, chrome),
-            View::AllRuns => super::all_runs::draw(frame, body, hints, model, chrome),
-            View::Graph => super::graph::draw(frame, body, hints, model, chrome),
-            View::Gate => super::gate::draw(frame, body, hints, model, chrome),
+            View::Details => super::details::draw(frame, areas.body, hints, model, chrome),
+            View::AllRuns => super::all_runs::draw(frame, areas.body, hints, model, chrome),
+            View::Graph => super::graph::draw(frame, areas.body, hints, model, chrome),
+            View::Gate => super::gate::draw(frame, areas.body, hints, model, chrome),
         }
-        if let Some(popup) = &model.popup {
-            draw_popup(frame, area, popup, chrome);
+        if let (Some(popup), Some(rect)) = (&model.popup, areas.popup) {
+            draw_popup(frame, rect, popup, chrome);
         }
-        // The panes' places, though not drawn: clicks are not used in a view, and a zero size means too small.
-        return Areas { workflows, runs, tasks, log, monitor };
+        return;
     }
-    draw_header(frame, header, model, chrome);
-    draw_workflows(frame, workflows, model, chrome);
-    draw_runs(frame, runs, model, chrome);
-    draw_tasks(frame, tasks, model, chrome);
-    draw_log(frame, log, model, chrome);
-    draw_monitor(frame, monitor, model, chrome);
-    draw_footer(frame, footer, model, chrome);
-    if let Some(popup) = &model.popup {
-        draw_popup(frame, area, popup, chrome);
+    draw_header(frame, areas.header, model, chrome);
+    draw_workflows(frame, areas.workflows, model, chrome);
+    draw_runs(frame, areas.runs, model, chrome);
+    draw_tasks(frame, areas.tasks, model, chrome);
+    draw_log(frame, areas.log, model, chrome);
+    draw_monitor(frame, areas.monitor, model, chrome);
+    draw_footer(frame, areas.footer, model, chrome);
+    if let (Some(popup), Some(rect)) = (&model.popup, areas.popup) {
+        draw_popup(frame, rect, popup, chrome);
+        super::monitor::draw_alert_view(frame, rect, model, chrome);
     }
-    super::monitor::draw_alert_view(frame, area, model, chrome);
-    Areas { workflows, runs, tasks, log, monitor }
 }
 
 pub(super) fn pane<'a>(title: Line<'a>, focused: bool, theme: &Theme) -> Block<'a> {
@@ -171,7 +140,7 @@ fn draw_header(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
 fn draw_workflows(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let theme = chrome.theme;
     let focused = model.focus == Pane::Workflows;
-    let wide = area.width >= 34;
+    let wide = layout::workflows_wide(area);
     let rows: Vec<Row> = model
         .visible_workflows()
         .into_iter()
@@ -244,7 +213,7 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         frame.render_widget(text, inner);
         return;
     }
-    let summary = if runs_summary_shown(area) { 1 } else { 0 };
+    let summary = if layout::runs_summary_shown(area) { 1 } else { 0 };
     let [info, list] = Layout::vertical([Constraint::Length(summary), Constraint::Min(0)]).areas(inner);
     let next = workflow.next_fire.map(|next| format!(" · next {}", relative(next, model.now))).unwrap_or_default();
     let durations = model.durations(&workflow.id, 30);
@@ -258,11 +227,12 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     }
     let runs = model.visible_runs();
     if runs.is_empty() {
-        frame.render_widget(Paragraph::new(Span::styled("no runs yet — t triggers one", theme.dim())), list);
+        let text = format!("no runs yet — {} triggers one", chrome.keymap.short_label(Action::Trigger));
+        frame.render_widget(Paragraph::new(Span::styled(text, theme.dim())), list);
         return;
     }
     // Narrow panes keep what identifies a run: its state, id and duration.
-    let wide = list.width >= 70;
+    let wide = layout::runs_wide(list);
     let rows: Vec<Row> = runs
         .iter()
         .map(|run| {
@@ -290,11 +260,6 @@ fn draw_runs(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     });
     let mut state = TableState::default().with_selected(Some(model.cursor.run));
     frame.render_stateful_widget(table, list, &mut state);
-}
-
-/// The Runs pane's summary line (trigger, next fire, durations) gives way to runs when the pane is short.
-pub fn runs_summary_shown(area: Rect) -> bool {
-    area.height >= 8
 }
 
 /// `A → B, C → D`: the tasks by depth in the graph.
@@ -347,7 +312,7 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let tasks = model.visible_tasks();
     let limits = model.selected_workflow().map(|workflow| &workflow.attempt_limits);
     // A narrow pane keeps every column in line by giving up the route and half the gauge.
-    let wide = inner.width >= 76;
+    let wide = layout::tasks_wide(inner);
     let gauge_cells = if wide { 8 } else { 4 };
     let rows: Vec<Row> = tasks
         .iter()
@@ -452,11 +417,9 @@ fn draw_log(frame: &mut Frame, area: Rect, model: &mut Model, chrome: &Chrome) {
     let filter = model.filter(Pane::Log).to_string();
     let filtering = model.filtering;
     let Some(log) = model.log.as_mut() else {
-        let hint = Paragraph::new(Span::styled("l (or Enter on a task) opens its log", theme.dim())).block(pane(
-            Line::from(" Log "),
-            focused,
-            theme,
-        ));
+        let key = |action| chrome.keymap.short_label(action);
+        let text = format!("{} (or {} on a task) opens its log", key(Action::Log), key(Action::Open));
+        let hint = Paragraph::new(Span::styled(text, theme.dim())).block(pane(Line::from(" Log "), focused, theme));
         frame.render_widget(hint, area);
         return;
     };
@@ -564,31 +527,6 @@ fn draw_monitor(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     frame.render_stateful_widget(list, area, &mut state);
 }
 
-fn footer_actions(model: &Model) -> Vec<Action> {
-    let mut actions = match model.focus {
-        Pane::Workflows => {
-            vec![Action::Open, Action::Trigger, Action::TriggerWithParams, Action::Pause, Action::Filter]
-        }
-        Pane::Runs => vec![Action::Open, Action::Trigger, Action::Pause, Action::Cancel, Action::Filter],
-        Pane::Tasks => vec![Action::Log, Action::Retry, Action::Skip, Action::Reroute, Action::Cancel],
-        Pane::Log => vec![
-            Action::Follow,
-            Action::Filter,
-            Action::NextMatch,
-            Action::NextError,
-            Action::Wrap,
-            Action::NextAttempt,
-        ],
-        Pane::Monitor => vec![Action::MonitorTab, Action::Acknowledge, Action::Open],
-    };
-    if model.focus == Pane::Tasks && model.selected_task().is_some_and(|task| task.state == TaskState::WaitingApproval)
-    {
-        actions.extend([Action::Approve, Action::Reject]);
-    }
-    actions.extend([Action::NextPane, Action::Help, Action::Quit]);
-    actions
-}
-
 fn draw_footer(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let theme = chrome.theme;
     if let Some(status) = &model.status {
@@ -602,7 +540,8 @@ fn draw_footer(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
         );
         return;
     }
-    let mut hints: Vec<(String, String)> = footer_actions(model)
+    let at_gate = model.selected_task().is_some_and(|task| task.state == TaskState::WaitingApproval);
+    let mut hints: Vec<(String, String)> = keymap::footer_actions(model.focus, at_gate)
         .into_iter()
         .map(|action| (chrome.keymap.short_label(action), footer_word(model, action)))
         .collect();
@@ -624,7 +563,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
 /// What a key does where the focus is: `/` searches a log and filters a list; `p` resumes what is paused or
 /// interrupted.
 fn footer_word(model: &Model, action: Action) -> String {
-    let name = BINDINGS.iter().find(|(known, ..)| *known == action).map(|(_, name, ..)| *name).unwrap_or_default();
+    let name = keymap::name(action);
     let resumes = match model.focus {
         Pane::Workflows => model.selected_workflow().is_some_and(|workflow| model.paused.contains(&workflow.id)),
         Pane::Runs | Pane::Tasks => model.selected_run().is_some_and(|run| {
@@ -639,34 +578,27 @@ fn footer_word(model: &Model, action: Action) -> String {
     }
 }
 
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let width = width.min(area.width);
-    let height = height.min(area.height);
-    Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height }
-}
-
-fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
+/// A popup in its box `rect`, from the layout.
+fn draw_popup(frame: &mut Frame, rect: Rect, popup: &Popup, chrome: &Chrome) {
     let theme = chrome.theme;
     match popup {
         Popup::Help { scroll } => {
-            let lines: Vec<Line> = BINDINGS
-                .iter()
-                .map(|(action, _, _, what)| {
-                    Line::from(vec![
-                        Span::styled(format!(" {:>9} ", chrome.keymap.label(*action)), theme.fg("accent")),
-                        Span::raw(*what),
-                    ])
+            let lines: Vec<Line> = keymap::help(chrome.keymap)
+                .into_iter()
+                .map(|(keys, what)| {
+                    Line::from(vec![Span::styled(format!(" {keys:>9} "), theme.fg("accent")), Span::raw(what)])
                 })
                 .collect();
-            let rect = centered(area, 76, lines.len() as u16 + 2);
             let shown = rect.height.saturating_sub(2) as usize;
             let scroll = (*scroll).min(lines.len().saturating_sub(shown));
             let title = if shown < lines.len() {
                 format!(
-                    " Keys {}-{} of {} (j/k scroll, any other key closes) ",
+                    " Keys {}-{} of {} ({}/{} scroll, any other key closes) ",
                     scroll + 1,
                     scroll + shown,
-                    lines.len()
+                    lines.len(),
+                    keymap::popup_label(PopupKind::Help, PopupKey::Down),
+                    keymap::popup_label(PopupKind::Help, PopupKey::Up)
                 )
             } else {
                 " Keys (any key closes) ".to_string()
@@ -676,7 +608,6 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
             frame.render_widget(Paragraph::new(lines).scroll((scroll as u16, 0)).block(block), rect);
         }
         Popup::Confirm { question, yes_focused, .. } => {
-            let rect = centered(area, 64, 6);
             frame.render_widget(Clear, rect);
             let button = |label: &str, focused: bool| {
                 if focused {
@@ -691,11 +622,20 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
                 Line::from(vec![button("No", !yes_focused), Span::raw("   "), button("Yes", *yes_focused)])
                     .alignment(Alignment::Center),
             ];
-            let block = Block::bordered().title(" Confirm (←→ choose, Enter, y/n) ").border_style(theme.border(true));
+            let label = |key| keymap::popup_label(PopupKind::Confirm, key);
+            let switch: String =
+                keymap::popup_labels(PopupKind::Confirm, PopupKey::Switch).into_iter().take(2).collect();
+            let title = format!(
+                " Confirm ({switch} choose, {}, {}/{}) ",
+                label(PopupKey::Choose),
+                label(PopupKey::Yes),
+                label(PopupKey::No)
+            );
+            let block = Block::bordered().title(title).border_style(theme.border(true));
             frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }).block(block), rect);
         }
         Popup::Reroute { task, routes, notes, selected, .. } => {
-            let rect = centered(area, 96, routes.len() as u16 + 2);
+            let label = |key| keymap::popup_label(PopupKind::Reroute, key);
             frame.render_widget(Clear, rect);
             let name_width = routes.iter().map(|route| route.chars().count()).max().unwrap_or(0);
             let items: Vec<ListItem> = routes
@@ -708,13 +648,14 @@ fn draw_popup(frame: &mut Frame, area: Rect, popup: &Popup, chrome: &Chrome) {
                     ]))
                 })
                 .collect();
-            let block =
-                Block::bordered().title(format!(" Run {task} on (Enter, Esc) ")).border_style(theme.border(true));
+            let block = Block::bordered()
+                .title(format!(" Run {task} on ({}, {}) ", label(PopupKey::Choose), label(PopupKey::Close)))
+                .border_style(theme.border(true));
             let list = List::new(items).block(block).highlight_style(theme.selected());
             frame.render_stateful_widget(list, rect, &mut ListState::default().with_selected(Some(*selected)));
         }
-        Popup::Params(form) => super::params_form::draw(frame, area, form, theme),
-        Popup::CommandLine(line) => super::command_line::draw(frame, area, line, theme),
+        Popup::Params(form) => super::params_form::draw(frame, rect, form, theme),
+        Popup::CommandLine(line) => super::command_line::draw(frame, rect, line, theme),
         // Drawn by `monitor::draw_alert_view`, which reads the alert from the model.
         Popup::Alert { .. } => {}
     }

@@ -370,14 +370,13 @@ fn the_wheel_scrolls_a_view() {
     let model = &mut fixture.model;
     press(model, "H");
     press(model, "g");
-    let areas = Areas::default();
     let wheel = crossterm::event::MouseEvent {
         kind: crossterm::event::MouseEventKind::ScrollDown,
         column: 10,
         row: 10,
         modifiers: KeyModifiers::NONE,
     };
-    handle_mouse(model, &areas, wheel, &[]);
+    handle_mouse(model, wheel, &[]);
     assert_eq!(all_runs_selected(model).as_deref(), Some(OLDER), "three rows down");
 }
 
