@@ -38,9 +38,9 @@ impl Actor {
     pub(super) fn answer_gate(&mut self, id: &str, task: &str, answer: Answer) -> CommandResult {
         let id = self.load_run(id)?;
         let task = if task.is_empty() { self.the_waiting_gate(&id)? } else { task.to_string() };
-        let index = self.task_index(&id, &task)?;
         let now = self.now();
-        let run = self.runs.get_mut(&id).expect("loaded");
+        let (_, run) = self.loaded_run(&id)?;
+        let index = super::operations::task_index(run, &id, &task)?;
         let slot = run.slot_mut(index);
         if slot.state() != TaskState::WaitingApproval {
             let state = slot.state();

@@ -26,8 +26,7 @@ impl Actor {
     }
 
     pub(super) fn pause_run(&mut self, id: &str) -> CommandResult {
-        let id = self.load_run(id)?;
-        let run = self.runs.get_mut(&id).expect("loaded");
+        let (id, run) = self.loaded_run(id)?;
         if run.record.state != RunState::Running || run.stopping.is_some() {
             return Err(format!("run {id} is {}, not running", run.record.state));
         }
@@ -38,8 +37,7 @@ impl Actor {
     }
 
     pub(super) fn resume_run(&mut self, id: &str) -> CommandResult {
-        let id = self.load_run(id)?;
-        let run = self.runs.get_mut(&id).expect("loaded");
+        let (id, run) = self.loaded_run(id)?;
         match run.record.state {
             RunState::Paused => {
                 run.record.state = RunState::Running;
@@ -80,9 +78,8 @@ impl Actor {
     }
 
     pub(super) fn retry_task(&mut self, id: &str, task: &str) -> CommandResult {
-        let id = self.load_run(id)?;
-        let index = self.task_index(&id, task)?;
-        let run = self.runs.get_mut(&id).expect("loaded");
+        let (id, run) = self.loaded_run(id)?;
+        let index = task_index(run, &id, task)?;
         let state = run.slots()[index].state();
         if !matches!(state, TaskState::Failed | TaskState::Cancelled) || run.stopping.is_some() {
             let run_state = run.record.state;
@@ -105,10 +102,9 @@ impl Actor {
     }
 
     pub(super) fn skip_task(&mut self, id: &str, task: &str) -> CommandResult {
-        let id = self.load_run(id)?;
-        let index = self.task_index(&id, task)?;
         let now = self.now();
-        let run = self.runs.get_mut(&id).expect("loaded");
+        let (id, run) = self.loaded_run(id)?;
+        let index = task_index(run, &id, task)?;
         let state = run.slots()[index].state();
         if !matches!(state, TaskState::Failed | TaskState::Cancelled | TaskState::Pending | TaskState::RetryWait)
             || run.stopping.is_some()
@@ -141,9 +137,8 @@ impl Actor {
                 self.registry.services.keys().chain(self.registry.agents.keys()).map(String::as_str).collect();
             return Err(format!("no service or agent `{to}` (known: {})", names.join(", ")));
         }
-        let id = self.load_run(id)?;
-        let index = self.task_index(&id, task)?;
-        let run = self.runs.get_mut(&id).expect("loaded");
+        let (id, run) = self.loaded_run(id)?;
+        let index = task_index(run, &id, task)?;
         let state = run.slots()[index].state();
         let slot = run.slot_mut(index);
         let message = match state {
@@ -166,6 +161,13 @@ impl Actor {
     }
 
     /// A run by id or unique id prefix, loaded from the store if it is not active in memory.
+    /// The run with this id or unique prefix, loaded from the store if it is not in memory, with its full id.
+    pub(super) fn loaded_run(&mut self, id: &str) -> Result<(String, &mut Run), String> {
+        let id = self.load_run(id)?;
+        let run = self.runs.get_mut(&id).ok_or_else(|| format!("no run `{id}`"))?;
+        Ok((id, run))
+    }
+
     pub(super) fn load_run(&mut self, id: &str) -> Result<String, String> {
         if self.runs.contains_key(id) {
             return Ok(id.to_string());
@@ -240,12 +242,12 @@ impl Actor {
             self.save_run(&record);
         }
     }
+}
 
-    pub(super) fn task_index(&self, run_id: &str, task: &str) -> Result<usize, String> {
-        let run = &self.runs[run_id];
-        run.index_of(task).ok_or_else(|| {
-            let names: Vec<&str> = run.workflow.tasks.iter().map(|t| t.name.as_str()).collect();
-            format!("run {run_id} has no task `{task}` (tasks: {})", names.join(", "))
-        })
-    }
+/// The index of `task` in `run`, or an error that lists the run's tasks.
+pub(super) fn task_index(run: &Run, run_id: &str, task: &str) -> Result<usize, String> {
+    run.index_of(task).ok_or_else(|| {
+        let names: Vec<&str> = run.workflow.tasks.iter().map(|t| t.name.as_str()).collect();
+        format!("run {run_id} has no task `{task}` (tasks: {})", names.join(", "))
+    })
 }

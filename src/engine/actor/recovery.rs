@@ -135,11 +135,14 @@ impl Actor {
         }
         match policy {
             OnInterrupt::Resume => {
-                if let Err(error) = definition.and_then(|workflow| self.install_run(record.clone(), workflow, tasks)) {
-                    self.leave_interrupted(&mut record, format!("it cannot resume by itself: {error}"));
-                    return;
-                }
-                let run = self.runs.get_mut(&id).expect("loaded");
+                let installed = definition.and_then(|workflow| self.install_run(record.clone(), workflow, tasks));
+                let run = match installed.and_then(|_| self.loaded_run(&id)) {
+                    Ok((_, run)) => run,
+                    Err(error) => {
+                        self.leave_interrupted(&mut record, format!("it cannot resume by itself: {error}"));
+                        return;
+                    }
+                };
                 run.record.state = RunState::Running;
                 run.record.finished_at = None;
                 run.record.error = None;
