@@ -7,6 +7,8 @@ mod params;
 mod problem;
 mod raw;
 pub mod schema;
+mod secret_reference;
+mod size;
 mod validate;
 
 pub use expression::{
@@ -17,6 +19,8 @@ pub use load::{Catalog, REGISTRY_FILE, load_file, load_folder, parse_workflow};
 pub use model::*;
 pub use params::{parse_assignments, resolve_declared, resolve_params, typed as typed_param};
 pub use problem::{LineIndex, Problem, line_and_column};
+pub use secret_reference::{Reference, parse_reference};
+pub use size::{format_size, parse_size};
 pub use validate::{
     DEFAULT_BACKOFF, DEFAULT_KEEP_RUNS, DEFAULT_MAX_ACTIVE_RUNS, DEFAULT_RETRY_DELAY, MAX_DURATION, MAX_RETRIES,
     coerce, parse_duration,

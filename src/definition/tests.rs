@@ -624,14 +624,6 @@ fn a_long_chain_of_operators_is_parsed_off_the_callers_stack_and_refused_as_too_
 }
 
 #[test]
-fn the_evaluator_refuses_what_validation_refuses_with_the_same_reason() {
-    let deep = format!("{}true{}", "(".repeat(65), ")".repeat(65));
-    let refused = compile_expression(&deep).unwrap_err();
-    let empty = serde_json::json!({});
-    assert_eq!(crate::tasks::when::evaluate(&deep, &empty, &empty), Err(refused));
-}
-
-#[test]
 fn bad_rules_and_approvals_in_the_registry_point_at_the_expression() {
     let registry = "[layers.Gate]\nitems = \"applications\"\nrules = [\n  { name = \"eligible\", expr = \"item.score >=\" },\n  { name = \"fine\", expr = \"item.score >= 0.7\" },\n]\napproval = \"item.amount.map(a, a.map(b, b.map(c, c)))\"\n";
     let (_, problems) = load(&[("conveyor.toml", registry)]);

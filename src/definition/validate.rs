@@ -82,7 +82,7 @@ impl<'a> Checker<'a> {
 
     fn size(&mut self, value: &Option<Spanned<String>>, what: &str) -> Option<u64> {
         let value = value.as_ref()?;
-        crate::tasks::limits::parse_size(value.get_ref())
+        super::parse_size(value.get_ref())
             .map_err(|message| self.at(value.span(), format!("bad size for `{what}`: {message}")))
             .ok()
     }
@@ -112,7 +112,7 @@ impl<'a> Checker<'a> {
     fn env(&mut self, env: BTreeMap<String, Spanned<String>>, place: &str) -> BTreeMap<String, String> {
         let mut checked = BTreeMap::new();
         for (name, value) in env {
-            if let Err(problem) = crate::tasks::secrets::parse_reference(value.get_ref()) {
+            if let Err(problem) = super::parse_reference(value.get_ref()) {
                 self.at(value.span(), format!("{problem} (env {name} of {place})"));
             }
             checked.insert(name, value.into_inner());

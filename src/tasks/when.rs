@@ -53,4 +53,12 @@ mod tests {
         assert!(crate::definition::compile_expression("input.a == ").is_err());
         assert!(crate::definition::compile_expression("input.a == 1 && has(input.b)").is_ok());
     }
+
+    #[test]
+    fn the_evaluator_refuses_what_validation_refuses_with_the_same_reason() {
+        let deep = format!("{}true{}", "(".repeat(65), ")".repeat(65));
+        let refused = crate::definition::compile_expression(&deep).unwrap_err();
+        let empty = json!({});
+        assert_eq!(evaluate(&deep, &empty, &empty), Err(refused));
+    }
 }
