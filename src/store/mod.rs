@@ -7,6 +7,7 @@ mod backend;
 #[cfg(test)]
 mod contract;
 mod coordination;
+mod location;
 mod lock;
 mod logs;
 mod records;
@@ -21,6 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 pub use backend::{Backend, Records};
 pub use coordination::{Coordination, EngineId, Term};
+pub use location::{DatabaseUrl, StoreLocation};
 pub use lock::{LOCK_FILE, StateLock};
 pub use logs::{LocalLogs, LogReader};
 pub use records::*;
