@@ -82,6 +82,25 @@ fn a_lease_is_held_by_one_engine_at_a_time_and_a_takeover_gets_a_greater_term() 
     assert!(back > Term(2));
 }
 
+#[test]
+fn a_lease_taken_while_a_batch_is_open_is_decided_at_once_and_stays_when_the_batch_fails() {
+    let db = database();
+    let ((_a, first), (_b, second)) = (engine(&db.url, "host-a"), engine(&db.url, "host-b"));
+    let ttl = Duration::from_secs(30);
+    first.insert_run(&run("r1"), &[]).unwrap();
+    first.begin_batch().unwrap();
+    first.set_paused("W", true, chrono::Utc::now()).unwrap();
+    let held = first.hold_lease("scheduler", ttl).unwrap().expect("a free lease is taken");
+    // Not waiting for the batch's commit: the other engine is told no at once.
+    assert_eq!(second.hold_lease("scheduler", ttl).unwrap(), None);
+    first.insert_run(&run("r1"), &[]).unwrap_err(); // the same id again: the batch cannot be committed
+    first.commit_batch().unwrap_err();
+    assert!(first.has_pending());
+    assert!(second.paused_workflows().unwrap().is_empty(), "nothing of the failed batch landed");
+    assert_eq!(second.hold_lease("scheduler", ttl).unwrap(), None, "the lease did not go with the batch");
+    assert_eq!(first.hold_lease("scheduler", ttl).unwrap(), Some(held));
+}
+
 /// Inside a current-thread runtime, as `conveyor run` calls the store.
 #[tokio::test]
 async fn engines_are_registered_with_their_routes_and_heartbeats_on_the_databases_clock() {

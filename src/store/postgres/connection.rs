@@ -4,6 +4,7 @@
 //! current-thread runtime: a store call sends its work there and waits for the answer.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,9 +20,17 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(10);
 /// How long one statement may wait for its answer: a server that stops answering is an error, never a hang.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
-type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+type Job = Box<dyn FnOnce(&mut Connections) + Send>;
 
-/// The thread that owns the connection; store calls run on it one at a time.
+/// The two connections of a store: one for records (where the engine's batch is a transaction), and one for
+/// coordination, so that a lease or a heartbeat is decided and committed on its own, never held up by, nor
+/// rolled back with, a step's writes.
+struct Connections {
+    records: Conn,
+    coordination: Conn,
+}
+
+/// The thread that owns the connections; store calls run on it one at a time.
 pub(super) struct Worker {
     jobs: Option<mpsc::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
@@ -41,28 +50,43 @@ impl Worker {
             .name("store-postgres".into())
             .spawn(move || {
                 let _logging = tracing::dispatcher::set_default(&dispatch);
-                let mut conn = Conn {
-                    runtime,
-                    config,
-                    target,
+                let runtime = Rc::new(runtime);
+                let conn = |runtime: &Rc<Runtime>| Conn {
+                    runtime: Rc::clone(runtime),
+                    config: config.clone(),
+                    target: target.clone(),
                     client: None,
                     statements: HashMap::new(),
                     transaction: Transaction::None,
                 };
+                // The coordination connection is made when first used: a CLI command never needs it.
+                let mut connections = Connections { records: conn(&runtime), coordination: conn(&runtime) };
                 for job in incoming {
-                    job(&mut conn);
+                    job(&mut connections);
                 }
             })
             .map_err(StoreError::Io)?;
         Ok(Worker { jobs: Some(jobs), thread: Some(thread) })
     }
 
-    /// Runs `work` on the connection's thread and waits for its answer.
+    /// Runs `work` on the records' connection and waits for its answer.
     pub fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static) -> Result<T> {
+        self.send(move |connections| work(&mut connections.records))
+    }
+
+    /// Runs `work` on the coordination connection (outside any batch) and waits for its answer.
+    pub fn coordinate<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.send(move |connections| work(&mut connections.coordination))
+    }
+
+    fn send<T: Send + 'static>(&self, work: impl FnOnce(&mut Connections) -> Result<T> + Send + 'static) -> Result<T> {
         let gone = || StoreError::Unavailable("the PostgreSQL connection's thread is gone".into());
         let (reply, answer) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |conn| {
-            let _ = reply.send(work(conn));
+        let job: Job = Box::new(move |connections| {
+            let _ = reply.send(work(connections));
         });
         self.jobs.as_ref().ok_or_else(gone)?.send(job).map_err(|_| gone())?;
         // Every wait on the thread is bounded (ANSWER_WITHIN, CONNECT_WITHIN), so this returns.
@@ -92,7 +116,8 @@ enum Transaction {
 
 /// The client and what goes with it, used only on the connection's thread.
 pub(super) struct Conn {
-    runtime: Runtime,
+    /// Shared by the thread's connections.
+    runtime: Rc<Runtime>,
     config: Config,
     /// Where the store is, for messages: never the password.
     target: String,

@@ -82,11 +82,12 @@ impl PgStore {
 }
 
 /// Engines sharing the database agree through it: the `engines` table (who is there, who is alive, on the
-/// database's clock) and `leases` (one holder at a time, a term that grows with every new holding).
+/// database's clock) and `leases` (one holder at a time, a term that grows with every new holding). On a
+/// connection of its own, so each call commits at once whether or not a batch is open.
 impl Coordination for PgStore {
     fn join(&self, host: &str, pid: u32, routes: &[String]) -> Result<EngineId> {
         let (host, routes, earlier) = (host.to_string(), routes.to_vec(), self.engine.get());
-        let id = self.worker.run(move |conn| {
+        let id = self.worker.coordinate(move |conn| {
             conn.atomically(|conn| {
                 if let Some(EngineId(earlier)) = earlier {
                     conn.execute("DELETE FROM engines WHERE id = $1", &[&(earlier as i64)])?;
@@ -117,7 +118,7 @@ impl Coordination for PgStore {
     fn hold_lease(&self, name: &str, ttl: Duration) -> Result<Option<Term>> {
         let (me, name) = (self.engine()?, name.to_string());
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let row = self.worker.run(move |conn| {
+        let row = self.worker.coordinate(move |conn| {
             // One statement decides: a renewal keeps the term, a takeover of a lapsed or released lease adds
             // one, and a lease another engine holds updates nothing (no row: `None`).
             conn.query_opt(
@@ -136,7 +137,7 @@ impl Coordination for PgStore {
 
     fn release_lease(&self, name: &str) -> Result<()> {
         let (me, name) = (self.engine()?, name.to_string());
-        self.worker.run(move |conn| {
+        self.worker.coordinate(move |conn| {
             conn.execute(
                 "UPDATE leases SET holder = NULL, expires_at = now() WHERE name = $1 AND holder = $2",
                 &[&name, &me],
