@@ -165,6 +165,17 @@ fn json_keeps_its_key_order_as_written() {
 }
 
 #[test]
+fn a_nul_in_free_text_is_kept_as_a_replacement_character_rather_than_refusing_the_write() {
+    let ((_keep, _dir), store) = open();
+    let mut failed = run("r1");
+    failed.error = Some("exit status 1: \0garbage".into());
+    store.insert_run(&failed, &[]).unwrap();
+    store.audit(chrono::Utc::now(), "me", "cli", "{}", false, "said \0").unwrap();
+    assert_eq!(store.run("r1").unwrap().unwrap().error.as_deref(), Some("exit status 1: \u{fffd}garbage"));
+    assert_eq!(store.audit_trail(1).unwrap()[0].outcome, "said \u{fffd}");
+}
+
+#[test]
 fn a_batch_whose_connection_is_killed_before_its_commit_is_written_again_whole_on_a_new_one() {
     let db = database();
     let dir = tempfile::tempdir().unwrap();

@@ -53,7 +53,7 @@ impl PgStore {
         self.worker.run(|conn| {
             let id = format!("{:016x}", rand::random::<u64>());
             conn.execute("INSERT INTO meta (key, value) VALUES ('state_id', $1) ON CONFLICT (key) DO NOTHING", &[&id])?;
-            Ok(conn.query_one("SELECT value FROM meta WHERE key = 'state_id'", &[])?.get(0))
+            rows::get(&conn.query_one("SELECT value FROM meta WHERE key = 'state_id'", &[])?, "value")
         })
     }
 
@@ -96,7 +96,7 @@ impl Coordination for PgStore {
                     "INSERT INTO engines (host, pid, routes) VALUES ($1, $2, $3) RETURNING id",
                     &[&host, &i64::from(pid), &routes],
                 )?;
-                Ok(row.get::<_, i64>(0))
+                rows::get::<i64>(&row, "id")
             })
         })?;
         let id = EngineId(id as u64);
@@ -132,7 +132,7 @@ impl Coordination for PgStore {
                 &[&name, &me, &ttl_ms],
             )
         })?;
-        Ok(row.map(|row| Term(row.get::<_, i64>(0) as u64)))
+        row.map(|row| Ok(Term(rows::get::<i64>(&row, "term")? as u64))).transpose()
     }
 
     fn release_lease(&self, name: &str) -> Result<()> {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::PgStore;
 use super::connection::Conn;
-use super::rows::{self, all, get, ms};
+use super::rows::{self, all, get, ms, optional_text, text};
 use crate::state::RunState;
 use crate::store::{
     AlertRecord, AttemptRecord, AuditRecord, EXPIRED, FireRecord, Gauges, LogReader, QueuedCommand, Records, Result,
@@ -37,7 +37,7 @@ impl Records for PgStore {
                         &ms(run.created_at),
                         &run.started_at.map(ms),
                         &run.finished_at.map(ms),
-                        &run.error,
+                        &optional_text(&run.error),
                     ],
                 )?;
                 for task in &tasks {
@@ -53,7 +53,13 @@ impl Records for PgStore {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE runs SET state = $2, started_at = $3, finished_at = $4, error = $5 WHERE id = $1",
-                &[&run.id, &run.state.as_str(), &run.started_at.map(ms), &run.finished_at.map(ms), &run.error],
+                &[
+                    &run.id,
+                    &run.state.as_str(),
+                    &run.started_at.map(ms),
+                    &run.finished_at.map(ms),
+                    &optional_text(&run.error),
+                ],
             )?;
             Ok(())
         })
@@ -261,7 +267,7 @@ impl Records for PgStore {
                         &fire.workflow,
                         &ms(fire.scheduled_at),
                         &ms(fire.fired_at),
-                        &fire.outcome,
+                        &text(&fire.outcome),
                         &fire.run_id,
                         &fire.queued,
                     ],
@@ -385,7 +391,7 @@ impl Records for PgStore {
                 let row = conn.query_one(
                     "INSERT INTO alerts (at, severity, workflow, run_id, task, message)
                      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-                    &[&at, &alert.severity, &alert.workflow, &alert.run_id, &alert.task, &alert.message],
+                    &[&at, &alert.severity, &alert.workflow, &alert.run_id, &alert.task, &text(&alert.message)],
                 )?;
                 return get(&row, "id");
             }
@@ -393,7 +399,15 @@ impl Records for PgStore {
                 conn.execute(
                     "INSERT INTO alerts (id, at, severity, workflow, run_id, task, message) OVERRIDING SYSTEM VALUE
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[&alert.id, &at, &alert.severity, &alert.workflow, &alert.run_id, &alert.task, &alert.message],
+                    &[
+                        &alert.id,
+                        &at,
+                        &alert.severity,
+                        &alert.workflow,
+                        &alert.run_id,
+                        &alert.task,
+                        &text(&alert.message),
+                    ],
                 )?;
                 // The next alert without an id of its own comes after this one, as SQLite's rowids do.
                 conn.execute(
@@ -435,7 +449,7 @@ impl Records for PgStore {
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO audit (at, who, origin, command, ok, outcome) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[&ms(at), &who, &origin, &command, &ok, &outcome],
+                &[&ms(at), &who, &origin, &text(&command), &ok, &text(&outcome)],
             )?;
             Ok(())
         })
@@ -516,7 +530,7 @@ impl Records for PgStore {
         self.worker.run(move |conn| {
             let row = conn.query_one(
                 "INSERT INTO commands (at, who, command, expires_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[&ms(at), &who, &command, &ms(expires_at)],
+                &[&ms(at), &who, &text(&command), &ms(expires_at)],
             )?;
             get(&row, "id")
         })
@@ -562,7 +576,7 @@ impl Records for PgStore {
         self.write(move |conn| {
             conn.execute(
                 "UPDATE commands SET done_at = $2, ok = $3, outcome = $4 WHERE id = $1",
-                &[&id, &ms(at), &ok, &outcome],
+                &[&id, &ms(at), &ok, &text(&outcome)],
             )?;
             conn.execute("DELETE FROM commands WHERE done_at IS NOT NULL AND id <= $1::bigint - 1000", &[&id])?;
             Ok(())
@@ -634,7 +648,7 @@ fn upsert_task(conn: &mut Conn, task: &TaskRecord) -> Result<()> {
             &task.output,
             &task.started_at.map(ms),
             &task.finished_at.map(ms),
-            &task.error,
+            &optional_text(&task.error),
             &i64::from(task.route_index),
             &i64::from(task.route_attempts),
             &task.retry_at.map(ms),
@@ -662,7 +676,7 @@ fn upsert_attempt(conn: &mut Conn, attempt: &AttemptRecord) -> Result<()> {
             &attempt.route,
             &attempt.state.as_str(),
             &attempt.exit_code,
-            &attempt.error,
+            &optional_text(&attempt.error),
             &ms(attempt.started_at),
             &attempt.finished_at.map(ms),
             &attempt.log_path.to_string_lossy().as_ref(),
@@ -672,7 +686,7 @@ fn upsert_attempt(conn: &mut Conn, attempt: &AttemptRecord) -> Result<()> {
             &attempt.progress,
             &attempt.prompt_tokens.map(|tokens| tokens as i64),
             &attempt.completion_tokens.map(|tokens| tokens as i64),
-            &attempt.log_text,
+            &optional_text(&attempt.log_text),
         ],
     )?;
     Ok(())

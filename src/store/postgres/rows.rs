@@ -18,6 +18,16 @@ pub(super) fn ms(time: DateTime<Utc>) -> DateTime<Utc> {
     time.trunc_subsecs(3)
 }
 
+/// Free text as PostgreSQL takes it: a NUL, which it refuses in `text` (SQLite keeps it), becomes U+FFFD, so
+/// a process's odd output cannot make a step's writes fail for good.
+pub(super) fn text(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains('\0') { value.replace('\0', "\u{fffd}").into() } else { value.into() }
+}
+
+pub(super) fn optional_text(value: &Option<String>) -> Option<std::borrow::Cow<'_, str>> {
+    value.as_deref().map(text)
+}
+
 pub(super) fn get<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> Result<T> {
     row.try_get(column).map_err(|error| StoreError::Corrupt(format!("column `{column}`: {error}")))
 }
@@ -85,7 +95,9 @@ pub(super) fn attempt(row: &Row) -> Result<AttemptRecord> {
         finished_at: get(row, "finished_at")?,
         log_path: PathBuf::from(get::<String>(row, "log_path")?),
         log_bytes: get::<i64>(row, "log_bytes")?.max(0) as u64,
-        pid: get::<Option<i64>>(row, "pid")?.map(|pid| pid as u32),
+        pid: get::<Option<i64>>(row, "pid")?
+            .map(|pid| u32::try_from(pid).map_err(|_| StoreError::Corrupt(format!("column `pid`: {pid} is no PID"))))
+            .transpose()?,
         pid_start: unsigned(row, "pid_start")?,
         progress: get(row, "progress")?,
         prompt_tokens: unsigned(row, "prompt_tokens")?,

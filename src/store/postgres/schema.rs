@@ -4,6 +4,7 @@
 //! collation, so they order by bytes as SQLite's do, whatever the database's locale.
 
 use super::connection::Conn;
+use super::rows::get;
 use crate::store::Result;
 
 /// Each entry moves the schema one version up; `schema_version` records where a database stands.
@@ -150,8 +151,10 @@ pub(super) fn migrate(conn: &mut Conn) -> Result<()> {
     conn.atomically(|conn| {
         conn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
         conn.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")?;
-        let version: i32 =
-            conn.query_opt("SELECT version FROM schema_version", &[])?.map(|row| row.get(0)).unwrap_or(0);
+        let version: i32 = match conn.query_opt("SELECT version FROM schema_version", &[])? {
+            Some(row) => get(&row, "version")?,
+            None => 0,
+        };
         if version as usize > MIGRATIONS.len() {
             return Err(crate::store::StoreError::Database(format!(
                 "the database's schema is version {version}, newer than this Conveyor knows ({}): upgrade Conveyor",
@@ -170,6 +173,6 @@ pub(super) fn migrate(conn: &mut Conn) -> Result<()> {
 
 /// The version the database is at (after `migrate`, which makes the table).
 pub(super) fn version(conn: &mut Conn) -> Result<usize> {
-    let row = conn.query_one("SELECT COALESCE(max(version), 0) FROM schema_version", &[])?;
-    Ok(row.get::<_, i32>(0).max(0) as usize)
+    let row = conn.query_one("SELECT COALESCE(max(version), 0) AS version FROM schema_version", &[])?;
+    Ok(get::<i32>(&row, "version")?.max(0) as usize)
 }
