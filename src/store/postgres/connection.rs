@@ -200,10 +200,12 @@ impl Conn {
     }
 
     /// Runs `work` as one unit: inside the open transaction it is part of it; outside one, a transaction
-    /// of its own.
+    /// of its own. Never on its own while a transaction is broken: it would land without the rest.
     pub fn atomically<T>(&mut self, work: impl FnOnce(&mut Conn) -> Result<T>) -> Result<T> {
-        if self.transaction != Transaction::None {
-            return work(self);
+        match &self.transaction {
+            Transaction::Open => return work(self),
+            Transaction::Broken(why) => return Err(StoreError::Unavailable(why.clone())),
+            Transaction::None => {}
         }
         self.begin()?;
         match work(self) {
