@@ -136,6 +136,26 @@ impl Conn {
     }
 
     pub fn query(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let started = std::time::Instant::now();
+        let answer = self.query_once(sql, params);
+        // A read outside a transaction whose connection turned out closed (a session killed while idle, a
+        // server restarted) is asked once more on a new one: it changes nothing, so asking twice is safe.
+        // Not after a timeout (the wait would double), and never a write, which may have landed.
+        let read = sql.trim_start().get(..6).is_some_and(|verb| verb.eq_ignore_ascii_case("SELECT"));
+        match answer {
+            Err(StoreError::Unavailable(_))
+                if read
+                    && self.client.is_none()
+                    && self.transaction == Transaction::None
+                    && started.elapsed() < ANSWER_WITHIN =>
+            {
+                self.query_once(sql, params)
+            }
+            answer => answer,
+        }
+    }
+
+    fn query_once(&mut self, sql: &'static str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
         let statement = self.prepare(sql)?;
         let client = self.client.as_ref().expect("prepared on a client");
         let answer = self.runtime.block_on(within(client.query(&statement, params)));
@@ -255,7 +275,7 @@ impl Conn {
                 let (client, connection) = config.connect(NoTls).await?;
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {
-                        tracing::warn!("the connection to PostgreSQL at {target} ended: {error}");
+                        tracing::warn!("the connection to PostgreSQL at {target} ended: {}", words(&error));
                     }
                 });
                 Ok::<_, tokio_postgres::Error>(client)
@@ -311,12 +331,22 @@ async fn within<F: std::future::Future>(work: F) -> Result<F::Output, tokio::tim
     tokio::time::timeout(ANSWER_WITHIN, work).await
 }
 
-/// PostgreSQL's own words for a refusal (`ERROR: …`, with its detail and hint), else the client's.
+/// PostgreSQL's own words for a refusal (`ERROR: …`, with its detail and hint), else the client's with
+/// their causes.
 pub(super) fn words(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => db.to_string(),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return db.to_string();
     }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text = format!("{text}: {inner_text}");
+        }
+        cause = inner.source();
+    }
+    text
 }
 
 fn first_line(sql: &str) -> &str {
