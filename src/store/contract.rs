@@ -11,10 +11,12 @@ use super::*;
 use crate::state::{AttemptState, RunState, TaskState};
 
 /// Expands the whole suite for a backend: `$open` is evaluated once per test and gives `(keep, store)`,
-/// where `keep` (a temporary folder, a database) lives as long as the test.
+/// where `keep` (a temporary folder, a database) lives as long as the test. Exported for the integration
+/// tests, which run it against PostgreSQL.
+#[macro_export]
 macro_rules! store_contract {
     ($open:expr) => {
-        $crate::store::contract::store_contract!(@each $open;
+        $crate::store_contract!(@each $open;
             runs_and_tasks_round_trip,
             a_run_is_found_by_its_id_or_a_prefix_only_one_run_has,
             runs_are_listed_newest_first_by_workflow_and_by_state,
@@ -48,7 +50,7 @@ macro_rules! store_contract {
         )+
     };
 }
-pub(crate) use store_contract;
+pub use store_contract;
 
 /// A fixed instant plus `minutes`, in whole milliseconds as stored.
 fn at(minutes: i64) -> DateTime<Utc> {

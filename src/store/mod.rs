@@ -4,12 +4,15 @@
 //! under the state folder, `sqlite/`) and says how engines sharing it agree (`Coordination`).
 
 mod backend;
-#[cfg(test)]
-mod contract;
+// The integration tests run the suite against PostgreSQL, so it is public to them (feature `store-contract`).
+#[cfg(any(test, feature = "store-contract"))]
+#[doc(hidden)]
+pub mod contract;
 mod coordination;
 mod location;
 mod lock;
 mod logs;
+mod postgres;
 mod records;
 mod sqlite;
 
@@ -76,6 +79,13 @@ impl Store {
     /// an engine that has just started may not have made them yet).
     pub fn peek(state_dir: &Path) -> Result<Option<Store>> {
         Ok(sqlite::SqliteStore::peek(state_dir)?.map(|store| Store(Box::new(store))))
+    }
+
+    /// Connects to the PostgreSQL store at `address` (a `postgres://` URL or a `key=value` conninfo),
+    /// migrating its schema as needed; `state_dir` keeps this host's logs and work files. No error or log
+    /// line names the password.
+    pub fn connect(address: &str, state_dir: &Path) -> Result<Store> {
+        Ok(Store(Box::new(postgres::PgStore::connect(address, state_dir)?)))
     }
 
     /// A store kept by another backend.

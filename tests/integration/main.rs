@@ -23,4 +23,5 @@ mod postgres_harness;
 mod recovery;
 mod scheduling;
 mod secrets;
+mod store_postgres;
 mod validate_and_list;

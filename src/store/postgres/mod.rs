@@ -1,0 +1,214 @@
+//! The shared store: PostgreSQL, which several engines on several hosts can use at once. Everything
+//! PostgreSQL-shaped lives here: the connection and its thread, the schema and the SQL. Logs and work files
+//! stay in a local state folder, as with SQLite.
+
+mod batch;
+mod connection;
+mod gauges;
+mod records;
+mod rows;
+mod schema;
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::Config;
+use tokio_postgres::config::Host;
+
+use super::{Coordination, EngineId, LocalLogs, LogReader, Result, StoreError, Term, create_state_dir};
+use connection::Worker;
+
+pub struct PgStore {
+    worker: Worker,
+    state_dir: PathBuf,
+    batch: batch::SharedBatch,
+    /// This handle's registration, from `join` on.
+    engine: Cell<Option<EngineId>>,
+}
+
+impl PgStore {
+    /// Connects to the database at `address` (a `postgres://` URL or a `key=value` conninfo), migrating its
+    /// schema as needed; `state_dir` keeps this host's logs and work files. No error names the password.
+    pub fn connect(address: &str, state_dir: &Path) -> Result<PgStore> {
+        let config = Config::from_str(address).map_err(|error| {
+            StoreError::Database(redact(
+                &format!(
+                    "the store address is neither a postgres:// URL nor a key=value conninfo: {}",
+                    connection::words(&error)
+                ),
+                address,
+            ))
+        })?;
+        create_state_dir(state_dir)?;
+        let target = describe(&config);
+        let worker = Worker::start(connection::with_defaults(config), target)?;
+        worker.run(schema::migrate)?;
+        Ok(PgStore { worker, state_dir: state_dir.to_path_buf(), batch: Default::default(), engine: Cell::new(None) })
+    }
+
+    pub(super) fn state_id(&self) -> Result<String> {
+        self.worker.run(|conn| {
+            let id = format!("{:016x}", rand::random::<u64>());
+            conn.execute("INSERT INTO meta (key, value) VALUES ('state_id', $1) ON CONFLICT (key) DO NOTHING", &[&id])?;
+            rows::get(&conn.query_one("SELECT value FROM meta WHERE key = 'state_id'", &[])?, "value")
+        })
+    }
+
+    /// PostgreSQL checks its pages itself; what is checked here is that the server answers and its schema is
+    /// the one this build knows.
+    pub(super) fn integrity_check(&self) -> Result<String> {
+        let version = self.worker.run(schema::version)?;
+        Ok(if version == schema::MIGRATIONS.len() {
+            "ok".to_string()
+        } else {
+            format!("the schema is at version {version}, this Conveyor expects {}", schema::MIGRATIONS.len())
+        })
+    }
+
+    pub(super) fn logs(&self) -> Arc<dyn LogReader> {
+        Arc::new(LocalLogs)
+    }
+
+    fn engine(&self) -> Result<i64> {
+        self.engine.get().map(|EngineId(id)| id as i64).ok_or_else(|| {
+            StoreError::Database(
+                "this store has not joined as an engine: call join before heartbeats and leases".into(),
+            )
+        })
+    }
+}
+
+/// Engines sharing the database agree through it: the `engines` table (who is there, who is alive, on the
+/// database's clock) and `leases` (one holder at a time, a term that grows with every new holding). On a
+/// connection of its own, so each call commits at once whether or not a batch is open.
+impl Coordination for PgStore {
+    fn join(&self, host: &str, pid: u32, routes: &[String]) -> Result<EngineId> {
+        let (host, routes, earlier) = (host.to_string(), routes.to_vec(), self.engine.get());
+        let id = self.worker.coordinate(move |conn| {
+            conn.atomically(|conn| {
+                if let Some(EngineId(earlier)) = earlier {
+                    conn.execute("DELETE FROM engines WHERE id = $1", &[&(earlier as i64)])?;
+                }
+                let row = conn.query_one(
+                    "INSERT INTO engines (host, pid, routes) VALUES ($1, $2, $3) RETURNING id",
+                    &[&host, &i64::from(pid), &routes],
+                )?;
+                rows::get::<i64>(&row, "id")
+            })
+        })?;
+        let id = EngineId(id as u64);
+        self.engine.set(Some(id));
+        Ok(id)
+    }
+
+    fn heartbeat(&self) -> Result<()> {
+        let me = self.engine()?;
+        let found = self
+            .worker
+            .run(move |conn| conn.execute("UPDATE engines SET heartbeat_at = now() WHERE id = $1", &[&me]))?;
+        if found == 0 {
+            return Err(StoreError::Database(format!("engine {me} is no longer registered in the store: join again")));
+        }
+        Ok(())
+    }
+
+    fn hold_lease(&self, name: &str, ttl: Duration) -> Result<Option<Term>> {
+        let (me, name) = (self.engine()?, name.to_string());
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let row = self.worker.coordinate(move |conn| {
+            // One statement decides: a renewal keeps the term, a takeover of a lapsed or released lease adds
+            // one, and a lease another engine holds updates nothing (no row: `None`).
+            conn.query_opt(
+                "INSERT INTO leases (name, holder, term, expires_at)
+                 VALUES ($1, $2, 1, now() + $3::bigint * interval '1 millisecond')
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                    term = leases.term + (leases.holder IS DISTINCT FROM excluded.holder)::int,
+                    expires_at = excluded.expires_at
+                 WHERE leases.holder = excluded.holder OR leases.holder IS NULL OR leases.expires_at < now()
+                 RETURNING term",
+                &[&name, &me, &ttl_ms],
+            )
+        })?;
+        row.map(|row| Ok(Term(rows::get::<i64>(&row, "term")? as u64))).transpose()
+    }
+
+    fn release_lease(&self, name: &str) -> Result<()> {
+        let (me, name) = (self.engine()?, name.to_string());
+        self.worker.coordinate(move |conn| {
+            conn.execute(
+                "UPDATE leases SET holder = NULL, expires_at = now() WHERE name = $1 AND holder = $2",
+                &[&name, &me],
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// Where the database is, for messages and logs: user, host, port and database, never the password.
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(dir)) => dir.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().map(|user| format!("{user}@")).unwrap_or_default();
+    let database = config.get_dbname().unwrap_or_default();
+    format!("{user}{host}:{port}/{database}")
+}
+
+/// `text` without the password that `address` carries, whichever form it has: a message about an address
+/// that could not be read cannot rely on the parsed form.
+fn redact(text: &str, address: &str) -> String {
+    let password = if let Some(rest) = address.split_once("://").map(|(_, rest)| rest) {
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        authority.rsplit_once('@').and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, password)| password)
+    } else {
+        address.split_once("password").and_then(|(_, rest)| {
+            let value = rest.trim_start().strip_prefix('=')?.trim_start();
+            match value.strip_prefix('\'') {
+                Some(quoted) => quoted.split('\'').next(),
+                None => value.split_whitespace().next(),
+            }
+        })
+    };
+    match password.filter(|password| !password.is_empty()) {
+        Some(password) => text.replace(password, "***"),
+        None => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_is_cut_from_messages_about_either_form_of_address() {
+        let url = "postgres://ann:s3cret@db.example:5433/conveyor";
+        assert_eq!(redact("at postgres://ann:s3cret@db.example", url), "at postgres://ann:***@db.example");
+        let conninfo = "host=db user=ann password='s3 cret' dbname=c";
+        assert_eq!(redact("bad: password='s3 cret'", conninfo), "bad: password='***'");
+        assert_eq!(redact("bad: s3cret!", "host=db password = s3cret! dbname=c"), "bad: ***");
+        assert_eq!(redact("nothing to hide", "host=db"), "nothing to hide");
+    }
+
+    #[test]
+    fn an_address_is_described_without_its_password() {
+        let config = Config::from_str("postgres://ann:s3cret@db.example:5433/conveyor").unwrap();
+        assert_eq!(describe(&config), "ann@db.example:5433/conveyor");
+        let config = Config::from_str("host=/run/pg dbname=c").unwrap();
+        assert_eq!(describe(&config), "/run/pg:5432/c");
+    }
+
+    #[test]
+    fn an_address_that_cannot_be_read_is_refused_without_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = PgStore::connect("host=db password=s3cret sslmode=maybe", dir.path()).err().unwrap();
+        let text = error.to_string();
+        assert!(text.contains("neither a postgres:// URL nor a key=value conninfo"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}

@@ -1,0 +1,290 @@
+//! The store on PostgreSQL: the whole contract suite every backend passes, and what only a database shared by
+//! several engines does (leases between two stores, migrations raced at start), and how it meets a lost
+//! connection or a stopped server.
+
+use std::io::Write;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use conveyor::state::RunState;
+use conveyor::store::{RunRecord, Store, StoreError, Term};
+
+use crate::postgres::{Cluster, TestDatabase, database, kill_connections};
+
+/// A fresh database and state folder, kept as long as the test.
+fn open() -> ((TestDatabase, tempfile::TempDir), Store) {
+    let db = database();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&db.url, dir.path()).unwrap();
+    ((db, dir), store)
+}
+
+mod contract {
+    use super::open;
+
+    conveyor::store_contract!(open());
+}
+
+fn run(id: &str) -> RunRecord {
+    let now = chrono::Utc::now();
+    RunRecord {
+        id: id.into(),
+        workflow: "W".into(),
+        state: RunState::Running,
+        trigger: "manual".into(),
+        input: serde_json::json!({"b": 2, "a": 1}),
+        params: serde_json::json!({}),
+        definition_file: "w.toml".into(),
+        definition: "id = \"W\"".into(),
+        created_at: now,
+        started_at: Some(now),
+        finished_at: None,
+        error: None,
+    }
+}
+
+/// `store` after `join`, as an engine uses it.
+fn engine(address: &str, host: &str) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(address, dir.path()).unwrap();
+    store.join(host, std::process::id(), &["process".to_string()]).unwrap();
+    (dir, store)
+}
+
+#[test]
+fn a_lease_is_held_by_one_engine_at_a_time_and_a_takeover_gets_a_greater_term() {
+    let db = database();
+    // One by URL, one by conninfo: both forms reach the same database.
+    let ((_a, first), (_b, second)) = (engine(&db.url, "host-a"), engine(&db.conninfo, "host-b"));
+    let ttl = Duration::from_secs(30);
+    let held = first.hold_lease("scheduler", ttl).unwrap().expect("a free lease is taken");
+    assert_eq!(second.hold_lease("scheduler", ttl).unwrap(), None, "another engine holds it: no, not an error");
+    assert!(second.hold_lease("retention", ttl).unwrap().is_some(), "another name is another lease");
+    second.release_lease("scheduler").unwrap();
+    assert_eq!(first.hold_lease("scheduler", ttl).unwrap(), Some(held), "releasing another's lease does nothing");
+
+    // A renewal for no time at all: the lease lapses at once, as one not renewed in time does.
+    assert_eq!(first.hold_lease("scheduler", Duration::ZERO).unwrap(), Some(held));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        if let Some(term) = second.hold_lease("scheduler", ttl).unwrap() {
+            break term;
+        }
+        assert!(Instant::now() < deadline, "the lapsed lease was never free to take");
+    };
+    assert!(taken > held, "a takeover gets a greater term: {taken:?} after {held:?}");
+    assert_eq!(first.hold_lease("scheduler", ttl).unwrap(), None, "the former holder's renewal fails");
+    assert_eq!(second.hold_lease("scheduler", ttl).unwrap(), Some(taken), "the new holder renews its term");
+
+    second.release_lease("scheduler").unwrap();
+    let back = first.hold_lease("scheduler", ttl).unwrap().expect("a released lease is free at once");
+    assert!(back > taken, "{back:?} after {taken:?}");
+    assert!(back > Term(2));
+}
+
+#[test]
+fn a_lease_taken_while_a_batch_is_open_is_decided_at_once_and_stays_when_the_batch_fails() {
+    let db = database();
+    let ((_a, first), (_b, second)) = (engine(&db.url, "host-a"), engine(&db.url, "host-b"));
+    let ttl = Duration::from_secs(30);
+    first.insert_run(&run("r1"), &[]).unwrap();
+    first.begin_batch().unwrap();
+    first.set_paused("W", true, chrono::Utc::now()).unwrap();
+    let held = first.hold_lease("scheduler", ttl).unwrap().expect("a free lease is taken");
+    // Not waiting for the batch's commit: the other engine is told no at once.
+    assert_eq!(second.hold_lease("scheduler", ttl).unwrap(), None);
+    first.insert_run(&run("r1"), &[]).unwrap_err(); // the same id again: the batch cannot be committed
+    first.commit_batch().unwrap_err();
+    assert!(first.has_pending());
+    assert!(second.paused_workflows().unwrap().is_empty(), "nothing of the failed batch landed");
+    assert_eq!(second.hold_lease("scheduler", ttl).unwrap(), None, "the lease did not go with the batch");
+    assert_eq!(first.hold_lease("scheduler", ttl).unwrap(), Some(held));
+}
+
+/// Inside a current-thread runtime, as `conveyor run` calls the store.
+#[tokio::test]
+async fn engines_are_registered_with_their_routes_and_heartbeats_on_the_databases_clock() {
+    let db = database();
+    let (_dir, store) = engine(&db.url, "host-a");
+    let first = store.join("host-a", 4242, &["process".to_string(), "http".to_string()]).unwrap();
+    let client = db.connect().await.unwrap();
+    let registered =
+        client.query_one("SELECT id, host, pid, routes, count(*) OVER () FROM engines", &[]).await.unwrap();
+    assert_eq!(registered.get::<_, i64>(0) as u64, first.0);
+    assert_eq!(registered.get::<_, String>(1), "host-a");
+    assert_eq!(registered.get::<_, i64>(2), 4242);
+    assert_eq!(registered.get::<_, Vec<String>>(3), ["process", "http"]);
+    assert_eq!(registered.get::<_, i64>(4), 1, "joining again replaces the earlier registration");
+
+    let heartbeat = "SELECT heartbeat_at, now() FROM engines";
+    let before: chrono::DateTime<chrono::Utc> = client.query_one(heartbeat, &[]).await.unwrap().get(0);
+    store.heartbeat().unwrap();
+    let row = client.query_one(heartbeat, &[]).await.unwrap();
+    let (after, server_now): (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) = (row.get(0), row.get(1));
+    assert!(after > before && after <= server_now, "{before} → {after} (the server's now: {server_now})");
+}
+
+#[test]
+fn leases_and_heartbeats_need_a_join_first() {
+    let ((_keep, _dir), store) = open();
+    let error = store.hold_lease("scheduler", Duration::from_secs(1)).unwrap_err();
+    assert!(error.to_string().contains("call join before heartbeats and leases"), "{error}");
+    assert!(store.heartbeat().is_err());
+}
+
+#[tokio::test]
+async fn engines_starting_together_migrate_the_database_once() {
+    let db = database();
+    let barrier = Arc::new(Barrier::new(4));
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, barrier) = (db.url.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let dir = tempfile::tempdir().unwrap();
+                barrier.wait();
+                Store::connect(&url, dir.path()).map(|store| store.integrity_check().unwrap())
+            })
+        })
+        .collect();
+    for start in starts {
+        assert_eq!(start.join().unwrap().unwrap(), "ok");
+    }
+    let client = db.connect().await.unwrap();
+    let versions = client.query("SELECT version FROM schema_version", &[]).await.unwrap();
+    assert_eq!(versions.len(), 1);
+    let ((_keep, _dir), again) = open();
+    assert_eq!(again.integrity_check().unwrap(), "ok");
+}
+
+#[test]
+fn json_keeps_its_key_order_as_written() {
+    let ((_keep, _dir), store) = open();
+    store.insert_run(&run("r1"), &[]).unwrap();
+    let input = store.run("r1").unwrap().unwrap().input;
+    assert_eq!(serde_json::to_string(&input).unwrap(), r#"{"b":2,"a":1}"#);
+}
+
+#[test]
+fn a_nul_in_free_text_is_kept_as_a_replacement_character_rather_than_refusing_the_write() {
+    let ((_keep, _dir), store) = open();
+    let mut failed = run("r1");
+    failed.error = Some("exit status 1: \0garbage".into());
+    store.insert_run(&failed, &[]).unwrap();
+    store.audit(chrono::Utc::now(), "me", "cli", "{}", false, "said \0").unwrap();
+    assert_eq!(store.run("r1").unwrap().unwrap().error.as_deref(), Some("exit status 1: \u{fffd}garbage"));
+    assert_eq!(store.audit_trail(1).unwrap()[0].outcome, "said \u{fffd}");
+}
+
+#[test]
+fn a_batch_whose_connection_is_killed_before_its_commit_is_written_again_whole_on_a_new_one() {
+    let db = database();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&db.url, dir.path()).unwrap();
+    store.begin_batch().unwrap();
+    store.insert_run(&run("r1"), &[]).unwrap();
+    store.audit(chrono::Utc::now(), "me", "cli", "trigger W", true, "started run r1 of W").unwrap();
+    assert_eq!(kill_connections(&db), 1);
+
+    // The commit fails on the dead connection and is written again at once, whole, on a new one.
+    store.commit_batch().unwrap();
+    let trouble = store.take_trouble().expect("the step had to wait for the store");
+    assert!(trouble.contains("PostgreSQL"), "{trouble}");
+    assert!(!store.has_pending());
+    assert_eq!(store.runs(None, 10).unwrap().len(), 1, "written once, whole");
+    assert_eq!(store.audit_trail(10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_store_whose_idle_connection_was_killed_connects_again() {
+    let ((db, _dir), store) = open();
+    store.insert_run(&run("r1"), &[]).unwrap();
+    assert_eq!(kill_connections(&db), 1);
+    // A read is asked again on a new connection.
+    assert_eq!(store.run("r1").unwrap().map(|run| run.id).as_deref(), Some("r1"));
+    // A write is not (it might have landed before the connection went): at worst the first one fails, as
+    // an error, never a hang, and the next goes through.
+    assert_eq!(kill_connections(&db), 1);
+    if let Err(error) = store.set_paused("W", true, chrono::Utc::now()) {
+        assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+        store.set_paused("W", true, chrono::Utc::now()).unwrap();
+    }
+    assert_eq!(store.paused_workflows().unwrap().into_iter().collect::<Vec<_>>(), ["W"]);
+}
+
+#[test]
+fn writes_while_the_server_is_down_are_held_and_written_once_it_is_back() {
+    let cluster = Cluster::start_private();
+    let db = cluster.database();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&db.url, dir.path()).unwrap();
+    store.begin_batch().unwrap();
+    store.set_paused("W", true, chrono::Utc::now()).unwrap();
+    cluster.stop_server();
+    store.set_paused("X", true, chrono::Utc::now()).unwrap_err();
+    let error = store.commit_batch().unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    let error = store.retry_pending().unwrap_err();
+    assert!(error.to_string().contains("cannot connect to PostgreSQL at conveyor@"), "{error}");
+    assert!(store.has_pending());
+
+    cluster.start_server();
+    store.retry_pending().unwrap();
+    let paused: Vec<String> = store.paused_workflows().unwrap().into_iter().collect();
+    assert_eq!(paused, ["W", "X"], "both writes of the step, in one commit");
+}
+
+/// Log lines written while the closure runs, on any thread the store starts.
+fn captured_logs(work: impl FnOnce()) -> String {
+    #[derive(Clone)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture(Arc::default());
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, work);
+    String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned()
+}
+
+#[test]
+fn the_password_of_the_address_is_in_no_error_and_no_log_line() {
+    const PASSWORD: &str = "pw-s3cret-9d1f";
+    let db = database();
+    let with_password = db.url.replacen("postgres://conveyor@", &format!("postgres://conveyor:{PASSWORD}@"), 1);
+    assert!(with_password.contains(PASSWORD));
+    let dir = tempfile::tempdir().unwrap();
+    let mut errors = Vec::new();
+    let logs = captured_logs(|| {
+        let store = Store::connect(&with_password, dir.path()).unwrap();
+        store.set_paused("W", true, chrono::Utc::now()).unwrap();
+        kill_connections(&db);
+        for _ in 0..2 {
+            if let Err(error) = store.paused_workflows() {
+                errors.push(error.to_string());
+            }
+        }
+        drop(store);
+        let missing = with_password.replace(&db.name, "no_such_database");
+        errors.push(Store::connect(&missing, dir.path()).err().expect("no such database").to_string());
+        let conninfo = format!("{} password={PASSWORD} dbname=no_such_database", db.conninfo);
+        errors.push(Store::connect(&conninfo, dir.path()).err().expect("no such database").to_string());
+        errors.push(Store::connect(&format!("{with_password}?sslmode=maybe"), dir.path()).err().unwrap().to_string());
+    });
+    let missing = &errors[errors.len() - 3];
+    assert!(missing.contains("no_such_database") && missing.contains("does not exist"), "{missing}");
+    assert!(errors.last().unwrap().contains("sslmode"), "what was wrong is said: {errors:?}");
+    for text in errors.iter().chain([&logs]) {
+        assert!(!text.contains(PASSWORD), "the password shows in: {text}");
+    }
+}
