@@ -62,42 +62,35 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
-fn redact(text: &str) -> String {
-    if let Some((scheme, rest)) = text.split_once("://") {
-        // userinfo ends at the last `@` before the path: a password may hold `@` only percent-encoded, but a
-        // careless one is still hidden whole.
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        let redacted_authority = match authority.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _)) => format!("{user}:***@{host}"),
-                None => format!("{userinfo}@{host}"),
-            },
-            None => authority.to_string(),
-        };
-        let redacted_tail = redact_query_password(tail);
-        return format!("{scheme}://{redacted_authority}{redacted_tail}");
-    }
-    text.split_whitespace()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_string(),
+/// `text` without the password that `address` carries, whichever form the address has (a URL's userinfo, a
+/// conninfo's `password=`, quoted or not): the password itself is found and cut wherever it appears, so a
+/// driver's message that quotes the address, parsed or not, is safe to show too.
+pub fn hide_password(text: &str, address: &str) -> String {
+    let password = if let Some(rest) = address.split_once("://").map(|(_, rest)| rest) {
+        let authority = rest.split(['/', '?']).next().unwrap_or_default();
+        let in_userinfo =
+            authority.rsplit_once('@').and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, password)| password);
+        in_userinfo.or_else(|| {
+            let query = rest.split_once('?')?.1;
+            query.split('&').find_map(|pair| pair.strip_prefix("password="))
         })
-        .collect::<Vec<_>>()
-        .join(" ")
+    } else {
+        address.split_once("password").and_then(|(_, rest)| {
+            let value = rest.trim_start().strip_prefix('=')?.trim_start();
+            match value.strip_prefix('\'') {
+                Some(quoted) => quoted.split('\'').next(),
+                None => value.split_whitespace().next(),
+            }
+        })
+    };
+    match password.filter(|password| !password.is_empty()) {
+        Some(password) => text.replace(password, "***"),
+        None => text.to_string(),
+    }
 }
 
-/// `?password=…` is accepted by libpq-style URLs as well.
-fn redact_query_password(tail: &str) -> String {
-    let Some((path, query)) = tail.split_once('?') else { return tail.to_string() };
-    let pairs: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{path}?{}", pairs.join("&"))
+fn redact(text: &str) -> String {
+    hide_password(text, text)
 }
 
 #[cfg(test)]

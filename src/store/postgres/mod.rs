@@ -34,7 +34,7 @@ impl PgStore {
     /// schema as needed; `state_dir` keeps this host's logs and work files. No error names the password.
     pub fn connect(address: &str, state_dir: &Path) -> Result<PgStore> {
         let config = Config::from_str(address).map_err(|error| {
-            StoreError::Database(redact(
+            StoreError::Database(super::location::hide_password(
                 &format!(
                     "the store address is neither a postgres:// URL nor a key=value conninfo: {}",
                     connection::words(&error)
@@ -160,40 +160,9 @@ fn describe(config: &Config) -> String {
     format!("{user}{host}:{port}/{database}")
 }
 
-/// `text` without the password that `address` carries, whichever form it has: a message about an address
-/// that could not be read cannot rely on the parsed form.
-fn redact(text: &str, address: &str) -> String {
-    let password = if let Some(rest) = address.split_once("://").map(|(_, rest)| rest) {
-        let authority = rest.split(['/', '?']).next().unwrap_or_default();
-        authority.rsplit_once('@').and_then(|(userinfo, _)| userinfo.split_once(':')).map(|(_, password)| password)
-    } else {
-        address.split_once("password").and_then(|(_, rest)| {
-            let value = rest.trim_start().strip_prefix('=')?.trim_start();
-            match value.strip_prefix('\'') {
-                Some(quoted) => quoted.split('\'').next(),
-                None => value.split_whitespace().next(),
-            }
-        })
-    };
-    match password.filter(|password| !password.is_empty()) {
-        Some(password) => text.replace(password, "***"),
-        None => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_password_is_cut_from_messages_about_either_form_of_address() {
-        let url = "postgres://ann:s3cret@db.example:5433/conveyor";
-        assert_eq!(redact("at postgres://ann:s3cret@db.example", url), "at postgres://ann:***@db.example");
-        let conninfo = "host=db user=ann password='s3 cret' dbname=c";
-        assert_eq!(redact("bad: password='s3 cret'", conninfo), "bad: password='***'");
-        assert_eq!(redact("bad: s3cret!", "host=db password = s3cret! dbname=c"), "bad: ***");
-        assert_eq!(redact("nothing to hide", "host=db"), "nothing to hide");
-    }
 
     #[test]
     fn an_address_is_described_without_its_password() {
