@@ -4,6 +4,7 @@
 //! under the state folder, `sqlite/`) and says how engines sharing it agree (`Coordination`).
 
 mod backend;
+mod batch;
 // The integration tests run the suite against PostgreSQL, so it is public to them (feature `store-contract`).
 #[cfg(any(test, feature = "store-contract"))]
 #[doc(hidden)]

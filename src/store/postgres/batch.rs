@@ -3,57 +3,24 @@
 //! connection lost, the server down) is written again, whole and in order, once the server answers. Until
 //! then the engine announces nothing of it.
 
-use std::cell::{RefCell, RefMut};
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use super::PgStore;
 use super::connection::Conn;
+use crate::store::batch::Batch;
 use crate::store::{Result, StoreError};
 
 type Redo = Arc<dyn Fn(&mut Conn) -> Result<()> + Send + Sync>;
 
-#[derive(Default)]
-pub(super) struct Batch {
-    /// Between `begin_batch` and `commit_batch`.
-    open: bool,
-    /// Writes run in a live transaction; false once one has failed (the rest only go to `redo`, so nothing
-    /// of a failed step is committed piecemeal).
-    live: bool,
-    /// Every write since the last successful commit, in order.
-    redo: Vec<Redo>,
-    /// What must wait for the commit (removing a pruned run's files).
-    after_commit: Vec<Box<dyn FnOnce() + Send>>,
-    failure: Option<String>,
-    /// The first failure since `take_trouble` last looked, even if a retry then succeeded.
-    trouble: Option<String>,
-}
-
-pub(super) type SharedBatch = RefCell<Batch>;
-
-impl Batch {
-    fn failed(&mut self, error: &StoreError) {
-        let reason = error.reason();
-        self.live = false;
-        self.trouble.get_or_insert_with(|| reason.clone());
-        self.failure = Some(reason);
-    }
-
-    fn run_after_commit(mut batch: RefMut<'_, Batch>) {
-        let after: Vec<_> = batch.after_commit.drain(..).collect();
-        drop(batch);
-        after.into_iter().for_each(|work| work());
-    }
-}
+pub(super) type SharedBatch = RefCell<Batch<Redo>>;
 
 impl PgStore {
     /// Opens a batch. PostgreSQL's READ COMMITTED gives each statement the latest committed rows, so a step
     /// never reads a snapshot another writer has moved past.
     pub(super) fn begin_batch(&self) -> Result<()> {
         let mut batch = self.batch.borrow_mut();
-        batch.open = true;
-        if !batch.redo.is_empty() {
-            // Earlier writes still wait to be written again: later ones must not overtake them.
-            batch.live = false;
+        if !batch.open() {
             return Ok(());
         }
         match self.worker.run(Conn::begin) {
@@ -85,8 +52,7 @@ impl PgStore {
             };
             match committed {
                 Ok(()) => {
-                    batch.redo.clear();
-                    Batch::run_after_commit(batch);
+                    Batch::committed(batch);
                     return Ok(());
                 }
                 Err(error) => batch.failed(&error),
@@ -97,11 +63,11 @@ impl PgStore {
     }
 
     pub(super) fn take_trouble(&self) -> Option<String> {
-        self.batch.borrow_mut().trouble.take()
+        self.batch.borrow_mut().take_trouble()
     }
 
     pub(super) fn has_pending(&self) -> bool {
-        !self.batch.borrow().redo.is_empty()
+        self.batch.borrow().has_pending()
     }
 
     /// Writes again, in one transaction, everything no commit has taken yet.
@@ -127,20 +93,16 @@ impl PgStore {
         });
         match replayed {
             Ok(()) => {
-                batch.failure = None;
                 if batch.redo.is_empty() {
+                    batch.settled();
                     return Ok(());
                 }
-                batch.redo.clear();
-                Batch::run_after_commit(batch);
+                Batch::committed(batch);
                 Ok(())
             }
             Err(error) => {
                 batch.failed(&error);
-                Err(match error {
-                    StoreError::Unavailable(why) => StoreError::Unavailable(why),
-                    other => StoreError::Unavailable(other.to_string()),
-                })
+                Err(crate::store::batch::unavailable(error))
             }
         }
     }
@@ -165,7 +127,7 @@ impl PgStore {
                 None => live(conn),
             })
         } else {
-            Err(StoreError::Unavailable(batch.failure.clone().unwrap_or_else(|| "earlier writes wait".into())))
+            Err(batch.refusal())
         };
         if let Err(error) = &result
             && batch.live
@@ -178,12 +140,6 @@ impl PgStore {
 
     /// Runs `work` once the batch's writes are committed (now, outside a batch).
     pub(super) fn after_commit(&self, work: impl FnOnce() + Send + 'static) {
-        let mut batch = self.batch.borrow_mut();
-        if batch.open || !batch.redo.is_empty() {
-            batch.after_commit.push(Box::new(work));
-        } else {
-            drop(batch);
-            work();
-        }
+        Batch::after_commit(&self.batch, work);
     }
 }

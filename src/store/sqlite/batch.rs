@@ -8,45 +8,12 @@ use std::cell::RefCell;
 use rusqlite::Connection;
 
 use super::SqliteStore;
+use crate::store::batch::Batch;
 use crate::store::{Result, StoreError};
 
 type Redo = Box<dyn Fn(&Connection) -> rusqlite::Result<()> + Send>;
 
-#[derive(Default)]
-pub(super) struct Batch {
-    /// Between `begin_batch` and `commit_batch`.
-    open: bool,
-    /// Writes run in a live transaction; false once one has failed (the rest only go to `redo`, so nothing
-    /// of a failed step is committed piecemeal).
-    live: bool,
-    /// Every write since the last successful commit, in order.
-    redo: Vec<Redo>,
-    /// What must wait for the commit (removing a pruned run's files).
-    after_commit: Vec<Box<dyn FnOnce() + Send>>,
-    failure: Option<String>,
-    /// The first failure since `take_trouble` last looked, even if a retry then succeeded.
-    trouble: Option<String>,
-}
-
-pub(super) type SharedBatch = RefCell<Batch>;
-
-impl Batch {
-    /// A write or commit failed: nothing more of this batch runs live, and the reason is kept for the write
-    /// errors that follow and for `take_trouble`.
-    fn failed(&mut self, error: &StoreError) {
-        let reason = error.reason();
-        self.live = false;
-        self.trouble.get_or_insert_with(|| reason.clone());
-        self.failure = Some(reason);
-    }
-
-    /// The work that waited for the commit, run once the batch is released.
-    fn run_after_commit(mut batch: std::cell::RefMut<'_, Batch>) {
-        let after: Vec<_> = batch.after_commit.drain(..).collect();
-        drop(batch);
-        after.into_iter().for_each(|work| work());
-    }
-}
+pub(super) type SharedBatch = RefCell<Batch<Redo>>;
 
 impl SqliteStore {
     /// Opens a batch: what is written until `commit_batch` becomes durable at once, in one commit. The
@@ -54,10 +21,7 @@ impl SqliteStore {
     /// has moved past before it writes.
     pub(super) fn begin_batch(&self) -> Result<()> {
         let mut batch = self.batch.borrow_mut();
-        batch.open = true;
-        if !batch.redo.is_empty() {
-            // Earlier writes still wait to be written again: later ones must not overtake them.
-            batch.live = false;
+        if !batch.open() {
             return Ok(());
         }
         match self.connection.execute_batch("BEGIN IMMEDIATE") {
@@ -86,8 +50,7 @@ impl SqliteStore {
             };
             match committed {
                 Ok(()) => {
-                    batch.redo.clear();
-                    Batch::run_after_commit(batch);
+                    Batch::committed(batch);
                     return Ok(());
                 }
                 Err(error) => batch.failed(&error),
@@ -100,12 +63,12 @@ impl SqliteStore {
     /// The first failure since the last call, if any: a step that had to wait for the store, even if its
     /// writes went through in the end.
     pub(super) fn take_trouble(&self) -> Option<String> {
-        self.batch.borrow_mut().trouble.take()
+        self.batch.borrow_mut().take_trouble()
     }
 
     /// Whether writes of earlier steps still wait to be committed.
     pub(super) fn has_pending(&self) -> bool {
-        !self.batch.borrow().redo.is_empty()
+        self.batch.borrow().has_pending()
     }
 
     /// Writes again, in one transaction, everything no commit has taken yet.
@@ -115,7 +78,7 @@ impl SqliteStore {
             let _ = self.connection.execute_batch("ROLLBACK");
         }
         if batch.redo.is_empty() {
-            batch.failure = None;
+            batch.settled();
             return Ok(());
         }
         let replayed = (|| -> Result<()> {
@@ -132,9 +95,7 @@ impl SqliteStore {
         })();
         match replayed {
             Ok(()) => {
-                batch.redo.clear();
-                batch.failure = None;
-                Batch::run_after_commit(batch);
+                Batch::committed(batch);
                 Ok(())
             }
             Err(error) => {
@@ -142,11 +103,7 @@ impl SqliteStore {
                     let _ = self.connection.execute_batch("ROLLBACK");
                 }
                 batch.failed(&error);
-                Err(match error {
-                    StoreError::Replaced(path) => StoreError::Replaced(path),
-                    StoreError::Unavailable(why) => StoreError::Unavailable(why),
-                    other => StoreError::Unavailable(other.to_string()),
-                })
+                Err(crate::store::batch::unavailable(error))
             }
         }
     }
@@ -159,11 +116,7 @@ impl SqliteStore {
             drop(batch);
             return Ok(work(&self.connection)?);
         }
-        let result = if batch.live {
-            work(&self.connection).map_err(StoreError::from)
-        } else {
-            Err(StoreError::Unavailable(batch.failure.clone().unwrap_or_else(|| "earlier writes wait".into())))
-        };
+        let result = if batch.live { work(&self.connection).map_err(StoreError::from) } else { Err(batch.refusal()) };
         if let Err(error) = &result
             && batch.live
         {
@@ -175,13 +128,7 @@ impl SqliteStore {
 
     /// Runs `work` once the batch's writes are committed (now, outside a batch).
     pub(super) fn after_commit(&self, work: impl FnOnce() + Send + 'static) {
-        let mut batch = self.batch.borrow_mut();
-        if batch.open || !batch.redo.is_empty() {
-            batch.after_commit.push(Box::new(work));
-        } else {
-            drop(batch);
-            work();
-        }
+        Batch::after_commit(&self.batch, work);
     }
 
     /// The database file is still the one this store opened: deleted or replaced under a running engine,
