@@ -11,7 +11,7 @@ use crate::store::{AttemptRecord, RunRecord, TaskRecord};
 use crate::tasks::CancelHandle;
 
 /// The route name of inline `run`/`command` tasks.
-pub const INLINE_ROUTE: &str = "inline";
+pub use crate::tasks::INLINE_ROUTE;
 
 pub struct Run {
     pub record: RunRecord,

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use ureq::http::Uri;
 
+use super::supervise::{Waited, timed_out};
 use super::{Attempt, Ending, Execution, Executor};
 
 /// Used when neither the task nor the route sets a timeout: an HTTP call must not hang a run forever.
@@ -25,6 +26,10 @@ impl Executor for HttpExecutor {
             _ => self.url.clone(),
         };
         Box::pin(call(url, attempt))
+    }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        Some(DEFAULT_HTTP_TIMEOUT)
     }
 }
 
@@ -102,7 +107,9 @@ fn origin(url: &str) -> Option<(String, String, u16)> {
 
 async fn call(url: String, mut attempt: Attempt) -> Ending {
     let log = attempt.log.clone();
-    let timeout = attempt.timeout.unwrap_or(DEFAULT_HTTP_TIMEOUT);
+    // The engine's clock decides when the attempt's time is up (`attempt.stop`); the transport's own timeout is
+    // a backstop that frees the blocking thread, which a stopped attempt can only abandon.
+    let timeout = attempt.stop.timeout().unwrap_or(DEFAULT_HTTP_TIMEOUT);
     let key = attempt.idempotency_key();
     let body = serde_json::to_vec(&attempt.input).expect("JSON values serialise");
     log.engine_line(&format!("POST {url} ({} bytes, Idempotency-Key {key})", body.len()));
@@ -148,9 +155,9 @@ async fn call(url: String, mut attempt: Attempt) -> Ending {
     });
     let result = tokio::select! {
         result = request => result,
-        _ = attempt.cancel.cancelled() => {
-            log.engine_line("cancelled: the request is abandoned");
-            return Ending::Cancelled;
+        reason = attempt.stop.requested() => {
+            reason.announce(&log, "the request is abandoned");
+            return reason.ending(Waited::Answer);
         }
     };
     let elapsed = started.elapsed().as_millis();
@@ -161,7 +168,7 @@ async fn call(url: String, mut attempt: Attempt) -> Ending {
             return Ending::failed(refused);
         }
         Ok(Err(ureq::Error::Timeout(_))) => {
-            let message = format!("no answer within {}", humantime::format_duration(timeout));
+            let message = timed_out(timeout, Waited::Answer);
             log.engine_line(&message);
             return Ending::failed(message);
         }

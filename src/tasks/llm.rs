@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value, json};
 use tokio::sync::Semaphore;
 
+use super::supervise::{StopReason, Waited, timed_out};
 use super::{Attempt, Ending, Execution, Executor, LogSink, Usage};
 use crate::definition::LlmAgent;
 use crate::definition::schema::violation;
@@ -30,6 +31,10 @@ impl Executor for LlmExecutor {
     fn execute(&self, attempt: Attempt) -> Execution {
         Box::pin(ask(self.agent.clone(), self.permits.clone(), attempt))
     }
+
+    fn default_timeout(&self) -> Option<Duration> {
+        Some(DEFAULT_LLM_TIMEOUT)
+    }
 }
 
 /// One question's answer: the reply as JSON, and the tokens it cost.
@@ -46,7 +51,7 @@ struct Deadline {
 
 impl Deadline {
     fn missed(&self) -> String {
-        format!("no answer within {} (the attempt's timeout)", humantime::format_duration(self.timeout))
+        format!("{} (the attempt's timeout)", timed_out(self.timeout, Waited::Answer))
     }
 }
 
@@ -75,7 +80,9 @@ async fn ask(agent: Arc<LlmAgent>, permits: Arc<Semaphore>, mut attempt: Attempt
         },
         None => vec![attempt.input.clone()],
     };
-    let timeout = attempt.timeout.unwrap_or(DEFAULT_LLM_TIMEOUT);
+    // The engine's clock decides when the attempt's time is up (`attempt.stop`); this deadline is the
+    // transport's backstop, which frees the blocking threads a stopped attempt can only abandon.
+    let timeout = attempt.stop.timeout().unwrap_or(DEFAULT_LLM_TIMEOUT);
     let deadline = Deadline { at: Instant::now() + timeout, timeout, max_answer: attempt.limits.max_output_size };
     let endpoint = format!("{}/chat/completions", agent.url.trim_end_matches('/'));
     log.engine_line(&format!(
@@ -107,10 +114,15 @@ async fn ask(agent: Arc<LlmAgent>, permits: Arc<Semaphore>, mut attempt: Attempt
     loop {
         let next = tokio::select! {
             next = questions.join_next() => next,
-            _ = attempt.cancel.cancelled() => {
+            reason = attempt.stop.requested() => {
                 questions.abort_all();
-                log.engine_line("cancelled: the requests still in flight are abandoned");
-                return Ending::Cancelled;
+                reason.announce(&log, "the requests still in flight are abandoned");
+                match reason {
+                    StopReason::Cancelled => return Ending::Cancelled,
+                    // The questions not yet answered fail as if their transport had given up: the answers
+                    // that came are still counted and their tokens reported.
+                    StopReason::TimedOut(_) => break,
+                }
             }
         };
         match next {
@@ -123,7 +135,7 @@ async fn ask(agent: Arc<LlmAgent>, permits: Arc<Semaphore>, mut attempt: Attempt
     let mut merged = Vec::with_capacity(items.len());
     let mut failure = None;
     for (index, (item, answer)) in items.into_iter().zip(answers).enumerate() {
-        match answer.unwrap_or_else(|| Err("no answer".into())) {
+        match answer.unwrap_or_else(|| Err(deadline.missed())) {
             Ok((reply, cost)) => {
                 usage.prompt_tokens += cost.prompt_tokens;
                 usage.completion_tokens += cost.completion_tokens;

@@ -9,7 +9,9 @@ mod llm;
 mod log;
 mod process;
 pub mod reclaim;
+pub mod route;
 pub mod secrets;
+pub mod supervise;
 pub mod when;
 
 use std::collections::BTreeMap;
@@ -29,8 +31,8 @@ pub use limits::Limits;
 pub use llm::LlmExecutor;
 pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path, write_kept_log};
 pub use process::ProcessExecutor;
-
-use crate::clock::SharedClock;
+pub use route::{INLINE_ROUTE, Route, Routes, executor_for};
+pub use supervise::{Stop, StopReason};
 
 /// Everything one attempt needs, owned so it can move into a spawned task.
 pub struct Attempt {
@@ -43,14 +45,13 @@ pub struct Attempt {
     pub params: serde_json::Map<String, Value>,
     /// The task's and the route's `env`, merged (the task wins).
     pub env: BTreeMap<String, String>,
-    pub timeout: Option<Duration>,
     /// Where processes start: the workflows folder, against which relative paths resolve.
     pub workdir: PathBuf,
     /// `CONVEYOR_OUTPUT`: JSON written there becomes the task's output.
     pub output_file: PathBuf,
     pub log: LogSink,
-    pub cancel: Cancel,
-    pub clock: SharedClock,
+    /// The attempt's timeout on the engine's clock and the operator's cancel, as one signal to stop on.
+    pub stop: Stop,
     /// How long a process group gets between SIGTERM and SIGKILL.
     pub kill_grace: Duration,
     /// The state folder's id (`CONVEYOR_STATE_ID`), by which a later engine finds what this attempt left.
@@ -139,6 +140,11 @@ pub type Execution = Pin<Box<dyn Future<Output = Ending> + Send>>;
 
 pub trait Executor: Send + Sync {
     fn execute(&self, attempt: Attempt) -> Execution;
+
+    /// The timeout an attempt gets when neither its task nor its route sets one.
+    fn default_timeout(&self) -> Option<Duration> {
+        None
+    }
 }
 
 pub type SharedExecutor = Arc<dyn Executor>;

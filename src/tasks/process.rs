@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::supervise::{StopReason, Waited};
 use super::{Attempt, Ending, Execution, Executor, LogSink, Stream, read_output};
 
 /// How long output pipes may stay open after the task's main process exits, before the rest of its
@@ -97,23 +98,14 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     tokio::pin!(io);
     let mut io_done = false;
 
-    let deadline = attempt
-        .timeout
-        .map(|timeout| (timeout, attempt.clock.sleep_until(crate::clock::later(attempt.clock.now(), timeout))));
-    let (timeout, mut timer) = match deadline {
-        Some((timeout, timer)) => (Some(timeout), timer),
-        None => (None, Box::pin(std::future::pending()) as crate::clock::Sleep),
-    };
     enum Stop {
         Exited(std::io::Result<ExitStatus>),
-        TimedOut,
-        Cancelled,
+        Requested(StopReason),
     }
     let stop = loop {
         tokio::select! {
             status = child.wait() => break Stop::Exited(status),
-            _ = &mut timer => break Stop::TimedOut,
-            _ = attempt.cancel.cancelled() => break Stop::Cancelled,
+            reason = attempt.stop.requested() => break Stop::Requested(reason),
             _ = &mut io, if !io_done => io_done = true,
         }
     };
@@ -123,19 +115,10 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
             finish_io(io, io_done, pgid, &log, grace).await;
             exited(status, &attempt, &log)
         }
-        Stop::TimedOut => {
-            let timeout = timeout.unwrap_or_default();
-            log.engine_line(&format!(
-                "timed out after {}: stopping its process group",
-                humantime::format_duration(timeout)
-            ));
+        Stop::Requested(reason) => {
+            reason.announce(&log, "stopping its process group");
             tokio::join!(stop_group(&mut child, pgid, grace, &log), finish_io(io, io_done, pgid, &log, grace));
-            Ending::failed(format!("timed out after {}", humantime::format_duration(timeout)))
-        }
-        Stop::Cancelled => {
-            log.engine_line("cancelled: stopping its process group");
-            tokio::join!(stop_group(&mut child, pgid, grace, &log), finish_io(io, io_done, pgid, &log, grace));
-            Ending::Cancelled
+            reason.ending(Waited::Process)
         }
     };
     guard.0 = None;

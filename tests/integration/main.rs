@@ -12,6 +12,7 @@ mod engine_backfill;
 mod engine_harness;
 mod engine_operations;
 mod engine_runs;
+mod executor_stops;
 mod faults;
 mod gates;
 mod grants;

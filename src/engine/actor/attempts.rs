@@ -1,7 +1,6 @@
 //! Starting task attempts on their routes and taking in how they ended: retries, fallbacks, approvals and the
 //! workflow's `on_failure`/`on_success` handlers.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -9,17 +8,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::{Actor, Done, HANDLER, Internal, Launch, Spawned};
-use crate::definition::{Target, Task, TaskKind};
+use crate::definition::{Target, Task};
 use crate::engine::Event;
 use crate::engine::run::Run;
 use crate::engine::transitions::{self, Begun, WhenStep};
 use crate::state::AttemptState;
 use crate::store::AttemptRecord;
 use crate::tasks::limits::{DEFAULT_MAX_LOG_SIZE, DEFAULT_MAX_OUTPUT_SIZE};
-use crate::tasks::{
-    Attempt, CancelHandle, Ending, GovernanceExecutor, HttpExecutor, LlmExecutor, LogSink, ProcessExecutor, Refusal,
-    SharedExecutor, cancel_pair, when,
-};
+use crate::tasks::{Attempt, CancelHandle, Ending, LogSink, cancel_pair, when};
 
 /// How long an attempt that has printed nothing keeps the engine's lines about it in memory before they get a
 /// file: a person opening the log of a task that runs longer sees no difference, and a quick silent task
@@ -71,39 +67,15 @@ impl Actor {
     }
 
     /// Which executor a route runs on, and the route's own timeout and environment.
-    pub(super) fn resolve(
-        &self,
-        route: &str,
-        task: &Task,
-    ) -> (SharedExecutor, Option<Duration>, BTreeMap<String, String>) {
-        if route == crate::engine::INLINE_ROUTE {
-            let executor: SharedExecutor = match &task.kind {
-                TaskKind::Run(line) => Arc::new(ProcessExecutor::shell(line)),
-                TaskKind::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: false }),
-                _ => Arc::new(Refusal(format!("task {} has no inline command", task.name))),
-            };
-            return (executor, None, BTreeMap::new());
-        }
-        if let Some(executor) = self.config.executors.get(route) {
-            return (executor.clone(), None, BTreeMap::new());
-        }
-        let endpoint = self.registry.services.get(route).or_else(|| self.registry.agents.get(route));
-        if let Some(endpoint) = endpoint {
-            let executor: SharedExecutor = match &endpoint.target {
-                Target::Command(argv) => Arc::new(ProcessExecutor { argv: argv.clone(), append_action: true }),
-                Target::Url(url) => Arc::new(HttpExecutor { url: url.clone() }),
-                Target::Llm(agent) => {
-                    let gate = self.gates.gate(&format!("llm:{route}"), agent.max_concurrency, String::new());
-                    Arc::new(LlmExecutor { agent: agent.clone(), permits: gate.semaphore })
-                }
-            };
-            return (executor, endpoint.timeout, endpoint.env.clone());
-        }
-        if let Some(layer) = self.registry.layers.get(route) {
-            let executor = GovernanceExecutor { name: route.to_string(), layer: layer.clone() };
-            return (Arc::new(executor), None, BTreeMap::new());
-        }
-        (Arc::new(Refusal(format!("no service or agent named {route} is registered"))), None, BTreeMap::new())
+    pub(super) fn resolve(&self, route: &str, task: &Task) -> crate::tasks::Route {
+        let llm_permits =
+            |agent: &str, bound: usize| self.gates.gate(&format!("llm:{agent}"), bound, String::new()).semaphore;
+        let routes = crate::tasks::Routes {
+            registry: &self.registry,
+            embedded: &self.config.executors,
+            llm_permits: &llm_permits,
+        };
+        crate::tasks::executor_for(route, task, &routes)
     }
 
     /// Counts a new attempt on the task's record, stores it, then starts it.
@@ -132,7 +104,7 @@ impl Actor {
     /// Starts one attempt in its own task; its ending comes back as a `Done`.
     pub(super) fn launch(&self, launch: Launch) -> CancelHandle {
         let Launch { run_id: id, index, number, task, route, input, params, workflow } = launch;
-        let (executor, route_timeout, route_env) = self.resolve(route, task);
+        let crate::tasks::Route { executor, timeout: route_timeout, env: route_env, .. } = self.resolve(route, task);
         let events = self.events.clone();
         let (run_id, task_name) = (id.to_string(), task.name.clone());
         let progressed = self.internal.clone();
@@ -166,6 +138,7 @@ impl Actor {
             }
         });
         let (cancel_handle, cancel) = cancel_pair();
+        let stop = crate::tasks::Stop::new(cancel, task.timeout.or(route_timeout), self.config.clock.clone());
         let done = self.internal.clone();
         let told = self.internal.clone();
         let (spawned_run, spawned_index) = (id.to_string(), index);
@@ -201,12 +174,10 @@ impl Actor {
             input,
             params,
             env,
-            timeout: task.timeout.or(route_timeout),
             workdir: self.config.workflows_dir.clone(),
             output_file: self.store.work_dir(id).join(format!("{}.{number}.output.json", task.name)),
             log: sink.clone(),
-            cancel,
-            clock: self.config.clock.clone(),
+            stop,
             kill_grace: self.config.kill_grace,
             state_id: self.state_id.clone(),
             scheduled_at: self.scheduled_at(id),
@@ -217,7 +188,7 @@ impl Actor {
         let gates = self.gates_for(id, route);
         let run_id = id.to_string();
         tokio::spawn(async move {
-            let mut cancel = attempt.cancel.clone();
+            let mut cancel = attempt.stop.cancel();
             let Some(_places) = crate::engine::gates::pass(gates, &mut cancel, &sink).await else {
                 let ending = Ending::Cancelled;
                 let (log_bytes, log_text) = (sink.bytes(), sink.held_text());
@@ -248,7 +219,7 @@ impl Actor {
                     attempt.env = resolved.env;
                     // Polled here, not in a task of its own (a hand-over less per attempt); a panic in an
                     // executor is caught, and ends the engine, not just the attempt.
-                    let mut execution = executor.execute(attempt);
+                    let mut execution = crate::tasks::supervise::execute(&*executor, attempt);
                     let execution = std::future::poll_fn(move |context| {
                         let polled =
                             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execution.as_mut().poll(context)));
