@@ -131,6 +131,24 @@ impl Drop for Daemon {
     }
 }
 
+/// A `conveyor backfill` whose runs wait for the file `go`: should the test fail half-way, its drop writes
+/// the file, so the task ends and the backfill with it, and no process outlives the test.
+struct Backfill {
+    child: Child,
+    go: std::path::PathBuf,
+}
+
+impl Drop for Backfill {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = std::fs::write(&self.go, "");
+            // SAFETY: a signal to our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn overlapping_at_most(runs: &[RunRecord]) -> usize {
     let mut edges: Vec<(DateTime<Utc>, i32)> = Vec::new();
     for run in runs {
@@ -212,13 +230,15 @@ fn ctrl_c_stops_starting_runs_and_those_started_go_on_in_the_daemon() {
     let slow = hourly("Slow", 16).replace("run = 'sleep 0.3'", "run = 'while [ ! -e go ]; do sleep 0.05; done'");
     write(&folder, "slow.toml", &slow);
     let daemon = start_daemon(dir.path());
-    let mut backfill = conveyor()
+    let child = conveyor()
         .args(["backfill", "Slow", "--from", "2026-01-01T00:00:00+01:00", "--to", "2026-01-01T04:00:00+01:00"])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut guard = Backfill { child, go: folder.join("go") };
+    let backfill = &mut guard.child;
     let mut lines = std::io::BufReader::new(backfill.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("started run "), "{first}");
@@ -246,13 +266,15 @@ fn in_an_engine_of_its_own_ctrl_c_stops_starting_runs_and_waits_for_those_starte
     let folder = dir.path().join("workflows");
     let slow = hourly("Slow", 16).replace("run = 'sleep 0.3'", "run = 'while [ ! -e go ]; do sleep 0.05; done'");
     write(&folder, "slow.toml", &slow);
-    let mut backfill = conveyor()
+    let child = conveyor()
         .args(["backfill", "Slow", "--from", "2026-01-01T00:00:00+01:00", "--to", "2026-01-01T04:00:00+01:00"])
         .current_dir(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut guard = Backfill { child, go: folder.join("go") };
+    let backfill = &mut guard.child;
     let mut lines = std::io::BufReader::new(backfill.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("started run "), "{first}");
