@@ -131,7 +131,8 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
         Target::Daemon(state) => {
             let state = state.clone();
             Box::new(move |command: Command| {
-                crate::engine::client::send(&state, &command).map_err(|error| error.to_string())
+                crate::engine::client::send(&state, &crate::store::StoreLocation::StateFolder, &command)
+                    .map_err(|error| error.to_string())
             }) as Box<dyn Send + Fn(Command) -> Result<Reply, String>>
         }
         Target::Own(engine) => {

@@ -6,7 +6,7 @@ use super::{RunArgs, fail, parse_params, read_input};
 use crate::definition::load_folder;
 use crate::engine::{Command, Engine, EngineConfig, Event, Origin, Stop};
 use crate::state::{AttemptState, RunState};
-use crate::store::{StateLock, StoreError};
+use crate::store::{StateLock, StoreError, StoreLocation};
 use crate::tasks::Stream;
 
 pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
@@ -30,7 +30,7 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
     };
     if StateLock::is_held(state) {
         eprintln!("an engine already holds {}: starting the run there and following it", state.display());
-        return super::remote::trigger_and_follow(state, &args.workflow, input, params);
+        return super::remote::trigger_and_follow(state, &StoreLocation::StateFolder, &args.workflow, input, params);
     }
     // One thread: a run's steps follow each other, and handing work between threads cost more than it won
     // (docs/benchmarks.md). Blocking work (secrets, HTTP, a capped log's tail) still has tokio's blocking pool.
@@ -57,7 +57,13 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
         let engine = match Engine::open(config, catalog.registry.clone()) {
             Ok(engine) => engine,
             Err(crate::engine::EngineError::Store(StoreError::Locked { .. })) => {
-                return super::remote::trigger_and_follow(state, &args.workflow, input, params);
+                return super::remote::trigger_and_follow(
+                    state,
+                    &StoreLocation::StateFolder,
+                    &args.workflow,
+                    input,
+                    params,
+                );
             }
             Err(error) => return fail(error),
         };
