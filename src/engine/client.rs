@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn a_folder_no_engine_holds_is_no_engine_with_the_operator_text() {
         let dir = tempfile::tempdir().unwrap();
-        let error = send(dir.path(), &ack()).unwrap_err();
+        let error = send(dir.path(), &StoreLocation::StateFolder, &ack()).unwrap_err();
         assert!(matches!(&error, CommandError::NoEngine { state } if state == dir.path()), "{error:?}");
         assert!(error.to_string().starts_with(&format!("no engine holds {}: start one", dir.path().display())));
     }
