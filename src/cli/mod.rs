@@ -313,7 +313,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let location = || store_choice::chosen(cli.store.as_deref(), &workflows);
     let on_postgres = |what: &str| {
         fail(format!(
-            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` with `trigger`, `history`, `logs` and the run commands"
+            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` or `conveyor run` with `trigger`, `history`, `logs` and the run commands"
         ))
     };
     let location = match &cli.command {
@@ -327,7 +327,6 @@ pub fn run(cli: Cli) -> ExitCode {
     let postgres = location != StoreLocation::StateFolder;
     match cli.command {
         None if postgres => on_postgres("the console"),
-        Some(Command::Run(_)) if postgres => on_postgres("`conveyor run`"),
         Some(Command::Backfill(_)) if postgres => on_postgres("`conveyor backfill`"),
         Some(Command::Graph { run: Some(_), .. }) if postgres => on_postgres("`conveyor graph --run`"),
         Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, &location, metrics.as_deref()),
@@ -337,7 +336,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&workflows)),
         Some(Command::List { json }) => list::run(&workflows, json),
         None => crate::console::run(&workflows, &state),
-        Some(Command::Run(args)) => run::run(&workflows, &state, &args),
+        Some(Command::Run(args)) => run::run(&workflows, &state, &location, &args),
         Some(Command::History { workflow, limit, json }) => {
             history::run(&state, &location, workflow.as_deref(), limit, json)
         }

@@ -191,3 +191,23 @@ fn a_bad_store_says_what_was_expected_and_never_shows_the_password() {
     assert_eq!(down.status.code(), Some(1));
     assert!(!text(&down.stderr).is_empty() && !text(&down.stderr).contains(PASSWORD), "{}", text(&down.stderr));
 }
+
+#[test]
+fn conveyor_run_keeps_its_run_in_postgres_and_what_does_not_work_there_yet_says_so() {
+    let db = database();
+    let dir = folder();
+    let ran = conveyor_in(dir.path(), &["run", "--store", &db.url, "Hello"], &[]);
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    assert!(text(&ran.stdout).contains("hello from postgres"), "{}", text(&ran.stdout));
+    assert!(!dir.path().join(".conveyor/conveyor.db").exists(), "no SQLite file beside the logs");
+    let run = wait_until_done(dir.path(), &["--store", &db.url], &[]);
+    assert_eq!(run["state"], "succeeded", "{run}");
+
+    let graph = conveyor_in(dir.path(), &["graph", "Hello", "--run", "x", "--store", &db.url], &[]);
+    assert_eq!(graph.status.code(), Some(1));
+    assert!(
+        text(&graph.stderr).starts_with("conveyor: `conveyor graph --run` does not work on a PostgreSQL store yet"),
+        "{}",
+        text(&graph.stderr)
+    );
+}
