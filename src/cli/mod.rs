@@ -313,7 +313,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let location = || store_choice::chosen(cli.store.as_deref(), &workflows);
     let on_postgres = |what: &str| {
         fail(format!(
-            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` or `conveyor run` with `trigger`, `history`, `logs` and the run commands"
+            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` or `conveyor run` with `trigger`, `history`, `logs`, `graph` and the run commands"
         ))
     };
     let location = match &cli.command {
@@ -328,7 +328,6 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         None if postgres => on_postgres("the console"),
         Some(Command::Backfill(_)) if postgres => on_postgres("`conveyor backfill`"),
-        Some(Command::Graph { run: Some(_), .. }) if postgres => on_postgres("`conveyor graph --run`"),
         Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, &location, metrics.as_deref()),
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
@@ -346,7 +345,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Completions { shell, fixed }) => docs::completions(shell, fixed),
         Some(Command::Man { dir }) => docs::man(&dir),
         Some(Command::Graph { workflow, format, run }) => {
-            graph::run(&workflows, &state, &workflow, format, run.as_deref())
+            graph::run(&workflows, &state, &location, &workflow, format, run.as_deref())
         }
         Some(Command::Trigger(args)) => remote::trigger(&state, &location, &args),
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &location, &target, true),

@@ -193,7 +193,7 @@ fn a_bad_store_says_what_was_expected_and_never_shows_the_password() {
 }
 
 #[test]
-fn conveyor_run_keeps_its_run_in_postgres_and_what_does_not_work_there_yet_says_so() {
+fn run_and_graph_work_on_postgres_and_what_does_not_yet_says_so() {
     let db = database();
     let dir = folder();
     let ran = conveyor_in(dir.path(), &["run", "--store", &db.url, "Hello"], &[]);
@@ -203,11 +203,20 @@ fn conveyor_run_keeps_its_run_in_postgres_and_what_does_not_work_there_yet_says_
     let run = wait_until_done(dir.path(), &["--store", &db.url], &[]);
     assert_eq!(run["state"], "succeeded", "{run}");
 
-    let graph = conveyor_in(dir.path(), &["graph", "Hello", "--run", "x", "--store", &db.url], &[]);
-    assert_eq!(graph.status.code(), Some(1));
+    let id = run["id"].as_str().unwrap();
+    let graph = conveyor_in(dir.path(), &["graph", "Hello", "--run", id, "--store", &db.url], &[]);
+    assert_eq!(graph.status.code(), Some(0), "{}", text(&graph.stderr));
+    assert!(text(&graph.stdout).contains("Greet"), "{}", text(&graph.stdout));
+
+    let backfill = conveyor_in(
+        dir.path(),
+        &["backfill", "Hello", "--from", "2026-03-01", "--to", "2026-03-02", "--store", &db.url],
+        &[],
+    );
+    assert_eq!(backfill.status.code(), Some(1));
     assert!(
-        text(&graph.stderr).starts_with("conveyor: `conveyor graph --run` does not work on a PostgreSQL store yet"),
+        text(&backfill.stderr).starts_with("conveyor: `conveyor backfill` does not work on a PostgreSQL store yet"),
         "{}",
-        text(&graph.stderr)
+        text(&backfill.stderr)
     );
 }
