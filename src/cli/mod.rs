@@ -313,7 +313,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let location = || store_choice::chosen(cli.store.as_deref(), &workflows);
     let on_postgres = |what: &str| {
         fail(format!(
-            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` or `conveyor run` with `trigger`, `history`, `logs`, `graph` and the run commands"
+            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` with `trigger`, `history`, `logs` and the run commands"
         ))
     };
     let location = match &cli.command {
@@ -327,7 +327,6 @@ pub fn run(cli: Cli) -> ExitCode {
     let postgres = location != StoreLocation::StateFolder;
     match cli.command {
         None if postgres => on_postgres("the console"),
-        Some(Command::Backfill(_)) if postgres => on_postgres("`conveyor backfill`"),
         Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, &location, metrics.as_deref()),
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
@@ -351,7 +350,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &location, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &location, &target, false),
         Some(Command::Gates { json }) => gates::run(&state, &location, json),
-        Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &args),
+        Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &location, &args),
         Some(command) => remote::operate(&state, &location, command),
     }
 }
