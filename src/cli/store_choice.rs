@@ -37,3 +37,40 @@ fn resolve(written: &str, workflows: &Path) -> Result<String, String> {
             .map_err(|error| format!("`{written}`: cannot read {path}: {error}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder(registry: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(REGISTRY_FILE), registry).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_file_reference_is_read_beside_the_registry_and_the_flag_still_wins() {
+        let dir = folder("store = \"${file:secrets/db}\"\n");
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        std::fs::write(dir.path().join("secrets/db"), "postgres://app:pw@db/conveyor\n").unwrap();
+        let chosen = chosen(None, dir.path()).unwrap();
+        assert_eq!(chosen, StoreLocation::parse("postgres://app:pw@db/conveyor").unwrap());
+        assert_eq!(super::chosen(Some(""), dir.path()).unwrap(), StoreLocation::StateFolder);
+    }
+
+    #[test]
+    fn a_malformed_reference_is_reported_at_its_line_and_column() {
+        let dir = folder("# where the records live\nstore = \"${vault:db}\"\n");
+        let error = chosen(None, dir.path()).unwrap_err();
+        assert!(error.ends_with("conveyor.toml:2:9: bad `store`: bad secret reference `${vault:db}`: expected `${env:NAME}` or `${file:PATH}` as the whole value"), "{error}");
+    }
+
+    #[test]
+    fn a_file_that_does_not_hold_an_address_says_so_without_the_password() {
+        let dir = folder("store = \"${file:db}\"\n");
+        std::fs::write(dir.path().join("db"), "mysql://app:pw-in-file@db/c").unwrap();
+        let error = chosen(None, dir.path()).unwrap_err();
+        assert!(error.contains("expected a PostgreSQL URL") && error.contains("(from `${file:db}`)"), "{error}");
+        assert!(!error.contains("pw-in-file"), "{error}");
+    }
+}
