@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::plan::{Instant, Plan};
 use crate::engine::{Command, Declined, Reply};
 use crate::state::RunState;
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 
 /// How often the store is read while waiting for room or for runs to end.
 const POLL: Duration = Duration::from_millis(100);
@@ -88,6 +88,7 @@ pub struct Drive {
 pub fn drive(
     plan: &Plan,
     state: &Path,
+    location: &StoreLocation,
     sender: &dyn Sender,
     brakes: &Drive,
     report: &mut dyn FnMut(Option<&Step>, &Tally),
@@ -102,7 +103,7 @@ pub fn drive(
         error,
     };
     report(None, &tally);
-    let store = match Store::open(state) {
+    let store = match crate::store::open(state, location) {
         Ok(store) => store,
         Err(error) => return outcome(tally, active, false, Some(format!("cannot read the store: {error}"))),
     };

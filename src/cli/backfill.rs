@@ -14,7 +14,7 @@ use super::fail;
 use crate::backfill::{self, Drive, Edge, Outcome, Plan, Step, Tally};
 use crate::definition::load_folder;
 use crate::engine::{Command, Engine, EngineConfig, Origin, Reply, Stop};
-use crate::store::{StateLock, Store, StoreError};
+use crate::store::{StateLock, StoreError, StoreLocation};
 
 #[derive(Debug, clap::Args)]
 pub struct BackfillArgs {
@@ -42,8 +42,8 @@ pub struct BackfillArgs {
     pub max: usize,
 }
 
-pub fn run(workflows: &Path, state: &Path, args: &BackfillArgs) -> ExitCode {
-    let plan = match plan(workflows, state, args) {
+pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, args: &BackfillArgs) -> ExitCode {
+    let plan = match plan(workflows, state, location, args) {
         Ok(plan) => plan,
         Err(error) => return fail(error),
     };
@@ -64,12 +64,12 @@ pub fn run(workflows: &Path, state: &Path, args: &BackfillArgs) -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
     };
-    let code = runtime.block_on(walk(workflows, state, plan));
+    let code = runtime.block_on(walk(workflows, state, location, plan));
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
 }
 
-fn plan(workflows: &Path, state: &Path, args: &BackfillArgs) -> Result<Plan, String> {
+fn plan(workflows: &Path, state: &Path, location: &StoreLocation, args: &BackfillArgs) -> Result<Plan, String> {
     let catalog = load_folder(workflows);
     let workflow = catalog
         .workflow(&args.workflow)
@@ -80,7 +80,8 @@ fn plan(workflows: &Path, state: &Path, args: &BackfillArgs) -> Result<Plan, Str
         Some(text) => backfill::parse_time(text, zone, Edge::To, "--to")?,
         None => Utc::now(),
     };
-    let store = Store::peek(state).map_err(|error| format!("cannot read the runs in {}: {error}", state.display()))?;
+    let store = crate::store::peek(state, location)
+        .map_err(|error| format!("cannot read the runs in {}: {error}", state.display()))?;
     Plan::new(workflow, from, to, args.max, args.parallel, args.rerun, store.as_ref())
 }
 
@@ -111,8 +112,8 @@ enum Target {
     Own(Engine),
 }
 
-async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
-    let target = match open_engine(workflows, state) {
+async fn walk(workflows: &Path, state: &Path, location: &StoreLocation, plan: Plan) -> ExitCode {
+    let target = match open_engine(workflows, state, location) {
         Ok(target) => target,
         Err(error) => return fail(error),
     };
@@ -129,9 +130,9 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
     let handle = tokio::runtime::Handle::current();
     let sender = match &target {
         Target::Daemon(state) => {
-            let state = state.clone();
+            let (state, location) = (state.clone(), location.clone());
             Box::new(move |command: Command| {
-                crate::engine::client::send(&state, &command).map_err(|error| error.to_string())
+                crate::engine::client::send(&state, &location, &command).map_err(|error| error.to_string())
             }) as Box<dyn Send + Fn(Command) -> Result<Reply, String>>
         }
         Target::Own(engine) => {
@@ -139,11 +140,12 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
             Box::new(move |command: Command| handle.block_on(engine.send_as(command, Origin::local("cli"))))
         }
     };
-    let (state_dir, driving) = (state.to_path_buf(), brakes.clone());
+    let (state_dir, location, driving) = (state.to_path_buf(), location.clone(), brakes.clone());
     let walked = tokio::task::spawn_blocking(move || {
         let mut progress = Progress::new(std::io::stdout().is_terminal());
-        let outcome =
-            backfill::drive(&plan, &state_dir, &sender, &driving, &mut |step, tally| progress.show(step, tally));
+        let outcome = backfill::drive(&plan, &state_dir, &location, &sender, &driving, &mut |step, tally| {
+            progress.show(step, tally)
+        });
         progress.finish();
         (plan, outcome)
     })
@@ -166,13 +168,13 @@ async fn walk(workflows: &Path, state: &Path, plan: Plan) -> ExitCode {
 
 /// The daemon's or console's engine when one holds the state folder; else one of this process's own, with
 /// every workflow known but no trigger live (no schedule fires while it backfills).
-fn open_engine(workflows: &Path, state: &Path) -> Result<Target, String> {
+fn open_engine(workflows: &Path, state: &Path, location: &StoreLocation) -> Result<Target, String> {
     if StateLock::is_held(state) {
         eprintln!("an engine already holds {}: the runs start there", state.display());
         return Ok(Target::Daemon(state.to_path_buf()));
     }
     let catalog = load_folder(workflows);
-    let config = EngineConfig { subreaper: true, ..EngineConfig::new(workflows, state) };
+    let config = EngineConfig { subreaper: true, store: location.clone(), ..EngineConfig::new(workflows, state) };
     match Engine::open(config, catalog.registry.clone()) {
         Ok(engine) => {
             for workflow in catalog.workflows {

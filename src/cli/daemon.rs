@@ -9,8 +9,9 @@ use super::fail;
 use crate::definition::load_folder;
 use crate::engine::{Engine, EngineConfig, Event};
 use crate::metrics::Metrics;
+use crate::store::StoreLocation;
 
-pub fn run(workflows: &Path, state: &Path, metrics: Option<&str>) -> ExitCode {
+pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, metrics: Option<&str>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
@@ -29,13 +30,14 @@ pub fn run(workflows: &Path, state: &Path, metrics: Option<&str>) -> ExitCode {
         };
         let mut config = EngineConfig::new(workflows, state);
         config.subreaper = true;
+        config.store = location.clone();
         config.commit_timer = metrics.as_ref().map(Metrics::commit_timer);
         let engine = match Engine::open(config, catalog.registry.clone()) {
             Ok(engine) => engine,
             Err(error) => return fail(error),
         };
         if let Some(metrics) = metrics {
-            metrics.serve(&engine, workflows, state);
+            metrics.serve(&engine, workflows, state, location);
         }
         let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
@@ -53,10 +55,11 @@ pub fn run(workflows: &Path, state: &Path, metrics: Option<&str>) -> ExitCode {
             tracing::error!("the workflows folder is not watched, so edits need a restart: {error}");
         }
         tracing::info!(
-            "conveyor daemon (PID {}) running {count} workflow(s) from {}, state in {}",
+            "conveyor daemon (PID {}) running {count} workflow(s) from {}, state in {}, records in {}",
             std::process::id(),
             workflows.display(),
-            state.display()
+            state.display(),
+            shown(location)
         );
         // Under systemd (`Type=notify`): ready once the store is open and the workflows are loaded.
         let status = format!("running {count} workflow(s)");
@@ -141,5 +144,13 @@ fn log_event(event: &Event, last_broken: &mut Vec<String>) {
             last_broken.clone_from(broken);
         }
         _ => {}
+    }
+}
+
+/// Where the records are, for the start-up line: the password stays hidden (`DatabaseUrl`'s Display).
+fn shown(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::StateFolder => "the state folder".into(),
+        StoreLocation::Postgres(url) => url.to_string(),
     }
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::state::{RunState, TaskState};
-use crate::store::{AttemptRecord, RunRecord, Store, TaskRecord};
+use crate::store::{AttemptRecord, RunRecord, TaskRecord};
 use crate::text::{visible, visible_bytes};
 
 pub fn task_line(task: &TaskRecord) -> Option<String> {
@@ -68,8 +68,8 @@ pub fn seconds(duration: chrono::Duration) -> String {
 }
 
 /// Follows a run that another engine is running, until it ends.
-pub fn follow_from_store(state_dir: &Path, run_id: &str) -> ExitCode {
-    let store = match Store::open(state_dir) {
+pub fn follow_from_store(state_dir: &Path, location: &crate::store::StoreLocation, run_id: &str) -> ExitCode {
+    let store = match crate::store::open(state_dir, location) {
         Ok(store) => store,
         Err(error) => return super::fail(error),
     };

@@ -7,11 +7,11 @@ use serde_json::{Value, json};
 
 use super::fail;
 use super::history::print_table;
-use crate::store::Store;
+use crate::store::StoreLocation;
 use crate::text::visible;
 
-pub fn run(state: &Path, as_json: bool) -> ExitCode {
-    if !state.join(crate::store::DATABASE_FILE).exists() {
+pub fn run(state: &Path, location: &StoreLocation, as_json: bool) -> ExitCode {
+    if *location == StoreLocation::StateFolder && !state.join(crate::store::DATABASE_FILE).exists() {
         if as_json {
             println!("[]");
         } else {
@@ -19,7 +19,7 @@ pub fn run(state: &Path, as_json: bool) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let store = match Store::open(state) {
+    let store = match crate::store::open(state, location) {
         Ok(store) => store,
         Err(error) => return fail(error),
     };

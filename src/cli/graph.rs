@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use crate::definition::{TaskKind, Workflow, load_folder};
 use crate::state::TaskState;
-use crate::store::Store;
+use crate::store::StoreLocation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -15,7 +15,14 @@ pub enum Format {
     Mermaid,
 }
 
-pub fn run(workflows: &Path, state: &Path, workflow: &str, format: Format, run: Option<&str>) -> ExitCode {
+pub fn run(
+    workflows: &Path,
+    state: &Path,
+    location: &StoreLocation,
+    workflow: &str,
+    format: Format,
+    run: Option<&str>,
+) -> ExitCode {
     let catalog = load_folder(workflows);
     let Some(definition) = catalog.workflows.iter().find(|known| known.id == workflow) else {
         let known: Vec<&str> = catalog.workflows.iter().map(|known| known.id.as_str()).collect();
@@ -23,7 +30,7 @@ pub fn run(workflows: &Path, state: &Path, workflow: &str, format: Format, run: 
         return ExitCode::FAILURE;
     };
     let states = match run {
-        Some(run) => match run_states(state, workflow, run) {
+        Some(run) => match run_states(state, location, workflow, run) {
             Ok(states) => states,
             Err(error) => {
                 eprintln!("{error}");
@@ -40,11 +47,16 @@ pub fn run(workflows: &Path, state: &Path, workflow: &str, format: Format, run: 
     ExitCode::SUCCESS
 }
 
-fn run_states(state: &Path, workflow: &str, run: &str) -> Result<BTreeMap<String, TaskState>, String> {
-    if !state.join(crate::store::DATABASE_FILE).exists() {
+fn run_states(
+    state: &Path,
+    location: &StoreLocation,
+    workflow: &str,
+    run: &str,
+) -> Result<BTreeMap<String, TaskState>, String> {
+    if *location == StoreLocation::StateFolder && !state.join(crate::store::DATABASE_FILE).exists() {
         return Err(format!("no store in {} (set --state DIR)", state.display()));
     }
-    let store = Store::open(state).map_err(|error| error.to_string())?;
+    let store = crate::store::open(state, location).map_err(|error| error.to_string())?;
     let id = store.find_run(run).map_err(|error| error.to_string())?.ok_or_else(|| format!("no run `{run}`"))?;
     let record = store.run(&id).map_err(|error| error.to_string())?.ok_or_else(|| format!("no run `{run}`"))?;
     if record.workflow != workflow {

@@ -3,11 +3,11 @@ use std::process::ExitCode;
 
 use super::fail;
 use super::follow::seconds;
-use crate::store::Store;
+use crate::store::StoreLocation;
 use crate::text::visible;
 
-pub fn run(state: &Path, workflow: Option<&str>, limit: usize, as_json: bool) -> ExitCode {
-    if !state.join(crate::store::DATABASE_FILE).exists() {
+pub fn run(state: &Path, location: &StoreLocation, workflow: Option<&str>, limit: usize, as_json: bool) -> ExitCode {
+    if *location == StoreLocation::StateFolder && !state.join(crate::store::DATABASE_FILE).exists() {
         if as_json {
             println!("[]");
         } else {
@@ -15,7 +15,7 @@ pub fn run(state: &Path, workflow: Option<&str>, limit: usize, as_json: bool) ->
         }
         return ExitCode::SUCCESS;
     }
-    let store = match Store::open(state) {
+    let store = match crate::store::open(state, location) {
         Ok(store) => store,
         Err(error) => return fail(error),
     };

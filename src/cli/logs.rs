@@ -3,13 +3,20 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::fail;
-use crate::store::Store;
+use crate::store::StoreLocation;
 
 /// Prints the chosen logs: as bytes with `raw` or when stdout is not a terminal (for pipes and files),
 /// else line by line with control characters made visible, so a log cannot take over the terminal.
-pub fn run(state: &Path, run: &str, task: Option<&str>, attempt: Option<u32>, raw: bool) -> ExitCode {
+pub fn run(
+    state: &Path,
+    location: &StoreLocation,
+    run: &str,
+    task: Option<&str>,
+    attempt: Option<u32>,
+    raw: bool,
+) -> ExitCode {
     let escape = !raw && std::io::stdout().is_terminal();
-    let store = match Store::open(state) {
+    let store = match crate::store::open(state, location) {
         Ok(store) => store,
         Err(error) => return fail(error),
     };

@@ -14,6 +14,7 @@ mod logs;
 mod next;
 mod remote;
 mod run;
+mod store_choice;
 mod validate;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::ArgValueCompleter;
+
+use crate::store::StoreLocation;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +42,12 @@ pub struct Cli {
     /// Folder where runs, logs and the engine lock are kept.
     #[arg(long, global = true, value_name = "DIR", default_value = ".conveyor", env = "CONVEYOR_STATE")]
     pub state: PathBuf,
+
+    /// Where the records live: a PostgreSQL URL (`postgres://user@host/db`) or conninfo (`host=… dbname=…`).
+    /// Overrides `store` of the registry; without either, STATE/conveyor.db. Logs and work files stay in
+    /// --state either way.
+    #[arg(long, global = true, value_name = "ADDRESS", env = "CONVEYOR_STORE", hide_env_values = true)]
+    pub store: Option<String>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -301,28 +310,48 @@ pub fn run(cli: Cli) -> ExitCode {
     if only_prints(cli.command.as_ref()) {
         quiet_on_closed_pipe();
     }
+    let location = || store_choice::chosen(cli.store.as_deref(), &workflows);
+    let on_postgres = |what: &str| {
+        fail(format!(
+            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` with `trigger`, `history`, `logs` and the run commands"
+        ))
+    };
+    let location = match &cli.command {
+        Some(Command::Validate { .. } | Command::List { .. } | Command::Next { .. })
+        | Some(Command::Completions { .. } | Command::Man { .. }) => StoreLocation::StateFolder,
+        _ => match location() {
+            Ok(location) => location,
+            Err(error) => return fail(error),
+        },
+    };
+    let postgres = location != StoreLocation::StateFolder;
     match cli.command {
-        Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, metrics.as_deref()),
+        None if postgres => on_postgres("the console"),
+        Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, &location, metrics.as_deref()),
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
         }
         Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&workflows)),
         Some(Command::List { json }) => list::run(&workflows, json),
         None => crate::console::run(&workflows, &state),
-        Some(Command::Run(args)) => run::run(&workflows, &state, &args),
-        Some(Command::History { workflow, limit, json }) => history::run(&state, workflow.as_deref(), limit, json),
-        Some(Command::Logs { run, task, attempt, raw }) => logs::run(&state, &run, task.as_deref(), attempt, raw),
+        Some(Command::Run(args)) => run::run(&workflows, &state, &location, &args),
+        Some(Command::History { workflow, limit, json }) => {
+            history::run(&state, &location, workflow.as_deref(), limit, json)
+        }
+        Some(Command::Logs { run, task, attempt, raw }) => {
+            logs::run(&state, &location, &run, task.as_deref(), attempt, raw)
+        }
         Some(Command::Completions { shell, fixed }) => docs::completions(shell, fixed),
         Some(Command::Man { dir }) => docs::man(&dir),
         Some(Command::Graph { workflow, format, run }) => {
-            graph::run(&workflows, &state, &workflow, format, run.as_deref())
+            graph::run(&workflows, &state, &location, &workflow, format, run.as_deref())
         }
-        Some(Command::Trigger(args)) => remote::trigger(&state, &args),
-        Some(Command::Pause { target }) => remote::pause(&workflows, &state, &target, true),
-        Some(Command::Resume { target }) => remote::pause(&workflows, &state, &target, false),
-        Some(Command::Gates { json }) => gates::run(&state, json),
-        Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &args),
-        Some(command) => remote::operate(&state, command),
+        Some(Command::Trigger(args)) => remote::trigger(&state, &location, &args),
+        Some(Command::Pause { target }) => remote::pause(&workflows, &state, &location, &target, true),
+        Some(Command::Resume { target }) => remote::pause(&workflows, &state, &location, &target, false),
+        Some(Command::Gates { json }) => gates::run(&state, &location, json),
+        Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &location, &args),
+        Some(command) => remote::operate(&state, &location, command),
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::{RunArgs, fail, parse_params, read_input};
 use crate::engine::client::send;
 use crate::engine::{Command, Reply, current_user};
-use crate::store::{StateLock, Store};
+use crate::store::{StateLock, StoreLocation};
 
 fn report<E: std::fmt::Display>(result: Result<Reply, E>) -> ExitCode {
     match result {
@@ -22,25 +22,26 @@ fn report<E: std::fmt::Display>(result: Result<Reply, E>) -> ExitCode {
     }
 }
 
-pub fn trigger(state: &Path, args: &RunArgs) -> ExitCode {
+pub fn trigger(state: &Path, location: &StoreLocation, args: &RunArgs) -> ExitCode {
     let (params, input) = match (parse_params(&args.params), read_input(&args.input)) {
         (Ok(params), Ok(input)) => (params, input),
         (Err(error), _) | (_, Err(error)) => return fail(error),
     };
-    report(send(state, &Command::Trigger { workflow: args.workflow.clone(), input, params }))
+    report(send(state, location, &Command::Trigger { workflow: args.workflow.clone(), input, params }))
 }
 
 pub fn trigger_and_follow(
     state: &Path,
+    location: &StoreLocation,
     workflow: &str,
     input: Option<Value>,
     params: BTreeMap<String, Value>,
 ) -> ExitCode {
-    match send(state, &Command::Trigger { workflow: workflow.to_string(), input, params }) {
+    match send(state, location, &Command::Trigger { workflow: workflow.to_string(), input, params }) {
         Ok(reply) => {
             println!("{}", crate::text::visible(&reply.message));
             match reply.run {
-                Some(run) => super::follow::follow_from_store(state, &run),
+                Some(run) => super::follow::follow_from_store(state, location, &run),
                 None => ExitCode::SUCCESS,
             }
         }
@@ -50,7 +51,7 @@ pub fn trigger_and_follow(
 
 /// `pause`/`resume` take a workflow id or a run id. With no engine running, a workflow's pause is written
 /// to the store directly: the next engine honours it.
-pub fn pause(workflows: &Path, state: &Path, target: &str, paused: bool) -> ExitCode {
+pub fn pause(workflows: &Path, state: &Path, location: &StoreLocation, target: &str, paused: bool) -> ExitCode {
     let is_workflow = crate::definition::load_folder(workflows).workflow(target).is_some();
     let command = match (is_workflow, paused) {
         (true, true) => Command::PauseWorkflow { workflow: target.into() },
@@ -58,8 +59,8 @@ pub fn pause(workflows: &Path, state: &Path, target: &str, paused: bool) -> Exit
         (false, true) => Command::PauseRun { run: target.into() },
         (false, false) => Command::ResumeRun { run: target.into() },
     };
-    if is_workflow && !StateLock::is_held(state) {
-        let result = Store::open(state).and_then(|store| {
+    if is_workflow && *location == StoreLocation::StateFolder && !StateLock::is_held(state) {
+        let result = crate::store::open(state, location).and_then(|store| {
             let now = chrono::Utc::now();
             store.set_paused(target, paused, now)?;
             let word = if paused { "paused" } else { "resumed" };
@@ -69,10 +70,10 @@ pub fn pause(workflows: &Path, state: &Path, target: &str, paused: bool) -> Exit
         });
         return report(result.map(Reply::new));
     }
-    report(send(state, &command))
+    report(send(state, location, &command))
 }
 
-pub fn operate(state: &Path, command: super::Command) -> ExitCode {
+pub fn operate(state: &Path, location: &StoreLocation, command: super::Command) -> ExitCode {
     use super::Command as Cli;
     let command = match command {
         Cli::Cancel { run } => Command::CancelRun { run },
@@ -90,5 +91,5 @@ pub fn operate(state: &Path, command: super::Command) -> ExitCode {
         Cli::Ack { id } => Command::AckAlert { id },
         other => unreachable!("{other:?} is dispatched elsewhere"),
     };
-    report(send(state, &command))
+    report(send(state, location, &command))
 }

@@ -6,10 +6,10 @@ use super::{RunArgs, fail, parse_params, read_input};
 use crate::definition::load_folder;
 use crate::engine::{Command, Engine, EngineConfig, Event, Origin, Stop};
 use crate::state::{AttemptState, RunState};
-use crate::store::{StateLock, StoreError};
+use crate::store::{StateLock, StoreError, StoreLocation};
 use crate::tasks::Stream;
 
-pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
+pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, args: &RunArgs) -> ExitCode {
     let catalog = load_folder(workflows);
     if catalog.workflow(&args.workflow).is_none() {
         let problems: Vec<String> = catalog.problems().map(ToString::to_string).collect();
@@ -30,7 +30,7 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
     };
     if StateLock::is_held(state) {
         eprintln!("an engine already holds {}: starting the run there and following it", state.display());
-        return super::remote::trigger_and_follow(state, &args.workflow, input, params);
+        return super::remote::trigger_and_follow(state, location, &args.workflow, input, params);
     }
     // One thread: a run's steps follow each other, and handing work between threads cost more than it won
     // (docs/benchmarks.md). Blocking work (secrets, HTTP, a capped log's tail) still has tokio's blocking pool.
@@ -54,10 +54,11 @@ pub fn run(workflows: &Path, state: &Path, args: &RunArgs) -> ExitCode {
     let code = runtime.block_on(async move {
         let mut config = EngineConfig::new(workflows, state);
         config.subreaper = true;
+        config.store = location.clone();
         let engine = match Engine::open(config, catalog.registry.clone()) {
             Ok(engine) => engine,
             Err(crate::engine::EngineError::Store(StoreError::Locked { .. })) => {
-                return super::remote::trigger_and_follow(state, &args.workflow, input, params);
+                return super::remote::trigger_and_follow(state, location, &args.workflow, input, params);
             }
             Err(error) => return fail(error),
         };

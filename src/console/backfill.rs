@@ -64,7 +64,8 @@ pub fn start(
                 say(Ok(progress(&plan.workflow, tally)));
             }
         };
-        let outcome = backfill::drive(&plan, &state, &sender, &driving, &mut report);
+        let outcome =
+            backfill::drive(&plan, &state, &crate::store::StoreLocation::StateFolder, &sender, &driving, &mut report);
         say(ended(&plan.workflow, &outcome));
     });
     brakes

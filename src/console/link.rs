@@ -38,7 +38,7 @@ impl Link {
         )
         .map_err(|e| e.to_string())?;
         if let Some(metrics) = metrics {
-            metrics.serve(&engine, workflows, state);
+            metrics.serve(&engine, workflows, state, &crate::store::StoreLocation::StateFolder);
         }
         for workflow in &catalog.workflows {
             engine.register(workflow.clone());
@@ -61,10 +61,12 @@ impl Link {
             Link::Embedded(engine) => engine.send_as(command, Origin::local("console")).await,
             Link::Attached(state) => {
                 let state = state.clone();
-                tokio::task::spawn_blocking(move || crate::engine::client::send(&state, &command))
-                    .await
-                    .map_err(|error| error.to_string())?
-                    .map_err(|error| error.to_string())
+                tokio::task::spawn_blocking(move || {
+                    crate::engine::client::send(&state, &crate::store::StoreLocation::StateFolder, &command)
+                })
+                .await
+                .map_err(|error| error.to_string())?
+                .map_err(|error| error.to_string())
             }
         }
     }

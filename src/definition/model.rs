@@ -190,6 +190,9 @@ pub struct Registry {
     pub env: BTreeMap<String, String>,
     /// `[metrics] listen`: where an engine serves `/metrics` (`--metrics` of the daemon wins over it).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// `store`: where the records live, as written (a secret reference is resolved when the store is
+    /// opened); `None` is the state folder. `--store` wins over it.
+    pub store: Option<String>,
 }
 
 /// `[retention]`: how much of what only grows the store keeps.

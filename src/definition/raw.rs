@@ -89,6 +89,8 @@ pub struct RawRegistry {
     pub env: BTreeMap<String, Spanned<String>>,
     /// `[metrics]`: where the engine serves Prometheus metrics.
     pub metrics: Option<Spanned<RawMetrics>>,
+    /// Where the records live: a PostgreSQL address, or a secret reference to one.
+    pub store: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -238,6 +238,18 @@ impl<'a> Checker<'a> {
                 Err(error) => self.at(listen.span(), format!("`metrics.listen`: {error}")),
             }
         }
+        if let Some(store) = raw.store {
+            // A reference is checked for its shape only: the variable or file may exist only where engines run.
+            let checked = match super::parse_reference(store.get_ref()) {
+                Ok(Some(_)) => Ok(()),
+                Ok(None) => crate::store::StoreLocation::parse(store.get_ref()).map(drop),
+                Err(problem) => Err(problem),
+            };
+            match checked {
+                Ok(()) => registry.store = Some(store.into_inner()),
+                Err(problem) => self.at(store.span(), format!("bad `store`: {problem}")),
+            }
+        }
         if let Some(alerts) = raw.alerts {
             let alerts = alerts.into_inner();
             if let Some(command) = &alerts.command

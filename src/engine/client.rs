@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Command, Reply, current_user};
-use crate::store::{StateLock, Store};
+use crate::store::{StateLock, StoreLocation};
 
 /// The engine polls for commands every 250 ms; this leaves room for a busy one. A command no engine took by
 /// then is expired in the store, so it never runs later behind the operator's back.
@@ -49,11 +49,13 @@ fn timed_out(state: &Path, within: Duration, unwritable: Option<&str>) -> String
 }
 
 /// Sends `command` to the engine holding `state` and waits for its answer.
-pub fn send(state: &Path, command: &Command) -> Result<Reply, CommandError> {
-    if !StateLock::is_held(state) {
+/// On a PostgreSQL store the engine's lock is in its own state folder, maybe on another host, so it is not
+/// looked for: a command no engine takes expires after the wait instead.
+pub fn send(state: &Path, location: &StoreLocation, command: &Command) -> Result<Reply, CommandError> {
+    if *location == StoreLocation::StateFolder && !StateLock::is_held(state) {
         return Err(CommandError::NoEngine { state: state.to_path_buf() });
     }
-    send_within(state, command, answer_within())
+    send_within(state, location, command, answer_within())
 }
 
 /// `CONVEYOR_ANSWER_WITHIN` (seconds) shortens or lengthens the wait, for scripts and tests.
@@ -65,9 +67,14 @@ fn answer_within() -> Duration {
         .map_or(ANSWER_WITHIN, Duration::from_secs_f64)
 }
 
-fn send_within(state: &Path, command: &Command, within: Duration) -> Result<Reply, CommandError> {
+fn send_within(
+    state: &Path,
+    location: &StoreLocation,
+    command: &Command,
+    within: Duration,
+) -> Result<Reply, CommandError> {
     let unreachable = CommandError::StoreUnreachable;
-    let store = Store::open(state).map_err(|error| unreachable(error.to_string()))?;
+    let store = crate::store::open(state, location).map_err(|error| unreachable(error.to_string()))?;
     let now = chrono::Utc::now();
     let deadline = now + chrono::Duration::from_std(within).unwrap_or(chrono::Duration::seconds(30));
     let id = store
@@ -120,7 +127,7 @@ mod tests {
     #[test]
     fn a_folder_no_engine_holds_is_no_engine_with_the_operator_text() {
         let dir = tempfile::tempdir().unwrap();
-        let error = send(dir.path(), &ack()).unwrap_err();
+        let error = send(dir.path(), &StoreLocation::StateFolder, &ack()).unwrap_err();
         assert!(matches!(&error, CommandError::NoEngine { state } if state == dir.path()), "{error:?}");
         assert!(error.to_string().starts_with(&format!("no engine holds {}: start one", dir.path().display())));
     }
@@ -131,7 +138,7 @@ mod tests {
         // A wedged engine: the folder is held, nobody reads the commands.
         let _lock = StateLock::acquire(dir.path()).unwrap();
         let within = Duration::from_millis(200);
-        let error = send_within(dir.path(), &ack(), within).unwrap_err();
+        let error = send_within(dir.path(), &StoreLocation::StateFolder, &ack(), within).unwrap_err();
         assert!(
             matches!(&error, CommandError::TimedOut { state, within: waited, unwritable: None }
                 if state == dir.path() && *waited == within),
@@ -144,7 +151,7 @@ mod tests {
                 dir.path().display()
             )
         );
-        let store = Store::open(dir.path()).unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
         assert!(store.pending_commands(chrono::Utc::now()).unwrap().is_empty(), "the command was left to run later");
     }
 
@@ -157,7 +164,7 @@ mod tests {
         // its store open before anyone sends it a command.
         let (opened, ready) = std::sync::mpsc::channel();
         let engine = std::thread::spawn(move || {
-            let store = Store::open(&state).unwrap();
+            let store = crate::store::Store::open(&state).unwrap();
             opened.send(()).unwrap();
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(30) {
@@ -169,7 +176,7 @@ mod tests {
             }
         });
         ready.recv().unwrap();
-        let error = send_within(dir.path(), &ack(), Duration::from_secs(30)).unwrap_err();
+        let error = send_within(dir.path(), &StoreLocation::StateFolder, &ack(), Duration::from_secs(30)).unwrap_err();
         engine.join().unwrap();
         assert!(matches!(&error, CommandError::Refused(words) if words == "no alert 1"), "{error:?}");
         assert_eq!(error.to_string(), "no alert 1");
@@ -180,7 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("not-a-folder");
         std::fs::write(&file, "x").unwrap();
-        let error = send_within(&file, &ack(), Duration::from_millis(200)).unwrap_err();
+        let error = send_within(&file, &StoreLocation::StateFolder, &ack(), Duration::from_millis(200)).unwrap_err();
         assert!(matches!(error, CommandError::StoreUnreachable(_)), "{error:?}");
     }
 }

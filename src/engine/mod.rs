@@ -25,13 +25,16 @@ pub use run::{INLINE_ROUTE, retry_delay};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::definition::{Registry, Workflow};
-use crate::store::{StateLock, Store, StoreError};
+use crate::store::{StateLock, StoreError, StoreLocation};
 use crate::tasks::SharedExecutor;
 
 pub struct EngineConfig {
     /// Where task processes start, and against which relative paths in the registry resolve.
     pub workflows_dir: PathBuf,
+    /// This host's logs, work files and lock; the records too unless `store` names a database.
     pub state_dir: PathBuf,
+    /// Where the records live (the state folder's SQLite file by default).
+    pub store: StoreLocation,
     pub clock: SharedClock,
     /// How many task attempts may run at once across all runs, unless the registry's `max_parallel_tasks`
     /// says otherwise.
@@ -58,6 +61,7 @@ impl EngineConfig {
         EngineConfig {
             workflows_dir: workflows_dir.into(),
             state_dir: state_dir.into(),
+            store: StoreLocation::StateFolder,
             clock: Arc::new(SystemClock),
             max_parallel: gates::default_max_parallel(),
             kill_grace: Duration::from_secs(5),
@@ -122,7 +126,7 @@ impl Engine {
         config.workflows_dir = std::path::absolute(&config.workflows_dir).map_err(StoreError::Io)?;
         config.state_dir = std::path::absolute(&config.state_dir).map_err(StoreError::Io)?;
         let lock = StateLock::acquire(&config.state_dir)?;
-        let store = Store::open(&config.state_dir)?;
+        let store = crate::store::open(&config.state_dir, &config.store)?;
         if config.subreaper && !crate::tasks::reclaim::become_subreaper() {
             tracing::warn!(
                 "cannot become the reaper of orphaned task processes: strays of a task are found only at the next start"

@@ -21,7 +21,7 @@ pub use labels::OTHER;
 
 use crate::definition::Catalog;
 use crate::engine::{CommitTimer, Engine};
-use crate::store::Store;
+use crate::store::{Store, StoreLocation};
 
 /// The metrics of one engine, from before it opens (its commit timer goes into its config) to its end.
 pub struct Metrics {
@@ -70,7 +70,7 @@ impl Metrics {
 
     /// Follows the engine's events and serves `/metrics` until the runtime ends. Call it right after the
     /// engine opens, before its workflows start, so no event is missed.
-    pub fn serve(mut self, engine: &Engine, workflows: &Path, state: &Path) {
+    pub fn serve(mut self, engine: &Engine, workflows: &Path, state: &Path, location: &StoreLocation) {
         let Some(listener) = self.listener.take() else { return };
         match listener.local_addr() {
             Ok(address) if address.ip().is_loopback() => tracing::info!("serving metrics at http://{address}/metrics"),
@@ -81,7 +81,7 @@ impl Metrics {
         }
         let mut events = engine.subscribe();
         let mut view = self.view(workflows);
-        match Store::open(state) {
+        match crate::store::open(state, location) {
             Ok(store) => view = view.with_store(store),
             Err(error) => tracing::warn!(
                 "metrics: the store cannot be read ({error}): runs resumed from an earlier engine are labelled `{OTHER}`"
@@ -102,19 +102,20 @@ impl Metrics {
         if let Err(error) = spawned {
             tracing::error!("metrics: cannot start the event thread: {error}");
         }
-        http::spawn(listener, self.scrape(state));
+        http::spawn(listener, self.scrape(state, location));
     }
 
     fn view(&self, workflows: &Path) -> view::EventView {
         view::EventView::new(self.families.clone(), self.known.clone(), workflows.to_path_buf(), self.since)
     }
 
-    fn scrape(&self, state: &Path) -> Scrape {
+    fn scrape(&self, state: &Path, location: &StoreLocation) -> Scrape {
         Scrape {
             families: self.families.clone(),
             registry: self.registry.clone(),
             known: self.known.clone(),
             state: state.to_path_buf(),
+            location: location.clone(),
             store: Arc::new(Mutex::new(None)),
         }
     }
@@ -137,6 +138,7 @@ struct Scrape {
     registry: Arc<Registry>,
     known: Arc<RwLock<Known>>,
     state: PathBuf,
+    location: StoreLocation,
     /// Opened at the first scrape, then kept.
     store: Arc<Mutex<Option<Store>>>,
 }
@@ -147,7 +149,7 @@ impl Scrape {
         // One scrape at a time: the gauges are cleared and filled again for each.
         let mut store = self.store.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if store.is_none() {
-            *store = Some(Store::open(&self.state).map_err(|error| error.to_string())?);
+            *store = Some(crate::store::open(&self.state, &self.location).map_err(|error| error.to_string())?);
         }
         let gauges = store.as_ref().expect("opened above").gauges().map_err(|error| error.to_string())?;
         self.set_gauges(&gauges);

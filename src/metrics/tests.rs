@@ -117,7 +117,7 @@ fn served() -> Served {
     let address = listener.local_addr().unwrap();
     {
         let _entered = runtime.enter();
-        http::spawn(listener, metrics.scrape(&state));
+        http::spawn(listener, metrics.scrape(&state, &crate::store::StoreLocation::StateFolder));
     }
     Served { _dir: dir, _runtime: runtime, address }
 }

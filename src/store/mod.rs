@@ -13,6 +13,7 @@ mod coordination;
 mod location;
 mod lock;
 mod logs;
+mod open;
 mod postgres;
 mod records;
 mod sqlite;
@@ -29,6 +30,7 @@ pub use coordination::{Coordination, EngineId, Term};
 pub use location::{DatabaseUrl, StoreLocation};
 pub use lock::{LOCK_FILE, StateLock};
 pub use logs::{LocalLogs, LogReader};
+pub use open::{open, peek};
 pub use records::*;
 pub use sqlite::DATABASE_FILE;
 

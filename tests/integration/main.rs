@@ -3,6 +3,7 @@
 
 mod backfill;
 mod cli_gates;
+mod cli_postgres;
 mod cli_runs;
 mod common;
 mod completion;
