@@ -151,7 +151,6 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         logger: tui_logger::TuiWidgetState::new()
             .set_level_for_target("conveyor::engine::actor::durability", tui_logger::LevelFilter::Warn),
         watcher: monitor::Watcher::default(),
-        requested_runs: Default::default(),
         failure: None,
         input,
         repaint: false,
@@ -228,7 +227,6 @@ struct Console {
     logger: tui_logger::TuiWidgetState,
     /// What the engine log has said, so that only changes make lines.
     watcher: monitor::Watcher,
-    requested_runs: std::collections::HashSet<String>,
     /// Stops the input thread while a pager has the terminal.
     input: Arc<pager::InputGate>,
     /// The screen was given away (to a pager): clear it and draw everything at the next frame.
@@ -320,7 +318,6 @@ impl Console {
                 }
             }
             Message::RunLoaded(run, tasks, attempts) => {
-                self.requested_runs.remove(&run);
                 if let Some(effect) = self.model.run_loaded(run, tasks, attempts) {
                     self.effect(effect);
                 }
@@ -513,7 +510,7 @@ impl Console {
     /// The selected run's tasks come from the store when the snapshot did not carry them.
     fn request_selected_run(&mut self) {
         let Some(run) = self.model.selected_run() else { return };
-        if self.model.tasks.contains_key(&run.id) || self.requested_runs.contains(&run.id) {
+        if self.model.tasks.contains_key(&run.id) || self.model.loading.contains_key(&run.id) {
             return;
         }
         let id = run.id.clone();
@@ -521,7 +518,6 @@ impl Console {
     }
 
     fn load_run(&mut self, run: String) {
-        self.requested_runs.insert(run.clone());
         self.model.loading.entry(run.clone()).or_default().reads += 1;
         let (store, tx) = (self.store.clone(), self.tx.clone());
         tokio::task::spawn_blocking(move || {

@@ -28,15 +28,51 @@ impl<Redo> Default for Batch<Redo> {
 }
 
 impl<Redo> Batch<Redo> {
-    /// Opens the batch; whether its transaction may begin now. While earlier writes wait to be written again,
-    /// later ones must not overtake them: they only join the redo list.
-    pub fn open(&mut self) -> bool {
-        self.open = true;
-        if !self.redo.is_empty() {
-            self.live = false;
+    /// Opens the batch and begins its transaction with `begin`. While earlier writes wait to be written again,
+    /// later ones must not overtake them: no transaction begins, they only join the redo list.
+    pub fn begin(cell: &RefCell<Self>, begin: impl FnOnce() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut batch = cell.borrow_mut();
+        batch.open = true;
+        if !batch.redo.is_empty() {
+            batch.live = false;
+            return Ok(());
+        }
+        match begin() {
+            Ok(()) => {
+                batch.live = true;
+                Ok(())
+            }
+            Err(error) => {
+                batch.failed(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Closes the batch, committing its live transaction with `commit` (the fail point `store.commit` stands
+    /// in for a commit that fails). True when that took every write; false when they wait, and the backend
+    /// writes them again (`retry_pending`).
+    pub fn commit(cell: &RefCell<Self>, commit: impl FnOnce() -> Result<(), StoreError>) -> bool {
+        let mut batch = cell.borrow_mut();
+        batch.open = false;
+        if !batch.live {
             return false;
         }
-        true
+        batch.live = false;
+        let committed = match crate::failpoint::hit("store.commit") {
+            Some(crate::failpoint::Action::Error) => Err(StoreError::Unavailable("fail point store.commit".into())),
+            _ => commit(),
+        };
+        match committed {
+            Ok(()) => {
+                Batch::committed(batch);
+                true
+            }
+            Err(error) => {
+                batch.failed(&error);
+                false
+            }
+        }
     }
 
     /// A write or commit failed: nothing more of this batch runs live, and the reason is kept for the write

@@ -132,7 +132,14 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
 
 /// Processes of this attempt that left its group (`setsid`, a double fork) and outlived it: stopped too.
 async fn stop_leftovers(attempt: &Attempt, log: &LogSink, grace: Duration) {
-    let strays: Vec<i32> = super::reclaim::leftovers(&attempt.state_id).into_iter().map(|stray| stray.pid).collect();
+    // Most attempts leave nothing: only then is the scan, which may wait on a process inside `exec`, sent off
+    // the runtime's threads.
+    if !super::reclaim::adopted_any() {
+        return;
+    }
+    let state_id = attempt.state_id.clone();
+    let found = tokio::task::spawn_blocking(move || super::reclaim::leftovers(&state_id)).await.unwrap_or_default();
+    let strays: Vec<i32> = found.into_iter().map(|stray| stray.pid).collect();
     if strays.is_empty() {
         return;
     }

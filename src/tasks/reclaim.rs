@@ -183,7 +183,14 @@ fn adopted() -> Vec<i32> {
     orphans
 }
 
-/// Adopted orphans of this state folder whose attempt is no longer running: what attempts left behind.
+/// Whether this process has adopted any orphan at all: the cheap question before `leftovers`, which may wait
+/// a moment on a process caught inside `exec`.
+pub fn adopted_any() -> bool {
+    SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) && !adopted().is_empty()
+}
+
+/// Adopted orphans of this state folder whose attempt is no longer running: what attempts left behind. May
+/// sleep up to 50 ms (`marker_of_settled`): call it off the runtime's threads.
 pub fn leftovers(state_id: &str) -> Vec<Stray> {
     if !SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) {
         return Vec::new();

@@ -19,47 +19,13 @@ impl PgStore {
     /// Opens a batch. PostgreSQL's READ COMMITTED gives each statement the latest committed rows, so a step
     /// never reads a snapshot another writer has moved past.
     pub(super) fn begin_batch(&self) -> Result<()> {
-        let mut batch = self.batch.borrow_mut();
-        if !batch.open() {
-            return Ok(());
-        }
-        match self.worker.run(Conn::begin) {
-            Ok(()) => {
-                batch.live = true;
-                Ok(())
-            }
-            Err(error) => {
-                batch.failed(&error);
-                Err(error)
-            }
-        }
+        Batch::begin(&self.batch, || self.worker.run(Conn::begin))
     }
 
+    /// Commits the batch. On failure the batch's writes are kept: `retry_pending` (which rolls back what is
+    /// left of the transaction first) writes them again.
     pub(super) fn commit_batch(&self) -> Result<()> {
-        let mut batch = self.batch.borrow_mut();
-        batch.open = false;
-        if batch.live {
-            batch.live = false;
-            let committed = match crate::failpoint::hit("store.commit") {
-                Some(crate::failpoint::Action::Error) => {
-                    let _ = self.worker.run(|conn| {
-                        conn.rollback();
-                        Ok(())
-                    });
-                    Err(StoreError::Unavailable("fail point store.commit".into()))
-                }
-                _ => self.worker.run(Conn::commit),
-            };
-            match committed {
-                Ok(()) => {
-                    Batch::committed(batch);
-                    return Ok(());
-                }
-                Err(error) => batch.failed(&error),
-            }
-        }
-        drop(batch);
-        self.retry_pending()
+        if Batch::commit(&self.batch, || self.worker.run(Conn::commit)) { Ok(()) } else { self.retry_pending() }
     }
 
     pub(super) fn take_trouble(&self) -> Option<String> {

@@ -20,44 +20,17 @@ impl SqliteStore {
     /// write lock is taken now (`BEGIN IMMEDIATE`), so a step never reads a snapshot that another writer
     /// has moved past before it writes.
     pub(super) fn begin_batch(&self) -> Result<()> {
-        let mut batch = self.batch.borrow_mut();
-        if !batch.open() {
-            return Ok(());
-        }
-        match self.connection.execute_batch("BEGIN IMMEDIATE") {
-            Ok(()) => {
-                batch.live = true;
-                Ok(())
-            }
-            Err(error) => {
-                let error = StoreError::from(error);
-                batch.failed(&error);
-                Err(error)
-            }
-        }
+        Batch::begin(&self.batch, || Ok(self.connection.execute_batch("BEGIN IMMEDIATE")?))
     }
 
-    /// Commits the batch. On failure the batch's writes are kept: `retry_pending` writes them again.
+    /// Commits the batch. On failure the batch's writes are kept: `retry_pending` writes them again (and
+    /// says why, a database file replaced under the store included).
     pub(super) fn commit_batch(&self) -> Result<()> {
-        let mut batch = self.batch.borrow_mut();
-        batch.open = false;
-        self.check_identity()?;
-        if batch.live {
-            batch.live = false;
-            let committed = match crate::failpoint::hit("store.commit") {
-                Some(crate::failpoint::Action::Error) => Err(StoreError::Unavailable("fail point store.commit".into())),
-                _ => self.connection.execute_batch("COMMIT").map_err(StoreError::from),
-            };
-            match committed {
-                Ok(()) => {
-                    Batch::committed(batch);
-                    return Ok(());
-                }
-                Err(error) => batch.failed(&error),
-            }
-        }
-        drop(batch);
-        self.retry_pending()
+        let committed = Batch::commit(&self.batch, || {
+            self.check_identity()?;
+            Ok(self.connection.execute_batch("COMMIT")?)
+        });
+        if committed { Ok(()) } else { self.retry_pending() }
     }
 
     /// The first failure since the last call, if any: a step that had to wait for the store, even if its
