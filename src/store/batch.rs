@@ -129,6 +129,7 @@ impl<Redo> Batch<Redo> {
 pub(super) fn unavailable(error: StoreError) -> StoreError {
     match error {
         StoreError::Replaced(path) => StoreError::Replaced(path),
+        StoreError::Fenced(why) => StoreError::Fenced(why),
         StoreError::Unavailable(why) => StoreError::Unavailable(why),
         other => StoreError::Unavailable(other.to_string()),
     }

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::Result;
 
 /// An engine as the store knows it, from `join` on.
@@ -15,7 +17,32 @@ pub struct EngineId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Term(pub u64);
 
+/// An engine registered in a shared store, as the Engines view and `conveyor engines` show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineRecord {
+    pub id: EngineId,
+    pub host: String,
+    pub pid: u32,
+    pub routes: Vec<String>,
+    pub started_at: DateTime<Utc>,
+    /// On the database's clock.
+    pub heartbeat_at: DateTime<Utc>,
+    /// How long ago the database last heard from it (its clock, so hosts' clocks do not matter).
+    pub silent_for: chrono::Duration,
+    /// Whether it holds the scheduler's lease.
+    pub leads: bool,
+}
+
+/// The lease every engine sharing a store competes for: its holder fires schedules and runs the runs.
+pub const SCHEDULER_LEASE: &str = "scheduler";
+
 pub trait Coordination {
+    /// Whether several engines may share this store (and so must hold the scheduler's lease to act). False
+    /// for SQLite, whose state folder's lock already makes its engine the only one.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Registers this engine (its host, PID and the routes it can run attempts on) and returns its id.
     /// A multi-engine backend records it with a heartbeat, so others can tell when it is gone and rescue
     /// what it held. Joining again replaces the earlier registration of this store handle.
@@ -36,4 +63,26 @@ pub trait Coordination {
     /// Gives up the lease `name` if this engine holds it, so another can take it without waiting for it to
     /// lapse. Releasing a lease not held is not an error.
     fn release_lease(&self, name: &str) -> Result<()>;
+
+    /// From now on this handle writes for `engine` holding `lease` at `term`: every commit first checks, in
+    /// its own transaction and under a lock on the lease's row, that the lease is still that holding, and
+    /// fails with `StoreError::Fenced` if not. So a leader that lost its lease (paused past its expiry, cut
+    /// off from the database) cannot land a write after another engine has taken over. No-op for SQLite.
+    fn fence(&self, _engine: EngineId, _lease: &str, _term: Term) {}
+
+    /// Who holds `lease` now, and at which term (`None`: nobody, or it has lapsed).
+    fn lease_holder(&self, _lease: &str) -> Result<Option<(EngineId, Term)>> {
+        Ok(None)
+    }
+
+    /// Every registered engine, oldest first. Empty for SQLite (its one engine is the state folder's lock).
+    fn engines(&self) -> Result<Vec<EngineRecord>> {
+        Ok(Vec::new())
+    }
+
+    /// Removes this handle's registration (a clean stop): the others need not wait for its heartbeat to go
+    /// silent. No-op for SQLite.
+    fn leave(&self) -> Result<()> {
+        Ok(())
+    }
 }

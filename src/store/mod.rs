@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, SecondsFormat, Utc};
 
 pub use backend::{Backend, Records};
-pub use coordination::{Coordination, EngineId, Term};
+pub use coordination::{Coordination, EngineId, EngineRecord, SCHEDULER_LEASE, Term};
 pub use location::{DatabaseUrl, StoreLocation};
 pub use lock::{LOCK_FILE, StateLock};
 pub use logs::{LocalLogs, LogReader};
@@ -40,6 +40,10 @@ pub enum StoreError {
     /// said, in its words. Which database is an implementation detail of this module.
     #[error("store: {0}")]
     Database(String),
+    /// A write of a leader that no longer holds its lease: another engine leads now, so this one must stop
+    /// acting (and must not try the write again).
+    #[error("this engine no longer leads: {0}")]
+    Fenced(String),
     #[error("state folder: {0}")]
     Io(#[from] std::io::Error),
     #[error("another engine (PID {pid}) holds the state folder {}: stop it, or point --state elsewhere", state_dir.display())]

@@ -100,7 +100,7 @@ impl Actor {
     /// A commit failed: the first time, say so once (log and alert sinks; the store cannot keep the alert
     /// yet), and hold everything until the store takes the writes.
     fn store_refused(&mut self, error: StoreError) {
-        if let StoreError::Replaced(_) = error {
+        if let StoreError::Replaced(_) | StoreError::Fenced(_) = error {
             self.fatal = Some(error.to_string());
             return;
         }
@@ -154,8 +154,8 @@ impl Actor {
                     self.announce();
                     return StoreWait::Writable;
                 }
-                Err(StoreError::Replaced(path)) => {
-                    self.fatal = Some(StoreError::Replaced(path).to_string());
+                Err(error @ (StoreError::Replaced(_) | StoreError::Fenced(_))) => {
+                    self.fatal = Some(error.to_string());
                     return StoreWait::Writable;
                 }
                 Err(error) => {

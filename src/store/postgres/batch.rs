@@ -15,6 +15,45 @@ type Redo = Arc<dyn Fn(&mut Conn) -> Result<()> + Send + Sync>;
 
 pub(super) type SharedBatch = RefCell<Batch<Redo>>;
 
+/// The lease holding a leader's commits check (`Coordination::fence`).
+#[derive(Clone)]
+pub(super) struct Fence {
+    pub engine: i64,
+    pub lease: String,
+    pub term: i64,
+}
+
+impl Fence {
+    /// Inside the transaction about to commit: the lease is still this holding, and stays so until the commit
+    /// (`FOR SHARE` makes a takeover wait for it), so the commit lands before any new term or not at all.
+    fn check(&self, conn: &mut Conn) -> Result<()> {
+        let held = conn.query_opt(
+            "SELECT term FROM leases WHERE name = $1 AND holder = $2 AND term = $3 FOR SHARE",
+            &[&self.lease, &self.engine, &self.term],
+        )?;
+        if held.is_some() {
+            return Ok(());
+        }
+        let now = conn.query_opt("SELECT holder, term FROM leases WHERE name = $1", &[&self.lease])?;
+        let now = match now {
+            Some(row) => {
+                let holder: Option<i64> = super::rows::get(&row, "holder")?;
+                let term: i64 = super::rows::get(&row, "term")?;
+                match holder {
+                    Some(holder) => format!("engine {holder} holds the {} lease at term {term}", self.lease),
+                    None => format!("the {} lease was released (term {term})", self.lease),
+                }
+            }
+            None => format!("the {} lease is gone", self.lease),
+        };
+        conn.rollback();
+        Err(StoreError::Fenced(format!(
+            "its writes at term {} are refused: {now}; they are discarded and another engine carries on",
+            self.term
+        )))
+    }
+}
+
 impl PgStore {
     /// Opens a batch. PostgreSQL's READ COMMITTED gives each statement the latest committed rows, so a step
     /// never reads a snapshot another writer has moved past.
@@ -25,7 +64,16 @@ impl PgStore {
     /// Commits the batch. On failure the batch's writes are kept: `retry_pending` (which rolls back what is
     /// left of the transaction first) writes them again.
     pub(super) fn commit_batch(&self) -> Result<()> {
-        if Batch::commit(&self.batch, || self.worker.run(Conn::commit)) { Ok(()) } else { self.retry_pending() }
+        let fence = self.fence.borrow().clone();
+        let commit = || {
+            self.worker.run(move |conn| {
+                if let Some(fence) = &fence {
+                    fence.check(conn)?;
+                }
+                conn.commit()
+            })
+        };
+        if Batch::commit(&self.batch, commit) { Ok(()) } else { self.retry_pending() }
     }
 
     pub(super) fn take_trouble(&self) -> Option<String> {
@@ -40,6 +88,7 @@ impl PgStore {
     pub(super) fn retry_pending(&self) -> Result<()> {
         let mut batch = self.batch.borrow_mut();
         let redo = batch.redo.clone();
+        let fence = self.fence.borrow().clone();
         let replayed = self.worker.run(move |conn| {
             conn.rollback();
             if redo.is_empty() {
@@ -54,6 +103,9 @@ impl PgStore {
                     conn.rollback();
                     return Err(error);
                 }
+            }
+            if let Some(fence) = &fence {
+                fence.check(conn)?;
             }
             conn.commit()
         });

@@ -27,6 +27,8 @@ pub struct PgStore {
     batch: batch::SharedBatch,
     /// This handle's registration, from `join` on.
     engine: Cell<Option<EngineId>>,
+    /// The lease holding every commit of this handle checks first (`Coordination::fence`).
+    fence: std::cell::RefCell<Option<batch::Fence>>,
 }
 
 impl PgStore {
@@ -46,7 +48,13 @@ impl PgStore {
         let target = describe(&config);
         let worker = Worker::start(connection::with_defaults(config), target)?;
         worker.run(schema::migrate)?;
-        Ok(PgStore { worker, state_dir: state_dir.to_path_buf(), batch: Default::default(), engine: Cell::new(None) })
+        Ok(PgStore {
+            worker,
+            state_dir: state_dir.to_path_buf(),
+            batch: Default::default(),
+            engine: Cell::new(None),
+            fence: Default::default(),
+        })
     }
 
     pub(super) fn state_id(&self) -> Result<String> {
@@ -85,6 +93,10 @@ impl PgStore {
 /// database's clock) and `leases` (one holder at a time, a term that grows with every new holding). On a
 /// connection of its own, so each call commits at once whether or not a batch is open.
 impl Coordination for PgStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn join(&self, host: &str, pid: u32, routes: &[String]) -> Result<EngineId> {
         let (host, routes, earlier) = (host.to_string(), routes.to_vec(), self.engine.get());
         let id = self.worker.coordinate(move |conn| {
@@ -143,6 +155,69 @@ impl Coordination for PgStore {
                 &[&name, &me],
             )
         })?;
+        Ok(())
+    }
+
+    fn fence(&self, engine: EngineId, lease: &str, term: Term) {
+        self.engine.set(Some(engine));
+        *self.fence.borrow_mut() =
+            Some(batch::Fence { engine: engine.0 as i64, lease: lease.to_string(), term: term.0 as i64 });
+    }
+
+    fn lease_holder(&self, lease: &str) -> Result<Option<(EngineId, Term)>> {
+        let lease = lease.to_string();
+        let row = self.worker.coordinate(move |conn| {
+            conn.query_opt(
+                "SELECT holder, term FROM leases WHERE name = $1 AND holder IS NOT NULL AND expires_at > now()",
+                &[&lease],
+            )
+        })?;
+        row.map(|row| {
+            Ok((EngineId(rows::get::<i64>(&row, "holder")? as u64), Term(rows::get::<i64>(&row, "term")? as u64)))
+        })
+        .transpose()
+    }
+
+    fn engines(&self) -> Result<Vec<super::EngineRecord>> {
+        let found = self.worker.coordinate(|conn| {
+            conn.query(
+                "SELECT e.id, e.host, e.pid, e.routes, e.started_at, e.heartbeat_at,
+                        (EXTRACT(EPOCH FROM (now() - e.heartbeat_at)) * 1000)::bigint AS silent_ms,
+                        (l.holder IS NOT NULL) AS leads
+                 FROM engines e
+                 LEFT JOIN leases l ON l.name = $1 AND l.holder = e.id AND l.expires_at > now()
+                 ORDER BY e.id",
+                &[&super::SCHEDULER_LEASE],
+            )
+        })?;
+        found
+            .iter()
+            .map(|row| {
+                let silent: i64 = rows::get(row, "silent_ms")?;
+                Ok(super::EngineRecord {
+                    id: EngineId(rows::get::<i64>(row, "id")? as u64),
+                    host: rows::get(row, "host")?,
+                    pid: rows::get::<i64>(row, "pid")? as u32,
+                    routes: rows::get(row, "routes")?,
+                    started_at: rows::get(row, "started_at")?,
+                    heartbeat_at: rows::get(row, "heartbeat_at")?,
+                    silent_for: chrono::Duration::milliseconds(silent),
+                    leads: rows::get(row, "leads")?,
+                })
+            })
+            .collect()
+    }
+
+    fn leave(&self) -> Result<()> {
+        let Some(EngineId(me)) = self.engine.get() else { return Ok(()) };
+        let me = me as i64;
+        self.worker.coordinate(move |conn| {
+            conn.atomically(|conn| {
+                conn.execute("UPDATE leases SET holder = NULL, expires_at = now() WHERE holder = $1", &[&me])?;
+                conn.execute("DELETE FROM engines WHERE id = $1", &[&me])
+            })
+        })?;
+        self.engine.set(None);
         Ok(())
     }
 }

@@ -8,7 +8,8 @@ use super::rows::get;
 use crate::store::Result;
 
 /// Each entry moves the schema one version up; `schema_version` records where a database stands.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id text COLLATE "C" PRIMARY KEY,
     workflow text NOT NULL,
@@ -140,7 +141,22 @@ CREATE TABLE leases (
     term bigint NOT NULL,
     expires_at timestamptz NOT NULL
 );
-"#];
+"#,
+    r#"
+-- Which engine ran what (NULL: before engines registered, or SQLite's data copied over).
+ALTER TABLE runs ADD COLUMN engine bigint;
+ALTER TABLE attempts ADD COLUMN engine bigint;
+-- A task's log in pieces, so a console on any host reads any attempt's log.
+CREATE TABLE log_chunks (
+    run_id text COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    task text NOT NULL,
+    attempt bigint NOT NULL,
+    seq bigint NOT NULL,
+    bytes bytea NOT NULL,
+    PRIMARY KEY (run_id, task, attempt, seq)
+);
+"#,
+];
 
 /// Any number that names Conveyor's migrations among the database's advisory locks.
 const MIGRATION_LOCK: i64 = 0x636f_6e76_6579_6f72; // "conveyor"
