@@ -237,7 +237,8 @@ impl Records for PgStore {
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO workflow_state (workflow, paused, changed_at, scheduled_through) VALUES ($1, false, $2, $2)
-                 ON CONFLICT (workflow) DO UPDATE SET scheduled_through = excluded.scheduled_through",
+                 ON CONFLICT (workflow) DO UPDATE
+                    SET scheduled_through = GREATEST(workflow_state.scheduled_through, excluded.scheduled_through)",
                 &[&workflow, &ms(through)],
             )?;
             Ok(())

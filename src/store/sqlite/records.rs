@@ -310,7 +310,8 @@ impl Records for SqliteStore {
         self.write(move |connection| {
             connection.execute(
                 "INSERT INTO workflow_state (workflow, paused, changed_at, scheduled_through) VALUES (?1, 0, ?2, ?2)
-                 ON CONFLICT (workflow) DO UPDATE SET scheduled_through = excluded.scheduled_through",
+                 ON CONFLICT (workflow) DO UPDATE
+                    SET scheduled_through = max(coalesce(scheduled_through, ''), excluded.scheduled_through)",
                 params![workflow, timestamp(through)],
             )?;
             Ok(())
