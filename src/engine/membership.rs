@@ -92,6 +92,15 @@ impl Membership {
     /// returning, so the caller knows at once whether it leads. `None` for a store only one engine uses.
     pub fn join(state_dir: &std::path::Path, location: &StoreLocation) -> Result<Option<Membership>, StoreError> {
         let timing = Timing::from_env().map_err(StoreError::Database)?;
+        Membership::join_with(state_dir, location, timing)
+    }
+
+    /// `join` with the lease's timing given rather than read from `CONVEYOR_CLUSTER_TIMING`.
+    pub fn join_with(
+        state_dir: &std::path::Path,
+        location: &StoreLocation,
+        timing: Timing,
+    ) -> Result<Option<Membership>, StoreError> {
         let store = crate::store::open(state_dir, location)?;
         if !store.is_shared() {
             return Ok(None);

@@ -18,6 +18,7 @@ mod faults;
 mod gates;
 mod grants;
 mod hot_reload;
+mod leadership;
 mod llm;
 mod metrics;
 mod postgres;
