@@ -219,9 +219,12 @@ impl Bidder {
     /// One round: a heartbeat and a bid for the lease. `before` is the standing the last round gave.
     fn bid(&mut self, before: Option<&Standing>) -> Standing {
         let asked = Instant::now();
-        let was_leading = self.led;
         let outcome = self.store.heartbeat().and_then(|()| {
-            if !was_leading && self.hold_off_until.is_some_and(|until| asked < until) {
+            if self.failed_since.take().is_some() && !self.led {
+                // Back after an outage: the engine that led before it bids first.
+                self.hold_off_until = Some(asked + self.timing.ttl);
+            }
+            if !self.led && self.hold_off_until.is_some_and(|until| asked < until) {
                 return self.store.lease_holder(SCHEDULER_LEASE).map(|holder| Err(holder.map(|(engine, _)| engine)));
             }
             match self.store.hold_lease(SCHEDULER_LEASE, self.timing.ttl)? {
@@ -231,9 +234,6 @@ impl Bidder {
         });
         match outcome {
             Ok(won) => {
-                if self.failed_since.take().is_some() && !was_leading {
-                    self.hold_off_until = Some(Instant::now() + self.timing.ttl);
-                }
                 self.led = won.is_ok();
                 match won {
                     Ok(term) => Standing::Leading { term, until: self.timing.acting_until(asked) },
@@ -258,6 +258,10 @@ fn describe_change(before: &Standing, now: &Standing) {
         (Standing::Leading { term: was, .. }, Standing::Leading { term, .. }) if was == term => {}
         (Standing::Unreachable { .. }, Standing::Unreachable { .. }) => {}
         (_, Standing::Leading { term, .. }) => tracing::info!("this engine leads the cluster now (term {})", term.0),
+        (Standing::Leading { term, .. }, unsure @ Standing::Unreachable { .. }) => tracing::warn!(
+            "this engine cannot tell whether it still leads (it holds term {}): {unsure}; it acts again once the lease is renewed",
+            term.0
+        ),
         (Standing::Leading { term, .. }, other) => {
             tracing::warn!("this engine no longer leads (it held term {}): {other}", term.0)
         }
