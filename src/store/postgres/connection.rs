@@ -353,10 +353,42 @@ fn first_line(sql: &str) -> &str {
     sql.trim().lines().next().unwrap_or_default()
 }
 
-/// The default for `connect_timeout` when the address gives none.
+/// How long the server keeps a transaction of ours open while nothing is sent on it. An engine paused in the
+/// middle of a step (SIGSTOP, a frozen VM) would otherwise hold its rows' locks, and the engine that takes
+/// over would wait on them for as long as the pause lasts; ended by the server, the step's writes are written
+/// again by the redo list if the engine still leads, and refused by its term if not.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
+
+/// The defaults for what the address does not say: `connect_timeout`, and the idle transaction limit.
 pub(super) fn with_defaults(mut config: Config) -> Config {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_WITHIN);
     }
+    let limit = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis());
+    let options = match config.get_options() {
+        Some(given) if given.contains("idle_in_transaction_session_timeout") => given.to_string(),
+        Some(given) => format!("{given} {limit}"),
+        None => limit,
+    };
+    config.options(&options);
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn a_transaction_left_idle_is_ended_by_the_server_unless_the_address_says_otherwise() {
+        let config = with_defaults(Config::from_str("host=/run/pg dbname=c").unwrap());
+        assert_eq!(config.get_options(), Some("-c idle_in_transaction_session_timeout=10000"));
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_WITHIN));
+        let config = with_defaults(Config::from_str("host=/run/pg options='-c search_path=x'").unwrap());
+        assert_eq!(config.get_options(), Some("-c search_path=x -c idle_in_transaction_session_timeout=10000"));
+        let given = "-c idle_in_transaction_session_timeout=0";
+        let config = with_defaults(Config::from_str(&format!("host=/run/pg options='{given}'")).unwrap());
+        assert_eq!(config.get_options(), Some(given), "the operator's own limit wins");
+    }
 }
