@@ -80,6 +80,13 @@ pub trait Coordination {
         Ok(Vec::new())
     }
 
+    /// Told (`()`) when a command was queued by another shell, and once after each reconnection: a hint
+    /// that lets the engine take it at once; the engine keeps polling, as a hint can be lost. `None` where
+    /// the store cannot tell (SQLite: the engine polls).
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
+
     /// Removes this handle's registration (a clean stop): the others need not wait for its heartbeat to go
     /// silent. No-op for SQLite.
     fn leave(&self) -> Result<()> {

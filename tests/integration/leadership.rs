@@ -113,3 +113,67 @@ async fn an_engine_opens_only_while_it_leads_and_a_standby_takes_over_when_the_l
     let taken = Engine::open(config(dir_b.path(), &second), Default::default()).expect("the new leader opens");
     taken.shutdown().await;
 }
+
+/// Waits for the answer to command `id`, reading the store every 20 ms for at most 30 s.
+fn answer_of(store: &Store, id: i64) -> (bool, String) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(answer) = store.command_result(id).unwrap_or(None) {
+            return answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "command {id} was never taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_queued_from_another_shell_wakes_the_leader_even_after_its_listening_connection_was_killed() {
+    let db = database();
+    let location = StoreLocation::parse(&db.url).unwrap();
+    let (workflows, state, shell) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::write(
+        workflows.path().join("hello.toml"),
+        "id = \"Hello\"\n[trigger]\ntype = \"manual\"\n[[tasks]]\nname = \"Greet\"\nrun = 'true'\n",
+    )
+    .unwrap();
+    let catalog = conveyor::definition::load_folder(workflows.path());
+    let membership = Arc::new(Membership::join_with(state.path(), &location, FAST).unwrap().unwrap());
+    let mut config = EngineConfig::new(workflows.path(), state.path());
+    config.store = location.clone();
+    config.membership = Some(Arc::clone(&membership));
+    // No poll to speak of after the first: only a wake-up can bring a queued command in.
+    config.command_poll = Duration::from_secs(3600);
+    let engine = Engine::open(config, catalog.registry.clone()).unwrap();
+    for workflow in catalog.workflows {
+        engine.register(workflow);
+    }
+    engine.barrier().await.unwrap();
+
+    let trigger = serde_json::to_string(&conveyor::engine::Command::Trigger {
+        workflow: "Hello".into(),
+        input: None,
+        params: Default::default(),
+    })
+    .unwrap();
+    let other = Store::connect(&db.url, shell.path()).unwrap();
+    let queue = |other: &Store| {
+        let now = chrono::Utc::now();
+        let expires = now + chrono::Duration::seconds(60);
+        // A write on a connection found cut is not retried by the store (it may have landed): once here.
+        other
+            .enqueue_command(now, "tester", &trigger, expires)
+            .or_else(|_| other.enqueue_command(now, "tester", &trigger, expires))
+            .unwrap()
+    };
+    let first = queue(&other);
+    let (ok, outcome) = tokio::task::block_in_place(|| answer_of(&other, first));
+    assert!(ok && outcome.contains("started run"), "{outcome}");
+
+    // Every session is cut, the listening one included: it listens again, and looks once it has.
+    crate::postgres::kill_connections(&db);
+    let second = queue(&other);
+    let (ok, outcome) = tokio::task::block_in_place(|| answer_of(&other, second));
+    assert!(ok && outcome.contains("started run"), "{outcome}");
+    engine.shutdown().await;
+}

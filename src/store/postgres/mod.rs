@@ -5,6 +5,7 @@
 mod batch;
 mod connection;
 mod gauges;
+mod listen;
 mod records;
 mod rows;
 mod schema;
@@ -29,7 +30,13 @@ pub struct PgStore {
     engine: Cell<Option<EngineId>>,
     /// The lease holding every commit of this handle checks first (`Coordination::fence`).
     fence: std::cell::RefCell<Option<batch::Fence>>,
+    /// How to reach the database again, for the connection that listens for wake-ups.
+    config: Config,
+    target: String,
 }
+
+/// The channel a queued command is notified on.
+pub(super) const COMMANDS_CHANNEL: &str = "conveyor_commands";
 
 impl PgStore {
     /// Connects to the database at `address` (a `postgres://` URL or a `key=value` conninfo), migrating its
@@ -46,7 +53,8 @@ impl PgStore {
         })?;
         create_state_dir(state_dir)?;
         let target = describe(&config);
-        let worker = Worker::start(connection::with_defaults(config), target)?;
+        let config = connection::with_defaults(config);
+        let worker = Worker::start(config.clone(), target.clone())?;
         worker.run(schema::migrate)?;
         Ok(PgStore {
             worker,
@@ -54,6 +62,8 @@ impl PgStore {
             batch: Default::default(),
             engine: Cell::new(None),
             fence: Default::default(),
+            config,
+            target,
         })
     }
 
@@ -206,6 +216,16 @@ impl Coordination for PgStore {
                 })
             })
             .collect()
+    }
+
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match listen::listen(self.config.clone(), self.target.clone(), COMMANDS_CHANNEL) {
+            Ok(woken) => Some(woken),
+            Err(error) => {
+                tracing::warn!("cannot listen for wake-ups ({error}): queued commands are polled for");
+                None
+            }
+        }
     }
 
     fn leave(&self) -> Result<()> {
