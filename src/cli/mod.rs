@@ -311,11 +311,6 @@ pub fn run(cli: Cli) -> ExitCode {
         quiet_on_closed_pipe();
     }
     let location = || store_choice::chosen(cli.store.as_deref(), &workflows);
-    let on_postgres = |what: &str| {
-        fail(format!(
-            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` with `trigger`, `history`, `logs` and the run commands"
-        ))
-    };
     let location = match &cli.command {
         Some(Command::Validate { .. } | Command::List { .. } | Command::Next { .. })
         | Some(Command::Completions { .. } | Command::Man { .. }) => StoreLocation::StateFolder,
@@ -324,16 +319,14 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(error) => return fail(error),
         },
     };
-    let postgres = location != StoreLocation::StateFolder;
     match cli.command {
-        None if postgres => on_postgres("the console"),
         Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, &location, metrics.as_deref()),
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
         }
         Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&workflows)),
         Some(Command::List { json }) => list::run(&workflows, json),
-        None => crate::console::run(&workflows, &state),
+        None => crate::console::run(&workflows, &state, &location),
         Some(Command::Run(args)) => run::run(&workflows, &state, &location, &args),
         Some(Command::History { workflow, limit, json }) => {
             history::run(&state, &location, workflow.as_deref(), limit, json)

@@ -229,6 +229,8 @@ fn follow<T: PartialEq + Clone>(ids: &[T], selected: Option<T>, at: usize) -> (u
 
 pub struct Model {
     pub attached: bool,
+    /// The shared database the console is attached to (`user@host:port/db`), when it is one.
+    pub cluster: Option<String>,
     pub workflows: Vec<WorkflowRow>,
     pub paused: BTreeSet<String>,
     pub runs: HashMap<String, Vec<RunRecord>>,
@@ -289,6 +291,7 @@ impl Model {
     pub fn new(workflows: Vec<WorkflowRow>, attached: bool, now: DateTime<Utc>) -> Model {
         Model {
             attached,
+            cluster: None,
             workflows,
             paused: BTreeSet::new(),
             runs: HashMap::new(),

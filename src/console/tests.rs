@@ -1054,3 +1054,17 @@ fn a_read_of_a_runs_tasks_older_than_an_event_does_not_undo_the_event() {
     model.apply(&Event::Task(task(&new, "Score", 1, TaskState::Running, 1)));
     assert_eq!(model.tasks[&new.id][1].state, TaskState::Running);
 }
+
+#[test]
+fn attached_to_a_cluster_the_header_names_its_database_and_not_a_daemon() {
+    let mut fixture = fixture();
+    fixture.model.attached = true;
+    fixture.model.cluster = Some("ann@db.example:5432/conveyor".into());
+    let screen = render(&mut fixture.model, 120, 40, false);
+    let header = screen.lines().next().unwrap();
+    assert!(header.contains("cluster ann@db.example:5432/conveyor"), "{header}");
+    assert!(!header.contains("attached to a daemon"), "{header}");
+    fixture.model.cluster = None;
+    let header = render(&mut fixture.model, 120, 40, false).lines().next().unwrap().to_string();
+    assert!(header.contains("attached to a daemon"), "{header}");
+}

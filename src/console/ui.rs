@@ -117,7 +117,11 @@ pub(super) fn elapsed(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, 
 
 fn draw_header(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let theme = chrome.theme;
-    let engine = if model.attached { "attached to a daemon" } else { "embedded engine" };
+    let engine = match &model.cluster {
+        Some(place) => format!("cluster {place}"),
+        None if model.attached => "attached to a daemon".into(),
+        None => "embedded engine".into(),
+    };
     let running = model.active_runs();
     let alerts = model.unacknowledged_alerts();
     let mut spans = vec![

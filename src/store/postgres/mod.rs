@@ -222,6 +222,11 @@ impl Coordination for PgStore {
     }
 }
 
+/// `describe` of an address, if it can be read.
+pub(super) fn place(address: &str) -> Option<String> {
+    Config::from_str(address).ok().map(|config| describe(&config))
+}
+
 /// Where the database is, for messages and logs: user, host, port and database, never the password.
 fn describe(config: &Config) -> String {
     let host = match config.get_hosts().first() {
