@@ -155,6 +155,7 @@ async fn run_async(workflows: PathBuf, state: PathBuf, location: StoreLocation) 
         watcher: monitor::Watcher::default(),
         failure: None,
         input,
+        cluster_state: (location != StoreLocation::StateFolder).then(|| state.clone()),
         repaint: false,
         backfill: None,
     };
@@ -235,6 +236,9 @@ struct Console {
     watcher: monitor::Watcher,
     /// Stops the input thread while a pager has the terminal.
     input: Arc<pager::InputGate>,
+    /// This host's state folder, when the console is attached to a cluster: logs of other hosts are kept
+    /// there for the viewer.
+    cluster_state: Option<PathBuf>,
     /// The screen was given away (to a pager): clear it and draw everything at the next frame.
     repaint: bool,
     /// The brakes of the backfill `:backfill` started, while it walks.
@@ -441,6 +445,12 @@ impl Console {
                 None => self.model.set_status("no backfill is running".to_string()),
             },
             Effect::OpenLog { run, task, attempt, path, jump_to_error } => {
+                // A log written on another host is read through the store into this host's state folder:
+                // the engine's path names a folder of that host.
+                let path = match &self.cluster_state {
+                    Some(state) if !path.exists() => crate::store::log_path_in(state, &run, &task, attempt),
+                    _ => path,
+                };
                 let active = self.model.runs.values().flatten().any(|r| r.id == run && r.state.is_active());
                 let workflow = self.model.workflow_of_run(&run);
                 let mut view = LogView::new(run, task, attempt, path, active && !jump_to_error, jump_to_error);

@@ -251,6 +251,11 @@ fn a_console_on_postgres_attaches_to_the_cluster_shows_its_runs_and_its_trigger_
         screen.contains("cluster conveyor@") && screen.contains("Hello") && screen.contains("✓ succeeded")
     });
     assert!(!screen.contains(PASSWORD), "{screen}");
+    // The daemon's log files are not on the console's host: the log comes from the database.
+    std::fs::remove_dir_all(dir.path().join(".conveyor/logs")).unwrap();
+    tmux.keys(&["Enter", "l"]);
+    tmux.wait_for("the log read from the database", |screen| screen.contains("hello from postgres"));
+    tmux.keys(&["Escape", "Escape"]);
 
     tmux.keys(&["t"]);
     let started = Instant::now();

@@ -5,6 +5,7 @@
 mod batch;
 mod connection;
 mod gauges;
+mod logs;
 mod records;
 mod rows;
 mod schema;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
-use super::{Coordination, EngineId, LocalLogs, LogReader, Result, StoreError, Term, create_state_dir};
+use super::{Coordination, EngineId, LogReader, Result, StoreError, Term, create_state_dir};
 use connection::Worker;
 
 pub struct PgStore {
@@ -77,7 +78,7 @@ impl PgStore {
     }
 
     pub(super) fn logs(&self) -> Arc<dyn LogReader> {
-        Arc::new(LocalLogs)
+        Arc::new(logs::ClusterLogs(self.worker.reader()))
     }
 
     fn engine(&self) -> Result<i64> {

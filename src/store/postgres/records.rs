@@ -184,7 +184,12 @@ impl Records for PgStore {
 
     fn insert_attempt(&self, attempt: &AttemptRecord) -> Result<()> {
         let attempt = attempt.clone();
-        self.write(move |conn| upsert_attempt(conn, &attempt))
+        self.write(move |conn| {
+            conn.atomically(|conn| {
+                upsert_attempt(conn, &attempt)?;
+                super::logs::keep(conn, &attempt)
+            })
+        })
     }
 
     fn save_attempt_and_task(&self, attempt: &AttemptRecord, task: &TaskRecord) -> Result<()> {
@@ -192,6 +197,7 @@ impl Records for PgStore {
         self.write(move |conn| {
             conn.atomically(|conn| {
                 upsert_attempt(conn, &attempt)?;
+                super::logs::keep(conn, &attempt)?;
                 upsert_task(conn, &task)
             })
         })
