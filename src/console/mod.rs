@@ -638,5 +638,6 @@ pub fn read_snapshot(store: &Store, first: bool) -> Snapshot {
         attempts,
         alerts: store.alerts(200).unwrap_or_default(),
         paused: store.paused_workflows().unwrap_or_default(),
+        engines: store.engines().unwrap_or_default(),
     }
 }

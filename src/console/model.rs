@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::definition::{Catalog, Param, Trigger};
 use crate::engine::{Command, Event};
 use crate::state::{RunState, TaskState};
-use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
+use crate::store::{AlertRecord, AttemptRecord, EngineRecord, RunRecord, TaskRecord};
 
 use super::all_runs::AllRuns;
 use super::command_line::CommandLine;
@@ -139,6 +139,8 @@ pub struct Snapshot {
     pub attempts: Vec<AttemptRecord>,
     pub alerts: Vec<AlertRecord>,
     pub paused: BTreeSet<String>,
+    /// The engines sharing the store (none on SQLite).
+    pub engines: Vec<EngineRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -238,6 +240,8 @@ pub struct Model {
     pub attempts: HashMap<String, Vec<AttemptRecord>>,
     pub progress: HashMap<(String, String), f64>,
     pub alerts: Vec<AlertRecord>,
+    /// The engines registered in a shared store, as last read (none on SQLite).
+    pub engines: Vec<EngineRecord>,
     pub focus: Pane,
     /// Row indexes as drawn, derived from `selected` whenever rows change.
     pub cursor: Cursors,
@@ -299,6 +303,7 @@ impl Model {
             attempts: HashMap::new(),
             progress: HashMap::new(),
             alerts: Vec::new(),
+            engines: Vec::new(),
             focus: Pane::Workflows,
             cursor: Cursors::default(),
             selected: Selected::default(),
@@ -376,6 +381,14 @@ impl Model {
         self.attempts_of(run, task).into_iter().find(|a| a.attempt == attempt)
     }
 
+    /// An engine as an operator knows it: `host:pid` while it is registered, else its number (`#7`).
+    pub fn engine_name(&self, id: u64) -> String {
+        match self.engines.iter().find(|engine| engine.id.0 == id) {
+            Some(engine) => format!("{}:{}", engine.host, engine.pid),
+            None => format!("#{id}"),
+        }
+    }
+
     pub fn attempts_of(&self, run: &str, task: &str) -> Vec<&AttemptRecord> {
         self.attempts.get(run).map(|all| all.iter().filter(|a| a.task == task).collect()).unwrap_or_default()
     }
@@ -438,6 +451,7 @@ impl Model {
     pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
         self.paused = snapshot.paused;
         self.alerts = snapshot.alerts;
+        self.engines = snapshot.engines;
         let mut runs: HashMap<String, Vec<RunRecord>> = HashMap::new();
         for run in snapshot.runs {
             runs.entry(run.workflow.clone()).or_default().push(run);

@@ -404,3 +404,30 @@ async fn a_quiet_attempts_text_is_kept_as_its_log_when_it_has_no_file() {
     assert_eq!(chunks(&db, "r1").await.0, 1);
     assert_eq!(read_log(&other_host, "r1").unwrap(), "[conveyor] exit status 0\n");
 }
+
+#[tokio::test]
+async fn a_joined_store_records_which_engine_inserted_a_run_and_ran_an_attempt_and_a_shell_does_not_erase_it() {
+    let db = database();
+    let (_a, engine_host) = engine(&db.url, "host-a");
+    let me = engine_host.engines().unwrap().pop().expect("registered").id;
+    engine_host.insert_run(&run("r1"), &[]).unwrap();
+    let attempt = conveyor::store::AttemptRecord::started("r1", "T", 1, "svc", chrono::Utc::now(), "T.1.log".into());
+    engine_host.insert_attempt(&attempt).unwrap();
+    assert_eq!(engine_host.attempts("r1", None).unwrap()[0].engine, Some(me.0));
+    let client = db.connect().await.unwrap();
+    let row = client.query_one("SELECT engine FROM runs WHERE id = 'r1'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, Option<i64>>(0), Some(me.0 as i64));
+
+    // A shell (not joined) writing the attempt again leaves the engine that ran it.
+    let (_dir, shell) = open_on(&db);
+    shell.insert_attempt(&finished(attempt)).unwrap();
+    let read = shell.attempts("r1", None).unwrap().remove(0);
+    assert_eq!((read.engine, read.state), (Some(me.0), conveyor::state::AttemptState::Succeeded));
+}
+
+/// A store on `db` that has not joined, as a shell's command opens it.
+fn open_on(db: &TestDatabase) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&db.url, dir.path()).unwrap();
+    (dir, store)
+}

@@ -81,6 +81,11 @@ impl PgStore {
         Arc::new(logs::ClusterLogs(self.worker.reader()))
     }
 
+    /// The engine this handle writes for, if it has joined (or been fenced as one).
+    fn engine_id(&self) -> Option<i64> {
+        self.engine.get().map(|EngineId(id)| id as i64)
+    }
+
     fn engine(&self) -> Result<i64> {
         self.engine.get().map(|EngineId(id)| id as i64).ok_or_else(|| {
             StoreError::Database(
