@@ -4,6 +4,7 @@ mod backfill;
 mod complete;
 mod daemon;
 mod docs;
+mod engines;
 mod follow;
 mod gates;
 mod graph;
@@ -230,6 +231,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The engines sharing the store: host, PID, the routes each serves, how long since its last heartbeat
+    /// (on the database's clock), and which one leads. On the state folder's SQLite file there is one engine.
+    Engines,
 }
 
 /// Answers a shell asking for completions (`COMPLETE=bash conveyor -- …`) and exits; does nothing otherwise.
@@ -251,6 +255,7 @@ fn only_prints(command: Option<&Command>) -> bool {
                 | Command::Logs { .. }
                 | Command::Graph { .. }
                 | Command::Gates { .. }
+                | Command::Engines
                 | Command::Completions { .. }
                 | Command::Man { .. }
         )
@@ -343,6 +348,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &location, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &location, &target, false),
         Some(Command::Gates { json }) => gates::run(&state, &location, json),
+        Some(Command::Engines) => engines::run(&state, &location),
         Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &location, &args),
         Some(command) => remote::operate(&state, &location, command),
     }

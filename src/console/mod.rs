@@ -7,6 +7,7 @@ mod clipboard;
 mod command_line;
 mod config;
 mod details;
+mod engines;
 mod gate;
 mod graph;
 mod keymap;
@@ -36,6 +37,7 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
+pub use engines::ONE_ENGINE;
 pub use keymap::{Action, Keymap};
 pub use keys::{handle_key, handle_mouse};
 pub use layout::Areas;

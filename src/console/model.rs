@@ -57,6 +57,8 @@ pub enum View {
     Graph,
     /// Enter, `a` or `x` on a task waiting at a gate: its held items, to approve or reject.
     Gate,
+    /// `M`: the engines sharing the store.
+    Engines,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -242,6 +244,8 @@ pub struct Model {
     pub alerts: Vec<AlertRecord>,
     /// The engines registered in a shared store, as last read (none on SQLite).
     pub engines: Vec<EngineRecord>,
+    /// The row selected in the Engines view.
+    pub engine_row: usize,
     pub focus: Pane,
     /// Row indexes as drawn, derived from `selected` whenever rows change.
     pub cursor: Cursors,
@@ -304,6 +308,7 @@ impl Model {
             progress: HashMap::new(),
             alerts: Vec::new(),
             engines: Vec::new(),
+            engine_row: 0,
             focus: Pane::Workflows,
             cursor: Cursors::default(),
             selected: Selected::default(),

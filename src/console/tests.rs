@@ -1070,7 +1070,7 @@ fn attached_to_a_cluster_the_header_names_its_database_and_not_a_daemon() {
     assert!(header.contains("attached to a daemon"), "{header}");
 }
 
-fn engine(id: u64, host: &str, pid: u32, leads: bool) -> crate::store::EngineRecord {
+pub(super) fn engine(id: u64, host: &str, pid: u32, leads: bool) -> crate::store::EngineRecord {
     crate::store::EngineRecord {
         id: crate::store::EngineId(id),
         host: host.into(),
@@ -1087,7 +1087,6 @@ fn engine(id: u64, host: &str, pid: u32, leads: bool) -> crate::store::EngineRec
 fn tasks_and_details_name_the_engine_that_ran_each_attempt_only_when_engines_recorded_it() {
     let mut fixture = fixture();
     let model = &mut fixture.model;
-    press(model, "\n");
     let tasks_header = |screen: &str| {
         screen
             .lines()

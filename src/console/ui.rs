@@ -58,6 +58,7 @@ pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) {
             View::AllRuns => super::all_runs::draw(frame, areas.body, hints, model, chrome),
             View::Graph => super::graph::draw(frame, areas.body, hints, model, chrome),
             View::Gate => super::gate::draw(frame, areas.body, hints, model, chrome),
+            View::Engines => super::engines::draw(frame, areas.body, hints, model, chrome),
         }
         if let (Some(popup), Some(rect)) = (&model.popup, areas.popup) {
             draw_popup(frame, rect, popup, chrome);

@@ -278,3 +278,38 @@ fn a_console_on_postgres_attaches_to_the_cluster_shows_its_runs_and_its_trigger_
     let stderr = daemon.stop();
     assert!(stderr.contains("command from"), "the daemon carried out the console's command: {stderr}");
 }
+
+#[test]
+fn engines_lists_the_engines_sharing_the_database_and_marks_the_leader() {
+    let db = database();
+    let dir = folder();
+    let joined = |host: &str, pid: u32, routes: &[&str]| {
+        let state = tempfile::tempdir().unwrap();
+        let store = conveyor::store::Store::connect(&db.url, state.path()).unwrap();
+        store.join(host, pid, &routes.iter().map(|route| route.to_string()).collect::<Vec<_>>()).unwrap();
+        (state, store)
+    };
+    let (_a, first) = joined("host-a", 1111, &["process", "http"]);
+    let (_b, second) = joined("gpu-host", 2222, &["GpuService"]);
+    first.hold_lease("scheduler", Duration::from_secs(60)).unwrap().expect("a free lease");
+
+    let store = with_password(&db.url);
+    let listed = conveyor_in(dir.path(), &["engines", "--store", &store], &[]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let table = text(&listed.stdout);
+    let line = |host: &str| table.lines().find(|line| line.contains(host)).unwrap_or_default().to_string();
+    assert!(table.lines().next().unwrap().starts_with("ENGINE"), "{table}");
+    let (a, b) = (line("host-a"), line("gpu-host"));
+    assert!(a.contains("1111") && a.contains("process, http") && a.contains("leader"), "{table}");
+    assert!(b.contains("2222") && b.contains("GpuService") && !b.contains("leader"), "{table}");
+    assert!(a.contains("s ago") && b.contains("s ago"), "heartbeat ages: {table}");
+    assert!(!table.contains(PASSWORD) && !text(&listed.stderr).contains(PASSWORD));
+
+    second.leave().unwrap();
+    let listed = conveyor_in(dir.path(), &["engines", "--store", &store], &[]);
+    assert!(!text(&listed.stdout).contains("gpu-host"), "an engine that left is gone: {}", text(&listed.stdout));
+
+    let local = conveyor_in(dir.path(), &["engines"], &[]);
+    assert_eq!(local.status.code(), Some(0));
+    assert!(text(&local.stdout).starts_with("one engine: this state folder's"), "{}", text(&local.stdout));
+}
