@@ -253,6 +253,9 @@ fn a_console_on_postgres_attaches_to_the_cluster_shows_its_runs_and_its_trigger_
     assert!(!screen.contains(PASSWORD), "{screen}");
     // The daemon's log files are not on the console's host: the log comes from the database.
     std::fs::remove_dir_all(dir.path().join(".conveyor/logs")).unwrap();
+    let id = first["id"].as_str().unwrap();
+    let logs = conveyor_in(console_dir.path(), &["logs", "--store", &store, id, "Greet"], &[]);
+    assert!(text(&logs.stdout).contains("hello from postgres"), "{}{}", text(&logs.stdout), text(&logs.stderr));
     tmux.keys(&["Enter", "l"]);
     tmux.wait_for("the log read from the database", |screen| screen.contains("hello from postgres"));
     tmux.keys(&["Escape", "Escape"]);
