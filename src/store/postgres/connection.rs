@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{Arc, Weak, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,8 +32,38 @@ struct Connections {
 
 /// The thread that owns the connections; store calls run on it one at a time.
 pub(super) struct Worker {
-    jobs: Option<mpsc::Sender<Job>>,
+    /// Shared only weakly (`Reader`), so the thread still ends when the store is dropped.
+    jobs: Option<Arc<mpsc::Sender<Job>>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Reads on the store's thread for something that may outlive the store (a `LogReader` handed out by it):
+/// once the store is gone, its reads fail instead of keeping the thread alive.
+#[derive(Clone)]
+pub(super) struct Reader(Weak<mpsc::Sender<Job>>);
+
+impl Reader {
+    pub fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static) -> Result<T> {
+        let jobs = self.0.upgrade().ok_or_else(gone)?;
+        send(&jobs, move |connections| work(&mut connections.records))
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Unavailable("the PostgreSQL connection's thread is gone".into())
+}
+
+fn send<T: Send + 'static>(
+    jobs: &mpsc::Sender<Job>,
+    work: impl FnOnce(&mut Connections) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move |connections| {
+        let _ = reply.send(work(connections));
+    });
+    jobs.send(job).map_err(|_| gone())?;
+    // Every wait on the thread is bounded (ANSWER_WITHIN, CONNECT_WITHIN), so this returns.
+    answer.recv().map_err(|_| gone())?
 }
 
 impl Worker {
@@ -66,7 +96,7 @@ impl Worker {
                 }
             })
             .map_err(StoreError::Io)?;
-        Ok(Worker { jobs: Some(jobs), thread: Some(thread) })
+        Ok(Worker { jobs: Some(Arc::new(jobs)), thread: Some(thread) })
     }
 
     /// Runs `work` on the records' connection and waits for its answer.
@@ -83,14 +113,12 @@ impl Worker {
     }
 
     fn send<T: Send + 'static>(&self, work: impl FnOnce(&mut Connections) -> Result<T> + Send + 'static) -> Result<T> {
-        let gone = || StoreError::Unavailable("the PostgreSQL connection's thread is gone".into());
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |connections| {
-            let _ = reply.send(work(connections));
-        });
-        self.jobs.as_ref().ok_or_else(gone)?.send(job).map_err(|_| gone())?;
-        // Every wait on the thread is bounded (ANSWER_WITHIN, CONNECT_WITHIN), so this returns.
-        answer.recv().map_err(|_| gone())?
+        send(self.jobs.as_ref().ok_or_else(gone)?, work)
+    }
+
+    /// A handle for reads that does not keep the thread alive.
+    pub fn reader(&self) -> Reader {
+        Reader(self.jobs.as_ref().map(Arc::downgrade).unwrap_or_default())
     }
 }
 

@@ -6,6 +6,7 @@ mod batch;
 mod connection;
 mod gauges;
 mod listen;
+mod logs;
 mod records;
 mod rows;
 mod schema;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
-use super::{Coordination, EngineId, LocalLogs, LogReader, Result, StoreError, Term, create_state_dir};
+use super::{Coordination, EngineId, LogReader, Result, StoreError, Term, create_state_dir};
 use connection::Worker;
 
 pub struct PgStore {
@@ -87,7 +88,12 @@ impl PgStore {
     }
 
     pub(super) fn logs(&self) -> Arc<dyn LogReader> {
-        Arc::new(LocalLogs)
+        Arc::new(logs::ClusterLogs(self.worker.reader()))
+    }
+
+    /// The engine this handle writes for, if it has joined (or been fenced as one).
+    fn engine_id(&self) -> Option<i64> {
+        self.engine.get().map(|EngineId(id)| id as i64)
     }
 
     fn engine(&self) -> Result<i64> {
@@ -240,6 +246,11 @@ impl Coordination for PgStore {
         self.engine.set(None);
         Ok(())
     }
+}
+
+/// `describe` of an address, if it can be read.
+pub(super) fn place(address: &str) -> Option<String> {
+    Config::from_str(address).ok().map(|config| describe(&config))
 }
 
 /// Where the database is, for messages and logs: user, host, port and database, never the password.

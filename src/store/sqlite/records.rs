@@ -111,6 +111,7 @@ fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
         prompt_tokens: row.get::<_, Option<i64>>("prompt_tokens")?.map(|tokens| tokens.max(0) as u64),
         completion_tokens: row.get::<_, Option<i64>>("completion_tokens")?.map(|tokens| tokens.max(0) as u64),
         log_text: row.get("log_text")?,
+        engine: None,
     })
 }
 
