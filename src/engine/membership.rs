@@ -26,6 +26,9 @@ impl Default for Timing {
     }
 }
 
+/// How long an engine the database no longer hears from stays in the list (and the Engines view).
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
 /// The environment variable that overrides the timing: `TTL_MS,RENEW_MS` (tests take over in seconds).
 pub const TIMING_VARIABLE: &str = "CONVEYOR_CLUSTER_TIMING";
 
@@ -228,7 +231,13 @@ impl Bidder {
                 return self.store.lease_holder(SCHEDULER_LEASE).map(|holder| Err(holder.map(|(engine, _)| engine)));
             }
             match self.store.hold_lease(SCHEDULER_LEASE, self.timing.ttl)? {
-                Some(term) => Ok(Ok(term)),
+                Some(term) => {
+                    // The leader tidies the list; a failure here costs nothing but a longer list.
+                    if let Err(error) = self.store.forget_engines(FORGET_AFTER) {
+                        tracing::debug!("forgetting engines gone for long failed: {error}");
+                    }
+                    Ok(Ok(term))
+                }
                 None => self.store.lease_holder(SCHEDULER_LEASE).map(|holder| Err(holder.map(|(engine, _)| engine))),
             }
         });

@@ -87,6 +87,12 @@ pub trait Coordination {
         None
     }
 
+    /// Removes engines the database has not heard from for `silent_for` (killed, their host gone): the
+    /// Engines view keeps a dead one that long, so an operator sees it went. No-op for SQLite.
+    fn forget_engines(&self, _silent_for: Duration) -> Result<u64> {
+        Ok(0)
+    }
+
     /// Removes this handle's registration (a clean stop): the others need not wait for its heartbeat to go
     /// silent. No-op for SQLite.
     fn leave(&self) -> Result<()> {

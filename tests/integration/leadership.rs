@@ -77,8 +77,12 @@ fn engines_list_each_other_and_the_leader() {
         engines.iter().map(|engine| (engine.id, engine.host.as_str(), engine.pid, engine.leads)).collect();
     assert_eq!(listed, [(id_a, "host-a", 11, false), (id_b, "host-b", 22, true)]);
     assert_eq!(engines[1].routes, ["gpu"]);
+    assert_eq!(a.forget_engines(Duration::from_secs(3600)).unwrap(), 0, "both were heard from just now");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(a.forget_engines(Duration::from_millis(10)).unwrap(), 1, "only the silent one that does not lead");
+    assert_eq!(a.engines().unwrap().iter().map(|engine| engine.id).collect::<Vec<_>>(), [id_b]);
     b.leave().unwrap();
-    assert_eq!(a.engines().unwrap().len(), 1, "an engine that leaves is gone from the list");
+    assert!(a.engines().unwrap().is_empty(), "an engine that leaves is gone from the list");
     assert_eq!(a.lease_holder(SCHEDULER_LEASE).unwrap(), None, "and its lease is free at once");
 }
 

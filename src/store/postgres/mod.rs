@@ -224,6 +224,17 @@ impl Coordination for PgStore {
             .collect()
     }
 
+    fn forget_engines(&self, silent_for: Duration) -> Result<u64> {
+        let silent_ms = i64::try_from(silent_for.as_millis()).unwrap_or(i64::MAX);
+        self.worker.coordinate(move |conn| {
+            conn.execute(
+                "DELETE FROM engines WHERE heartbeat_at < now() - $1::bigint * interval '1 millisecond'
+                    AND id NOT IN (SELECT holder FROM leases WHERE holder IS NOT NULL)",
+                &[&silent_ms],
+            )
+        })
+    }
+
     fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
         match listen::listen(self.config.clone(), self.target.clone(), COMMANDS_CHANNEL) {
             Ok(woken) => Some(woken),
