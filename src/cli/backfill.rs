@@ -182,7 +182,9 @@ fn open_engine(workflows: &Path, state: &Path, location: &StoreLocation) -> Resu
             }
             Ok(Target::Own(engine))
         }
-        Err(crate::engine::EngineError::Store(StoreError::Locked { .. })) => Ok(Target::Daemon(state.to_path_buf())),
+        Err(crate::engine::EngineError::Store(StoreError::Locked { .. }) | crate::engine::EngineError::Standby(_)) => {
+            Ok(Target::Daemon(state.to_path_buf()))
+        }
         Err(error) => Err(error.to_string()),
     }
 }

@@ -2,12 +2,13 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::fail;
-use crate::definition::load_folder;
-use crate::engine::{Engine, EngineConfig, Event};
+use crate::definition::{Catalog, load_folder};
+use crate::engine::{Engine, EngineConfig, EngineError, Event, Membership};
 use crate::metrics::Metrics;
 use crate::store::StoreLocation;
 
@@ -28,64 +29,48 @@ pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, metrics: Op
             Ok(metrics) => metrics,
             Err(error) => return fail(error),
         };
-        let mut config = EngineConfig::new(workflows, state);
-        config.subreaper = true;
-        config.store = location.clone();
-        config.commit_timer = metrics.as_ref().map(Metrics::commit_timer);
-        let engine = match Engine::open(config, catalog.registry.clone()) {
-            Ok(engine) => engine,
+        let membership = match Membership::join(state, location) {
+            Ok(membership) => membership.map(Arc::new),
             Err(error) => return fail(error),
         };
-        if let Some(metrics) = metrics {
-            metrics.serve(&engine, workflows, state, location);
-        }
         let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
             _ => return fail("cannot listen for SIGTERM and SIGINT"),
         };
-        let count = catalog.workflows.len();
-        let mut broken: Vec<String> = catalog.broken.keys().map(|file| file.display().to_string()).collect();
-        for workflow in catalog.workflows {
-            engine.register(workflow);
-        }
-        if let Err(error) = engine.start_all().await {
-            tracing::error!("some workflows could not be activated: {error}");
-        }
-        if let Err(error) = engine.watch_workflows().await {
-            tracing::error!("the workflows folder is not watched, so edits need a restart: {error}");
-        }
-        tracing::info!(
-            "conveyor daemon (PID {}) running {count} workflow(s) from {}, state in {}, records in {}",
-            std::process::id(),
-            workflows.display(),
-            state.display(),
-            shown(location)
-        );
-        // Under systemd (`Type=notify`): ready once the store is open and the workflows are loaded.
-        let status = format!("running {count} workflow(s)");
-        notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
-        if let Some(every) = sd_notify::watchdog_enabled() {
-            tokio::spawn(watchdog(engine.clone(), every));
-        }
-        let mut events = engine.subscribe();
-        let signal = loop {
-            tokio::select! {
-                _ = terminate.recv() => break "SIGTERM",
-                _ = interrupt.recv() => break "SIGINT",
-                ended = engine.ended() => {
-                    // A fault ended the engine: the process fails, so a supervisor starts a new one, which
-                    // recovers what this one left.
-                    let reason = ended.err().unwrap_or_else(|| "the engine stopped by itself".into());
-                    tracing::error!("{reason}");
-                    return fail(format!("the engine stopped: {reason}"));
+        let mut metrics = metrics;
+        // On a database several engines share, this process runs an engine only while it leads; otherwise it
+        // waits in standby, ready to take over when the leader's lease lapses.
+        let (engine, signal) = loop {
+            if let Some(membership) = &membership
+                && membership.leading().is_none()
+            {
+                tracing::info!("standby ({}): taking over when the leader's lease lapses", membership.standing());
+                tokio::select! {
+                    _ = membership.wait_to_lead() => {}
+                    _ = terminate.recv() => return stop_standby("SIGTERM"),
+                    _ = interrupt.recv() => return stop_standby("SIGINT"),
                 }
-                event = events.recv() => match event {
-                    Ok(event) => log_event(&event, &mut broken),
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!("the log fell {missed} events behind; the store has them all");
-                    }
-                    Err(_) => break "the engine stopping",
-                },
+            }
+            let mut config = EngineConfig::new(workflows, state);
+            config.subreaper = true;
+            config.store = location.clone();
+            config.membership = membership.clone();
+            config.commit_timer = metrics.as_ref().map(Metrics::commit_timer);
+            let engine = match Engine::open(config, catalog.registry.clone()) {
+                Ok(engine) => engine,
+                // The lead changed hands between the bid and the opening: wait again.
+                Err(EngineError::Standby(_)) if membership.is_some() => continue,
+                Err(error) => return fail(error),
+            };
+            if let Some(metrics) = metrics.take() {
+                metrics.serve(&engine, workflows, state, location);
+            }
+            match serve(&engine, &catalog, workflows, state, location, &mut terminate, &mut interrupt).await {
+                Served::Signal(signal) => break (engine, signal),
+                Served::Fault(reason) => return fail(format!("the engine stopped: {reason}")),
+                Served::SteppedDown => {
+                    tracing::warn!("stepped down: another engine leads now and recovers this engine's runs");
+                }
             }
         };
         tracing::info!("{signal}: stopping; running tasks get their grace period, their runs stay resumable");
@@ -97,6 +82,80 @@ pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, metrics: Op
     // An expression past its budget may still be computing on a blocking thread: it does not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// How an engine's service ended.
+enum Served {
+    Signal(&'static str),
+    /// Another engine sharing the database took the lead: this process waits in standby again.
+    SteppedDown,
+    Fault(String),
+}
+
+/// Runs the workflows on `engine` until a signal, a fault, or (on a shared database) the lead passes on.
+async fn serve(
+    engine: &Engine,
+    catalog: &Catalog,
+    workflows: &Path,
+    state: &Path,
+    location: &StoreLocation,
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+) -> Served {
+    let count = catalog.workflows.len();
+    let mut broken: Vec<String> = catalog.broken.keys().map(|file| file.display().to_string()).collect();
+    for workflow in &catalog.workflows {
+        engine.register(workflow.clone());
+    }
+    if let Err(error) = engine.start_all().await {
+        tracing::error!("some workflows could not be activated: {error}");
+    }
+    if let Err(error) = engine.watch_workflows().await {
+        tracing::error!("the workflows folder is not watched, so edits need a restart: {error}");
+    }
+    tracing::info!(
+        "conveyor daemon (PID {}) running {count} workflow(s) from {}, state in {}, records in {}",
+        std::process::id(),
+        workflows.display(),
+        state.display(),
+        shown(location)
+    );
+    // Under systemd (`Type=notify`): ready once the store is open and the workflows are loaded.
+    let status = format!("running {count} workflow(s)");
+    notify(&[sd_notify::NotifyState::Ready, sd_notify::NotifyState::Status(&status)]);
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        tokio::spawn(watchdog(engine.clone(), every));
+    }
+    let mut events = engine.subscribe();
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => return Served::Signal("SIGTERM"),
+            _ = interrupt.recv() => return Served::Signal("SIGINT"),
+            ended = engine.ended() => {
+                if engine.stepped_down() {
+                    return Served::SteppedDown;
+                }
+                // A fault ended the engine: the process fails, so a supervisor starts a new one, which
+                // recovers what this one left.
+                let reason = ended.err().unwrap_or_else(|| "the engine stopped by itself".into());
+                tracing::error!("{reason}");
+                return Served::Fault(reason);
+            }
+            event = events.recv() => match event {
+                Ok(event) => log_event(&event, &mut broken),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!("the log fell {missed} events behind; the store has them all");
+                }
+                Err(_) => return Served::Signal("the engine stopping"),
+            },
+        }
+    }
+}
+
+/// A standby stops: it ran nothing, so nothing is left to stop (its membership leaves as it is dropped).
+fn stop_standby(signal: &str) -> ExitCode {
+    tracing::info!("{signal}: stopping (standby, nothing was running here)");
+    ExitCode::SUCCESS
 }
 
 /// Tells systemd (when `NOTIFY_SOCKET` is set; otherwise nothing happens).

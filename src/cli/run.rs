@@ -60,6 +60,10 @@ pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, args: &RunA
             Err(crate::engine::EngineError::Store(StoreError::Locked { .. })) => {
                 return super::remote::trigger_and_follow(state, location, &args.workflow, input, params);
             }
+            Err(crate::engine::EngineError::Standby(leader)) => {
+                eprintln!("another engine leads ({leader}): starting the run there and following it");
+                return super::remote::trigger_and_follow(state, location, &args.workflow, input, params);
+            }
             Err(error) => return fail(error),
         };
         for workflow in catalog.workflows {

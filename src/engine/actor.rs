@@ -6,6 +6,7 @@ mod backfill;
 mod durability;
 mod endings;
 mod gates;
+mod leading;
 mod operations;
 mod recovery;
 mod reload;
@@ -25,7 +26,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::run::Run;
 use super::scheduler::Scheduler;
-use super::{EngineConfig, EngineError, Event, Request, Stop};
+use super::{EngineConfig, EngineError, Event, Request, Stop, leadership};
 use crate::definition::{Registry, Task, Workflow};
 use crate::state::RunState;
 use crate::store::{AlertRecord, AttemptRecord, RunRecord, StateLock, Store, TaskRecord};
@@ -42,6 +43,8 @@ enum Step {
     Poll,
     /// Commands read from the store's queue, run once the requests sent before them have been handled.
     Queued(Vec<crate::store::QueuedCommand>),
+    /// The engine's standing among those sharing the database changed: looked at before the next step.
+    Standing,
 }
 
 /// An answer to a request, sent after the step that made it is committed.
@@ -170,6 +173,10 @@ pub struct Actor {
     fatal: Option<String>,
     /// Set while shutting down: a stopped attempt's task waits for the next engine instead of failing.
     closing: Option<Stop>,
+    /// On a database several engines share: the lead this engine acts under.
+    leadership: Option<crate::engine::leadership::Leadership>,
+    /// Raised when it gives the lead up (read by the engine's handle).
+    stepped_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Actor {
@@ -216,6 +223,8 @@ impl Actor {
             store_trouble: None,
             fatal: None,
             closing: None,
+            leadership: None,
+            stepped_down: Default::default(),
         };
         Ok(actor)
     }
@@ -230,6 +239,7 @@ impl Actor {
         let mut file_notes = self.file_notes_rx.take().expect("the actor runs once");
         let mut poll = tokio::time::interval(self.config.command_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut standing = self.standing_watch();
         let _ = self.store.begin_batch();
         self.recover_runs().await;
         // Not at start-up, which must be quick (and a `conveyor run` is often over before then).
@@ -239,6 +249,29 @@ impl Actor {
             if let Some(reason) = self.fatal.take() {
                 self.stop_everything_now(&mut internal_rx).await;
                 return Err(reason);
+            }
+            match self.verdict() {
+                leadership::Verdict::Act => {}
+                leadership::Verdict::StepDown(reason) => {
+                    self.step_down(reason);
+                    continue;
+                }
+                leadership::Verdict::Wait => match self.wait_to_lead(&mut requests, &mut standing).await {
+                    leading::LeadWait::Act => continue,
+                    leading::LeadWait::StepDown(reason) => {
+                        self.step_down(reason);
+                        continue;
+                    }
+                    leading::LeadWait::Shutdown(reply) => {
+                        // Nothing can be written: the engine that leads next recovers the runs as after a crash.
+                        self.stop_everything_now(&mut internal_rx).await;
+                        drop(self);
+                        if let Some(reply) = reply {
+                            let _ = reply.send(());
+                        }
+                        return Ok(());
+                    }
+                },
             }
             if self.store.has_pending() {
                 if let StoreWait::Shutdown(reply) = self.wait_for_store(&mut requests).await {
@@ -275,8 +308,12 @@ impl Actor {
                     Some(seen) = file_notes.recv() => Step::File(seen),
                     _ = sleep => Step::Timers,
                     _ = poll.tick() => Step::Poll,
+                    _ = leading::standing_changed(&mut standing) => Step::Standing,
                 },
             };
+            if let Step::Standing = step {
+                continue;
+            }
             let step = match step {
                 Step::Internal(message) => match self.note_without_commit(message) {
                     Some(message) => Step::Internal(message),
@@ -348,6 +385,7 @@ impl Actor {
                     self.run_queued(commands);
                     None
                 }
+                Step::Standing => None,
             };
             if let Some(answer) = answer {
                 self.pending_answers.push(answer);

@@ -8,6 +8,9 @@ mod command;
 mod event;
 mod gates;
 pub use gates::default_max_parallel;
+mod leadership;
+pub mod membership;
+pub use membership::Membership;
 mod run;
 mod scheduler;
 mod transitions;
@@ -51,6 +54,9 @@ pub struct EngineConfig {
     pub subreaper: bool,
     /// Told how long each step's store commit took (the metrics endpoint's histogram).
     pub commit_timer: Option<CommitTimer>,
+    /// This process's place among the engines sharing a database, when the caller keeps one across engines
+    /// (a daemon in standby); otherwise `open` joins by itself.
+    pub membership: Option<Arc<Membership>>,
 }
 
 /// Hears how long a store commit took; called on the engine's own task, so it must be quick.
@@ -69,6 +75,7 @@ impl EngineConfig {
             executors: BTreeMap::new(),
             subreaper: false,
             commit_timer: None,
+            membership: None,
         }
     }
 }
@@ -79,6 +86,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("the engine has stopped")]
     Stopped,
+    /// Another engine sharing the database leads: this one may not run anything (hand the work to it).
+    #[error("another engine leads the engines sharing this store ({0})")]
+    Standby(String),
 }
 
 enum Request {
@@ -111,6 +121,8 @@ pub struct Engine {
     events: broadcast::Sender<Event>,
     /// `Some` once the engine has ended: `Ok` after a shutdown, `Err` with why after a fault.
     ended: watch::Receiver<Option<Result<(), String>>>,
+    /// Set when it ended because another engine took the lead from it (not a fault of this process).
+    stepped_down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How many events a slow subscriber may fall behind before it misses some (it is told, and can re-read
@@ -127,6 +139,7 @@ impl Engine {
         config.state_dir = std::path::absolute(&config.state_dir).map_err(StoreError::Io)?;
         let lock = StateLock::acquire(&config.state_dir)?;
         let store = crate::store::open(&config.state_dir, &config.store)?;
+        let leadership = leadership::take_lead(&config, &store)?;
         if config.subreaper && !crate::tasks::reclaim::become_subreaper() {
             tracing::warn!(
                 "cannot become the reaper of orphaned task processes: strays of a task are found only at the next start"
@@ -136,9 +149,14 @@ impl Engine {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let grace = config.kill_grace;
         let state_id = store.state_id()?;
-        let actor = actor::Actor::new(config, store, lock, registry, events.clone())?;
+        let stepped_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut actor = actor::Actor::new(config, store, lock, registry, events.clone())?;
+        if let Some(leadership) = leadership {
+            actor.lead(leadership, Arc::clone(&stepped_down));
+        }
         let (ended_tx, ended) = watch::channel(None);
         let running = tokio::spawn(actor.run(requests_rx));
+        let stepping_down = Arc::clone(&stepped_down);
         tokio::spawn(async move {
             let outcome = match running.await {
                 Ok(outcome) => outcome,
@@ -149,12 +167,16 @@ impl Engine {
                 Err(_) => Ok(()),
             };
             if let Err(reason) = &outcome {
-                tracing::error!("{reason}: stopping every task process group before the process ends");
+                if stepping_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    tracing::warn!("{reason}: stopping every task process group this engine started");
+                } else {
+                    tracing::error!("{reason}: stopping every task process group before the process ends");
+                }
                 crate::tasks::reclaim::stop_spawned_groups(&state_id, grace).await;
             }
             ended_tx.send_replace(Some(outcome));
         });
-        Ok(Engine { requests, events, ended })
+        Ok(Engine { requests, events, ended, stepped_down })
     }
 
     /// Waits until the engine has ended: `Ok` after `shutdown`, `Err` with the reason after a fault (a panic,
@@ -166,6 +188,12 @@ impl Engine {
             Ok(outcome) => outcome.clone().unwrap_or(Ok(())),
             Err(_) => Err("the engine is gone".into()),
         }
+    }
+
+    /// Whether the engine ended because another engine sharing the database took the lead (its lease lapsed,
+    /// or a commit was refused by term): not a fault; the process may wait to lead again.
+    pub fn stepped_down(&self) -> bool {
+        self.stepped_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Resolves once every request sent before it has been handled, committed and announced: a test waits

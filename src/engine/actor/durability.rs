@@ -100,7 +100,11 @@ impl Actor {
     /// A commit failed: the first time, say so once (log and alert sinks; the store cannot keep the alert
     /// yet), and hold everything until the store takes the writes.
     fn store_refused(&mut self, error: StoreError) {
-        if let StoreError::Replaced(_) | StoreError::Fenced(_) = error {
+        if let StoreError::Fenced(why) = error {
+            self.step_down(why);
+            return;
+        }
+        if let StoreError::Replaced(_) = error {
             self.fatal = Some(error.to_string());
             return;
         }
@@ -154,7 +158,11 @@ impl Actor {
                     self.announce();
                     return StoreWait::Writable;
                 }
-                Err(error @ (StoreError::Replaced(_) | StoreError::Fenced(_))) => {
+                Err(StoreError::Fenced(why)) => {
+                    self.step_down(why);
+                    return StoreWait::Writable;
+                }
+                Err(error @ StoreError::Replaced(_)) => {
                     self.fatal = Some(error.to_string());
                     return StoreWait::Writable;
                 }
@@ -169,7 +177,9 @@ impl Actor {
     /// A fault ends the engine: every running attempt is stopped (its process group gets SIGTERM, then
     /// SIGKILL), and what can still be stored is.
     pub(super) async fn stop_everything_now(&mut self, internal_rx: &mut mpsc::UnboundedReceiver<Internal>) {
-        tracing::error!("the engine stops on a fault; its runs are recovered by the next engine");
+        if !self.is_stepping_down() {
+            tracing::error!("the engine stops on a fault; its runs are recovered by the next engine");
+        }
         self.closing = Some(crate::engine::Stop::Resumable);
         self.cancel_every_attempt();
         let deadline = tokio::time::Instant::now() + self.config.kill_grace + Duration::from_secs(2);
