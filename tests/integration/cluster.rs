@@ -303,16 +303,15 @@ impl Engines {
         Some(Leader { index, engine: row.get("holder"), term: row.get("term") })
     }
 
-    /// Waits until one of the engines holds the lease and says so in its log.
+    /// Waits until one of the engines holds the lease. (An engine that wins its very first bid says nothing
+    /// of it in its log, so the database is what is asked.)
     pub fn wait_for_leader(&self) -> Leader {
         let mut found = None;
         self.wait_until("an engine holds the scheduler's lease", || {
             found = self.leader();
             found.is_some()
         });
-        let leader = found.unwrap();
-        self.wait_for_line(leader.index, 0, "leads the cluster");
-        leader
+        found.unwrap()
     }
 
     /// The lease's term as the database has it, lapsed or not (0: never taken).
@@ -353,13 +352,13 @@ impl Engines {
         rows.first().map(|row| row.get("state"))
     }
 
-    /// A task's attempts, in order: (number, state, the engine that ran it).
-    pub fn attempts(&self, run: &str, task: &str) -> Vec<(i64, String, Option<i64>)> {
+    /// A task's attempts, in order: (number, state).
+    pub fn attempts(&self, run: &str, task: &str) -> Vec<(i64, String)> {
         let rows = self.query(
-            "SELECT attempt, state, engine FROM attempts WHERE run_id = $1 AND task = $2 ORDER BY attempt",
+            "SELECT attempt, state FROM attempts WHERE run_id = $1 AND task = $2 ORDER BY attempt",
             &[&run, &task],
         );
-        rows.iter().map(|row| (row.get("attempt"), row.get("state"), row.get("engine"))).collect()
+        rows.iter().map(|row| (row.get("attempt"), row.get("state"))).collect()
     }
 
     /// What was decided for each instant of `workflow`'s schedule: the outcomes recorded per instant. A fire
@@ -382,10 +381,12 @@ impl Engines {
         ))
     }
 
-    /// The PIDs the test's task scripts wrote to `marks/NAME`, one a line.
-    pub fn marked_pids(&self, name: &str) -> Vec<i32> {
+    /// The numbers the test's task scripts wrote to `marks/NAME`, a line each (say `$$ $PPID`: the task's
+    /// PID and the engine's that started it); a line still being written is left out.
+    pub fn marked(&self, name: &str) -> Vec<Vec<i32>> {
         let written = fs::read_to_string(self.marks().join(name)).unwrap_or_default();
-        written.lines().filter_map(|line| line.trim().parse().ok()).collect()
+        let complete = written.rsplit_once('\n').map_or("", |(complete, _)| complete);
+        complete.lines().map(|line| line.split_whitespace().filter_map(|word| word.parse().ok()).collect()).collect()
     }
 
     /// Every live process carrying this test's marker: its engines and their task processes.

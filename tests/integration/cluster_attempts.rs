@@ -6,22 +6,22 @@ use std::time::Duration;
 
 use crate::cluster::{Engines, TTL, is_alive, manual};
 
-/// A task whose first attempt outlasts any takeover and whose later ones end quickly; each writes its PID to
-/// `marks/pids` when it starts and its attempt's number to `marks/finished` when it ends.
+/// A task whose first attempt outlasts any takeover and whose later ones end quickly; each writes its PID and
+/// its engine's to `marks/pids` when it starts, and its attempt's number to `marks/finished` when it ends.
 fn slow_first_attempt(engines: &Engines, later: &str) -> String {
     let marks = engines.marks().display().to_string();
     manual(
         "Slow",
         &format!(
-            "echo $$ >> {marks}/pids; if [ \"$CONVEYOR_ATTEMPT\" = 1 ]; then sleep 60; else sleep {later}; fi; \
+            "echo $$ $PPID >> {marks}/pids; if [ \"$CONVEYOR_ATTEMPT\" = 1 ]; then sleep 60; else sleep {later}; fi; \
              echo $CONVEYOR_ATTEMPT >> {marks}/finished"
         ),
     )
 }
 
 /// Each attempt's number and state.
-fn states(attempts: &[(i64, String, Option<i64>)]) -> Vec<(i64, &str)> {
-    attempts.iter().map(|(number, state, _)| (*number, state.as_str())).collect()
+fn states(attempts: &[(i64, String)]) -> Vec<(i64, &str)> {
+    attempts.iter().map(|(number, state)| (*number, state.as_str())).collect()
 }
 
 fn finished(engines: &Engines) -> String {
@@ -34,9 +34,10 @@ fn a_leader_killed_while_its_task_runs_is_replaced_and_the_task_runs_again_on_th
     engines.workflow("slow.toml", &slow_first_attempt(&engines, "1"));
     engines.start_many(2);
     let leader = engines.wait_for_leader();
+    let old_pid = engines.pid(leader.index);
     let run = engines.trigger("Slow");
-    engines.wait_until("the task's first attempt runs", || engines.marked_pids("pids").len() == 1);
-    let first_task = engines.marked_pids("pids")[0];
+    engines.wait_until("the task's first attempt runs", || engines.marked("pids").len() == 1);
+    let first_task = engines.marked("pids")[0][0];
 
     let standby = 1 - leader.index;
     let mark = engines.log_mark(standby);
@@ -48,7 +49,8 @@ fn a_leader_killed_while_its_task_runs_is_replaced_and_the_task_runs_again_on_th
     assert_eq!(new_leader.index, standby);
     let attempts = engines.attempts(&run, "Work");
     assert_eq!(states(&attempts), [(1, "interrupted"), (2, "succeeded")], "{}", engines.logs());
-    assert_eq!(attempts[1].2, Some(new_leader.engine), "the new leader ran the second attempt");
+    let started_by: Vec<u32> = engines.marked("pids").iter().map(|line| line[1] as u32).collect();
+    assert_eq!(started_by, [old_pid, engines.pid(standby)], "each leader started one attempt");
     assert!(!is_alive(first_task), "the killed leader's task process {first_task} was stopped by the new leader");
     assert_eq!(finished(&engines), "2\n", "only the second attempt ran to its end");
 }
@@ -60,15 +62,16 @@ fn a_leader_paused_until_another_took_over_records_nothing_of_its_task_once_resu
     engines.workflow("slow.toml", &slow_first_attempt(&engines, "3"));
     engines.start_many(2);
     let leader = engines.wait_for_leader();
+    let old_pid = engines.pid(leader.index);
     let run = engines.trigger("Slow");
-    engines.wait_until("the task's first attempt runs", || engines.marked_pids("pids").len() == 1);
-    let first_task = engines.marked_pids("pids")[0];
+    engines.wait_until("the task's first attempt runs", || engines.marked("pids").len() == 1);
+    let first_task = engines.marked("pids")[0][0];
 
     let standby = 1 - leader.index;
     let mark = engines.log_mark(standby);
     engines.pause(leader.index);
     engines.wait_for_line(standby, mark, "leads the cluster");
-    engines.wait_until("the new leader runs the second attempt", || engines.marked_pids("pids").len() == 2);
+    engines.wait_until("the new leader runs the second attempt", || engines.marked("pids").len() == 2);
     let old_mark = engines.log_mark(leader.index);
     engines.resume(leader.index);
     engines.wait_for_line(leader.index, old_mark, "stepped down");
@@ -84,7 +87,8 @@ fn a_leader_paused_until_another_took_over_records_nothing_of_its_task_once_resu
         "exactly one attempt succeeded; the old leader's ending of the first is not recorded\n{}",
         engines.logs()
     );
-    assert_eq!(attempts[1].2, Some(new_leader.engine), "the new leader ran the second attempt");
+    let started_by: Vec<u32> = engines.marked("pids").iter().map(|line| line[1] as u32).collect();
+    assert_eq!(started_by, [old_pid, engines.pid(standby)], "each leader started one attempt");
     assert_eq!(finished(&engines), "2\n", "only the second attempt ran to its end");
     assert!(engines.is_running(leader.index), "the old leader stays up as a standby:\n{}", engines.logs());
     engines.terminate_all();
@@ -97,12 +101,15 @@ fn the_database_stopped_for_longer_than_the_lease_while_a_task_runs_rescues_noth
     let marks = engines.marks().display().to_string();
     engines.workflow(
         "outlast.toml",
-        &manual("Outlast", &format!("echo $$ >> {marks}/pids; sleep 2; echo $CONVEYOR_ATTEMPT >> {marks}/finished")),
+        &manual(
+            "Outlast",
+            &format!("echo $$ $PPID >> {marks}/pids; sleep 2; echo $CONVEYOR_ATTEMPT >> {marks}/finished"),
+        ),
     );
     engines.start_many(2);
     engines.wait_for_leader();
     let run = engines.trigger("Outlast");
-    engines.wait_until("the task runs", || engines.marked_pids("pids").len() == 1);
+    engines.wait_until("the task runs", || engines.marked("pids").len() == 1);
 
     engines.stop_server();
     engines.wait_until("the task has ended during the outage", || finished(&engines) == "1\n");
@@ -113,7 +120,7 @@ fn the_database_stopped_for_longer_than_the_lease_while_a_task_runs_rescues_noth
 
     let attempts = engines.attempts(&run, "Work");
     assert_eq!(states(&attempts), [(1, "succeeded")], "the attempt was not rescued\n{}", engines.logs());
-    assert_eq!(engines.marked_pids("pids").len(), 1, "the task ran once");
+    assert_eq!(engines.marked("pids").len(), 1, "the task ran once");
     for index in 0..2 {
         assert!(engines.is_running(index), "engine {index} outlived the outage:\n{}", engines.logs());
     }
