@@ -212,6 +212,10 @@ impl Bidder {
         let asked = Instant::now();
         let was_leading = self.led;
         let outcome = self.store.heartbeat().and_then(|()| {
+            // The database answers again: the hold-off starts before this round's bid, not after it.
+            if self.failed_since.is_some() && !was_leading {
+                self.hold_off_until = Some(asked + self.timing.ttl);
+            }
             if !was_leading && self.hold_off_until.is_some_and(|until| asked < until) {
                 return self.store.lease_holder(SCHEDULER_LEASE).map(|holder| Err(holder.map(|(engine, _)| engine)));
             }
@@ -222,9 +226,7 @@ impl Bidder {
         });
         match outcome {
             Ok(won) => {
-                if self.failed_since.take().is_some() && !was_leading {
-                    self.hold_off_until = Some(Instant::now() + self.timing.ttl);
-                }
+                self.failed_since = None;
                 self.led = won.is_ok();
                 match won {
                     Ok(term) => Standing::Leading { term, until: self.timing.acting_until(asked) },
