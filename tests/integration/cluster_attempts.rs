@@ -107,11 +107,14 @@ fn the_database_stopped_for_longer_than_the_lease_while_a_task_runs_rescues_noth
         ),
     );
     engines.start_many(2);
-    engines.wait_for_leader();
+    let leader = engines.wait_for_leader();
     let run = engines.trigger("Outlast");
     engines.wait_until("the task runs", || engines.marked("pids").len() == 1);
 
+    let mark = engines.log_mark(leader.index);
     engines.stop_server();
+    // A renewal fails: the leader no longer counts on its lease (it starts and writes nothing meanwhile).
+    engines.wait_for_line(leader.index, mark, "no longer leads");
     engines.wait_until("the task has ended during the outage", || finished(&engines) == "1\n");
     // The outage must outlast the lease: nothing to wait on but time.
     std::thread::sleep(TTL + Duration::from_secs(2));
