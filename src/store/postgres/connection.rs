@@ -353,10 +353,39 @@ fn first_line(sql: &str) -> &str {
     sql.trim().lines().next().unwrap_or_default()
 }
 
-/// The default for `connect_timeout` when the address gives none.
+/// How long a transaction of this store's may wait on its own client. A batch sends its statements back to
+/// back, so only a stalled process (paused, frozen) waits that long, and meanwhile its row locks would hold
+/// up the engine taking over from it for as long as it stalls: the server ends such a session instead.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+
+/// The default for `connect_timeout` when the address gives none, and a limit on a transaction left idle
+/// unless the address's `options` set one.
 pub(super) fn with_defaults(mut config: Config) -> Config {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_WITHIN);
     }
+    let own = config.get_options().unwrap_or_default().to_string();
+    if !own.contains("idle_in_transaction_session_timeout") {
+        let limit = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis());
+        config.options(if own.is_empty() { limit } else { format!("{own} {limit}") });
+    }
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    #[test]
+    fn a_stalled_transaction_is_ended_by_the_server_unless_the_address_says_otherwise() {
+        let config = with_defaults(Config::from_str("host=/run/pg dbname=c").unwrap());
+        assert_eq!(config.get_options(), Some("-c idle_in_transaction_session_timeout=5000"));
+        let config = with_defaults(Config::from_str("host=/run/pg options='-c search_path=x'").unwrap());
+        assert_eq!(config.get_options(), Some("-c search_path=x -c idle_in_transaction_session_timeout=5000"));
+        let own = "-c idle_in_transaction_session_timeout=0";
+        let config = with_defaults(Config::from_str(&format!("host=/run/pg options='{own}'")).unwrap());
+        assert_eq!(config.get_options(), Some(own));
+    }
 }
