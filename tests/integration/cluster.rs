@@ -381,12 +381,19 @@ impl Engines {
         ))
     }
 
-    /// The numbers the test's task scripts wrote to `marks/NAME`, a line each (say `$$ $PPID`: the task's
-    /// PID and the engine's that started it); a line still being written is left out.
-    pub fn marked(&self, name: &str) -> Vec<Vec<i32>> {
+    /// The words the test's task scripts wrote to `marks/NAME`, a line each; a line still being written is
+    /// left out.
+    pub fn marked_words(&self, name: &str) -> Vec<Vec<String>> {
         let written = fs::read_to_string(self.marks().join(name)).unwrap_or_default();
         let complete = written.rsplit_once('\n').map_or("", |(complete, _)| complete);
-        complete.lines().map(|line| line.split_whitespace().filter_map(|word| word.parse().ok()).collect()).collect()
+        complete.lines().map(|line| line.split_whitespace().map(str::to_string).collect()).collect()
+    }
+
+    /// The numbers the test's task scripts wrote to `marks/NAME`, a line each (say `$$ $PPID`: the task's
+    /// PID and the engine's that started it).
+    pub fn marked(&self, name: &str) -> Vec<Vec<i32>> {
+        let lines = self.marked_words(name);
+        lines.iter().map(|words| words.iter().filter_map(|word| word.parse().ok()).collect()).collect()
     }
 
     /// Every live process carrying this test's marker: its engines and their task processes.

@@ -20,8 +20,8 @@ fn seconds(count: i64) -> chrono::Duration {
 fn a_leader_paused_past_its_lease_is_replaced_steps_down_once_resumed_and_no_instant_fires_twice_or_never() {
     let mut engines = Engines::new();
     // `all`: the instants that pass while nobody leads are fired by the next leader, so none may be missing.
-    // Each run's task notes which engine started it (its parent).
-    let ticks = format!("echo $PPID >> {}/ticks", engines.marks().display());
+    // Each run's task notes which engine started it (its parent) and for which run.
+    let ticks = format!("echo $PPID $CONVEYOR_RUN_ID >> {}/ticks", engines.marks().display());
     engines.workflow("tick.toml", &scheduled("Tick", EVERY_SECOND, "catchup = \"all\"", &ticks));
     engines.start_many(2);
     let first = engines.wait_for_leader();
@@ -39,7 +39,7 @@ fn a_leader_paused_past_its_lease_is_replaced_steps_down_once_resumed_and_no_ins
     engines.wait_until("the new leader has fired three instants", || engines.decisions("Tick").len() >= fired + 3);
 
     let old_mark = engines.log_mark(first.index);
-    let started_by_old_leader = started_by(&engines, old_pid);
+    let before_resuming = started_by(&engines, old_pid);
     engines.resume(first.index);
     // Its first renewal after resuming finds the lease taken. The bound is many renewals, so a slow machine
     // does not fail it; what it guards against is an old leader that never notices.
@@ -57,13 +57,19 @@ fn a_leader_paused_past_its_lease_is_replaced_steps_down_once_resumed_and_no_ins
     }
     assert!(to - from >= seconds(8), "the test spans the pause: {from} to {to}");
     assert!(engines.term() > first.term);
-    assert!(started_by_old_leader >= 3, "the first leader's runs ran tasks");
-    assert_eq!(started_by(&engines, old_pid), started_by_old_leader, "the old leader started nothing once resumed");
+    assert!(before_resuming.len() >= 3, "the first leader's runs ran tasks");
+    // A task it may have launched in the step it was resuming (launching comes before the step's commit)
+    // belongs to a run the database refused: nothing of it is recorded.
+    let late: Vec<String> = started_by(&engines, old_pid).into_iter().skip(before_resuming.len()).collect();
+    let recorded = engines.query("SELECT id FROM runs WHERE id = ANY($1)", &[&late]);
+    assert!(recorded.is_empty(), "runs of the resumed old leader were recorded: {late:?}\n{}", engines.logs());
 }
 
-/// How many of the tasks' notes in `marks/ticks` say engine process `pid` started them.
-fn started_by(engines: &Engines, pid: i32) -> usize {
-    engines.marked("ticks").iter().filter(|line| line.first() == Some(&pid)).count()
+/// The runs whose tasks' notes in `marks/ticks` say engine process `pid` started them, in order.
+fn started_by(engines: &Engines, pid: i32) -> Vec<String> {
+    let pid = pid.to_string();
+    let lines = engines.marked_words("ticks");
+    lines.into_iter().filter(|words| words.first() == Some(&pid)).filter_map(|words| words.get(1).cloned()).collect()
 }
 
 /// The instants at which `workflow` was decided, after `after`.
@@ -95,8 +101,8 @@ fn engines_all_stopped_for_several_periods_then_started_together_catch_up_as_eac
     }
     engines.wait_for_leader();
     let settled = restarted_at + seconds(4);
-    engines.wait_until("each workflow has fired twice since the restart", || {
-        workflows.iter().all(|workflow| instants_after(&engines, workflow, settled).len() >= 1)
+    engines.wait_until("each workflow fires on schedule again after the restart", || {
+        workflows.iter().all(|workflow| !instants_after(&engines, workflow, settled).is_empty())
     });
     engines.terminate_all();
 
