@@ -58,8 +58,8 @@ fn a_leader_paused_past_its_lease_is_replaced_steps_down_once_resumed_and_no_ins
     assert!(to - from >= seconds(8), "the test spans the pause: {from} to {to}");
     assert!(engines.term() > first.term);
     assert!(before_resuming.len() >= 3, "the first leader's runs ran tasks");
-    // A task it may have launched in the step it was resuming (launching comes before the step's commit)
-    // belongs to a run the database refused: nothing of it is recorded.
+    // Woken, it may launch a task before it learns it lost the lease (a launch comes before its step's
+    // commit): such a task belongs to a run the database refused, so nothing of it is recorded.
     let late: Vec<String> = started_by(&engines, old_pid).into_iter().skip(before_resuming.len()).collect();
     let recorded = engines.query("SELECT id FROM runs WHERE id = ANY($1)", &[&late]);
     assert!(recorded.is_empty(), "runs of the resumed old leader were recorded: {late:?}\n{}", engines.logs());
