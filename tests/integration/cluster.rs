@@ -40,12 +40,10 @@ pub struct Engines {
     server: Option<Cluster>,
     root: tempfile::TempDir,
     marker: String,
-    daemons: Vec<Option<Daemon>>,
+    /// Each engine's process while it runs, by index (an engine keeps its index, and state folder, across
+    /// restarts).
+    daemons: Vec<Option<Child>>,
     runtime: tokio::runtime::Runtime,
-}
-
-struct Daemon {
-    child: Child,
 }
 
 /// Who holds the scheduler's lease now: which of the test's engines (by index), its id in `engines`, its term.
@@ -138,16 +136,12 @@ impl Engines {
             .stderr(log)
             .spawn()
             .expect("the conveyor binary runs");
-        self.daemons[index] = Some(Daemon { child });
+        self.daemons[index] = Some(child);
     }
 
     /// The process id of engine `index` (which must be running).
     pub fn pid(&self, index: usize) -> u32 {
-        self.daemon(index).child.id()
-    }
-
-    fn daemon(&self, index: usize) -> &Daemon {
-        self.daemons[index].as_ref().unwrap_or_else(|| panic!("engine {index} is not running"))
+        self.daemons[index].as_ref().unwrap_or_else(|| panic!("engine {index} is not running")).id()
     }
 
     pub fn signal(&self, index: usize, signal: libc::c_int) {
@@ -168,8 +162,8 @@ impl Engines {
     /// SIGKILL, waited for: the engine has no chance to stop its tasks or leave the cluster.
     pub fn kill(&mut self, index: usize) {
         if let Some(mut daemon) = self.daemons[index].take() {
-            let _ = daemon.child.kill();
-            let _ = daemon.child.wait();
+            let _ = daemon.kill();
+            let _ = daemon.wait();
         }
     }
 
@@ -180,12 +174,12 @@ impl Engines {
         let mut daemon = self.daemons[index].take().unwrap();
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(status) = daemon.child.try_wait().unwrap() {
+            if let Some(status) = daemon.try_wait().unwrap() {
                 return status;
             }
             if Instant::now() > deadline {
-                let _ = daemon.child.kill();
-                let _ = daemon.child.wait();
+                let _ = daemon.kill();
+                let _ = daemon.wait();
                 panic!("engine {index} did not stop within {PATIENCE:?} of SIGTERM:\n{}", self.logs());
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -208,7 +202,7 @@ impl Engines {
     /// Whether engine `index` is still running (a process that exited is reaped here).
     pub fn is_running(&mut self, index: usize) -> bool {
         let Some(daemon) = self.daemons[index].as_mut() else { return false };
-        if matches!(daemon.child.try_wait(), Ok(None)) {
+        if matches!(daemon.try_wait(), Ok(None)) {
             return true;
         }
         self.daemons[index] = None;
@@ -299,7 +293,7 @@ impl Engines {
         let row = rows.first()?;
         let pid: i64 = row.get("pid");
         let index = (0..self.daemons.len())
-            .find(|&index| self.daemons[index].as_ref().is_some_and(|daemon| i64::from(daemon.child.id()) == pid))?;
+            .find(|&index| self.daemons[index].as_ref().is_some_and(|daemon| i64::from(daemon.id()) == pid))?;
         Some(Leader { index, engine: row.get("holder"), term: row.get("term") })
     }
 
