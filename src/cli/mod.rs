@@ -4,6 +4,7 @@ mod backfill;
 mod complete;
 mod daemon;
 mod docs;
+mod engines;
 mod follow;
 mod gates;
 mod graph;
@@ -230,6 +231,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The engines sharing the store: host, PID, the routes each serves, how long since its last heartbeat
+    /// (on the database's clock), and which one leads. On the state folder's SQLite file there is one engine.
+    Engines,
 }
 
 /// Answers a shell asking for completions (`COMPLETE=bash conveyor -- …`) and exits; does nothing otherwise.
@@ -251,6 +255,7 @@ fn only_prints(command: Option<&Command>) -> bool {
                 | Command::Logs { .. }
                 | Command::Graph { .. }
                 | Command::Gates { .. }
+                | Command::Engines
                 | Command::Completions { .. }
                 | Command::Man { .. }
         )
@@ -311,11 +316,6 @@ pub fn run(cli: Cli) -> ExitCode {
         quiet_on_closed_pipe();
     }
     let location = || store_choice::chosen(cli.store.as_deref(), &workflows);
-    let on_postgres = |what: &str| {
-        fail(format!(
-            "{what} does not work on a PostgreSQL store yet: use `conveyor daemon` with `trigger`, `history`, `logs` and the run commands"
-        ))
-    };
     let location = match &cli.command {
         Some(Command::Validate { .. } | Command::List { .. } | Command::Next { .. })
         | Some(Command::Completions { .. } | Command::Man { .. }) => StoreLocation::StateFolder,
@@ -324,16 +324,14 @@ pub fn run(cli: Cli) -> ExitCode {
             Err(error) => return fail(error),
         },
     };
-    let postgres = location != StoreLocation::StateFolder;
     match cli.command {
-        None if postgres => on_postgres("the console"),
         Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, &location, metrics.as_deref()),
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
         }
         Some(Command::Validate { path }) => validate::run(path.as_deref().unwrap_or(&workflows)),
         Some(Command::List { json }) => list::run(&workflows, json),
-        None => crate::console::run(&workflows, &state),
+        None => crate::console::run(&workflows, &state, &location),
         Some(Command::Run(args)) => run::run(&workflows, &state, &location, &args),
         Some(Command::History { workflow, limit, json }) => {
             history::run(&state, &location, workflow.as_deref(), limit, json)
@@ -350,6 +348,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Pause { target }) => remote::pause(&workflows, &state, &location, &target, true),
         Some(Command::Resume { target }) => remote::pause(&workflows, &state, &location, &target, false),
         Some(Command::Gates { json }) => gates::run(&state, &location, json),
+        Some(Command::Engines) => engines::run(&state, &location),
         Some(Command::Backfill(args)) => backfill::run(&workflows, &state, &location, &args),
         Some(command) => remote::operate(&state, &location, command),
     }

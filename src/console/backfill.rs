@@ -3,8 +3,8 @@
 //! stop` stops starting runs (those started go on).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
@@ -32,6 +32,7 @@ pub fn start(
     workflows: PathBuf,
     state: PathBuf,
     tx: mpsc::Sender<Message>,
+    store: Arc<Mutex<Store>>,
 ) -> Arc<Drive> {
     let brakes = Arc::new(Drive::default());
     let driving = brakes.clone();
@@ -40,7 +41,7 @@ pub fn start(
         let say = |result: Result<String, String>| {
             let _ = tx.blocking_send(Message::Reply(result, None));
         };
-        let plan = match plan(&request, &workflows, &state) {
+        let plan = match plan(&request, &workflows, &store) {
             Ok(plan) => plan,
             Err(error) => return say(Err(error)),
         };
@@ -58,14 +59,14 @@ pub fn start(
                 plan.instants.len()
             )));
         }
-        let sender = move |command| handle.block_on(link.send(command));
         let mut report = |step: Option<&Step>, tally: &Tally| {
             if step.is_some() {
                 say(Ok(progress(&plan.workflow, tally)));
             }
         };
-        let outcome =
-            backfill::drive(&plan, &state, &crate::store::StoreLocation::StateFolder, &sender, &driving, &mut report);
+        let location = link.location();
+        let sender = move |command| handle.block_on(link.send(command));
+        let outcome = backfill::drive(&plan, &state, &location, &sender, &driving, &mut report);
         say(ended(&plan.workflow, &outcome));
     });
     brakes
@@ -77,7 +78,7 @@ pub fn stop(brakes: &Drive) {
     brakes.stop_waiting.store(true, Ordering::SeqCst);
 }
 
-fn plan(request: &Request, workflows: &std::path::Path, state: &std::path::Path) -> Result<Plan, String> {
+fn plan(request: &Request, workflows: &std::path::Path, store: &Mutex<Store>) -> Result<Plan, String> {
     let catalog = load_folder(workflows);
     let workflow = catalog.workflow(&request.workflow).ok_or_else(|| format!("no workflow `{}`", request.workflow))?;
     let zone = backfill::schedule_of(workflow)?.zone();
@@ -86,8 +87,9 @@ fn plan(request: &Request, workflows: &std::path::Path, state: &std::path::Path)
         Some(text) => backfill::parse_time(text, zone, Edge::To, "--to")?,
         None => chrono::Utc::now(),
     };
-    let store = Store::peek(state).map_err(|error| format!("cannot read the runs: {error}"))?;
-    Plan::new(workflow, from, to, backfill::DEFAULT_MAX_INSTANTS, request.parallel, request.rerun, store.as_ref())
+    // The console's own store: the state folder's file, or the cluster's database.
+    let store = store.lock().expect("store lock");
+    Plan::new(workflow, from, to, backfill::DEFAULT_MAX_INSTANTS, request.parallel, request.rerun, Some(&*store))
 }
 
 fn progress(workflow: &str, tally: &Tally) -> String {

@@ -300,6 +300,9 @@ pub fn lines(model: &Model, chrome: &Chrome) -> Vec<Line<'static>> {
             if let Some(error) = &attempt.error {
                 text.push_str(&format!(" · {}", printable(error)));
             }
+            if let Some(engine) = attempt.engine {
+                text.push_str(&format!(" · engine {}", printable(&model.engine_name(engine))));
+            }
             out.push(field("attempt", text, plain));
         }
         if let Some(error) = &task.error {

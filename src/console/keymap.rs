@@ -51,6 +51,7 @@ pub enum Action {
     Graph,
     Copy,
     Pager,
+    Engines,
 }
 
 /// Every action with its name in the config file, its default key, and what `?` says of it.
@@ -93,6 +94,7 @@ pub const BINDINGS: &[(Action, &str, &str, &str)] = &[
     (Action::Graph, "graph", "D", "the workflow's tasks as a graph"),
     (Action::Copy, "copy", "y", "copy the run id, task, workflow, alert or log line (OSC 52)"),
     (Action::Pager, "pager", "o", "open the log in $PAGER"),
+    (Action::Engines, "engines", "M", "engines sharing the store: host, pid, routes, heartbeat, leader"),
 ];
 
 /// Keys bound by default beside those in `BINDINGS`: they have no help line of their own (the help lists them

@@ -68,6 +68,7 @@ fn view_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, view: View, route
         View::AllRuns => super::all_runs::key(model, action, key),
         View::Graph => super::graph::key(model, action, key),
         View::Gate => super::gate::key(model, action, key),
+        View::Engines => super::engines::key(model, action),
     };
     if let Some(effects) = handled {
         return effects;
@@ -81,6 +82,7 @@ fn view_key(model: &mut Model, keymap: &Keymap, key: KeyEvent, view: View, route
             action @ (Action::RunDetails
             | Action::AllRuns
             | Action::Graph
+            | Action::Engines
             | Action::Quit
             | Action::Help
             | Action::Mouse
@@ -248,6 +250,7 @@ pub fn act(model: &mut Model, action: Action, routes: &[String]) -> Vec<Effect> 
         Action::RunDetails => return super::details::open(model),
         Action::AllRuns => super::all_runs::open(model),
         Action::Graph => super::graph::open(model),
+        Action::Engines => super::engines::open(model),
         Action::Follow
         | Action::Wrap
         | Action::NextMatch
@@ -323,6 +326,7 @@ pub fn handle_mouse(model: &mut Model, mouse: MouseEvent, routes: &[String]) -> 
                 View::AllRuns => super::all_runs::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
                 View::Graph => super::graph::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
                 View::Gate => super::gate::key(model, Some(action), KeyEvent::from(KeyCode::Null)),
+                View::Engines => super::engines::key(model, Some(action)),
             };
         }
         return Vec::new();

@@ -1,5 +1,6 @@
 //! The console's line to an engine: one it embeds, or a daemon's that holds the state folder, reached
-//! through the store.
+//! through the store. On a PostgreSQL store the console always attaches: engines there are daemons, and any
+//! of them may be the one that acts, so the console reads and commands through the shared database.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::Message;
 use crate::definition::Catalog;
 use crate::engine::{Command, Engine, EngineConfig, Origin, Reply};
-use crate::store::{StateLock, Store};
+use crate::store::{StateLock, Store, StoreLocation};
 
 /// How often an attached console reads the daemon's state from the store.
 const ATTACHED_REFRESH: Duration = Duration::from_millis(500);
@@ -18,13 +19,24 @@ const ATTACHED_REFRESH: Duration = Duration::from_millis(500);
 #[derive(Clone)]
 pub enum Link {
     Embedded(Engine),
-    Attached(PathBuf),
+    /// Reads the store the engines write and queues commands there: `state` is this host's folder (logs
+    /// written out for the viewer), `location` the records.
+    Attached {
+        state: PathBuf,
+        location: StoreLocation,
+    },
 }
 
 impl Link {
-    pub async fn connect(workflows: &Path, state: &Path, catalog: &Catalog) -> Result<Link, String> {
-        if StateLock::is_held(state) {
-            return Ok(Link::Attached(state.to_path_buf()));
+    pub async fn connect(
+        workflows: &Path,
+        state: &Path,
+        location: &StoreLocation,
+        catalog: &Catalog,
+    ) -> Result<Link, String> {
+        let attached = || Link::Attached { state: state.to_path_buf(), location: location.clone() };
+        if *location != StoreLocation::StateFolder || StateLock::is_held(state) {
+            return Ok(attached());
         }
         // Metrics are an extra here: a taken port is said in the monitor, and the console carries on.
         let metrics = crate::metrics::Metrics::open(None, catalog).unwrap_or_else(|error| {
@@ -38,7 +50,7 @@ impl Link {
         )
         .map_err(|e| e.to_string())?;
         if let Some(metrics) = metrics {
-            metrics.serve(&engine, workflows, state, &crate::store::StoreLocation::StateFolder);
+            metrics.serve(&engine, workflows, state, &StoreLocation::StateFolder);
         }
         for workflow in &catalog.workflows {
             engine.register(workflow.clone());
@@ -53,20 +65,26 @@ impl Link {
     }
 
     pub fn attached(&self) -> bool {
-        matches!(self, Link::Attached(_))
+        matches!(self, Link::Attached { .. })
+    }
+
+    /// Where the records are that this link's engine keeps.
+    pub fn location(&self) -> StoreLocation {
+        match self {
+            Link::Embedded(_) => StoreLocation::StateFolder,
+            Link::Attached { location, .. } => location.clone(),
+        }
     }
 
     pub async fn send(&self, command: Command) -> Result<Reply, String> {
         match self {
             Link::Embedded(engine) => engine.send_as(command, Origin::local("console")).await,
-            Link::Attached(state) => {
-                let state = state.clone();
-                tokio::task::spawn_blocking(move || {
-                    crate::engine::client::send(&state, &crate::store::StoreLocation::StateFolder, &command)
-                })
-                .await
-                .map_err(|error| error.to_string())?
-                .map_err(|error| error.to_string())
+            Link::Attached { state, location } => {
+                let (state, location) = (state.clone(), location.clone());
+                tokio::task::spawn_blocking(move || crate::engine::client::send(&state, &location, &command))
+                    .await
+                    .map_err(|error| error.to_string())?
+                    .map_err(|error| error.to_string())
             }
         }
     }
@@ -95,7 +113,7 @@ impl Link {
                     }
                 });
             }
-            Link::Attached(_) => {
+            Link::Attached { .. } => {
                 let store = store.clone();
                 tokio::spawn(async move {
                     // Where the daemon's records end now, before any key can give a command.

@@ -7,6 +7,7 @@ mod clipboard;
 mod command_line;
 mod config;
 mod details;
+mod engines;
 mod gate;
 mod graph;
 mod keymap;
@@ -36,6 +37,7 @@ use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
 use ratatui::layout::Rect;
 use tokio::sync::mpsc;
 
+pub use engines::ONE_ENGINE;
 pub use keymap::{Action, Keymap};
 pub use keys::{handle_key, handle_mouse};
 pub use layout::Areas;
@@ -45,7 +47,7 @@ pub use theme::Theme;
 pub use ui::{Chrome, draw};
 
 use crate::definition::{Catalog, load_folder};
-use crate::store::{AttemptRecord, AuditRecord, FireRecord, Store, TaskRecord};
+use crate::store::{AttemptRecord, AuditRecord, FireRecord, Store, StoreLocation, TaskRecord};
 use link::Link;
 
 /// What reaches the screen's loop.
@@ -77,7 +79,9 @@ const CHANNEL: usize = 1024;
 /// CPU, 0.17 % → 0.25-0.42 % of a core).
 const INPUT_POLL: Duration = Duration::from_millis(250);
 
-pub fn run(workflows: &Path, state: &Path) -> ExitCode {
+/// The console on the records at `location`: with the state folder's SQLite file it embeds an engine (or
+/// attaches to the daemon holding the folder); with a PostgreSQL store it attaches to the engines sharing it.
+pub fn run(workflows: &Path, state: &Path, location: &StoreLocation) -> ExitCode {
     if !workflows.is_dir() {
         eprintln!("conveyor: {}: no such folder (set --workflows DIR)", workflows.display());
         return ExitCode::FAILURE;
@@ -89,20 +93,20 @@ pub fn run(workflows: &Path, state: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let code = runtime.block_on(run_async(workflows.to_path_buf(), state.to_path_buf()));
+    let code = runtime.block_on(run_async(workflows.to_path_buf(), state.to_path_buf(), location.clone()));
     // An expression past its budget may still be computing on a blocking thread: it does not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
 }
 
-async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
+async fn run_async(workflows: PathBuf, state: PathBuf, location: StoreLocation) -> ExitCode {
     let catalog = load_folder(&workflows);
     let config_text = config::path().and_then(|path| std::fs::read_to_string(path).ok());
     let (keymap, theme, problems) = config::load(config_text.as_deref(), Theme::from_env());
     for problem in problems {
         tracing::warn!("{problem}");
     }
-    let store = match Store::open(&state) {
+    let store = match crate::store::open(&state, &location) {
         Ok(store) => Arc::new(Mutex::new(store)),
         Err(error) => {
             eprintln!("conveyor: {error}");
@@ -117,7 +121,7 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let link = match Link::connect(&workflows, &state, &catalog).await {
+    let link = match Link::connect(&workflows, &state, &location, &catalog).await {
         Ok(link) => link,
         Err(error) => {
             ratatui::restore();
@@ -153,10 +157,15 @@ async fn run_async(workflows: PathBuf, state: PathBuf) -> ExitCode {
         watcher: monitor::Watcher::default(),
         failure: None,
         input,
+        cluster_state: (location != StoreLocation::StateFolder).then(|| state.clone()),
         repaint: false,
         backfill: None,
     };
     console.model.route_notes = route_notes(&catalog);
+    console.model.cluster = match &location {
+        StoreLocation::StateFolder => None,
+        StoreLocation::Postgres(url) => Some(url.place()),
+    };
     console.load_snapshot();
     let code = console.run(rx, &mut terminal).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
@@ -229,6 +238,9 @@ struct Console {
     watcher: monitor::Watcher,
     /// Stops the input thread while a pager has the terminal.
     input: Arc<pager::InputGate>,
+    /// This host's state folder, when the console is attached to a cluster: logs of other hosts are kept
+    /// there for the viewer.
+    cluster_state: Option<PathBuf>,
     /// The screen was given away (to a pager): clear it and draw everything at the next frame.
     repaint: bool,
     /// The brakes of the backfill `:backfill` started, while it walks.
@@ -422,7 +434,7 @@ impl Console {
                 let state = self.store.lock().expect("store lock").state_dir().to_path_buf();
                 let (link, tx) = (self.link.clone(), self.tx.clone());
                 let dry_run = request.dry_run;
-                let brakes = backfill::start(request, link, self.workflows.clone(), state, tx);
+                let brakes = backfill::start(request, link, self.workflows.clone(), state, tx, self.store.clone());
                 if !dry_run {
                     self.backfill = Some(brakes);
                 }
@@ -435,6 +447,12 @@ impl Console {
                 None => self.model.set_status("no backfill is running".to_string()),
             },
             Effect::OpenLog { run, task, attempt, path, jump_to_error } => {
+                // A log written on another host is read through the store into this host's state folder:
+                // the engine's path names a folder of that host.
+                let path = match &self.cluster_state {
+                    Some(state) if !path.exists() => crate::store::log_path_in(state, &run, &task, attempt),
+                    _ => path,
+                };
                 let active = self.model.runs.values().flatten().any(|r| r.id == run && r.state.is_active());
                 let workflow = self.model.workflow_of_run(&run);
                 let mut view = LogView::new(run, task, attempt, path, active && !jump_to_error, jump_to_error);
@@ -622,5 +640,6 @@ pub fn read_snapshot(store: &Store, first: bool) -> Snapshot {
         attempts,
         alerts: store.alerts(200).unwrap_or_default(),
         paused: store.paused_workflows().unwrap_or_default(),
+        engines: store.engines().unwrap_or_default(),
     }
 }

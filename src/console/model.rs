@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::definition::{Catalog, Param, Trigger};
 use crate::engine::{Command, Event};
 use crate::state::{RunState, TaskState};
-use crate::store::{AlertRecord, AttemptRecord, RunRecord, TaskRecord};
+use crate::store::{AlertRecord, AttemptRecord, EngineRecord, RunRecord, TaskRecord};
 
 use super::all_runs::AllRuns;
 use super::command_line::CommandLine;
@@ -57,6 +57,8 @@ pub enum View {
     Graph,
     /// Enter, `a` or `x` on a task waiting at a gate: its held items, to approve or reject.
     Gate,
+    /// `M`: the engines sharing the store.
+    Engines,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +141,8 @@ pub struct Snapshot {
     pub attempts: Vec<AttemptRecord>,
     pub alerts: Vec<AlertRecord>,
     pub paused: BTreeSet<String>,
+    /// The engines sharing the store (none on SQLite).
+    pub engines: Vec<EngineRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +233,8 @@ fn follow<T: PartialEq + Clone>(ids: &[T], selected: Option<T>, at: usize) -> (u
 
 pub struct Model {
     pub attached: bool,
+    /// The shared database the console is attached to (`user@host:port/db`), when it is one.
+    pub cluster: Option<String>,
     pub workflows: Vec<WorkflowRow>,
     pub paused: BTreeSet<String>,
     pub runs: HashMap<String, Vec<RunRecord>>,
@@ -236,6 +242,10 @@ pub struct Model {
     pub attempts: HashMap<String, Vec<AttemptRecord>>,
     pub progress: HashMap<(String, String), f64>,
     pub alerts: Vec<AlertRecord>,
+    /// The engines registered in a shared store, as last read (none on SQLite).
+    pub engines: Vec<EngineRecord>,
+    /// The row selected in the Engines view.
+    pub engine_row: usize,
     pub focus: Pane,
     /// Row indexes as drawn, derived from `selected` whenever rows change.
     pub cursor: Cursors,
@@ -289,6 +299,7 @@ impl Model {
     pub fn new(workflows: Vec<WorkflowRow>, attached: bool, now: DateTime<Utc>) -> Model {
         Model {
             attached,
+            cluster: None,
             workflows,
             paused: BTreeSet::new(),
             runs: HashMap::new(),
@@ -296,6 +307,8 @@ impl Model {
             attempts: HashMap::new(),
             progress: HashMap::new(),
             alerts: Vec::new(),
+            engines: Vec::new(),
+            engine_row: 0,
             focus: Pane::Workflows,
             cursor: Cursors::default(),
             selected: Selected::default(),
@@ -373,6 +386,14 @@ impl Model {
         self.attempts_of(run, task).into_iter().find(|a| a.attempt == attempt)
     }
 
+    /// An engine as an operator knows it: `host:pid` while it is registered, else its number (`#7`).
+    pub fn engine_name(&self, id: u64) -> String {
+        match self.engines.iter().find(|engine| engine.id.0 == id) {
+            Some(engine) => format!("{}:{}", engine.host, engine.pid),
+            None => format!("#{id}"),
+        }
+    }
+
     pub fn attempts_of(&self, run: &str, task: &str) -> Vec<&AttemptRecord> {
         self.attempts.get(run).map(|all| all.iter().filter(|a| a.task == task).collect()).unwrap_or_default()
     }
@@ -435,6 +456,7 @@ impl Model {
     pub fn apply_snapshot(&mut self, snapshot: Snapshot) {
         self.paused = snapshot.paused;
         self.alerts = snapshot.alerts;
+        self.engines = snapshot.engines;
         let mut runs: HashMap<String, Vec<RunRecord>> = HashMap::new();
         for run in snapshot.runs {
             runs.entry(run.workflow.clone()).or_default().push(run);

@@ -145,6 +145,7 @@ pub(super) fn fixture() -> Fixture {
         attempts,
         alerts,
         paused: ["NightlyReport".to_string()].into(),
+        ..Snapshot::default()
     });
     model.progress.insert(("20261125-115900-e5f6".into(), "Clock".into()), 0.6);
     Fixture { _dir: dir, model, log }
@@ -1053,4 +1054,68 @@ fn a_read_of_a_runs_tasks_older_than_an_event_does_not_undo_the_event() {
     // A later change still comes through.
     model.apply(&Event::Task(task(&new, "Score", 1, TaskState::Running, 1)));
     assert_eq!(model.tasks[&new.id][1].state, TaskState::Running);
+}
+
+#[test]
+fn attached_to_a_cluster_the_header_names_its_database_and_not_a_daemon() {
+    let mut fixture = fixture();
+    fixture.model.attached = true;
+    fixture.model.cluster = Some("ann@db.example:5432/conveyor".into());
+    let screen = render(&mut fixture.model, 120, 40, false);
+    let header = screen.lines().next().unwrap();
+    assert!(header.contains("cluster ann@db.example:5432/conveyor"), "{header}");
+    assert!(!header.contains("attached to a daemon"), "{header}");
+    fixture.model.cluster = None;
+    let header = render(&mut fixture.model, 120, 40, false).lines().next().unwrap().to_string();
+    assert!(header.contains("attached to a daemon"), "{header}");
+}
+
+pub(super) fn engine(id: u64, host: &str, pid: u32, leads: bool) -> crate::store::EngineRecord {
+    crate::store::EngineRecord {
+        id: crate::store::EngineId(id),
+        host: host.into(),
+        pid,
+        routes: vec!["GrantIngestionService".into(), "EligibilityAgent".into()],
+        started_at: at(NOW) - Duration::hours(2),
+        heartbeat_at: at(NOW) - Duration::seconds(3),
+        silent_for: Duration::seconds(3),
+        leads,
+    }
+}
+
+#[test]
+fn tasks_and_details_name_the_engine_that_ran_each_attempt_only_when_engines_recorded_it() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    let tasks_header = |screen: &str| {
+        screen
+            .lines()
+            .find(|line| line.contains("task") && line.contains("state") && line.contains("try"))
+            .unwrap()
+            .to_string()
+    };
+    let before = tasks_header(&render(model, 120, 40, false));
+    assert!(!before.contains("engine"), "no engine column on SQLite: {before}");
+    let mut attempts = model.attempts["20261125-114500-a1b2"].clone();
+    attempts[0].engine = Some(9);
+    attempts[2].engine = Some(7);
+    model.attempts.insert("20261125-114500-a1b2".into(), attempts);
+    model.engines = vec![engine(7, "gpu-1", 4242, true)];
+    let screen = render(model, 120, 40, false);
+    let header = tasks_header(&screen);
+    assert!(header.contains("engine"), "{header}");
+    let score = screen.lines().find(|line| line.contains("Score") && line.contains("failed")).unwrap();
+    assert!(score.contains("gpu-1:4242"), "a registered engine by host and PID: {score}");
+    let ingest = screen.lines().find(|line| line.contains("Ingest") && line.contains("succeeded")).unwrap();
+    assert!(ingest.contains("#9"), "one no longer registered by its number: {ingest}");
+
+    model.details.run = Some("20261125-114500-a1b2".into());
+    let (theme, keymap) = (Theme::new(false), Keymap::default());
+    let chrome = Chrome { theme: &theme, keymap: &keymap, utc: true, engine_log: None };
+    let lines: Vec<String> = details::lines(model, &chrome)
+        .iter()
+        .map(|line| line.spans.iter().map(|span| span.content.as_ref()).collect())
+        .collect();
+    assert!(lines.iter().any(|line| line.contains("#2 on EligibilityAgent") && line.contains("engine gpu-1:4242")));
+    assert!(lines.iter().any(|line| line.contains("#1 on EligibilityAgent") && !line.contains("engine")));
 }

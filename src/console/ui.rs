@@ -58,6 +58,7 @@ pub fn draw(frame: &mut Frame, model: &mut Model, chrome: &Chrome) {
             View::AllRuns => super::all_runs::draw(frame, areas.body, hints, model, chrome),
             View::Graph => super::graph::draw(frame, areas.body, hints, model, chrome),
             View::Gate => super::gate::draw(frame, areas.body, hints, model, chrome),
+            View::Engines => super::engines::draw(frame, areas.body, hints, model, chrome),
         }
         if let (Some(popup), Some(rect)) = (&model.popup, areas.popup) {
             draw_popup(frame, rect, popup, chrome);
@@ -117,7 +118,11 @@ pub(super) fn elapsed(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, 
 
 fn draw_header(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     let theme = chrome.theme;
-    let engine = if model.attached { "attached to a daemon" } else { "embedded engine" };
+    let engine = match &model.cluster {
+        Some(place) => format!("cluster {place}"),
+        None if model.attached => "attached to a daemon".into(),
+        None => "embedded engine".into(),
+    };
     let running = model.active_runs();
     let alerts = model.unacknowledged_alerts();
     let mut spans = vec![
@@ -314,6 +319,9 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
     // A narrow pane keeps every column in line by giving up the route and half the gauge.
     let wide = layout::tasks_wide(inner);
     let gauge_cells = if wide { 8 } else { 4 };
+    // Which engine ran each task's current attempt, when engines sharing a store recorded it.
+    let engines_shown =
+        tasks.iter().any(|task| model.attempts_of(&run.id, &task.name).iter().any(|a| a.engine.is_some()));
     let rows: Vec<Row> = tasks
         .iter()
         .map(|task| {
@@ -339,31 +347,41 @@ fn draw_tasks(frame: &mut Frame, area: Rect, model: &Model, chrome: &Chrome) {
                 Some(attempt) => elapsed(Some(attempt.started_at), attempt.finished_at, model.now),
                 None => elapsed(task.started_at, task.finished_at, model.now),
             };
-            Row::new(vec![
+            let mut cells = vec![
                 Cell::from(Span::styled(task_symbol(task.state), theme.task(task.state))),
                 Cell::from(task.name.clone()),
                 Cell::from(Span::styled(task.state.to_string(), theme.task(task.state))),
                 Cell::from(tries),
                 Cell::from(took),
                 Cell::from(progress_of(model, &run.workflow, task, gauge_cells)),
-                Cell::from(if wide { route } else { String::new() }),
-            ])
+            ];
+            if engines_shown {
+                let engine = current.and_then(|attempt| attempt.engine).map(|id| model.engine_name(id));
+                cells.push(Cell::from(super::logview::printable(&engine.unwrap_or_default())));
+            }
+            cells.push(Cell::from(if wide { route } else { String::new() }));
+            Row::new(cells)
         })
         .collect();
     let gauge = if tasks.iter().any(|task| task.state == TaskState::Running) { gauge_cells as u16 + 5 } else { 0 };
     // Names take what the longest needs (up to 24), so the route column has the rest.
     let name_width = tasks.iter().map(|task| task.name.chars().count()).max().unwrap_or(4).clamp(4, 24) as u16;
-    let widths = [
+    let mut widths = vec![
         Constraint::Length(1),
         Constraint::Length(name_width),
         Constraint::Length(16),
         Constraint::Length(5),
         Constraint::Length(7),
         Constraint::Length(gauge),
-        Constraint::Fill(if wide { 1 } else { 0 }),
     ];
-    let header =
-        header_row(&["", "task", "state", "try", "took", if gauge > 0 { "progress" } else { "" }, "route"], theme);
+    let mut names = vec!["", "task", "state", "try", "took", if gauge > 0 { "progress" } else { "" }];
+    if engines_shown {
+        widths.push(Constraint::Length(if wide { 18 } else { 10 }));
+        names.push("engine");
+    }
+    widths.push(Constraint::Fill(if wide { 1 } else { 0 }));
+    names.push("route");
+    let header = header_row(&names, theme);
     let table = Table::new(rows, widths).header(header).row_highlight_style(if focused {
         theme.selected()
     } else {

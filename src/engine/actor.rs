@@ -240,6 +240,8 @@ impl Actor {
         let mut poll = tokio::time::interval(self.config.command_poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let mut standing = self.standing_watch();
+        // Only a leader on a shared store listens: SQLite has no one to notify it, and polls.
+        let mut wake_ups = if self.leadership.is_some() { self.store.wake_ups() } else { None };
         let _ = self.store.begin_batch();
         self.recover_runs().await;
         // Not at start-up, which must be quick (and a `conveyor run` is often over before then).
@@ -308,6 +310,7 @@ impl Actor {
                     Some(seen) = file_notes.recv() => Step::File(seen),
                     _ = sleep => Step::Timers,
                     _ = poll.tick() => Step::Poll,
+                    Some(()) = woken(&mut wake_ups) => Step::Poll,
                     _ = leading::standing_changed(&mut standing) => Step::Standing,
                 },
             };
@@ -557,5 +560,13 @@ impl Actor {
         }
         // Its sinks fire with the other events, once it is committed.
         self.publish(Event::Alert(record));
+    }
+}
+
+/// Resolves when the store says a command was queued; never without wake-ups.
+async fn woken(wake_ups: &mut Option<mpsc::Receiver<()>>) -> Option<()> {
+    match wake_ups {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }

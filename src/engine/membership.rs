@@ -26,6 +26,9 @@ impl Default for Timing {
     }
 }
 
+/// How long an engine the database no longer hears from stays in the list (and the Engines view).
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
 /// The environment variable that overrides the timing: `TTL_MS,RENEW_MS` (tests take over in seconds).
 pub const TIMING_VARIABLE: &str = "CONVEYOR_CLUSTER_TIMING";
 
@@ -92,6 +95,15 @@ impl Membership {
     /// returning, so the caller knows at once whether it leads. `None` for a store only one engine uses.
     pub fn join(state_dir: &std::path::Path, location: &StoreLocation) -> Result<Option<Membership>, StoreError> {
         let timing = Timing::from_env().map_err(StoreError::Database)?;
+        Membership::join_with(state_dir, location, timing)
+    }
+
+    /// `join` with the lease's timing given rather than read from `CONVEYOR_CLUSTER_TIMING`.
+    pub fn join_with(
+        state_dir: &std::path::Path,
+        location: &StoreLocation,
+        timing: Timing,
+    ) -> Result<Option<Membership>, StoreError> {
         let store = crate::store::open(state_dir, location)?;
         if !store.is_shared() {
             return Ok(None);
@@ -210,23 +222,27 @@ impl Bidder {
     /// One round: a heartbeat and a bid for the lease. `before` is the standing the last round gave.
     fn bid(&mut self, before: Option<&Standing>) -> Standing {
         let asked = Instant::now();
-        let was_leading = self.led;
         let outcome = self.store.heartbeat().and_then(|()| {
-            // The database answers again: the hold-off starts before this round's bid, not after it.
-            if self.failed_since.is_some() && !was_leading {
+            if self.failed_since.take().is_some() && !self.led {
+                // Back after an outage: the engine that led before it bids first.
                 self.hold_off_until = Some(asked + self.timing.ttl);
             }
-            if !was_leading && self.hold_off_until.is_some_and(|until| asked < until) {
+            if !self.led && self.hold_off_until.is_some_and(|until| asked < until) {
                 return self.store.lease_holder(SCHEDULER_LEASE).map(|holder| Err(holder.map(|(engine, _)| engine)));
             }
             match self.store.hold_lease(SCHEDULER_LEASE, self.timing.ttl)? {
-                Some(term) => Ok(Ok(term)),
+                Some(term) => {
+                    // The leader tidies the list; a failure here costs nothing but a longer list.
+                    if let Err(error) = self.store.forget_engines(FORGET_AFTER) {
+                        tracing::debug!("forgetting engines gone for long failed: {error}");
+                    }
+                    Ok(Ok(term))
+                }
                 None => self.store.lease_holder(SCHEDULER_LEASE).map(|holder| Err(holder.map(|(engine, _)| engine))),
             }
         });
         match outcome {
             Ok(won) => {
-                self.failed_since = None;
                 self.led = won.is_ok();
                 match won {
                     Ok(term) => Standing::Leading { term, until: self.timing.acting_until(asked) },
@@ -251,6 +267,10 @@ fn describe_change(before: &Standing, now: &Standing) {
         (Standing::Leading { term: was, .. }, Standing::Leading { term, .. }) if was == term => {}
         (Standing::Unreachable { .. }, Standing::Unreachable { .. }) => {}
         (_, Standing::Leading { term, .. }) => tracing::info!("this engine leads the cluster now (term {})", term.0),
+        (Standing::Leading { term, .. }, unsure @ Standing::Unreachable { .. }) => tracing::warn!(
+            "this engine cannot tell whether it still leads (it holds term {}): {unsure}; it acts again once the lease is renewed",
+            term.0
+        ),
         (Standing::Leading { term, .. }, other) => {
             tracing::warn!("this engine no longer leads (it held term {}): {other}", term.0)
         }

@@ -70,7 +70,8 @@ pub trait Records {
 
     fn set_paused(&self, workflow: &str, paused: bool, at: DateTime<Utc>) -> Result<()>;
     fn paused_workflows(&self) -> Result<BTreeSet<String>>;
-    /// Every scheduled fire of `workflow` up to this instant has been handled (run, queued or skipped).
+    /// Every scheduled fire of `workflow` up to this instant has been handled (run, queued or skipped). The
+    /// mark only moves forward: an earlier instant than the stored one leaves it as it is.
     fn set_scheduled_through(&self, workflow: &str, through: DateTime<Utc>) -> Result<()>;
     fn scheduled_through(&self, workflow: &str) -> Result<Option<DateTime<Utc>>>;
     /// Records a fire, keeping the newest `keep` of its workflow (and every one still queued).

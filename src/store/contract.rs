@@ -259,6 +259,8 @@ pub fn pauses_and_the_schedule_mark_are_kept_apart(store: &mut Store) {
     store.set_scheduled_through("Y", at(6)).unwrap();
     assert_eq!(store.scheduled_through("W").unwrap(), Some(at(5)));
     assert_eq!(store.scheduled_through("Y").unwrap(), Some(at(6)));
+    store.set_scheduled_through("Y", at(4)).unwrap();
+    assert_eq!(store.scheduled_through("Y").unwrap(), Some(at(6)), "the mark never moves back");
     assert_eq!(store.paused_workflows().unwrap().into_iter().collect::<Vec<_>>(), ["W"], "marks leave pauses");
     store.set_paused("W", false, at(7)).unwrap();
     assert_eq!(store.scheduled_through("W").unwrap(), Some(at(5)), "pauses leave marks");

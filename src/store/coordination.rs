@@ -80,6 +80,19 @@ pub trait Coordination {
         Ok(Vec::new())
     }
 
+    /// Told (`()`) when a command was queued by another shell, and once after each reconnection: a hint
+    /// that lets the engine take it at once; the engine keeps polling, as a hint can be lost. `None` where
+    /// the store cannot tell (SQLite: the engine polls).
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
+
+    /// Removes engines the database has not heard from for `silent_for` (killed, their host gone): the
+    /// Engines view keeps a dead one that long, so an operator sees it went. No-op for SQLite.
+    fn forget_engines(&self, _silent_for: Duration) -> Result<u64> {
+        Ok(0)
+    }
+
     /// Removes this handle's registration (a clean stop): the others need not wait for its heartbeat to go
     /// silent. No-op for SQLite.
     fn leave(&self) -> Result<()> {

@@ -46,6 +46,12 @@ impl DatabaseUrl {
     pub fn secret_text(&self) -> &str {
         &self.0
     }
+
+    /// Where the database is, short, for a title: `user@host:port/database` (never the password); the
+    /// redacted address when it cannot be read.
+    pub fn place(&self) -> String {
+        super::postgres::place(&self.0).unwrap_or_else(|| redact(&self.0))
+    }
 }
 
 /// The URL or conninfo with any password replaced by `***`.
@@ -124,6 +130,7 @@ mod tests {
         };
         assert!(!format!("{url:?}").contains("s3cret"));
         assert_eq!(url.secret_text(), "postgres://app:s3cret@db/c", "the driver gets it whole");
+        assert_eq!(url.place(), "app@db:5432/c", "a title names the place, not the password");
     }
 
     #[test]

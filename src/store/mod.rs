@@ -102,7 +102,7 @@ impl Store {
 
     /// `STATE/logs/RUN/TASK.ATTEMPT.log`
     pub fn log_path(&self, run_id: &str, task: &str, attempt: u32) -> PathBuf {
-        self.state_dir().join("logs").join(run_id).join(format!("{task}.{attempt}.log"))
+        log_path_in(self.state_dir(), run_id, task, attempt)
     }
 
     /// A scratch folder for one run's files (task outputs before they are read).
@@ -123,6 +123,11 @@ impl DerefMut for Store {
     fn deref_mut(&mut self) -> &mut (dyn Backend + 'static) {
         &mut *self.0
     }
+}
+
+/// Where an attempt's log is kept under the state folder `state_dir`: `STATE/logs/RUN/TASK.ATTEMPT.log`.
+pub fn log_path_in(state_dir: &Path, run_id: &str, task: &str, attempt: u32) -> PathBuf {
+    state_dir.join("logs").join(run_id).join(format!("{task}.{attempt}.log"))
 }
 
 fn remove_run_files(state_dir: &Path, run_id: &str) {

@@ -102,6 +102,10 @@ pub struct AttemptRecord {
     /// file of their own (`LogSink::held_text`); read through `attempt_log`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_text: Option<String>,
+    /// The engine (`EngineId`) that ran it, on a store several engines share; always `None` on SQLite, whose
+    /// one engine is the state folder's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<u64>,
 }
 
 impl AttemptRecord {
@@ -132,6 +136,7 @@ impl AttemptRecord {
             prompt_tokens: None,
             completion_tokens: None,
             log_text: None,
+            engine: None,
         }
     }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::common::{conveyor, text, write};
+use crate::console_e2e::Tmux;
 use crate::postgres::database;
 
 const PASSWORD: &str = "Pw0rd-never-shown";
@@ -193,7 +194,7 @@ fn a_bad_store_says_what_was_expected_and_never_shows_the_password() {
 }
 
 #[test]
-fn run_graph_and_backfill_work_on_postgres_and_the_console_says_it_does_not_yet() {
+fn run_graph_and_backfill_work_on_postgres() {
     let db = database();
     let dir = folder();
     let ran = conveyor_in(dir.path(), &["run", "--store", &db.url, "Hello"], &[]);
@@ -225,12 +226,93 @@ fn run_graph_and_backfill_work_on_postgres_and_the_console_says_it_does_not_yet(
     assert_eq!(runs.len(), 2, "{runs:?}");
     assert!(runs.iter().all(|run| run["trigger"] == "backfill" && run["state"] == "succeeded"), "{runs:?}");
     assert!(!dir.path().join(".conveyor/conveyor.db").exists(), "no SQLite file beside the logs");
+}
 
-    let console = conveyor_in(dir.path(), &["--store", &db.url], &[]);
-    assert_eq!(console.status.code(), Some(1));
-    assert!(
-        text(&console.stderr).starts_with("conveyor: the console does not work on a PostgreSQL store yet"),
-        "{}",
-        text(&console.stderr)
-    );
+/// The console on a PostgreSQL store embeds no engine: it shows what the daemon on that database ran, and `t`
+/// reaches that daemon through the database, whichever host it is on.
+#[test]
+fn a_console_on_postgres_attaches_to_the_cluster_shows_its_runs_and_its_trigger_is_carried_out_by_a_daemon() {
+    let db = database();
+    let store = with_password(&db.url);
+    let dir = folder();
+    let daemon = Daemon::start(dir.path(), Some(&store), &[]);
+    let triggered = conveyor_in(dir.path(), &["trigger", "--store", &store, "Hello"], &[]);
+    assert_eq!(triggered.status.code(), Some(0), "{}", text(&triggered.stderr));
+    let first = wait_until_done(dir.path(), &["--store", &store], &[]);
+    assert_eq!(first["state"], "succeeded", "{first}");
+
+    // The console's state folder is another one: nothing is shared with the daemon but the database.
+    let console_dir = tempfile::tempdir().unwrap();
+    write(console_dir.path(), "workflows/hello.toml", HELLO);
+    let tmux = Tmux { socket: format!("conveyor-pg-console-{}", std::process::id()) };
+    let binary = env!("CARGO_BIN_EXE_conveyor");
+    tmux.start(140, 40, console_dir.path().to_str().unwrap(), &["env", "NO_COLOR=1", binary, "--store", &store]);
+    let screen = tmux.wait_for("the cluster's runs", |screen| {
+        screen.contains("cluster conveyor@") && screen.contains("Hello") && screen.contains("✓ succeeded")
+    });
+    assert!(!screen.contains(PASSWORD), "{screen}");
+    // The daemon's log files are not on the console's host: the log comes from the database.
+    std::fs::remove_dir_all(dir.path().join(".conveyor/logs")).unwrap();
+    let id = first["id"].as_str().unwrap();
+    let logs = conveyor_in(console_dir.path(), &["logs", "--store", &store, id, "Greet"], &[]);
+    assert!(text(&logs.stdout).contains("hello from postgres"), "{}{}", text(&logs.stdout), text(&logs.stderr));
+    tmux.keys(&["Enter", "l"]);
+    tmux.wait_for("the log read from the database", |screen| screen.contains("hello from postgres"));
+    tmux.keys(&["Escape", "Escape"]);
+
+    tmux.keys(&["t"]);
+    let started = Instant::now();
+    let runs = loop {
+        let listed = conveyor_in(dir.path(), &["history", "--json", "--store", &store], &[]);
+        let runs: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+        let runs = runs.as_array().cloned().unwrap_or_default();
+        if runs.len() == 2 && runs.iter().all(|run| run["state"] == "succeeded") {
+            break runs;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the daemon ran the console's trigger: {runs:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let second = runs[0]["id"].as_str().unwrap();
+    assert_ne!(second, first["id"].as_str().unwrap());
+    tmux.wait_for("the console's status to say which run started", |screen| screen.contains(second));
+    tmux.keys(&["q"]);
+    tmux.wait_closed("a console attached to the cluster quits at once", Duration::from_secs(10));
+    assert!(!console_dir.path().join(".conveyor/conveyor.db").exists(), "the console opened no SQLite store");
+    let stderr = daemon.stop();
+    assert!(stderr.contains("command from"), "the daemon carried out the console's command: {stderr}");
+}
+
+#[test]
+fn engines_lists_the_engines_sharing_the_database_and_marks_the_leader() {
+    let db = database();
+    let dir = folder();
+    let joined = |host: &str, pid: u32, routes: &[&str]| {
+        let state = tempfile::tempdir().unwrap();
+        let store = conveyor::store::Store::connect(&db.url, state.path()).unwrap();
+        store.join(host, pid, &routes.iter().map(|route| route.to_string()).collect::<Vec<_>>()).unwrap();
+        (state, store)
+    };
+    let (_a, first) = joined("host-a", 1111, &["process", "http"]);
+    let (_b, second) = joined("gpu-host", 2222, &["GpuService"]);
+    first.hold_lease("scheduler", Duration::from_secs(60)).unwrap().expect("a free lease");
+
+    let store = with_password(&db.url);
+    let listed = conveyor_in(dir.path(), &["engines", "--store", &store], &[]);
+    assert_eq!(listed.status.code(), Some(0), "{}", text(&listed.stderr));
+    let table = text(&listed.stdout);
+    let line = |host: &str| table.lines().find(|line| line.contains(host)).unwrap_or_default().to_string();
+    assert!(table.lines().next().unwrap().starts_with("ENGINE"), "{table}");
+    let (a, b) = (line("host-a"), line("gpu-host"));
+    assert!(a.contains("1111") && a.contains("process, http") && a.contains("leader"), "{table}");
+    assert!(b.contains("2222") && b.contains("GpuService") && !b.contains("leader"), "{table}");
+    assert!(a.contains("s ago") && b.contains("s ago"), "heartbeat ages: {table}");
+    assert!(!table.contains(PASSWORD) && !text(&listed.stderr).contains(PASSWORD));
+
+    second.leave().unwrap();
+    let listed = conveyor_in(dir.path(), &["engines", "--store", &store], &[]);
+    assert!(!text(&listed.stdout).contains("gpu-host"), "an engine that left is gone: {}", text(&listed.stdout));
+
+    let local = conveyor_in(dir.path(), &["engines"], &[]);
+    assert_eq!(local.status.code(), Some(0));
+    assert!(text(&local.stdout).starts_with("one engine: this state folder's"), "{}", text(&local.stdout));
 }

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-struct Tmux {
-    socket: String,
+/// A tmux server of a test's own (`-L socket`), killed when dropped.
+pub(crate) struct Tmux {
+    pub(crate) socket: String,
 }
 
 impl Tmux {
-    fn run(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .arg("-L")
             .arg(&self.socket)
@@ -21,7 +22,7 @@ impl Tmux {
     }
 
     /// The session `console`, `width` × `height`, running `command` in `dir`.
-    fn start(&self, width: u16, height: u16, dir: &str, command: &[&str]) {
+    pub(crate) fn start(&self, width: u16, height: u16, dir: &str, command: &[&str]) {
         let (width, height) = (width.to_string(), height.to_string());
         let mut args = vec!["new-session", "-d", "-s", "console", "-x", &width, "-y", &height, "-c", dir];
         args.extend_from_slice(command);
@@ -29,17 +30,17 @@ impl Tmux {
         assert!(started.status.success(), "{}", text(&started.stderr));
     }
 
-    fn screen(&self) -> String {
+    pub(crate) fn screen(&self) -> String {
         text(&self.run(&["capture-pane", "-p", "-t", "console"]).stdout)
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub(crate) fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "console"];
         args.extend_from_slice(keys);
         assert!(self.run(&args).status.success());
     }
 
-    fn wait_for(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
+    pub(crate) fn wait_for(&self, what: &str, condition: impl Fn(&str) -> bool) -> String {
         let started = Instant::now();
         loop {
             let screen = self.screen();
@@ -52,7 +53,7 @@ impl Tmux {
     }
 
     /// Waits until the console's session has ended (the console quit), within `limit`.
-    fn wait_closed(&self, what: &str, limit: Duration) {
+    pub(crate) fn wait_closed(&self, what: &str, limit: Duration) {
         let started = Instant::now();
         while self.run(&["has-session", "-t", "console"]).status.success() {
             assert!(started.elapsed() < limit, "{what}:\n{}", self.screen());

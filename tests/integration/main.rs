@@ -21,6 +21,7 @@ mod faults;
 mod gates;
 mod grants;
 mod hot_reload;
+mod leadership;
 mod llm;
 mod metrics;
 mod postgres;

@@ -288,3 +288,146 @@ fn the_password_of_the_address_is_in_no_error_and_no_log_line() {
         assert!(!text.contains(PASSWORD), "the password shows in: {text}");
     }
 }
+
+/// How many chunks the database keeps of an attempt's log, and the largest one's size.
+async fn chunks(db: &TestDatabase, run: &str) -> (i64, i32) {
+    let client = db.connect().await.unwrap();
+    let row = client
+        .query_one("SELECT count(*), COALESCE(max(length(bytes)), 0) FROM log_chunks WHERE run_id = $1", &[&run])
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn read_log(store: &Store, run: &str) -> std::io::Result<String> {
+    let attempt = store.attempts(run, None).unwrap().pop().expect("an attempt");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut store.logs().open(&attempt)?, &mut text)?;
+    Ok(text)
+}
+
+fn finished(mut attempt: conveyor::store::AttemptRecord) -> conveyor::store::AttemptRecord {
+    attempt.state = conveyor::state::AttemptState::Succeeded;
+    attempt.finished_at = Some(chrono::Utc::now());
+    attempt
+}
+
+#[tokio::test]
+async fn a_finished_attempts_log_is_kept_in_the_database_and_read_on_a_host_without_its_file() {
+    let db = database();
+    let (_a, engine_host) = engine(&db.url, "host-a");
+    let (_b, other_host) = engine(&db.url, "host-b");
+    engine_host.insert_run(&run("r1"), &[]).unwrap();
+    let path = engine_host.log_path("r1", "T", 1);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, "first line\nsecond line\n").unwrap();
+    let started = conveyor::store::AttemptRecord::started("r1", "T", 1, "svc", chrono::Utc::now(), path.clone());
+    engine_host.insert_attempt(&started).unwrap();
+    assert_eq!(chunks(&db, "r1").await.0, 0, "a running attempt's log stays on its host");
+    // Both "hosts" are this machine: the other host's view is the engine's file gone.
+    let elsewhere = path.with_extension("away");
+    let on_the_other_host = |store: &Store| {
+        std::fs::rename(&path, &elsewhere).unwrap();
+        let text = read_log(store, "r1");
+        std::fs::rename(&elsewhere, &path).unwrap();
+        text
+    };
+    let error = on_the_other_host(&other_host).unwrap_err();
+    assert!(error.to_string().contains("still running on another host"), "{error}");
+
+    let task = conveyor::store::TaskRecord::pending("r1", "T", 0);
+    engine_host.save_attempt_and_task(&finished(started.clone()), &task).unwrap();
+    assert_eq!(chunks(&db, "r1").await.0, 1);
+    assert_eq!(on_the_other_host(&other_host).unwrap(), "first line\nsecond line\n", "read from the database");
+    std::fs::write(&path, "the file wins where it is\n").unwrap();
+    assert_eq!(read_log(&other_host, "r1").unwrap(), "the file wins where it is\n");
+
+    // Written again (an attempt's record is written more than once): its chunks are replaced, not added to.
+    std::fs::write(&path, "rewritten\n").unwrap();
+    engine_host.insert_attempt(&finished(started)).unwrap();
+    assert_eq!(chunks(&db, "r1").await.0, 1);
+    assert_eq!(on_the_other_host(&other_host).unwrap(), "rewritten\n");
+}
+
+#[tokio::test]
+async fn a_long_log_keeps_its_last_mebibyte_in_chunks_of_at_most_256_kib_and_says_it_was_cut() {
+    let db = database();
+    let (_a, engine_host) = engine(&db.url, "host-a");
+    let (_b, other_host) = engine(&db.url, "host-b");
+    engine_host.insert_run(&run("r1"), &[]).unwrap();
+    let path = engine_host.log_path("r1", "T", 1);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut log = std::fs::File::create(&path).unwrap();
+    let mut written = 0;
+    for n in 0.. {
+        let line = format!("line {n:07} of a long log\n");
+        log.write_all(line.as_bytes()).unwrap();
+        written += line.len();
+        if written > 1024 * 1024 + 300 * 1024 {
+            break;
+        }
+    }
+    drop(log);
+    let attempt = conveyor::store::AttemptRecord::started("r1", "T", 1, "svc", chrono::Utc::now(), path.clone());
+    engine_host.insert_attempt(&finished(attempt)).unwrap();
+    let (count, largest) = chunks(&db, "r1").await;
+    assert_eq!(count, 5, "1 MiB and a note, in 256 KiB pieces");
+    assert!(largest <= 256 * 1024, "{largest}");
+
+    // The other host has no file: it reads the database's chunks.
+    let whole = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let text = read_log(&other_host, "r1").unwrap();
+    let (note, rest) = text.split_once('\n').unwrap();
+    assert!(note.starts_with("[conveyor] the database keeps only the last "), "{note}");
+    assert!(note.contains(&format!("({written} bytes in all")), "{note}");
+    assert!(whole.ends_with(rest) && rest.starts_with("line "), "the end, from a full line");
+    assert!(rest.len() <= 1024 * 1024 && rest.len() > 1024 * 1024 - 100);
+}
+
+#[tokio::test]
+async fn a_quiet_attempts_text_is_kept_as_its_log_when_it_has_no_file() {
+    let db = database();
+    let (_a, engine_host) = engine(&db.url, "host-a");
+    let (_b, other_host) = engine(&db.url, "host-b");
+    engine_host.insert_run(&run("r1"), &[]).unwrap();
+    let mut attempt = conveyor::store::AttemptRecord::started(
+        "r1",
+        "T",
+        1,
+        "svc",
+        chrono::Utc::now(),
+        engine_host.log_path("r1", "T", 1),
+    );
+    attempt.log_text = Some("[conveyor] exit status 0\n".into());
+    engine_host.insert_attempt(&finished(attempt)).unwrap();
+    assert_eq!(chunks(&db, "r1").await.0, 1);
+    assert_eq!(read_log(&other_host, "r1").unwrap(), "[conveyor] exit status 0\n");
+}
+
+#[tokio::test]
+async fn a_joined_store_records_which_engine_inserted_a_run_and_ran_an_attempt_and_a_shell_does_not_erase_it() {
+    let db = database();
+    let (_a, engine_host) = engine(&db.url, "host-a");
+    let me = engine_host.engines().unwrap().pop().expect("registered").id;
+    engine_host.insert_run(&run("r1"), &[]).unwrap();
+    let attempt = conveyor::store::AttemptRecord::started("r1", "T", 1, "svc", chrono::Utc::now(), "T.1.log".into());
+    engine_host.insert_attempt(&attempt).unwrap();
+    assert_eq!(engine_host.attempts("r1", None).unwrap()[0].engine, Some(me.0));
+    let client = db.connect().await.unwrap();
+    let row = client.query_one("SELECT engine FROM runs WHERE id = 'r1'", &[]).await.unwrap();
+    assert_eq!(row.get::<_, Option<i64>>(0), Some(me.0 as i64));
+
+    // A shell (not joined) writing the attempt again leaves the engine that ran it.
+    let (_dir, shell) = open_on(&db);
+    shell.insert_attempt(&finished(attempt)).unwrap();
+    let read = shell.attempts("r1", None).unwrap().remove(0);
+    assert_eq!((read.engine, read.state), (Some(me.0), conveyor::state::AttemptState::Succeeded));
+}
+
+/// A store on `db` that has not joined, as a shell's command opens it.
+fn open_on(db: &TestDatabase) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&db.url, dir.path()).unwrap();
+    (dir, store)
+}

@@ -431,3 +431,34 @@ fn an_output_is_printed_once_and_again_when_its_task_changes() {
     assert!(screen.contains(r#""second": "attempt""#), "{screen}");
     assert!(!screen.contains("applications"), "the old output is gone:\n{screen}");
 }
+
+#[test]
+fn m_shows_the_engines_sharing_the_store_with_the_leader_marked_and_esc_goes_back() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    model.attached = true;
+    model.cluster = Some("conveyor@db.internal:5432/conveyor".into());
+    let mut quiet = engine(3, "gpu-1", 977, false);
+    quiet.silent_for = Duration::seconds(41);
+    quiet.routes = vec!["EligibilityAgent".into()];
+    model.engines = vec![engine(1, "batch-1", 4242, true), quiet];
+    press(model, "M");
+    assert_eq!(model.view, Some(View::Engines));
+    press(model, "j");
+    assert_eq!(model.engine_row, 1);
+    press(model, "jjj");
+    assert_eq!(model.engine_row, 1, "the last row holds");
+    insta::assert_snapshot!("engines_120x40", render(model, 120, 40, false));
+    insta::assert_snapshot!("engines_80x24", render(model, 80, 24, false));
+    press_code(model, KeyCode::Esc);
+    assert_eq!(model.view, None);
+}
+
+#[test]
+fn on_sqlite_the_engines_view_says_there_is_one_engine_the_state_folders() {
+    let mut fixture = fixture();
+    let model = &mut fixture.model;
+    press(model, "M");
+    let screen = render(model, 80, 24, false);
+    assert!(screen.contains("one engine: this state folder's"), "{screen}");
+}

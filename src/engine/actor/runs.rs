@@ -62,7 +62,13 @@ impl Actor {
             .enumerate()
             .map(|(position, task)| TaskRecord::pending(&id, &task.name, position))
             .collect();
-        self.store.insert_run(&record, &tasks).map_err(|error| format!("the run could not be stored: {error}"))?;
+        match self.store.insert_run(&record, &tasks) {
+            // Held with the rest of the step (the connection was cut, the server is down): written once the
+            // store takes it, and announced only then. Refusing the run here would leave that write to land
+            // for a run no engine follows.
+            Ok(()) | Err(crate::store::StoreError::Unavailable(_)) => {}
+            Err(error) => return Err(format!("the run could not be stored: {error}")),
+        }
         self.publish(Event::Run(record.clone()));
         for task in &tasks {
             self.publish(Event::Task(task.clone()));

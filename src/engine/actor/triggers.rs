@@ -29,15 +29,19 @@ impl Actor {
                 });
                 self.scheduler.activate(id, Activation::schedule(queued));
                 let now = self.now();
+                // Never before what is already handled: an engine taking over from one whose clock ran ahead
+                // (or after this host's clock was set back) does not fire those instants again.
+                let mut through = now;
                 match self.store.scheduled_through(id) {
                     Ok(Some(since)) if since < now => self.catch_up(&workflow, since, now),
-                    Ok(_) => {}
+                    Ok(Some(since)) => through = since,
+                    Ok(None) => {}
                     Err(error) => tracing::error!("reading {id}'s schedule state failed: {error}"),
                 }
-                if let Err(error) = self.store.set_scheduled_through(id, now) {
+                if let Err(error) = self.store.set_scheduled_through(id, through) {
                     tracing::error!("storing {id}'s schedule state failed: {error}");
                 }
-                self.schedule_next(&workflow, now);
+                self.schedule_next(&workflow, through);
                 // A queued fire whose run ended while no engine ran starts now.
                 self.dequeue(id);
             }

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::sync::mpsc;
+use std::sync::{Arc, Weak, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -32,8 +32,38 @@ struct Connections {
 
 /// The thread that owns the connections; store calls run on it one at a time.
 pub(super) struct Worker {
-    jobs: Option<mpsc::Sender<Job>>,
+    /// Shared only weakly (`Reader`), so the thread still ends when the store is dropped.
+    jobs: Option<Arc<mpsc::Sender<Job>>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// Reads on the store's thread for something that may outlive the store (a `LogReader` handed out by it):
+/// once the store is gone, its reads fail instead of keeping the thread alive.
+#[derive(Clone)]
+pub(super) struct Reader(Weak<mpsc::Sender<Job>>);
+
+impl Reader {
+    pub fn run<T: Send + 'static>(&self, work: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static) -> Result<T> {
+        let jobs = self.0.upgrade().ok_or_else(gone)?;
+        send(&jobs, move |connections| work(&mut connections.records))
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Unavailable("the PostgreSQL connection's thread is gone".into())
+}
+
+fn send<T: Send + 'static>(
+    jobs: &mpsc::Sender<Job>,
+    work: impl FnOnce(&mut Connections) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let (reply, answer) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move |connections| {
+        let _ = reply.send(work(connections));
+    });
+    jobs.send(job).map_err(|_| gone())?;
+    // Every wait on the thread is bounded (ANSWER_WITHIN, CONNECT_WITHIN), so this returns.
+    answer.recv().map_err(|_| gone())?
 }
 
 impl Worker {
@@ -66,7 +96,7 @@ impl Worker {
                 }
             })
             .map_err(StoreError::Io)?;
-        Ok(Worker { jobs: Some(jobs), thread: Some(thread) })
+        Ok(Worker { jobs: Some(Arc::new(jobs)), thread: Some(thread) })
     }
 
     /// Runs `work` on the records' connection and waits for its answer.
@@ -83,14 +113,12 @@ impl Worker {
     }
 
     fn send<T: Send + 'static>(&self, work: impl FnOnce(&mut Connections) -> Result<T> + Send + 'static) -> Result<T> {
-        let gone = || StoreError::Unavailable("the PostgreSQL connection's thread is gone".into());
-        let (reply, answer) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |connections| {
-            let _ = reply.send(work(connections));
-        });
-        self.jobs.as_ref().ok_or_else(gone)?.send(job).map_err(|_| gone())?;
-        // Every wait on the thread is bounded (ANSWER_WITHIN, CONNECT_WITHIN), so this returns.
-        answer.recv().map_err(|_| gone())?
+        send(self.jobs.as_ref().ok_or_else(gone)?, work)
+    }
+
+    /// A handle for reads that does not keep the thread alive.
+    pub fn reader(&self) -> Reader {
+        Reader(self.jobs.as_ref().map(Arc::downgrade).unwrap_or_default())
     }
 }
 
@@ -353,22 +381,24 @@ fn first_line(sql: &str) -> &str {
     sql.trim().lines().next().unwrap_or_default()
 }
 
-/// How long a transaction of this store's may wait on its own client. A batch sends its statements back to
-/// back, so only a stalled process (paused, frozen) waits that long, and meanwhile its row locks would hold
-/// up the engine taking over from it for as long as it stalls: the server ends such a session instead.
-const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(5);
+/// How long the server keeps a transaction of ours open while nothing is sent on it. An engine paused in the
+/// middle of a step (SIGSTOP, a frozen VM) would otherwise hold its rows' locks, and the engine that takes
+/// over would wait on them for as long as the pause lasts; ended by the server, the step's writes are written
+/// again by the redo list if the engine still leads, and refused by its term if not.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(10);
 
-/// The default for `connect_timeout` when the address gives none, and a limit on a transaction left idle
-/// unless the address's `options` set one.
+/// The defaults for what the address does not say: `connect_timeout`, and the idle transaction limit.
 pub(super) fn with_defaults(mut config: Config) -> Config {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_WITHIN);
     }
-    let own = config.get_options().unwrap_or_default().to_string();
-    if !own.contains("idle_in_transaction_session_timeout") {
-        let limit = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis());
-        config.options(if own.is_empty() { limit } else { format!("{own} {limit}") });
-    }
+    let limit = format!("-c idle_in_transaction_session_timeout={}", IDLE_IN_TRANSACTION.as_millis());
+    let options = match config.get_options() {
+        Some(given) if given.contains("idle_in_transaction_session_timeout") => given.to_string(),
+        Some(given) => format!("{given} {limit}"),
+        None => limit,
+    };
+    config.options(&options);
     config
 }
 
@@ -379,13 +409,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_stalled_transaction_is_ended_by_the_server_unless_the_address_says_otherwise() {
+    fn a_transaction_left_idle_is_ended_by_the_server_unless_the_address_says_otherwise() {
         let config = with_defaults(Config::from_str("host=/run/pg dbname=c").unwrap());
-        assert_eq!(config.get_options(), Some("-c idle_in_transaction_session_timeout=5000"));
+        assert_eq!(config.get_options(), Some("-c idle_in_transaction_session_timeout=10000"));
+        assert_eq!(config.get_connect_timeout(), Some(&CONNECT_WITHIN));
         let config = with_defaults(Config::from_str("host=/run/pg options='-c search_path=x'").unwrap());
-        assert_eq!(config.get_options(), Some("-c search_path=x -c idle_in_transaction_session_timeout=5000"));
-        let own = "-c idle_in_transaction_session_timeout=0";
-        let config = with_defaults(Config::from_str(&format!("host=/run/pg options='{own}'")).unwrap());
-        assert_eq!(config.get_options(), Some(own));
+        assert_eq!(config.get_options(), Some("-c search_path=x -c idle_in_transaction_session_timeout=10000"));
+        let given = "-c idle_in_transaction_session_timeout=0";
+        let config = with_defaults(Config::from_str(&format!("host=/run/pg options='{given}'")).unwrap());
+        assert_eq!(config.get_options(), Some(given), "the operator's own limit wins");
     }
 }

@@ -5,6 +5,8 @@
 mod batch;
 mod connection;
 mod gauges;
+mod listen;
+mod logs;
 mod records;
 mod rows;
 mod schema;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
-use super::{Coordination, EngineId, LocalLogs, LogReader, Result, StoreError, Term, create_state_dir};
+use super::{Coordination, EngineId, LogReader, Result, StoreError, Term, create_state_dir};
 use connection::Worker;
 
 pub struct PgStore {
@@ -29,7 +31,13 @@ pub struct PgStore {
     engine: Cell<Option<EngineId>>,
     /// The lease holding every commit of this handle checks first (`Coordination::fence`).
     fence: std::cell::RefCell<Option<batch::Fence>>,
+    /// How to reach the database again, for the connection that listens for wake-ups.
+    config: Config,
+    target: String,
 }
+
+/// The channel a queued command is notified on.
+pub(super) const COMMANDS_CHANNEL: &str = "conveyor_commands";
 
 impl PgStore {
     /// Connects to the database at `address` (a `postgres://` URL or a `key=value` conninfo), migrating its
@@ -46,7 +54,8 @@ impl PgStore {
         })?;
         create_state_dir(state_dir)?;
         let target = describe(&config);
-        let worker = Worker::start(connection::with_defaults(config), target)?;
+        let config = connection::with_defaults(config);
+        let worker = Worker::start(config.clone(), target.clone())?;
         worker.run(schema::migrate)?;
         Ok(PgStore {
             worker,
@@ -54,6 +63,8 @@ impl PgStore {
             batch: Default::default(),
             engine: Cell::new(None),
             fence: Default::default(),
+            config,
+            target,
         })
     }
 
@@ -77,7 +88,12 @@ impl PgStore {
     }
 
     pub(super) fn logs(&self) -> Arc<dyn LogReader> {
-        Arc::new(LocalLogs)
+        Arc::new(logs::ClusterLogs(self.worker.reader()))
+    }
+
+    /// The engine this handle writes for, if it has joined (or been fenced as one).
+    fn engine_id(&self) -> Option<i64> {
+        self.engine.get().map(|EngineId(id)| id as i64)
     }
 
     fn engine(&self) -> Result<i64> {
@@ -208,6 +224,27 @@ impl Coordination for PgStore {
             .collect()
     }
 
+    fn forget_engines(&self, silent_for: Duration) -> Result<u64> {
+        let silent_ms = i64::try_from(silent_for.as_millis()).unwrap_or(i64::MAX);
+        self.worker.coordinate(move |conn| {
+            conn.execute(
+                "DELETE FROM engines WHERE heartbeat_at < now() - $1::bigint * interval '1 millisecond'
+                    AND id NOT IN (SELECT holder FROM leases WHERE holder IS NOT NULL)",
+                &[&silent_ms],
+            )
+        })
+    }
+
+    fn wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match listen::listen(self.config.clone(), self.target.clone(), COMMANDS_CHANNEL) {
+            Ok(woken) => Some(woken),
+            Err(error) => {
+                tracing::warn!("cannot listen for wake-ups ({error}): queued commands are polled for");
+                None
+            }
+        }
+    }
+
     fn leave(&self) -> Result<()> {
         let Some(EngineId(me)) = self.engine.get() else { return Ok(()) };
         let me = me as i64;
@@ -220,6 +257,11 @@ impl Coordination for PgStore {
         self.engine.set(None);
         Ok(())
     }
+}
+
+/// `describe` of an address, if it can be read.
+pub(super) fn place(address: &str) -> Option<String> {
+    Config::from_str(address).ok().map(|config| describe(&config))
 }
 
 /// Where the database is, for messages and logs: user, host, port and database, never the password.

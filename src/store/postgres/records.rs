@@ -18,13 +18,13 @@ use crate::store::{
 
 impl Records for PgStore {
     fn insert_run(&self, run: &RunRecord, tasks: &[TaskRecord]) -> Result<()> {
-        let (run, tasks) = (run.clone(), tasks.to_vec());
+        let (run, tasks, engine) = (run.clone(), tasks.to_vec(), self.engine_id());
         self.write(move |conn| {
             conn.atomically(|conn| {
                 conn.execute(
                     "INSERT INTO runs (id, workflow, state, trigger, input, params, definition_file, definition,
-                        created_at, started_at, finished_at, error)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                        created_at, started_at, finished_at, error, engine)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                     &[
                         &run.id,
                         &run.workflow,
@@ -38,6 +38,7 @@ impl Records for PgStore {
                         &run.started_at.map(ms),
                         &run.finished_at.map(ms),
                         &optional_text(&run.error),
+                        &engine,
                     ],
                 )?;
                 for task in &tasks {
@@ -183,15 +184,21 @@ impl Records for PgStore {
     }
 
     fn insert_attempt(&self, attempt: &AttemptRecord) -> Result<()> {
-        let attempt = attempt.clone();
-        self.write(move |conn| upsert_attempt(conn, &attempt))
+        let (attempt, engine) = (attempt.clone(), self.engine_id());
+        self.write(move |conn| {
+            conn.atomically(|conn| {
+                upsert_attempt(conn, &attempt, engine)?;
+                super::logs::keep(conn, &attempt)
+            })
+        })
     }
 
     fn save_attempt_and_task(&self, attempt: &AttemptRecord, task: &TaskRecord) -> Result<()> {
-        let (attempt, task) = (attempt.clone(), task.clone());
+        let (attempt, task, engine) = (attempt.clone(), task.clone(), self.engine_id());
         self.write(move |conn| {
             conn.atomically(|conn| {
-                upsert_attempt(conn, &attempt)?;
+                upsert_attempt(conn, &attempt, engine)?;
+                super::logs::keep(conn, &attempt)?;
                 upsert_task(conn, &task)
             })
         })
@@ -237,7 +244,8 @@ impl Records for PgStore {
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO workflow_state (workflow, paused, changed_at, scheduled_through) VALUES ($1, false, $2, $2)
-                 ON CONFLICT (workflow) DO UPDATE SET scheduled_through = excluded.scheduled_through",
+                 ON CONFLICT (workflow) DO UPDATE
+                    SET scheduled_through = GREATEST(workflow_state.scheduled_through, excluded.scheduled_through)",
                 &[&workflow, &ms(through)],
             )?;
             Ok(())
@@ -528,11 +536,15 @@ impl Records for PgStore {
     fn enqueue_command(&self, at: DateTime<Utc>, who: &str, command: &str, expires_at: DateTime<Utc>) -> Result<i64> {
         let (who, command) = (who.to_string(), command.to_string());
         self.worker.run(move |conn| {
-            let row = conn.query_one(
-                "INSERT INTO commands (at, who, command, expires_at) VALUES ($1, $2, $3, $4) RETURNING id",
-                &[&ms(at), &who, &text(&command), &ms(expires_at)],
-            )?;
-            get(&row, "id")
+            conn.atomically(|conn| {
+                let row = conn.query_one(
+                    "INSERT INTO commands (at, who, command, expires_at) VALUES ($1, $2, $3, $4) RETURNING id",
+                    &[&ms(at), &who, &text(&command), &ms(expires_at)],
+                )?;
+                // Delivered when this commits: the leader takes the command at once instead of at its next poll.
+                conn.execute("SELECT pg_notify($1, '')", &[&super::COMMANDS_CHANNEL])?;
+                get(&row, "id")
+            })
         })
     }
 
@@ -657,18 +669,19 @@ fn upsert_task(conn: &mut Conn, task: &TaskRecord) -> Result<()> {
     Ok(())
 }
 
-fn upsert_attempt(conn: &mut Conn, attempt: &AttemptRecord) -> Result<()> {
+/// `engine`: the writing handle's registration; a writer that has not joined (a shell) keeps the one there.
+fn upsert_attempt(conn: &mut Conn, attempt: &AttemptRecord, engine: Option<i64>) -> Result<()> {
     conn.execute(
         // An update in place: an attempt's row is written two or three times.
         "INSERT INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,
-            log_path, log_bytes, pid, pid_start, progress, prompt_tokens, completion_tokens, log_text)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+            log_path, log_bytes, pid, pid_start, progress, prompt_tokens, completion_tokens, log_text, engine)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
          ON CONFLICT (run_id, task, attempt) DO UPDATE SET route = excluded.route, state = excluded.state,
             exit_code = excluded.exit_code, error = excluded.error, started_at = excluded.started_at,
             finished_at = excluded.finished_at, log_path = excluded.log_path, log_bytes = excluded.log_bytes,
             pid = excluded.pid, pid_start = excluded.pid_start, progress = excluded.progress,
             prompt_tokens = excluded.prompt_tokens, completion_tokens = excluded.completion_tokens,
-            log_text = excluded.log_text",
+            log_text = excluded.log_text, engine = COALESCE(excluded.engine, attempts.engine)",
         &[
             &attempt.run_id,
             &attempt.task,
@@ -687,6 +700,7 @@ fn upsert_attempt(conn: &mut Conn, attempt: &AttemptRecord) -> Result<()> {
             &attempt.prompt_tokens.map(|tokens| tokens as i64),
             &attempt.completion_tokens.map(|tokens| tokens as i64),
             &optional_text(&attempt.log_text),
+            &engine,
         ],
     )?;
     Ok(())

@@ -103,6 +103,7 @@ pub(super) fn attempt(row: &Row) -> Result<AttemptRecord> {
         prompt_tokens: unsigned(row, "prompt_tokens")?,
         completion_tokens: unsigned(row, "completion_tokens")?,
         log_text: get(row, "log_text")?,
+        engine: unsigned(row, "engine")?,
     })
 }
 

@@ -111,6 +111,7 @@ fn attempt_from_row(row: &Row) -> rusqlite::Result<AttemptRecord> {
         prompt_tokens: row.get::<_, Option<i64>>("prompt_tokens")?.map(|tokens| tokens.max(0) as u64),
         completion_tokens: row.get::<_, Option<i64>>("completion_tokens")?.map(|tokens| tokens.max(0) as u64),
         log_text: row.get("log_text")?,
+        engine: None,
     })
 }
 
@@ -310,7 +311,8 @@ impl Records for SqliteStore {
         self.write(move |connection| {
             connection.execute(
                 "INSERT INTO workflow_state (workflow, paused, changed_at, scheduled_through) VALUES (?1, 0, ?2, ?2)
-                 ON CONFLICT (workflow) DO UPDATE SET scheduled_through = excluded.scheduled_through",
+                 ON CONFLICT (workflow) DO UPDATE
+                    SET scheduled_through = max(coalesce(scheduled_through, ''), excluded.scheduled_through)",
                 params![workflow, timestamp(through)],
             )?;
             Ok(())
