@@ -346,6 +346,15 @@ impl Engines {
         rows.first().map(|row| row.get("state"))
     }
 
+    /// The engine (its id in `engines`) recorded as the one that ran an attempt.
+    pub fn attempt_engine(&self, run: &str, task: &str, attempt: i64) -> Option<i64> {
+        let rows = self.query(
+            "SELECT engine FROM attempts WHERE run_id = $1 AND task = $2 AND attempt = $3",
+            &[&run, &task, &attempt],
+        );
+        rows.first().and_then(|row| row.get("engine"))
+    }
+
     /// A task's attempts, in order: (number, state).
     pub fn attempts(&self, run: &str, task: &str) -> Vec<(i64, String)> {
         let rows = self.query(

@@ -51,6 +51,7 @@ fn a_leader_killed_while_its_task_runs_is_replaced_and_the_task_runs_again_on_th
     assert_eq!(states(&attempts), [(1, "interrupted"), (2, "succeeded")], "{}", engines.logs());
     let started_by: Vec<u32> = engines.marked("pids").iter().map(|line| line[1] as u32).collect();
     assert_eq!(started_by, [old_pid, engines.pid(standby)], "each leader started one attempt");
+    assert_eq!(engines.attempt_engine(&run, "Work", 2), Some(new_leader.engine), "recorded as the new leader's");
     assert!(!is_alive(first_task), "the killed leader's task process {first_task} was stopped by the new leader");
     assert_eq!(finished(&engines), "2\n", "only the second attempt ran to its end");
 }
@@ -89,6 +90,7 @@ fn a_leader_paused_until_another_took_over_records_nothing_of_its_task_once_resu
     );
     let started_by: Vec<u32> = engines.marked("pids").iter().map(|line| line[1] as u32).collect();
     assert_eq!(started_by, [old_pid, engines.pid(standby)], "each leader started one attempt");
+    assert_eq!(engines.attempt_engine(&run, "Work", 2), Some(new_leader.engine), "recorded as the new leader's");
     assert_eq!(finished(&engines), "2\n", "only the second attempt ran to its end");
     assert!(engines.is_running(leader.index), "the old leader stays up as a standby:\n{}", engines.logs());
     engines.terminate_all();
@@ -113,8 +115,8 @@ fn the_database_stopped_for_longer_than_the_lease_while_a_task_runs_rescues_noth
 
     let mark = engines.log_mark(leader.index);
     engines.stop_server();
-    // A renewal fails: the leader no longer counts on its lease (it starts and writes nothing meanwhile).
-    engines.wait_for_line(leader.index, mark, "no longer leads");
+    // A renewal fails: the leader can no longer tell whether it leads (and acts only once it can again).
+    engines.wait_for_line(leader.index, mark, "cannot tell whether it still leads");
     engines.wait_until("the task has ended during the outage", || finished(&engines) == "1\n");
     // The outage must outlast the lease: nothing to wait on but time.
     std::thread::sleep(TTL + Duration::from_secs(2));
