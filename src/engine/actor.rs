@@ -177,6 +177,8 @@ pub struct Actor {
     leadership: Option<crate::engine::leadership::Leadership>,
     /// Raised when it gives the lead up (read by the engine's handle).
     stepped_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Attempts launched in the step under way, waiting for its commit before their process starts.
+    held_starts: std::cell::RefCell<Vec<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl Actor {
@@ -225,6 +227,7 @@ impl Actor {
             closing: None,
             leadership: None,
             stepped_down: Default::default(),
+            held_starts: Default::default(),
         };
         Ok(actor)
     }

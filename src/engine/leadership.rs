@@ -62,7 +62,7 @@ pub(crate) fn take_lead(config: &EngineConfig, store: &Store) -> Result<Option<L
             }
         },
     };
-    let Some(term) = membership.leading() else {
+    let Some(term) = membership.leading_now() else {
         return Err(EngineError::Standby(membership.standing().to_string()));
     };
     store.fence(membership.engine(), SCHEDULER_LEASE, term);

@@ -148,6 +148,22 @@ impl Membership {
         }
     }
 
+    /// The term this engine leads at, waiting (blocking, at most one renewal and a little) when it holds the
+    /// lease but its last renewal is too old to act on, as after a stall of this process: the next renewal
+    /// tells. `None` at once when another engine leads.
+    pub fn leading_now(&self) -> Option<Term> {
+        let deadline = Instant::now() + self.timing.renew * 2 + Duration::from_secs(1);
+        loop {
+            if let Some(term) = self.leading() {
+                return Some(term);
+            }
+            if !matches!(self.standing(), Standing::Leading { .. }) || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until this engine leads; returns the term.
     pub async fn wait_to_lead(&self) -> Term {
         let mut standing = self.standing.clone();

@@ -51,7 +51,7 @@ pub enum StoreError {
     #[error("the store holds a value it cannot read: {0}")]
     Corrupt(String),
     /// A write could not be committed; the engine holds it and tries again.
-    #[error("the store does not accept writes: {0}")]
+    #[error("the store is unavailable: {0}")]
     Unavailable(String),
     #[error("the state folder {} is open to other users (mode {mode:o}) and cannot be made private: use a folder of your own (--state)", .dir.display())]
     Insecure { dir: PathBuf, mode: u32 },

@@ -187,7 +187,17 @@ impl Actor {
         };
         let gates = self.gates_for(id, route);
         let run_id = id.to_string();
+        let committed = self.start_after_commit();
         tokio::spawn(async move {
+            if let Some(committed) = committed
+                && committed.await.is_err()
+            {
+                // The step that launched it was never committed (its leader lost the lease): no process starts.
+                let (log_bytes, log_text) = (sink.bytes(), sink.held_text());
+                let ending = Ending::Cancelled;
+                let _ = done.send(Internal::Done(Done { run_id, index, attempt: number, ending, log_bytes, log_text }));
+                return;
+            }
             let mut cancel = attempt.stop.cancel();
             let Some(_places) = crate::engine::gates::pass(gates, &mut cancel, &sink).await else {
                 let ending = Ending::Cancelled;

@@ -72,6 +72,7 @@ impl Actor {
 
     /// Events, alert sinks and answers of everything committed so far.
     fn announce(&mut self) {
+        self.release_starts();
         let events: Vec<Event> = self.pending_events.borrow_mut().drain(..).collect();
         for event in events {
             // An alert comes again when acknowledged: that is news for views, not for the sinks.

@@ -42,7 +42,25 @@ impl Actor {
     pub(super) fn step_down(&mut self, reason: String) {
         tracing::warn!("this engine steps down: {reason}; stopping its task processes, writing nothing more");
         self.stepped_down.store(true, Ordering::SeqCst);
+        self.held_starts.take();
         self.fatal = Some(format!("stepped down: {reason}"));
+    }
+
+    /// On a shared store, an attempt's process starts only once the step that launched it is committed: a
+    /// leader paused before its commit and resumed after another took over starts nothing (its commit is
+    /// refused by term, and the senders are dropped with it). `None` for SQLite, whose lock cannot be lost.
+    pub(super) fn start_after_commit(&self) -> Option<oneshot::Receiver<()>> {
+        self.leadership.as_ref()?;
+        let (go, committed) = oneshot::channel();
+        self.held_starts.borrow_mut().push(go);
+        Some(committed)
+    }
+
+    /// The step's commit went through: its attempts may start.
+    pub(super) fn release_starts(&mut self) {
+        for go in self.held_starts.take() {
+            let _ = go.send(());
+        }
     }
 
     pub(super) fn is_stepping_down(&self) -> bool {
