@@ -3,6 +3,7 @@
 //! stay in a local state folder, as with SQLite.
 
 mod batch;
+mod changes;
 mod connection;
 mod gauges;
 mod listen;

@@ -12,7 +12,7 @@ use super::connection::Conn;
 use super::rows::{self, all, get, ms, optional_text, text};
 use crate::state::RunState;
 use crate::store::{
-    AlertRecord, AttemptRecord, AuditRecord, EXPIRED, FireRecord, Gauges, LogReader, QueuedCommand, Records, Result,
+    AlertRecord, AttemptRecord, AuditRecord, Changes, EXPIRED, FireRecord, Gauges, LogReader, QueuedCommand, Records, Result,
     RunRecord, StoreError, TaskRecord, parse_timestamp, timestamp,
 };
 
@@ -214,6 +214,14 @@ impl Records for PgStore {
             )?;
             all(found, rows::attempt)
         })
+    }
+
+    fn changes_since(&self, after: i64, limit: usize) -> Result<Option<Changes>> {
+        self.worker.run(move |conn| super::changes::since(conn, after, limit)).map(Some)
+    }
+
+    fn change_mark(&self) -> Result<Option<i64>> {
+        self.worker.run(super::changes::mark).map(Some)
     }
 
     fn logs(&self) -> Arc<dyn LogReader> {
