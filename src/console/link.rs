@@ -125,21 +125,27 @@ impl Link {
                     else {
                         return;
                     };
+                    let feed = Arc::new(Mutex::new(super::change_feed::Feed::default()));
                     loop {
                         tokio::time::sleep(ATTACHED_REFRESH).await;
-                        let store = store.clone();
-                        let Ok((snapshot, audits, fires, next)) = tokio::task::spawn_blocking(move || {
+                        let (store, feed) = (store.clone(), feed.clone());
+                        let Ok((read, audits, fires, next)) = tokio::task::spawn_blocking(move || {
                             let store = store.lock().expect("store lock");
                             // What a snapshot lacks for the engine log: who gave which command, and fires.
                             let (audits, fires, next) = super::monitor::read_trail(&store, Some(trail));
-                            (super::read_snapshot(&store, false), audits, fires, next)
+                            let read = feed.lock().expect("feed lock").read(&store, std::time::Instant::now());
+                            (read, audits, fires, next)
                         })
                         .await
                         else {
                             return;
                         };
                         trail = next;
-                        if tx.send(Message::Snapshot(snapshot)).await.is_err() {
+                        let message = match read {
+                            super::change_feed::Read::Whole(snapshot) => Message::Snapshot(snapshot),
+                            super::change_feed::Read::Changes(changes) => Message::Changes(changes),
+                        };
+                        if tx.send(message).await.is_err() {
                             return;
                         }
                         if !(audits.is_empty() && fires.is_empty())

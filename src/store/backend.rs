@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AlertRecord, AttemptRecord, AuditRecord, Changes, Coordination, FireRecord, Gauges, LogReader, QueuedCommand, Result,
-    RunRecord, TaskRecord,
+    AlertRecord, AttemptRecord, AuditRecord, Changes, Coordination, FireRecord, Gauges, LogReader, QueuedCommand,
+    Result, RunRecord, TaskRecord,
 };
 use crate::state::RunState;
 

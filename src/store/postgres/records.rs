@@ -12,8 +12,8 @@ use super::connection::Conn;
 use super::rows::{self, all, get, ms, optional_text, text};
 use crate::state::RunState;
 use crate::store::{
-    AlertRecord, AttemptRecord, AuditRecord, Changes, EXPIRED, FireRecord, Gauges, LogReader, QueuedCommand, Records, Result,
-    RunRecord, StoreError, TaskRecord, parse_timestamp, timestamp,
+    AlertRecord, AttemptRecord, AuditRecord, Changes, EXPIRED, FireRecord, Gauges, LogReader, QueuedCommand, Records,
+    Result, RunRecord, StoreError, TaskRecord, parse_timestamp, timestamp,
 };
 
 impl Records for PgStore {
