@@ -82,6 +82,12 @@ pub trait Records {
     fn change_mark(&self) -> Result<Option<i64>> {
         Ok(None)
     }
+    /// Told (`()`) after a transaction that wrote a run, task or attempt commits, and once after each
+    /// reconnection: a hint to read changes now; the reader keeps polling, as a hint can be lost. `None`
+    /// where the store cannot tell.
+    fn change_wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
 
     // --- workflows: pauses, schedules, fires, processed files
 

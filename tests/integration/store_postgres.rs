@@ -501,3 +501,25 @@ fn a_read_of_changes_cut_at_its_limit_leaves_the_rest_for_the_next_without_skipp
     assert_eq!(runs, ["r1", "r2", "r3"], "each run once, in the order written");
     assert_eq!(tasks, ["r1/T", "r2/T", "r3/T"]);
 }
+
+#[tokio::test]
+async fn a_committed_write_of_a_run_wakes_a_listener_of_changes_and_a_rolled_back_one_does_not() {
+    let (keep, store) = open();
+    let mut woken = store.change_wake_ups().expect("PostgreSQL notifies changes");
+    assert_eq!(within(&mut woken, 10).await.expect("woken once on connecting"), Some(()));
+    let client = keep.0.connect().await.unwrap();
+    client.batch_execute("BEGIN; UPDATE runs SET state = state; ROLLBACK").await.unwrap();
+    store.insert_run(&run("r1"), &[]).unwrap();
+    assert_eq!(within(&mut woken, 10).await.expect("woken by the insert's commit"), Some(()));
+    client.batch_execute("BEGIN; INSERT INTO meta VALUES ('k', 'v'); COMMIT").await.unwrap();
+    client.batch_execute("UPDATE runs SET state = state WHERE id = 'none'").await.unwrap();
+    assert!(within(&mut woken, 1).await.is_err(), "no run, task or attempt written, nobody woken");
+}
+
+/// The next wake-up within `seconds`; `Err` when none came.
+async fn within(
+    woken: &mut tokio::sync::mpsc::Receiver<()>,
+    seconds: u64,
+) -> Result<Option<()>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(seconds), woken.recv()).await
+}

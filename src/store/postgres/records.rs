@@ -224,6 +224,16 @@ impl Records for PgStore {
         self.worker.run(super::changes::mark).map(Some)
     }
 
+    fn change_wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match super::listen::listen(self.config.clone(), self.target.clone(), super::CHANGES_CHANNEL) {
+            Ok(woken) => Some(woken),
+            Err(error) => {
+                tracing::warn!("cannot listen for changes ({error}): the console reads them every half second");
+                None
+            }
+        }
+    }
+
     fn logs(&self) -> Arc<dyn LogReader> {
         PgStore::logs(self)
     }

@@ -160,10 +160,14 @@ CREATE TABLE log_chunks (
 -- Every write of a run, task or attempt is stamped from one sequence by the database itself, so a console
 -- reads what changed since its last stamp instead of every run again; no engine code takes part. Rows
 -- written before this migration get a stamp of their own (the default) so the first read can see them.
+-- The notification wakes listening consoles once the transaction commits: per row written rather than per
+-- statement, so the engines' statements that match no row wake no one, and PostgreSQL folds a
+-- transaction's identical notifications into one.
 CREATE SEQUENCE changes;
 CREATE FUNCTION stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     NEW.changed := nextval('changes');
+    PERFORM pg_notify('conveyor_changes', '');
     RETURN NEW;
 END
 $$;
