@@ -15,6 +15,8 @@ use crate::store::{StateLock, Store, StoreLocation};
 
 /// How often an attached console reads the daemon's state from the store.
 const ATTACHED_REFRESH: Duration = Duration::from_millis(500);
+/// The least time between two reads of a console woken by the store's notifications of changes.
+const WOKEN_GAP: Duration = Duration::from_millis(200);
 
 #[derive(Clone)]
 pub enum Link {
@@ -118,28 +120,45 @@ impl Link {
                 tokio::spawn(async move {
                     // Where the daemon's records end now, before any key can give a command.
                     let start = store.clone();
-                    let Ok(mut trail) = tokio::task::spawn_blocking(move || {
-                        super::monitor::read_trail(&start.lock().expect("store lock"), None).2
+                    let Ok((mut trail, mut woken)) = tokio::task::spawn_blocking(move || {
+                        let store = start.lock().expect("store lock");
+                        (super::monitor::read_trail(&store, None).2, store.change_wake_ups())
                     })
                     .await
                     else {
                         return;
                     };
+                    let feed = Arc::new(Mutex::new(super::change_feed::Feed::default()));
                     loop {
-                        tokio::time::sleep(ATTACHED_REFRESH).await;
-                        let store = store.clone();
-                        let Ok((snapshot, audits, fires, next)) = tokio::task::spawn_blocking(move || {
+                        match &mut woken {
+                            Some(wake_ups) => {
+                                // A burst of writes makes one read at a time, each at least WOKEN_GAP apart.
+                                tokio::time::sleep(WOKEN_GAP).await;
+                                tokio::select! {
+                                    hint = wake_ups.recv() => if hint.is_none() { woken = None },
+                                    () = tokio::time::sleep(ATTACHED_REFRESH - WOKEN_GAP) => {}
+                                }
+                            }
+                            None => tokio::time::sleep(ATTACHED_REFRESH).await,
+                        }
+                        let (store, feed) = (store.clone(), feed.clone());
+                        let Ok((read, audits, fires, next)) = tokio::task::spawn_blocking(move || {
                             let store = store.lock().expect("store lock");
                             // What a snapshot lacks for the engine log: who gave which command, and fires.
                             let (audits, fires, next) = super::monitor::read_trail(&store, Some(trail));
-                            (super::read_snapshot(&store, false), audits, fires, next)
+                            let read = feed.lock().expect("feed lock").read(&store, std::time::Instant::now());
+                            (read, audits, fires, next)
                         })
                         .await
                         else {
                             return;
                         };
                         trail = next;
-                        if tx.send(Message::Snapshot(snapshot)).await.is_err() {
+                        let message = match read {
+                            super::change_feed::Read::Whole(snapshot) => Message::Snapshot(snapshot),
+                            super::change_feed::Read::Changes(changes) => Message::Changes(changes),
+                        };
+                        if tx.send(message).await.is_err() {
                             return;
                         }
                         if !(audits.is_empty() && fires.is_empty())

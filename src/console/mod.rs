@@ -3,6 +3,7 @@
 
 mod all_runs;
 mod backfill;
+mod change_feed;
 mod clipboard;
 mod command_line;
 mod config;
@@ -57,6 +58,9 @@ enum Message {
     /// The engine's event stream fell behind: read the store again.
     Resync,
     Snapshot(Snapshot),
+    /// Attached to a shared store: the runs, tasks and attempts written since the last read, and alerts,
+    /// pauses and engines whole (`Model::apply_changes`).
+    Changes(Snapshot),
     RunLoaded(String, Vec<TaskRecord>, Vec<AttemptRecord>),
     Index(PathBuf, Arc<LogIndex>),
     Search(PathBuf, String, Vec<usize>),
@@ -326,6 +330,15 @@ impl Console {
                 monitor::emit(&self.watcher.snapshot(&snapshot, Utc::now()));
                 self.model.apply_snapshot(snapshot);
                 if self.model.attached && self.model.log.is_some() {
+                    self.index_log();
+                }
+            }
+            Message::Changes(changes) => {
+                monitor::emit(&self.watcher.changes(&changes, Utc::now()));
+                for run in self.model.apply_changes(changes) {
+                    self.load_run(run);
+                }
+                if self.model.log.is_some() {
                     self.index_log();
                 }
             }

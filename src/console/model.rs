@@ -509,33 +509,10 @@ impl Model {
                     }
                 }
             }
-            Event::Task(task) => {
-                if let Some(changed) = self.loading.get_mut(&task.run_id) {
-                    changed.tasks.insert(task.name.clone());
-                }
-                let list = self.tasks.entry(task.run_id.clone()).or_default();
-                match list.iter_mut().find(|known| known.name == task.name) {
-                    Some(known) => *known = task.clone(),
-                    None => {
-                        list.push(task.clone());
-                        list.sort_by_key(|task| task.position);
-                    }
-                }
-                if task.state != TaskState::Running {
-                    self.progress.remove(&(task.run_id.clone(), task.name.clone()));
-                }
-                super::gate::follow(self, task);
-            }
+            Event::Task(task) => self.upsert_task(task),
             // Attempts and progress add no row to any list: nothing to bring the cursors back to.
             Event::Attempt(attempt) => {
-                if let Some(changed) = self.loading.get_mut(&attempt.run_id) {
-                    changed.attempts.insert((attempt.task.clone(), attempt.attempt));
-                }
-                let list = self.attempts.entry(attempt.run_id.clone()).or_default();
-                match list.iter_mut().find(|a| a.task == attempt.task && a.attempt == attempt.attempt) {
-                    Some(known) => *known = attempt.clone(),
-                    None => list.push(attempt.clone()),
-                }
+                self.upsert_attempt(attempt);
                 return true;
             }
             Event::Progress { run_id, task, fraction, .. } => {
@@ -563,6 +540,85 @@ impl Model {
         }
         self.clamp();
         true
+    }
+
+    fn upsert_task(&mut self, task: &TaskRecord) {
+        if let Some(changed) = self.loading.get_mut(&task.run_id) {
+            changed.tasks.insert(task.name.clone());
+        }
+        let list = self.tasks.entry(task.run_id.clone()).or_default();
+        match list.iter_mut().find(|known| known.name == task.name) {
+            Some(known) => *known = task.clone(),
+            None => {
+                list.push(task.clone());
+                list.sort_by_key(|task| task.position);
+            }
+        }
+        if task.state != TaskState::Running {
+            self.progress.remove(&(task.run_id.clone(), task.name.clone()));
+        }
+        super::gate::follow(self, task);
+    }
+
+    fn upsert_attempt(&mut self, attempt: &AttemptRecord) {
+        if let Some(changed) = self.loading.get_mut(&attempt.run_id) {
+            changed.attempts.insert((attempt.task.clone(), attempt.attempt));
+        }
+        let list = self.attempts.entry(attempt.run_id.clone()).or_default();
+        match list.iter_mut().find(|a| a.task == attempt.task && a.attempt == attempt.attempt) {
+            Some(known) => *known = attempt.clone(),
+            None => list.push(attempt.clone()),
+        }
+    }
+
+    /// Applies what changed in a shared store since the last read (`Message::Changes`): runs, tasks and
+    /// attempts as upserts, alerts, pauses and engines whole. A run's tasks and attempts are taken only
+    /// where its others are known (or being read): a run the console holds no tasks of gets them read whole
+    /// instead, so its list is never one changed task out of many. Returns the runs to read.
+    pub fn apply_changes(&mut self, changes: Snapshot) -> Vec<String> {
+        self.paused = changes.paused;
+        self.alerts = changes.alerts;
+        self.engines = changes.engines;
+        let mut touched = BTreeSet::new();
+        for run in changes.runs {
+            let list = self.runs.entry(run.workflow.clone()).or_default();
+            match list.iter_mut().find(|known| known.id == run.id) {
+                Some(known) => *known = run,
+                None => {
+                    touched.insert(run.workflow.clone());
+                    list.push(run);
+                }
+            }
+        }
+        // In the order a snapshot lists them, however the changes came; the oldest fall off as they would.
+        for workflow in touched {
+            let list = self.runs.get_mut(&workflow).expect("touched above");
+            list.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.id.cmp(&a.id)));
+            list.truncate(RUNS_SHOWN);
+        }
+        self.forget_unlisted_runs();
+        let listed: std::collections::HashSet<String> =
+            self.runs.values().flatten().map(|run| run.id.clone()).collect();
+        let mut reads = BTreeSet::new();
+        let mut known = |model: &Model, run: &String| {
+            let known = model.tasks.contains_key(run) || model.loading.contains_key(run);
+            if !known && listed.contains(run) {
+                reads.insert(run.clone());
+            }
+            known
+        };
+        for task in changes.tasks {
+            if known(self, &task.run_id) {
+                self.upsert_task(&task);
+            }
+        }
+        for attempt in changes.attempts {
+            if known(self, &attempt.run_id) {
+                self.upsert_attempt(&attempt);
+            }
+        }
+        self.clamp();
+        reads.into_iter().collect()
     }
 
     /// Brings every cursor back to its selected row after rows changed; a selected row that is gone gives way

@@ -85,6 +85,26 @@ impl Watcher {
     /// The lines a snapshot read from the store makes, compared with what was seen before; the first one
     /// only teaches what is.
     pub fn snapshot(&mut self, snapshot: &Snapshot, now: DateTime<Utc>) -> Vec<MonitorLine> {
+        self.read(snapshot, now, true)
+    }
+
+    /// The lines what changed in a shared store makes (`Model::apply_changes`): as a snapshot's, but only the
+    /// rows written are there, so a task may come without its run and a run not listed is not old.
+    pub fn changes(&mut self, changes: &Snapshot, now: DateTime<Utc>) -> Vec<MonitorLine> {
+        if !self.seeded {
+            // Ahead of the first snapshot: what is known, not news; the snapshot still seeds the rest.
+            for run in &changes.runs {
+                self.runs.insert(run.id.clone(), (run.workflow.clone(), run.state));
+            }
+            for task in &changes.tasks {
+                self.tasks.insert((task.run_id.clone(), task.name.clone()), (task.state, task.attempts));
+            }
+            return Vec::new();
+        }
+        self.read(changes, now, false)
+    }
+
+    fn read(&mut self, snapshot: &Snapshot, now: DateTime<Utc>, whole: bool) -> Vec<MonitorLine> {
         if !self.seeded {
             self.seeded = true;
             for run in &snapshot.runs {
@@ -125,6 +145,12 @@ impl Watcher {
             }
             lines.extend(end);
         }
+        // Tasks whose run was not written (changes only: a snapshot lists every run it reads tasks of).
+        let mut rest: Vec<&TaskRecord> = tasks_of.into_values().flatten().collect();
+        rest.sort_by(|a, b| (&a.run_id, a.position).cmp(&(&b.run_id, b.position)));
+        for task in rest {
+            lines.extend(self.task(task, now));
+        }
         let mut alerts: Vec<&AlertRecord> = snapshot.alerts.iter().collect();
         alerts.sort_by_key(|alert| alert.id);
         lines.extend(alerts.into_iter().filter_map(|alert| self.alert(alert)));
@@ -134,6 +160,9 @@ impl Watcher {
         }
         for workflow in before.difference(&snapshot.paused) {
             lines.extend(self.pause(workflow, false, now));
+        }
+        if !whole {
+            return lines;
         }
         // Runs the store no longer lists are old: nothing about them changes any more.
         let listed: BTreeSet<&str> = snapshot.runs.iter().map(|run| run.id.as_str()).collect();

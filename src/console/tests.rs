@@ -995,6 +995,7 @@ fn an_llm_agents_row_shows_the_tokens_its_attempt_used() {
     );
 }
 
+mod changes;
 mod cmdline;
 mod gate;
 mod monitor;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use super::{
-    AlertRecord, AttemptRecord, AuditRecord, Coordination, FireRecord, Gauges, LogReader, QueuedCommand, Result,
-    RunRecord, TaskRecord,
+    AlertRecord, AttemptRecord, AuditRecord, Changes, Coordination, FireRecord, Gauges, LogReader, QueuedCommand,
+    Result, RunRecord, TaskRecord,
 };
 use crate::state::RunState;
 
@@ -65,6 +65,29 @@ pub trait Records {
     fn attempts(&self, run_id: &str, task: Option<&str>) -> Result<Vec<AttemptRecord>>;
     /// Where the logs of this store's attempts are read from (how they are written is the executors' part).
     fn logs(&self) -> Arc<dyn LogReader>;
+
+    // --- changes, for a reader that keeps up with the store instead of reading it whole again
+
+    /// The runs, tasks and attempts written after the stamp `after` (at most `limit` of each, oldest stamp
+    /// first); `None` when this store stamps no changes (SQLite: its console gets the engine's events, or
+    /// reads snapshots). Only committed rows are read, and `through` is the highest stamp returned, never one
+    /// merely taken: a transaction that took its stamp before another's and commits after it shows up with a
+    /// stamp at or below an earlier `through`, so a reader re-reads a little behind its last one.
+    fn changes_since(&self, after: i64, limit: usize) -> Result<Option<Changes>> {
+        let _ = (after, limit);
+        Ok(None)
+    }
+    /// The highest stamp of a committed change so far (0 for none), to read changes from after a full read
+    /// taken now; `None` when this store stamps no changes.
+    fn change_mark(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+    /// Told (`()`) after a transaction that wrote a run, task or attempt commits, and once after each
+    /// reconnection: a hint to read changes now; the reader keeps polling, as a hint can be lost. `None`
+    /// where the store cannot tell.
+    fn change_wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        None
+    }
 
     // --- workflows: pauses, schedules, fires, processed files
 

@@ -164,6 +164,17 @@ pub struct AuditRecord {
     pub outcome: String,
 }
 
+/// The runs, tasks and attempts written after a change stamp, as they are now (a row written twice since is
+/// here once, at its latest), each list oldest stamp first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    pub runs: Vec<RunRecord>,
+    pub tasks: Vec<TaskRecord>,
+    pub attempts: Vec<AttemptRecord>,
+    /// The highest stamp these rows cover: the next read asks for what came after it.
+    pub through: i64,
+}
+
 /// One scheduled instant of a workflow and what came of it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FireRecord {

@@ -260,6 +260,9 @@ fn a_console_on_postgres_attaches_to_the_cluster_shows_its_runs_and_its_trigger_
     tmux.wait_for("the log read from the database", |screen| screen.contains("hello from postgres"));
     tmux.keys(&["Escape", "Escape"]);
 
+    // Past the console's first refresh (a full read, 0.5 s in): from then on it reads only changes, so the
+    // run `t` starts can reach its list only as one. Nothing on the screen tells when that read was made.
+    std::thread::sleep(Duration::from_millis(1500));
     tmux.keys(&["t"]);
     let started = Instant::now();
     let runs = loop {
@@ -275,6 +278,10 @@ fn a_console_on_postgres_attaches_to_the_cluster_shows_its_runs_and_its_trigger_
     let second = runs[0]["id"].as_str().unwrap();
     assert_ne!(second, first["id"].as_str().unwrap());
     tmux.wait_for("the console's status to say which run started", |screen| screen.contains(second));
+    // The new run reaches the list through the changes the console reads after its first full read.
+    tmux.wait_for("the new run listed as succeeded", |screen| {
+        screen.lines().any(|line| line.contains(second) && line.contains("✓ succeeded"))
+    });
     tmux.keys(&["q"]);
     tmux.wait_closed("a console attached to the cluster quits at once", Duration::from_secs(10));
     assert!(!console_dir.path().join(".conveyor/conveyor.db").exists(), "the console opened no SQLite store");

@@ -431,3 +431,95 @@ fn open_on(db: &TestDatabase) -> (tempfile::TempDir, Store) {
     let store = Store::connect(&db.url, dir.path()).unwrap();
     (dir, store)
 }
+
+/// The ids a read of changes holds, by kind.
+fn changed(changes: &conveyor::store::Changes) -> (Vec<String>, Vec<String>, Vec<(String, u32)>) {
+    (
+        changes.runs.iter().map(|run| run.id.clone()).collect(),
+        changes.tasks.iter().map(|task| format!("{}/{}", task.run_id, task.name)).collect(),
+        changes.attempts.iter().map(|attempt| (attempt.task.clone(), attempt.attempt)).collect(),
+    )
+}
+
+#[test]
+fn every_write_of_a_run_its_task_and_attempt_is_seen_once_after_the_last_read() {
+    let (_keep, store) = open();
+    let (_other_host, engine) = engine(&_keep.0.url, "host-a");
+    assert_eq!(store.change_mark().unwrap(), Some(0));
+    let nothing = store.changes_since(0, 100).unwrap().expect("PostgreSQL stamps changes");
+    assert_eq!((changed(&nothing), nothing.through), ((vec![], vec![], vec![]), 0));
+
+    let mut task = conveyor::store::TaskRecord::pending("r1", "T", 0);
+    engine.insert_run(&run("r1"), std::slice::from_ref(&task)).unwrap();
+    let first = store.changes_since(0, 100).unwrap().unwrap();
+    assert_eq!(changed(&first), (vec!["r1".to_string()], vec!["r1/T".to_string()], vec![]));
+    assert!(first.through > 0);
+    assert_eq!(store.change_mark().unwrap(), Some(first.through));
+    let quiet = store.changes_since(first.through, 100).unwrap().unwrap();
+    assert_eq!((changed(&quiet), quiet.through), ((vec![], vec![], vec![]), first.through), "nothing new");
+
+    // The task starts an attempt; the run is not written.
+    task.state = conveyor::state::TaskState::Running;
+    task.attempts = 1;
+    let attempt = conveyor::store::AttemptRecord::started("r1", "T", 1, "svc", chrono::Utc::now(), "t.log".into());
+    engine.save_attempt_and_task(&attempt, &task).unwrap();
+    let second = store.changes_since(first.through, 100).unwrap().unwrap();
+    assert_eq!(changed(&second), (vec![], vec!["r1/T".to_string()], vec![("T".to_string(), 1)]));
+    assert_eq!(second.tasks[0].state, conveyor::state::TaskState::Running, "the row as it is now");
+
+    // Written twice since the last read: seen once, as last written.
+    engine.insert_attempt(&finished(attempt.clone())).unwrap();
+    let mut ended = run("r1");
+    ended.state = RunState::Succeeded;
+    engine.update_run(&ended).unwrap();
+    engine.update_run(&ended).unwrap();
+    let third = store.changes_since(second.through, 100).unwrap().unwrap();
+    assert_eq!(changed(&third), (vec!["r1".to_string()], vec![], vec![("T".to_string(), 1)]));
+    assert_eq!(third.runs[0].state, RunState::Succeeded);
+    assert_eq!(third.attempts[0].state, conveyor::state::AttemptState::Succeeded);
+    assert!(third.through > second.through);
+}
+
+#[test]
+fn a_read_of_changes_cut_at_its_limit_leaves_the_rest_for_the_next_without_skipping_any() {
+    let (_keep, store) = open();
+    for id in ["r1", "r2", "r3"] {
+        store.insert_run(&run(id), &[conveyor::store::TaskRecord::pending(id, "T", 0)]).unwrap();
+    }
+    let (mut after, mut runs, mut tasks) = (0, Vec::new(), Vec::new());
+    for _ in 0..10 {
+        let read = store.changes_since(after, 2).unwrap().unwrap();
+        if read.through == after {
+            break;
+        }
+        assert!(read.runs.len() <= 2 && read.tasks.len() <= 2);
+        let (r, t, _) = changed(&read);
+        runs.extend(r);
+        tasks.extend(t);
+        after = read.through;
+    }
+    assert_eq!(runs, ["r1", "r2", "r3"], "each run once, in the order written");
+    assert_eq!(tasks, ["r1/T", "r2/T", "r3/T"]);
+}
+
+#[tokio::test]
+async fn a_committed_write_of_a_run_wakes_a_listener_of_changes_and_a_rolled_back_one_does_not() {
+    let (keep, store) = open();
+    let mut woken = store.change_wake_ups().expect("PostgreSQL notifies changes");
+    assert_eq!(within(&mut woken, 10).await.expect("woken once on connecting"), Some(()));
+    let client = keep.0.connect().await.unwrap();
+    client.batch_execute("BEGIN; UPDATE runs SET state = state; ROLLBACK").await.unwrap();
+    store.insert_run(&run("r1"), &[]).unwrap();
+    assert_eq!(within(&mut woken, 10).await.expect("woken by the insert's commit"), Some(()));
+    client.batch_execute("BEGIN; INSERT INTO meta VALUES ('k', 'v'); COMMIT").await.unwrap();
+    client.batch_execute("UPDATE runs SET state = state WHERE id = 'none'").await.unwrap();
+    assert!(within(&mut woken, 1).await.is_err(), "no run, task or attempt written, nobody woken");
+}
+
+/// The next wake-up within `seconds`; `Err` when none came.
+async fn within(
+    woken: &mut tokio::sync::mpsc::Receiver<()>,
+    seconds: u64,
+) -> Result<Option<()>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(Duration::from_secs(seconds), woken.recv()).await
+}

@@ -260,6 +260,34 @@ fn the_first_snapshot_is_learnt_quietly_and_later_ones_say_what_changed_in_order
 }
 
 #[test]
+fn changes_say_what_changed_a_task_without_its_run_too_and_forget_nothing_they_do_not_list() {
+    let mut watcher = Watcher::default();
+    let active = run("20261125-115900-e5f6", "ReleaseChecks", RunState::Running, 1, 0);
+    let other = run("20261125-115800-abcd", "ReleaseChecks", RunState::Running, 2, 0);
+    let clock = task(&active, "Clock", 1, TaskState::Running, 1);
+    let early = Snapshot { runs: vec![other.clone()], ..Default::default() };
+    assert!(watcher.changes(&early, now()).is_empty(), "before the first snapshot: learnt, not news");
+    let first = Snapshot { runs: vec![active.clone(), other.clone()], tasks: vec![clock], ..Default::default() };
+    assert!(watcher.snapshot(&first, now()).is_empty());
+    // Only the task was written: its run is not among the changes, and the other run is not listed at all.
+    let retried = Snapshot { tasks: vec![task(&active, "Clock", 1, TaskState::RetryWait, 1)], ..Default::default() };
+    assert_eq!(
+        levels_and_texts(&watcher.changes(&retried, now())),
+        vec![(Level::Warn, "ReleaseChecks".into(), "Clock attempt 1 failed (run e5f6)".into())]
+    );
+    assert!(watcher.changes(&retried, now()).is_empty(), "a row read again says nothing again");
+    let mut ended = other.clone();
+    ended.state = RunState::Succeeded;
+    ended.finished_at = ended.started_at.map(|start| start + Duration::seconds(3));
+    let texts: Vec<String> = watcher
+        .changes(&Snapshot { runs: vec![ended], ..Default::default() }, now())
+        .into_iter()
+        .map(|line| line.text)
+        .collect();
+    assert_eq!(texts, vec!["run 20261125-115800-abcd succeeded in 3.0s"], "not taken for a new run");
+}
+
+#[test]
 fn the_trail_of_an_attached_console_starts_at_the_end_and_reads_what_came_after_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = crate::store::Store::open(dir.path()).unwrap();

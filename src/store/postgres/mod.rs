@@ -3,6 +3,7 @@
 //! stay in a local state folder, as with SQLite.
 
 mod batch;
+mod changes;
 mod connection;
 mod gauges;
 mod listen;
@@ -38,6 +39,8 @@ pub struct PgStore {
 
 /// The channel a queued command is notified on.
 pub(super) const COMMANDS_CHANNEL: &str = "conveyor_commands";
+/// The channel every write of a run, task or attempt is notified on (migration 3's trigger).
+pub(super) const CHANGES_CHANNEL: &str = "conveyor_changes";
 
 impl PgStore {
     /// Connects to the database at `address` (a `postgres://` URL or a `key=value` conninfo), migrating its

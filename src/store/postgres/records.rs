@@ -12,8 +12,8 @@ use super::connection::Conn;
 use super::rows::{self, all, get, ms, optional_text, text};
 use crate::state::RunState;
 use crate::store::{
-    AlertRecord, AttemptRecord, AuditRecord, EXPIRED, FireRecord, Gauges, LogReader, QueuedCommand, Records, Result,
-    RunRecord, StoreError, TaskRecord, parse_timestamp, timestamp,
+    AlertRecord, AttemptRecord, AuditRecord, Changes, EXPIRED, FireRecord, Gauges, LogReader, QueuedCommand, Records,
+    Result, RunRecord, StoreError, TaskRecord, parse_timestamp, timestamp,
 };
 
 impl Records for PgStore {
@@ -214,6 +214,24 @@ impl Records for PgStore {
             )?;
             all(found, rows::attempt)
         })
+    }
+
+    fn changes_since(&self, after: i64, limit: usize) -> Result<Option<Changes>> {
+        self.worker.run(move |conn| super::changes::since(conn, after, limit)).map(Some)
+    }
+
+    fn change_mark(&self) -> Result<Option<i64>> {
+        self.worker.run(super::changes::mark).map(Some)
+    }
+
+    fn change_wake_ups(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match super::listen::listen(self.config.clone(), self.target.clone(), super::CHANGES_CHANNEL) {
+            Ok(woken) => Some(woken),
+            Err(error) => {
+                tracing::warn!("cannot listen for changes ({error}): the console reads them every half second");
+                None
+            }
+        }
     }
 
     fn logs(&self) -> Arc<dyn LogReader> {

@@ -156,6 +156,31 @@ CREATE TABLE log_chunks (
     PRIMARY KEY (run_id, task, attempt, seq)
 );
 "#,
+    r#"
+-- Every write of a run, task or attempt is stamped from one sequence by the database itself, so a console
+-- reads what changed since its last stamp instead of every run again; no engine code takes part. Rows
+-- written before this migration get a stamp of their own (the default) so the first read can see them.
+-- The notification wakes listening consoles once the transaction commits: per row written rather than per
+-- statement, so the engines' statements that match no row wake no one, and PostgreSQL folds a
+-- transaction's identical notifications into one.
+CREATE SEQUENCE changes;
+CREATE FUNCTION stamp_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.changed := nextval('changes');
+    PERFORM pg_notify('conveyor_changes', '');
+    RETURN NEW;
+END
+$$;
+ALTER TABLE runs ADD COLUMN changed bigint NOT NULL DEFAULT nextval('changes');
+ALTER TABLE tasks ADD COLUMN changed bigint NOT NULL DEFAULT nextval('changes');
+ALTER TABLE attempts ADD COLUMN changed bigint NOT NULL DEFAULT nextval('changes');
+CREATE TRIGGER runs_changed BEFORE INSERT OR UPDATE ON runs FOR EACH ROW EXECUTE FUNCTION stamp_change();
+CREATE TRIGGER tasks_changed BEFORE INSERT OR UPDATE ON tasks FOR EACH ROW EXECUTE FUNCTION stamp_change();
+CREATE TRIGGER attempts_changed BEFORE INSERT OR UPDATE ON attempts FOR EACH ROW EXECUTE FUNCTION stamp_change();
+CREATE INDEX runs_by_change ON runs (changed);
+CREATE INDEX tasks_by_change ON tasks (changed);
+CREATE INDEX attempts_by_change ON attempts (changed);
+"#,
 ];
 
 /// Any number that names Conveyor's migrations among the database's advisory locks.

@@ -84,3 +84,11 @@ fn a_database_file_replaced_under_the_store_is_never_written() {
     assert!(matches!(&error, StoreError::Replaced(replaced) if *replaced == path), "{error:?}");
     assert!(store.has_pending(), "the batch's writes are held, not dropped");
 }
+
+#[test]
+fn sqlite_stamps_no_changes_so_its_console_reads_snapshots_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.changes_since(0, 100).unwrap(), None);
+    assert_eq!(store.change_mark().unwrap(), None);
+}
