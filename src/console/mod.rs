@@ -161,7 +161,7 @@ async fn run_async(workflows: PathBuf, state: PathBuf, location: StoreLocation) 
         watcher: monitor::Watcher::default(),
         failure: None,
         input,
-        cluster_state: (location != StoreLocation::StateFolder).then(|| state.clone()),
+        state: state.clone(),
         repaint: false,
         backfill: None,
     };
@@ -242,9 +242,9 @@ struct Console {
     watcher: monitor::Watcher,
     /// Stops the input thread while a pager has the terminal.
     input: Arc<pager::InputGate>,
-    /// This host's state folder, when the console is attached to a cluster: logs of other hosts are kept
-    /// there for the viewer.
-    cluster_state: Option<PathBuf>,
+    /// This host's state folder: backfill plans there, and a log of another host (on a cluster) is kept
+    /// there for the viewer. Kept here so the screen's thread never waits on the store's lock for it.
+    state: PathBuf,
     /// The screen was given away (to a pager): clear it and draw everything at the next frame.
     repaint: bool,
     /// The brakes of the backfill `:backfill` started, while it walks.
@@ -444,7 +444,7 @@ impl Console {
                 if let Some(running) = self.backfill.take() {
                     backfill::stop(&running);
                 }
-                let state = self.store.lock().expect("store lock").state_dir().to_path_buf();
+                let state = self.state.clone();
                 let (link, tx) = (self.link.clone(), self.tx.clone());
                 let dry_run = request.dry_run;
                 let brakes = backfill::start(request, link, self.workflows.clone(), state, tx, self.store.clone());
@@ -462,9 +462,10 @@ impl Console {
             Effect::OpenLog { run, task, attempt, path, jump_to_error } => {
                 // A log written on another host is read through the store into this host's state folder:
                 // the engine's path names a folder of that host.
-                let path = match &self.cluster_state {
-                    Some(state) if !path.exists() => crate::store::log_path_in(state, &run, &task, attempt),
-                    _ => path,
+                let path = if self.model.cluster.is_some() && !path.exists() {
+                    crate::store::log_path_in(&self.state, &run, &task, attempt)
+                } else {
+                    path
                 };
                 let active = self.model.runs.values().flatten().any(|r| r.id == run && r.state.is_active());
                 let workflow = self.model.workflow_of_run(&run);

@@ -67,7 +67,7 @@ pub enum Standing {
     /// Another engine leads (`None`: nobody does yet, and this one may not take over yet).
     Standby { leader: Option<EngineId> },
     /// The database did not answer the last renewal: this engine does not know whether it still leads.
-    Unreachable { since: Instant, why: String },
+    Unreachable { why: String },
 }
 
 impl std::fmt::Display for Standing {
@@ -110,7 +110,7 @@ impl Membership {
         }
         let host = hostname();
         let engine = store.join(&host, std::process::id(), &["*".to_string()])?;
-        let mut bidder = Bidder { store, timing, failed_since: None, hold_off_until: None, led: false };
+        let mut bidder = Bidder { store, timing, unanswered: false, hold_off_until: None, led: false };
         let first = bidder.bid(None);
         let (publish, standing) = watch::channel(first);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -125,10 +125,6 @@ impl Membership {
 
     pub fn engine(&self) -> EngineId {
         self.engine
-    }
-
-    pub fn timing(&self) -> Timing {
-        self.timing
     }
 
     pub fn standing(&self) -> Standing {
@@ -195,8 +191,8 @@ impl Drop for Membership {
 struct Bidder {
     store: Store,
     timing: Timing,
-    /// Since when the database has not answered.
-    failed_since: Option<Instant>,
+    /// The database did not answer the last round.
+    unanswered: bool,
     /// After an outage a standby lets one lease's life pass before bidding, so the engine that led before it
     /// gets its lease back and its running work is not taken over as if it had died.
     hold_off_until: Option<Instant>,
@@ -239,7 +235,7 @@ impl Bidder {
     fn bid(&mut self, before: Option<&Standing>) -> Standing {
         let asked = Instant::now();
         let outcome = self.store.heartbeat().and_then(|()| {
-            if self.failed_since.take().is_some() && !self.led {
+            if std::mem::take(&mut self.unanswered) && !self.led {
                 // Back after an outage: the engine that led before it bids first.
                 self.hold_off_until = Some(asked + self.timing.ttl);
             }
@@ -266,11 +262,11 @@ impl Bidder {
                 }
             }
             Err(error) => {
-                let since = *self.failed_since.get_or_insert(asked);
+                self.unanswered = true;
                 match before {
                     // Still within what the last renewal allows: nothing changes yet.
                     Some(leading @ Standing::Leading { until, .. }) if Instant::now() < *until => leading.clone(),
-                    _ => Standing::Unreachable { since, why: error.to_string() },
+                    _ => Standing::Unreachable { why: error.to_string() },
                 }
             }
         }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::cluster::{Engines, TTL, is_alive, manual};
+use crate::cluster::{Engines, Leader, TTL, is_alive, manual};
 
 /// A task whose first attempt outlasts any takeover and whose later ones end quickly; each writes its PID and
 /// its engine's to `marks/pids` when it starts, and its attempt's number to `marks/finished` when it ends.
@@ -24,21 +24,27 @@ fn states(attempts: &[(i64, String)]) -> Vec<(i64, &str)> {
     attempts.iter().map(|(number, state)| (*number, state.as_str())).collect()
 }
 
+/// Two engines, the `Slow` workflow triggered, and its first attempt running on the leader: the engines,
+/// the leader, the run and the first attempt's task process.
+fn first_attempt_running(later: &str) -> (Engines, Leader, String, i32) {
+    let mut engines = Engines::new();
+    engines.workflow("slow.toml", &slow_first_attempt(&engines, later));
+    engines.start_many(2);
+    let leader = engines.wait_for_leader();
+    let run = engines.trigger("Slow");
+    engines.wait_until("the task's first attempt runs", || engines.marked("pids").len() == 1);
+    let first_task = engines.marked("pids")[0][0];
+    (engines, leader, run, first_task)
+}
+
 fn finished(engines: &Engines) -> String {
     std::fs::read_to_string(engines.marks().join("finished")).unwrap_or_default()
 }
 
 #[test]
 fn a_leader_killed_while_its_task_runs_is_replaced_and_the_task_runs_again_on_the_new_leader() {
-    let mut engines = Engines::new();
-    engines.workflow("slow.toml", &slow_first_attempt(&engines, "1"));
-    engines.start_many(2);
-    let leader = engines.wait_for_leader();
+    let (mut engines, leader, run, first_task) = first_attempt_running("1");
     let old_pid = engines.pid(leader.index);
-    let run = engines.trigger("Slow");
-    engines.wait_until("the task's first attempt runs", || engines.marked("pids").len() == 1);
-    let first_task = engines.marked("pids")[0][0];
-
     let standby = 1 - leader.index;
     let mark = engines.log_mark(standby);
     engines.kill(leader.index);
@@ -58,16 +64,9 @@ fn a_leader_killed_while_its_task_runs_is_replaced_and_the_task_runs_again_on_th
 
 #[test]
 fn a_leader_paused_until_another_took_over_records_nothing_of_its_task_once_resumed() {
-    let mut engines = Engines::new();
     // The second attempt lasts long enough for the old leader to resume while it runs.
-    engines.workflow("slow.toml", &slow_first_attempt(&engines, "3"));
-    engines.start_many(2);
-    let leader = engines.wait_for_leader();
+    let (mut engines, leader, run, first_task) = first_attempt_running("3");
     let old_pid = engines.pid(leader.index);
-    let run = engines.trigger("Slow");
-    engines.wait_until("the task's first attempt runs", || engines.marked("pids").len() == 1);
-    let first_task = engines.marked("pids")[0][0];
-
     let standby = 1 - leader.index;
     let mark = engines.log_mark(standby);
     engines.pause(leader.index);

@@ -10,28 +10,11 @@ use conveyor::engine::{Engine, EngineConfig, EngineError, Membership};
 use conveyor::store::{SCHEDULER_LEASE, Store, StoreError, StoreLocation, Term};
 
 use crate::postgres::database;
+use crate::store_postgres::run;
 
 /// Quick to hand over (a bid every 250 ms), yet a lease long enough that a loaded machine's stall does not make
 /// a leader unsure of itself mid-test.
 const FAST: Timing = Timing { ttl: Duration::from_secs(10), renew: Duration::from_millis(250) };
-
-fn run(id: &str) -> conveyor::store::RunRecord {
-    let now = chrono::Utc::now();
-    conveyor::store::RunRecord {
-        id: id.into(),
-        workflow: "W".into(),
-        state: conveyor::state::RunState::Running,
-        trigger: "manual".into(),
-        input: serde_json::json!({}),
-        params: serde_json::json!({}),
-        definition_file: "w.toml".into(),
-        definition: "id = \"W\"".into(),
-        created_at: now,
-        started_at: Some(now),
-        finished_at: None,
-        error: None,
-    }
-}
 
 #[test]
 fn a_commit_of_a_leader_whose_lease_passed_on_is_refused_by_its_term() {

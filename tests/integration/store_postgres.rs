@@ -25,7 +25,8 @@ mod contract {
     conveyor::store_contract!(open());
 }
 
-fn run(id: &str) -> RunRecord {
+/// A running run of workflow `W`, as an engine inserts one.
+pub fn run(id: &str) -> RunRecord {
     let now = chrono::Utc::now();
     RunRecord {
         id: id.into(),

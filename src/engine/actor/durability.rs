@@ -143,13 +143,8 @@ impl Actor {
             loop {
                 tokio::select! {
                     _ = &mut sleep => break,
-                    request = requests.recv() => match request {
-                        Some(Request::Shutdown(reply, stop)) => {
-                            self.closing = Some(stop);
-                            return StoreWait::Shutdown(Some(reply));
-                        }
-                        None => return StoreWait::Shutdown(None),
-                        Some(other) => self.deferred.push_back(other),
+                    request = requests.recv() => if let Some(reply) = self.defer_unless_shutdown(request) {
+                        return StoreWait::Shutdown(reply);
                     },
                 }
             }
@@ -171,6 +166,22 @@ impl Actor {
                     tracing::debug!("the store still refuses writes: {error}");
                     delay = (delay * 2).min(LONGEST_RETRY);
                 }
+            }
+        }
+    }
+
+    /// A request that came while the engine waits (for the store, for its lease): a shutdown ends the wait
+    /// (`Some`, with its answer if it asked for one); anything else waits its turn.
+    pub(super) fn defer_unless_shutdown(&mut self, request: Option<Request>) -> Option<Option<oneshot::Sender<()>>> {
+        match request {
+            Some(Request::Shutdown(reply, stop)) => {
+                self.closing = Some(stop);
+                Some(Some(reply))
+            }
+            None => Some(None),
+            Some(other) => {
+                self.deferred.push_back(other);
+                None
             }
         }
     }

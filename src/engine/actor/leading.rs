@@ -89,13 +89,8 @@ impl Actor {
             tokio::select! {
                 _ = standing_changed(standing) => {}
                 _ = tokio::time::sleep(RECHECK) => {}
-                request = requests.recv() => match request {
-                    Some(Request::Shutdown(reply, stop)) => {
-                        self.closing = Some(stop);
-                        return LeadWait::Shutdown(Some(reply));
-                    }
-                    None => return LeadWait::Shutdown(None),
-                    Some(other) => self.deferred.push_back(other),
+                request = requests.recv() => if let Some(reply) = self.defer_unless_shutdown(request) {
+                    return LeadWait::Shutdown(reply);
                 },
             }
         }
