@@ -15,3 +15,4 @@ pub mod store;
 pub mod tasks;
 pub mod text;
 pub mod trigger;
+pub mod work;

@@ -12,7 +12,13 @@ use crate::engine::{Engine, EngineConfig, EngineError, Event, Membership};
 use crate::metrics::Metrics;
 use crate::store::StoreLocation;
 
-pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, metrics: Option<&str>) -> ExitCode {
+pub fn run(
+    workflows: &Path,
+    state: &Path,
+    location: &StoreLocation,
+    metrics: Option<&str>,
+    serves: &[String],
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return fail(format!("cannot start the runtime: {error}")),
@@ -29,9 +35,21 @@ pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, metrics: Op
             Ok(metrics) => metrics,
             Err(error) => return fail(error),
         };
-        let membership = match Membership::join(state, location) {
+        let serves = match routes_served(serves, &catalog) {
+            Ok(serves) => serves,
+            Err(error) => return fail(error),
+        };
+        let membership = match Membership::join_serving(state, location, &serves) {
             Ok(membership) => membership.map(Arc::new),
             Err(error) => return fail(error),
+        };
+        // Leading or standing by, this process runs the attempts offered on the routes it serves.
+        let _worker = match &membership {
+            Some(membership) => match start_worker(membership, workflows, state, location, serves, &catalog) {
+                Ok(worker) => Some(worker),
+                Err(error) => return fail(error),
+            },
+            None => None,
         };
         let (mut terminate, mut interrupt) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
             (Ok(terminate), Ok(interrupt)) => (terminate, interrupt),
@@ -55,6 +73,7 @@ pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, metrics: Op
             config.subreaper = true;
             config.store = location.clone();
             config.membership = membership.clone();
+            config.own_worker = false;
             config.commit_timer = metrics.as_ref().map(Metrics::commit_timer);
             let engine = match Engine::open(config, catalog.registry.clone()) {
                 Ok(engine) => engine,
@@ -82,6 +101,56 @@ pub fn run(workflows: &Path, state: &Path, location: &StoreLocation, metrics: Op
     // An expression past its budget may still be computing on a blocking thread: it does not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     code
+}
+
+/// The routes `--serves` names, checked against the registry: all of them when it names none.
+fn routes_served(serves: &[String], catalog: &Catalog) -> Result<Vec<String>, String> {
+    if serves.is_empty() {
+        return Ok(vec![crate::work::ALL_ROUTES.to_string()]);
+    }
+    let registry = &catalog.registry;
+    for route in serves {
+        let known = route == crate::tasks::INLINE_ROUTE
+            || route == crate::work::ALL_ROUTES
+            || registry.services.contains_key(route)
+            || registry.agents.contains_key(route);
+        if !known {
+            return Err(format!(
+                "--serves {route}: no service or agent of that name is registered (`inline` stands for tasks with their own command)"
+            ));
+        }
+    }
+    Ok(serves.to_vec())
+}
+
+fn start_worker(
+    membership: &Membership,
+    workflows: &Path,
+    state: &Path,
+    location: &StoreLocation,
+    routes: Vec<String>,
+    catalog: &Catalog,
+) -> Result<crate::work::Worker, String> {
+    let queue = crate::store::work::open_queue(location, state)
+        .map_err(|error| error.to_string())?
+        .ok_or("the store is shared, yet it has no work queue")?;
+    let capacity = catalog
+        .registry
+        .max_parallel_tasks
+        .map_or_else(crate::engine::default_max_parallel, |bound| bound as usize)
+        .max(1);
+    let setup = crate::work::WorkerSetup {
+        engine: membership.engine(),
+        host: crate::engine::hostname(),
+        routes,
+        capacity,
+        workflows_dir: std::path::absolute(workflows).map_err(|error| error.to_string())?,
+        state_dir: std::path::absolute(state).map_err(|error| error.to_string())?,
+    };
+    tracing::info!("serving {} with up to {capacity} attempt(s) at once", setup.routes.join(", "));
+    // Strays of a task (a double fork) come back to this process, as they do to a leading engine's.
+    crate::tasks::reclaim::become_subreaper();
+    crate::work::Worker::start(queue, setup).map_err(|error| format!("cannot start the worker: {error}"))
 }
 
 /// How an engine's service ended.

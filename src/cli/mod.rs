@@ -90,6 +90,10 @@ pub enum Command {
         /// registry.
         #[arg(long, value_name = "ADDR")]
         metrics: Option<String>,
+        /// On a store several engines share: run only attempts of these routes (services, agents, or
+        /// `inline` for tasks with their own command), comma-separated. Every route by default.
+        #[arg(long, value_name = "ROUTES", value_delimiter = ',')]
+        serves: Vec<String>,
     },
     /// Upcoming fire times of a scheduled workflow, in its time zone (RFC 3339).
     Next {
@@ -325,7 +329,9 @@ pub fn run(cli: Cli) -> ExitCode {
         },
     };
     match cli.command {
-        Some(Command::Daemon { metrics, .. }) => daemon::run(&workflows, &state, &location, metrics.as_deref()),
+        Some(Command::Daemon { metrics, serves, .. }) => {
+            daemon::run(&workflows, &state, &location, metrics.as_deref(), &serves)
+        }
         Some(Command::Next { workflow, count, from, json }) => {
             next::run(&workflows, &workflow, count, from.as_deref(), json)
         }

@@ -110,8 +110,7 @@ pub(super) struct Spawned {
     run_id: String,
     index: usize,
     attempt: u32,
-    pid: u32,
-    start: Option<u64>,
+    started: crate::tasks::Started,
 }
 
 /// An attempt that has ended, reported by the task that ran it.

@@ -12,6 +12,10 @@ use crate::store::{SCHEDULER_LEASE, Store, StoreError, Term};
 pub(crate) struct Leadership {
     pub membership: Arc<Membership>,
     pub term: Term,
+    /// Process attempts go to the engines as offers, at this term.
+    pub offers: crate::work::Offers,
+    /// The worker this engine started for itself (`EngineConfig::own_worker`), stopped with it.
+    pub _worker: Option<crate::work::Worker>,
 }
 
 /// What the engine may do now.
@@ -48,8 +52,14 @@ impl Leadership {
 }
 
 /// On a store several engines share: joins (unless the caller already has), and takes the lead or refuses
-/// to open. The store's commits are fenced by the term from then on.
-pub(crate) fn take_lead(config: &EngineConfig, store: &Store) -> Result<Option<Leadership>, EngineError> {
+/// to open. The store's commits are fenced by the term from then on; work earlier leaders offered is
+/// withdrawn or stopped, as their runs are recovered under this term. `capacity`: the attempts a worker of
+/// its own (`EngineConfig::own_worker`) runs at once.
+pub(crate) fn take_lead(
+    config: &EngineConfig,
+    store: &Store,
+    capacity: usize,
+) -> Result<Option<Leadership>, EngineError> {
     if !store.is_shared() {
         return Ok(None);
     }
@@ -66,5 +76,29 @@ pub(crate) fn take_lead(config: &EngineConfig, store: &Store) -> Result<Option<L
         return Err(EngineError::Standby(membership.standing().to_string()));
     };
     store.fence(membership.engine(), SCHEDULER_LEASE, term);
-    Ok(Some(Leadership { membership, term }))
+    let queue = || {
+        crate::store::work::open_queue(&config.store, &config.state_dir)?
+            .ok_or_else(|| StoreError::Database("the store is shared, yet it has no work queue".into()))
+    };
+    let offered = queue()?;
+    let stopping = offered.take_over(term)?;
+    if stopping > 0 {
+        tracing::warn!("asked {stopping} attempt(s) offered by an earlier leader to stop: their runs are recovered");
+    }
+    let silent = crate::store::work::silent_after(membership.lease_ttl());
+    let offers = crate::work::Offers::start(offered, membership.engine(), term, silent);
+    let worker = if config.own_worker {
+        let setup = crate::work::WorkerSetup {
+            engine: membership.engine(),
+            host: super::hostname(),
+            routes: vec![crate::work::ALL_ROUTES.to_string()],
+            capacity,
+            workflows_dir: config.workflows_dir.clone(),
+            state_dir: config.state_dir.clone(),
+        };
+        Some(crate::work::Worker::start(queue()?, setup).map_err(StoreError::Io)?)
+    } else {
+        None
+    };
+    Ok(Some(Leadership { membership, term, offers, _worker: worker }))
 }

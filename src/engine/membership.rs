@@ -94,8 +94,17 @@ impl Membership {
     /// Registers this process with the database at `location` and makes its first bid for the lease before
     /// returning, so the caller knows at once whether it leads. `None` for a store only one engine uses.
     pub fn join(state_dir: &std::path::Path, location: &StoreLocation) -> Result<Option<Membership>, StoreError> {
+        Membership::join_serving(state_dir, location, &[crate::work::ALL_ROUTES.to_string()])
+    }
+
+    /// `join`, saying which routes this engine's worker serves (as the Engines view shows them).
+    pub fn join_serving(
+        state_dir: &std::path::Path,
+        location: &StoreLocation,
+        routes: &[String],
+    ) -> Result<Option<Membership>, StoreError> {
         let timing = Timing::from_env().map_err(StoreError::Database)?;
-        Membership::join_with(state_dir, location, timing)
+        Membership::joined(state_dir, location, timing, routes)
     }
 
     /// `join` with the lease's timing given rather than read from `CONVEYOR_CLUSTER_TIMING`.
@@ -104,12 +113,21 @@ impl Membership {
         location: &StoreLocation,
         timing: Timing,
     ) -> Result<Option<Membership>, StoreError> {
+        Membership::joined(state_dir, location, timing, &[crate::work::ALL_ROUTES.to_string()])
+    }
+
+    fn joined(
+        state_dir: &std::path::Path,
+        location: &StoreLocation,
+        timing: Timing,
+        routes: &[String],
+    ) -> Result<Option<Membership>, StoreError> {
         let store = crate::store::open(state_dir, location)?;
         if !store.is_shared() {
             return Ok(None);
         }
         let host = hostname();
-        let engine = store.join(&host, std::process::id(), &["*".to_string()])?;
+        let engine = store.join(&host, std::process::id(), routes)?;
         let mut bidder = Bidder { store, timing, unanswered: false, hold_off_until: None, led: false };
         let first = bidder.bid(None);
         let (publish, standing) = watch::channel(first);
@@ -125,6 +143,11 @@ impl Membership {
 
     pub fn engine(&self) -> EngineId {
         self.engine
+    }
+
+    /// How long the scheduler's lease lives unless renewed.
+    pub fn lease_ttl(&self) -> Duration {
+        self.timing.ttl
     }
 
     pub fn standing(&self) -> Standing {
@@ -290,7 +313,7 @@ fn describe_change(before: &Standing, now: &Standing) {
     }
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .ok()

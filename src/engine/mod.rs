@@ -11,6 +11,7 @@ pub use gates::default_max_parallel;
 mod leadership;
 pub mod membership;
 pub use membership::Membership;
+pub use membership::hostname;
 mod run;
 mod scheduler;
 mod transitions;
@@ -57,6 +58,9 @@ pub struct EngineConfig {
     /// This process's place among the engines sharing a database, when the caller keeps one across engines
     /// (a daemon in standby); otherwise `open` joins by itself.
     pub membership: Option<Arc<Membership>>,
+    /// On a shared database: whether `open` starts a worker of its own to run offered attempts. A daemon runs
+    /// one for its whole life, standby or leading, and says no.
+    pub own_worker: bool,
 }
 
 /// Hears how long a store commit took; called on the engine's own task, so it must be quick.
@@ -76,6 +80,7 @@ impl EngineConfig {
             subreaper: false,
             commit_timer: None,
             membership: None,
+            own_worker: true,
         }
     }
 }
@@ -139,7 +144,8 @@ impl Engine {
         config.state_dir = std::path::absolute(&config.state_dir).map_err(StoreError::Io)?;
         let lock = StateLock::acquire(&config.state_dir)?;
         let store = crate::store::open(&config.state_dir, &config.store)?;
-        let leadership = leadership::take_lead(&config, &store)?;
+        let capacity = registry.max_parallel_tasks.map_or(config.max_parallel, |bound| bound as usize).max(1);
+        let leadership = leadership::take_lead(&config, &store, capacity)?;
         if config.subreaper && !crate::tasks::reclaim::become_subreaper() {
             tracing::warn!(
                 "cannot become the reaper of orphaned task processes: strays of a task are found only at the next start"

@@ -17,6 +17,7 @@ mod open;
 mod postgres;
 mod records;
 mod sqlite;
+pub mod work;
 
 use std::fs::{self, DirBuilder};
 use std::ops::{Deref, DerefMut};

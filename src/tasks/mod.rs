@@ -31,7 +31,7 @@ pub use limits::Limits;
 pub use llm::LlmExecutor;
 pub use log::{LogSink, Progress, Stream, parse_progress, stderr_index_path, write_kept_log};
 pub use process::ProcessExecutor;
-pub use route::{INLINE_ROUTE, Route, Routes, executor_for};
+pub use route::{INLINE_ROUTE, Offering, Route, Routes, executor_for};
 pub use supervise::{Stop, StopReason};
 
 /// Everything one attempt needs, owned so it can move into a spawned task.
@@ -59,7 +59,8 @@ pub struct Attempt {
     /// The schedule's instant the run stands for (`CONVEYOR_SCHEDULED_AT`): a scheduled, caught-up or
     /// backfilled run's `scheduled_at`, so a task can work on the period it is for, not on "now".
     pub scheduled_at: Option<String>,
-    /// Told the process group's PID and its start time once the process has started.
+    /// Told the process group's PID and its start time (and, if another engine runs it, which) once the
+    /// process has started.
     pub spawned: Option<Spawned>,
     /// How long a line, how large an output, how large a log (the log sink was made with it).
     pub limits: Limits,
@@ -67,7 +68,19 @@ pub struct Attempt {
     pub usage: Option<UsageReport>,
 }
 
-pub type Spawned = Box<dyn FnOnce(u32, Option<u64>) + Send + Sync>;
+pub type Spawned = Box<dyn FnOnce(Started) + Send + Sync>;
+
+/// Where an attempt's process runs, once it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Started {
+    /// Its process group (`None`: not learnt, as when another engine ran it and ended it before this one
+    /// heard of its process).
+    pub pid: Option<u32>,
+    /// Its leader's start time, which tells it from a later process given the same PID.
+    pub pid_start: Option<u64>,
+    /// The engine that runs it, when that is not this one (an offered attempt).
+    pub engine: Option<u64>,
+}
 
 /// Told what a language model's answers cost, once the attempt's questions are answered.
 pub type UsageReport = Box<dyn FnOnce(Usage) + Send + Sync>;

@@ -27,14 +27,22 @@ impl ProcessExecutor {
     }
 }
 
-impl Executor for ProcessExecutor {
-    fn execute(&self, attempt: Attempt) -> Execution {
+impl ProcessExecutor {
+    /// The command line an attempt with `action` runs.
+    pub fn argv_for(&self, action: Option<&str>) -> Vec<String> {
         let mut argv = self.argv.clone();
         if self.append_action
-            && let Some(action) = &attempt.action
+            && let Some(action) = action
         {
-            argv.push(action.clone());
+            argv.push(action.to_string());
         }
+        argv
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn execute(&self, attempt: Attempt) -> Execution {
+        let argv = self.argv_for(attempt.action.as_deref());
         Box::pin(run(argv, attempt))
     }
 }
@@ -68,7 +76,7 @@ async fn run(argv: Vec<String>, mut attempt: Attempt) -> Ending {
     let mut guard = GroupGuard(pgid);
     log.engine_line(&format!("started `{}` (pid {})", shell_words(&argv), pgid.unwrap_or(0)));
     if let (Some(pid), Some(spawned)) = (pgid, attempt.spawned.take()) {
-        spawned(pid as u32, super::reclaim::start_time(pid));
+        spawned(super::Started { pid: Some(pid as u32), pid_start: super::reclaim::start_time(pid), engine: None });
     }
     // Feeding stdin and reading stdout and stderr run in this task, beside the wait: no task spawns.
     let input = serde_json::to_vec(&attempt.input).expect("JSON values serialise");

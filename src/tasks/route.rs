@@ -21,12 +21,23 @@ pub struct Routes<'a> {
     /// The permits an LLM agent's requests share across its attempts, by the agent's name and its
     /// `max_concurrency` (the engine keeps them, so a reload with the same bound keeps the same permits).
     pub llm_permits: &'a dyn Fn(&str, usize) -> Arc<Semaphore>,
+    /// On a store several engines share: processes are offered to every engine serving their route rather
+    /// than started here.
+    pub offering: Option<&'a dyn Offering>,
+}
+
+/// Turns a process route into one whose attempts any engine sharing the store may claim and run.
+pub trait Offering: Send + Sync {
+    fn offered(&self, route: &str, process: ProcessExecutor) -> SharedExecutor;
 }
 
 /// The kind of executor a route leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Process,
+    /// A process offered to the engines sharing the store (`Offering`): its secrets are read, and its
+    /// engine-wide bound applied, where it runs.
+    Offered,
     Http,
     Llm,
     Governance,
@@ -52,14 +63,22 @@ impl Route {
 
 /// Which executor `route` runs on for `task`.
 pub fn executor_for(route: &str, task: &Task, routes: &Routes) -> Route {
+    let process = |process: ProcessExecutor| -> (SharedExecutor, Kind) {
+        match routes.offering {
+            Some(offering) => (offering.offered(route, process), Kind::Offered),
+            None => (Arc::new(process), Kind::Process),
+        }
+    };
     if route == INLINE_ROUTE {
-        return match &task.kind {
-            TaskKind::Run(line) => Route::plain(Arc::new(ProcessExecutor::shell(line)), Kind::Process),
-            TaskKind::Command(argv) => {
-                Route::plain(Arc::new(ProcessExecutor { argv: argv.clone(), append_action: false }), Kind::Process)
-            }
-            _ => Route::plain(Arc::new(Refusal(format!("task {} has no inline command", task.name))), Kind::Refused),
+        let (executor, kind) = match &task.kind {
+            TaskKind::Run(line) => process(ProcessExecutor::shell(line)),
+            TaskKind::Command(argv) => process(ProcessExecutor { argv: argv.clone(), append_action: false }),
+            _ => (
+                Arc::new(Refusal(format!("task {} has no inline command", task.name))) as SharedExecutor,
+                Kind::Refused,
+            ),
         };
+        return Route::plain(executor, kind);
     }
     if let Some(executor) = routes.embedded.get(route) {
         return Route::plain(executor.clone(), Kind::Embedded);
@@ -68,9 +87,7 @@ pub fn executor_for(route: &str, task: &Task, routes: &Routes) -> Route {
     let endpoint = registry.services.get(route).or_else(|| registry.agents.get(route));
     if let Some(endpoint) = endpoint {
         let (executor, kind): (SharedExecutor, Kind) = match &endpoint.target {
-            Target::Command(argv) => {
-                (Arc::new(ProcessExecutor { argv: argv.clone(), append_action: true }), Kind::Process)
-            }
+            Target::Command(argv) => process(ProcessExecutor { argv: argv.clone(), append_action: true }),
             Target::Url(url) => (Arc::new(HttpExecutor { url: url.clone() }), Kind::Http),
             Target::Llm(agent) => {
                 let permits = (routes.llm_permits)(route, agent.max_concurrency);
@@ -165,7 +182,7 @@ mod tests {
             Arc::new(Semaphore::new(bound))
         };
         let registry = registry();
-        let routes = Routes { registry: &registry, embedded, llm_permits: &permits };
+        let routes = Routes { registry: &registry, embedded, llm_permits: &permits, offering: None };
         let chosen = executor_for(route, &task(kind), &routes);
         (chosen, asked.into_inner().unwrap())
     }

@@ -74,6 +74,7 @@ impl Actor {
             registry: &self.registry,
             embedded: &self.config.executors,
             llm_permits: &llm_permits,
+            offering: self.leadership.as_ref().map(|leadership| &leadership.offers as &dyn crate::tasks::Offering),
         };
         crate::tasks::executor_for(route, task, &routes)
     }
@@ -104,7 +105,9 @@ impl Actor {
     /// Starts one attempt in its own task; its ending comes back as a `Done`.
     pub(super) fn launch(&self, launch: Launch) -> CancelHandle {
         let Launch { run_id: id, index, number, task, route, input, params, workflow } = launch;
-        let crate::tasks::Route { executor, timeout: route_timeout, env: route_env, .. } = self.resolve(route, task);
+        let crate::tasks::Route { executor, kind, timeout: route_timeout, env: route_env } = self.resolve(route, task);
+        // An offered attempt's secrets are read, and its engine-wide bound applied, where it runs.
+        let offered = kind == crate::tasks::route::Kind::Offered;
         let events = self.events.clone();
         let (run_id, task_name) = (id.to_string(), task.name.clone());
         let progressed = self.internal.clone();
@@ -142,8 +145,8 @@ impl Actor {
         let done = self.internal.clone();
         let told = self.internal.clone();
         let (spawned_run, spawned_index) = (id.to_string(), index);
-        let spawned: crate::tasks::Spawned = Box::new(move |pid, start| {
-            let spawned = Spawned { run_id: spawned_run, index: spawned_index, attempt: number, pid, start };
+        let spawned: crate::tasks::Spawned = Box::new(move |started| {
+            let spawned = Spawned { run_id: spawned_run, index: spawned_index, attempt: number, started };
             let _ = told.send(Internal::Spawned(spawned));
         });
         let used = self.internal.clone();
@@ -185,7 +188,7 @@ impl Actor {
             limits,
             usage: Some(usage),
         };
-        let gates = self.gates_for(id, route);
+        let gates = self.gates_for(id, route, offered);
         let run_id = id.to_string();
         let committed = self.start_after_commit();
         tokio::spawn(async move {
@@ -210,7 +213,9 @@ impl Actor {
             // Secrets are read now, not when the definition loaded, and live only in this attempt's memory.
             let (unresolved, workdir) = (std::mem::take(&mut attempt.env), attempt.workdir.clone());
             // Only a `${file:…}` reads the disk: anything else is resolved here, without a blocking thread.
-            let resolved = if unresolved.values().any(|value| value.starts_with("${file:")) {
+            let resolved = if offered {
+                Ok(crate::tasks::secrets::Resolved { env: unresolved, ..Default::default() })
+            } else if unresolved.values().any(|value| value.starts_with("${file:")) {
                 tokio::task::spawn_blocking(move || {
                     crate::tasks::secrets::resolve(&unresolved, &workdir, api_key_env.as_deref())
                 })
@@ -280,8 +285,9 @@ impl Actor {
     }
 
     /// What an attempt on `route` in run `id` must pass before it starts: the service's or agent's
-    /// `max_concurrency`, the workflow's `max_parallel`, the engine's `max_parallel_tasks`.
-    fn gates_for(&self, id: &str, route: &str) -> Vec<crate::engine::gates::Gate> {
+    /// `max_concurrency`, the workflow's `max_parallel`, the engine's `max_parallel_tasks` (not for an offered
+    /// attempt: the engine that claims it has room for it).
+    fn gates_for(&self, id: &str, route: &str, offered: bool) -> Vec<crate::engine::gates::Gate> {
         let mut gates = Vec::with_capacity(3);
         let endpoint = self.registry.services.get(route).or_else(|| self.registry.agents.get(route));
         if let Some(bound) = endpoint.and_then(|endpoint| endpoint.max_concurrency) {
@@ -294,8 +300,11 @@ impl Actor {
             let what = format!("max_parallel {bound} of workflow {}", workflow.id);
             gates.push(self.gates.gate(&format!("workflow:{}", workflow.id), bound as usize, what));
         }
-        let bound = self.registry.max_parallel_tasks.map_or(self.config.max_parallel, |bound| bound as usize).max(1);
-        gates.push(self.gates.gate("engine", bound, format!("max_parallel_tasks {bound} of the engine")));
+        if !offered {
+            let bound =
+                self.registry.max_parallel_tasks.map_or(self.config.max_parallel, |bound| bound as usize).max(1);
+            gates.push(self.gates.gate("engine", bound, format!("max_parallel_tasks {bound} of the engine")));
+        }
         gates
     }
 
@@ -324,7 +333,8 @@ impl Actor {
         self.handlers.insert(id.to_string(), (record, cancel));
     }
 
-    /// The attempt's process group and its leader's start time, so that a later engine can stop it.
+    /// The attempt's process group and its leader's start time, so that a later engine can stop it; and the
+    /// engine that runs it, when another one does.
     pub(super) fn attempt_spawned(&mut self, spawned: Spawned) {
         let Some(run) = self.runs.get_mut(&spawned.run_id) else { return };
         let Some(slot) = run.slot_get_mut(spawned.index) else { return };
@@ -332,8 +342,14 @@ impl Actor {
         if attempt.state != AttemptState::Running {
             return;
         }
-        attempt.pid = Some(spawned.pid);
-        attempt.pid_start = spawned.start;
+        let started = spawned.started;
+        if started.pid.is_some() {
+            attempt.pid = started.pid;
+            attempt.pid_start = started.pid_start;
+        }
+        if started.engine.is_some() {
+            attempt.engine = started.engine;
+        }
         self.keep_unsaved(spawned.run_id, spawned.index);
     }
 

@@ -116,6 +116,20 @@ impl Worker {
         send(self.jobs.as_ref().ok_or_else(gone)?, work)
     }
 
+    /// `run` for async callers: the answer is awaited rather than waited for, so a runtime's thread is free
+    /// while the database answers.
+    pub async fn ask<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Conn) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |connections| {
+            let _ = reply.send(work(&mut connections.records));
+        });
+        self.jobs.as_ref().ok_or_else(gone)?.send(job).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+
     /// A handle for reads that does not keep the thread alive.
     pub fn reader(&self) -> Reader {
         Reader(self.jobs.as_ref().map(Arc::downgrade).unwrap_or_default())

@@ -11,6 +11,7 @@ mod logs;
 mod records;
 mod rows;
 mod schema;
+pub(super) mod work;
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};

@@ -687,8 +687,10 @@ fn upsert_task(conn: &mut Conn, task: &TaskRecord) -> Result<()> {
     Ok(())
 }
 
-/// `engine`: the writing handle's registration; a writer that has not joined (a shell) keeps the one there.
+/// `engine`: the writing handle's registration, unless the record names the engine that ran it (an attempt
+/// offered to and claimed by another); a writer that has not joined (a shell) keeps the one there.
 fn upsert_attempt(conn: &mut Conn, attempt: &AttemptRecord, engine: Option<i64>) -> Result<()> {
+    let engine = attempt.engine.map(|ran| ran as i64).or(engine);
     conn.execute(
         // An update in place: an attempt's row is written two or three times.
         "INSERT INTO attempts (run_id, task, attempt, route, state, exit_code, error, started_at, finished_at,

@@ -181,6 +181,39 @@ CREATE INDEX runs_by_change ON runs (changed);
 CREATE INDEX tasks_by_change ON tasks (changed);
 CREATE INDEX attempts_by_change ON attempts (changed);
 "#,
+    r#"
+-- Attempts offered to every engine (store::work): the leader offers, any engine serving the route claims,
+-- only the claimer finishes. `term` is the offering leader's; a new leader stops work of earlier terms.
+CREATE TABLE work (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id text COLLATE "C" NOT NULL,
+    task text NOT NULL,
+    attempt bigint NOT NULL,
+    route text NOT NULL,
+    term bigint NOT NULL,
+    spec json NOT NULL,
+    state text NOT NULL DEFAULT 'ready',
+    cancel boolean NOT NULL DEFAULT false,
+    claimed_by bigint,
+    claimed_at timestamptz,
+    host text,
+    pid bigint,
+    pid_start bigint,
+    ending json,
+    offered_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz
+);
+CREATE INDEX work_ready ON work (id) WHERE state = 'ready';
+CREATE INDEX work_claimed ON work (claimed_by) WHERE state = 'running';
+-- Lines an attempt printed on its worker, until its offerer takes them into the attempt's log.
+CREATE TABLE work_lines (
+    work bigint NOT NULL,
+    seq bigint NOT NULL,
+    stream smallint NOT NULL,
+    line text NOT NULL,
+    PRIMARY KEY (work, seq)
+);
+"#,
 ];
 
 /// Any number that names Conveyor's migrations among the database's advisory locks.

@@ -1,0 +1,331 @@
+//! The work queue on PostgreSQL (see `store::work`): each decision is one statement whose outcome (a row
+//! inserted, claimed, finished; or none) is the decision. Notifications on `conveyor_offers` and
+//! `conveyor_endings` are hints that wake workers and offerers; both poll as well.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_postgres::Config;
+
+use super::connection::{Conn, Worker};
+use super::rows::{self, get};
+use crate::store::work::{Claimed, Holder, Look, Offer, Settled, ShippedLine, Standing, WorkId};
+use crate::store::{EngineId, Result, SCHEDULER_LEASE, StoreError, Term};
+
+/// Workers are woken on it when work is offered.
+pub const OFFERS_CHANNEL: &str = "conveyor_offers";
+/// Offerers are woken on it when work they offered settles.
+pub const ENDINGS_CHANNEL: &str = "conveyor_endings";
+
+/// A connection of its own for offering, claiming and finishing work, never inside an engine's batch: every
+/// call commits at once. Calls are async (the answer is awaited), for the tasks that run attempts.
+pub struct WorkQueue {
+    worker: Worker,
+    config: Config,
+    target: String,
+}
+
+pub(crate) fn connect(address: &str, _state_dir: &Path) -> Result<WorkQueue> {
+    let config = Config::from_str(address).map_err(|error| {
+        StoreError::Database(format!("the store address cannot be read: {}", super::connection::words(&error)))
+    })?;
+    let target = super::describe(&config);
+    let config = super::connection::with_defaults(config);
+    let worker = Worker::start(config.clone(), target.clone())?;
+    worker.run(super::schema::migrate)?;
+    Ok(WorkQueue { worker, config, target })
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl WorkQueue {
+    /// Wakes the receiver when something is notified on `channel` (and once per reconnection).
+    pub fn wake_ups(&self, channel: &'static str) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        match super::listen::listen(self.config.clone(), self.target.clone(), channel) {
+            Ok(woken) => Some(woken),
+            Err(error) => {
+                tracing::warn!("cannot listen on {channel} ({error}): work is polled for");
+                None
+            }
+        }
+    }
+
+    /// Offers an attempt, as `engine` leading at `term`: `None` when the lease is no longer that holding
+    /// (the offer is not made, as no write of a former leader lands).
+    pub async fn offer(&self, engine: EngineId, term: Term, offer: Offer) -> Result<Option<WorkId>> {
+        let (engine, term) = (engine.0 as i64, term.0 as i64);
+        let row = self
+            .worker
+            .ask(move |conn| {
+                conn.query_opt(
+                    "WITH offered AS (
+                        INSERT INTO work (run_id, task, attempt, route, term, spec)
+                        SELECT $1, $2, $3, $4, $5, $6
+                        WHERE EXISTS (SELECT 1 FROM leases WHERE name = $7 AND holder = $8 AND term = $5)
+                        RETURNING id)
+                     SELECT id, pg_notify('conveyor_offers', '') FROM offered",
+                    &[
+                        &offer.run_id,
+                        &offer.task,
+                        &i64::from(offer.attempt),
+                        &offer.route,
+                        &term,
+                        &offer.spec,
+                        &SCHEDULER_LEASE,
+                        &engine,
+                    ],
+                )
+            })
+            .await?;
+        row.map(|row| Ok(WorkId(get(&row, "id")?))).transpose()
+    }
+
+    /// Takes back an offer nobody claimed yet (`true`); a claimed one is asked to stop instead, and its
+    /// worker settles it (`false`).
+    pub async fn withdraw(&self, id: WorkId) -> Result<bool> {
+        self.worker
+            .ask(move |conn| {
+                if conn.execute("DELETE FROM work WHERE id = $1 AND state = 'ready'", &[&id.0])? == 1 {
+                    return Ok(true);
+                }
+                conn.execute("UPDATE work SET cancel = true WHERE id = $1", &[&id.0])?;
+                Ok(false)
+            })
+            .await
+    }
+
+    /// What became of the offerer's outstanding work: who holds what (for `started`, the ids whose holder
+    /// is not yet known), the lines shipped, and what settled. Settled rows and shipped lines are taken
+    /// (deleted) as they are read, so a late finisher finds its claim gone.
+    pub async fn look(&self, outstanding: Vec<i64>, started: Vec<i64>) -> Result<Look> {
+        self.worker
+            .ask(move |conn| {
+                conn.atomically(|conn| {
+                    let mut look = Look::default();
+                    if !started.is_empty() {
+                        for row in conn.query(
+                            "SELECT id, claimed_by, host, pid, pid_start FROM work
+                             WHERE id = ANY($1) AND claimed_by IS NOT NULL AND pid IS NOT NULL",
+                            &[&started],
+                        )? {
+                            look.holders.push((WorkId(get(&row, "id")?), holder(&row)?.expect("claimed")));
+                        }
+                    }
+                    // Endings before lines: a worker commits its last lines with its ending, so every line of
+                    // an attempt whose ending is read here is read below.
+                    for row in conn.query(
+                        "DELETE FROM work WHERE id = ANY($1) AND state IN ('done', 'lost')
+                         RETURNING id, state, ending, claimed_by, host, pid, pid_start",
+                        &[&outstanding],
+                    )? {
+                        let state: String = get(&row, "state")?;
+                        let ending: Option<Value> = get(&row, "ending")?;
+                        let settled = match (state.as_str(), ending) {
+                            ("done", Some(ending)) => Settled::Done(ending),
+                            (_, Some(Value::String(why))) => Settled::Lost(Some(why)),
+                            _ => Settled::Lost(None),
+                        };
+                        look.settled.push((WorkId(get(&row, "id")?), settled, holder(&row)?));
+                    }
+                    let mut lines = conn.query(
+                        "DELETE FROM work_lines WHERE work = ANY($1) RETURNING work, seq, stream, line",
+                        &[&outstanding],
+                    )?;
+                    lines.sort_by_key(|row| (row.get::<_, i64>("work"), row.get::<_, i64>("seq")));
+                    for row in lines {
+                        look.lines.push(ShippedLine {
+                            work: WorkId(get(&row, "work")?),
+                            stream: get(&row, "stream")?,
+                            text: get(&row, "line")?,
+                        });
+                    }
+                    Ok(look)
+                })
+            })
+            .await
+    }
+
+    /// Gives up claims held by engines the database has not heard from for `silent` (killed, cut off, paused):
+    /// their work settles as lost, and their offerers retry it by the task's policy.
+    pub async fn rescue(&self, silent: Duration) -> Result<u64> {
+        let silent = millis(silent);
+        self.worker
+            .ask(move |conn| {
+                conn.execute(
+                    "WITH lost AS (
+                        UPDATE work SET state = 'lost', finished_at = now()
+                        WHERE state = 'running' AND claimed_by NOT IN (
+                            SELECT id FROM engines WHERE heartbeat_at > now() - $1::bigint * interval '1 millisecond')
+                        RETURNING id)
+                     SELECT pg_notify('conveyor_endings', '') FROM lost",
+                    &[&silent],
+                )
+            })
+            .await
+    }
+
+    /// For a new leader at `term`: work offered at earlier terms is withdrawn (not claimed yet) or asked to
+    /// stop (claimed), as the runs it belongs to are recovered and run again under this term. Also clears
+    /// what earlier leaders left settled and never took.
+    pub fn take_over(&self, term: Term) -> Result<u64> {
+        let term = term.0 as i64;
+        self.worker.run(move |conn| {
+            conn.atomically(|conn| {
+                let stopping = conn.execute(
+                    "UPDATE work SET cancel = true WHERE term < $1 AND state = 'running' AND NOT cancel",
+                    &[&term],
+                )?;
+                conn.execute("DELETE FROM work WHERE term < $1 AND state <> 'running'", &[&term])?;
+                conn.execute("DELETE FROM work_lines WHERE work NOT IN (SELECT id FROM work)", &[])?;
+                Ok(stopping)
+            })
+        })
+    }
+
+    /// Claims up to `limit` offers on `routes` (`*` for any) for `engine` on `host`, oldest first; offers
+    /// others hold locked are skipped, never waited for.
+    pub async fn claim(
+        &self,
+        engine: EngineId,
+        host: String,
+        routes: Vec<String>,
+        limit: usize,
+    ) -> Result<Vec<Claimed>> {
+        let engine = engine.0 as i64;
+        let any = routes.iter().any(|route| route == "*");
+        let limit = limit as i64;
+        let rows = self
+            .worker
+            .ask(move |conn| {
+                conn.query(
+                    "UPDATE work SET state = 'running', claimed_by = $1, claimed_at = now(), host = $2
+                     FROM (SELECT id FROM work WHERE state = 'ready' AND NOT cancel AND ($3 OR route = ANY($4))
+                           ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) AS picked
+                     WHERE work.id = picked.id
+                     RETURNING work.id, work.run_id, work.task, work.attempt, work.route, work.spec",
+                    &[&engine, &host, &any, &routes, &limit],
+                )
+            })
+            .await?;
+        let mut claimed = rows
+            .iter()
+            .map(|row| {
+                Ok(Claimed {
+                    id: WorkId(get(row, "id")?),
+                    offer: Offer {
+                        run_id: get(row, "run_id")?,
+                        task: get(row, "task")?,
+                        attempt: get::<i64>(row, "attempt")? as u32,
+                        route: get(row, "route")?,
+                        spec: get(row, "spec")?,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        claimed.sort_by_key(|claimed| claimed.id);
+        Ok(claimed)
+    }
+
+    /// Notes the claimed attempt's process, so its offerer can record (and, on the same host, stop) it.
+    pub async fn started(&self, engine: EngineId, id: WorkId, pid: u32, pid_start: Option<u64>) -> Result<()> {
+        let (engine, pid, pid_start) = (engine.0 as i64, i64::from(pid), pid_start.map(|start| start as i64));
+        self.worker
+            .ask(move |conn| {
+                conn.execute(
+                    "UPDATE work SET pid = $3, pid_start = $4 WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
+                    &[&id.0, &engine, &pid, &pid_start],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Ships lines, and says which of `held` this engine still holds (and whether each is to stop).
+    pub async fn keep(
+        &self,
+        engine: EngineId,
+        held: Vec<i64>,
+        lines: Vec<(WorkId, i64, i16, String)>,
+    ) -> Result<Vec<Standing>> {
+        let engine = engine.0 as i64;
+        self.worker
+            .ask(move |conn| {
+                ship(conn, &lines)?;
+                let rows = conn.query(
+                    "SELECT id, cancel FROM work WHERE id = ANY($1) AND claimed_by = $2 AND state = 'running'",
+                    &[&held, &engine],
+                )?;
+                rows.iter()
+                    .map(|row| Ok(Standing { id: WorkId(get(row, "id")?), cancel: get(row, "cancel")? }))
+                    .collect()
+            })
+            .await
+    }
+
+    /// Finishes a claimed attempt with its last lines and its ending (`Ok(Some)`: a JSON ending; `Err`: lost,
+    /// with why). `false`: the claim no longer stands, and nothing was written.
+    pub async fn finish(
+        &self,
+        engine: EngineId,
+        id: WorkId,
+        lines: Vec<(WorkId, i64, i16, String)>,
+        ending: std::result::Result<Value, String>,
+    ) -> Result<bool> {
+        let engine = engine.0 as i64;
+        let (state, ending) = match ending {
+            Ok(ending) => ("done", ending),
+            Err(why) => ("lost", Value::String(why)),
+        };
+        self.worker
+            .ask(move |conn| {
+                conn.atomically(|conn| {
+                    let finished = conn.query(
+                        "WITH finished AS (
+                            UPDATE work SET state = $3, ending = $4, finished_at = now()
+                            WHERE id = $1 AND claimed_by = $2 AND state = 'running'
+                            RETURNING id)
+                         SELECT id, pg_notify('conveyor_endings', '') FROM finished",
+                        &[&id.0, &engine, &state, &ending],
+                    )?;
+                    if finished.is_empty() {
+                        return Ok(false);
+                    }
+                    ship(conn, &lines)?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+}
+
+/// Lines shipped from a worker: (work, seq, stream, text), in one statement.
+fn ship(conn: &mut Conn, lines: &[(WorkId, i64, i16, String)]) -> Result<()> {
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let works: Vec<i64> = lines.iter().map(|line| line.0.0).collect();
+    let seqs: Vec<i64> = lines.iter().map(|line| line.1).collect();
+    let streams: Vec<i16> = lines.iter().map(|line| line.2).collect();
+    let texts: Vec<String> = lines.iter().map(|line| rows::text(&line.3).into_owned()).collect();
+    conn.execute(
+        "INSERT INTO work_lines (work, seq, stream, line)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[])
+         ON CONFLICT DO NOTHING",
+        &[&works, &seqs, &streams, &texts],
+    )?;
+    Ok(())
+}
+
+fn holder(row: &tokio_postgres::Row) -> Result<Option<Holder>> {
+    let Some(engine) = get::<Option<i64>>(row, "claimed_by")? else { return Ok(None) };
+    Ok(Some(Holder {
+        engine: EngineId(engine as u64),
+        host: get::<Option<String>>(row, "host")?.unwrap_or_default(),
+        pid: get::<Option<i64>>(row, "pid")?.map(|pid| pid as u32),
+        pid_start: get::<Option<i64>>(row, "pid_start")?.map(|start| start as u64),
+    }))
+}

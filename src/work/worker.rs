@@ -1,0 +1,360 @@
+//! The worker every engine on a shared store runs, leader and standbys alike: it claims offered attempts
+//! on the routes it serves, as many as it has room for, runs each as a process here, ships its lines every
+//! half second, and finishes it. A claim that no longer stands (its offerer withdrew or cancelled it, or
+//! gave it up when this engine went silent) stops the process group and discards the result.
+//!
+//! It runs on a thread and runtime of its own: nothing an attempt does here can hold up this engine's loop.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::offer::woken;
+use super::spec::{Spec, ending_to_json, stream_code};
+use crate::store::EngineId;
+use crate::store::work::{Claimed, OFFERS_CHANNEL, WorkId, WorkQueue};
+use crate::tasks::{Attempt, CancelHandle, Ending, LogSink, ProcessExecutor, Started, cancel_pair};
+
+/// How often held claims are checked (and lines shipped): the longest a process outlives a lost claim.
+const KEEP_EVERY: Duration = Duration::from_millis(500);
+/// The look for offers when no notification came.
+const CLAIM_EVERY: Duration = Duration::from_secs(1);
+
+/// What a worker is and serves.
+#[derive(Debug, Clone)]
+pub struct WorkerSetup {
+    /// Its engine's registration: claims are held in its name, and stand while its heartbeat does.
+    pub engine: EngineId,
+    pub host: String,
+    /// The routes it claims (`*`: all).
+    pub routes: Vec<String>,
+    /// Attempts at once.
+    pub capacity: usize,
+    /// Where processes start (relative paths and `${file:…}` secrets resolve against it).
+    pub workflows_dir: PathBuf,
+    /// This host's state folder: output files, and the marker its processes carry.
+    pub state_dir: PathBuf,
+}
+
+/// A running worker; dropping it stops it: no more claims, running attempts stopped and given back as
+/// lost, so their offerer retries them elsewhere at once.
+pub struct Worker {
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    pub fn start(queue: WorkQueue, setup: WorkerSetup) -> std::io::Result<Worker> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let marker = marker(&setup.state_dir)?;
+        let (stop, stopped) = oneshot::channel();
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
+        let thread = std::thread::Builder::new().name("conveyor-worker".into()).spawn(move || {
+            let _logging = tracing::dispatcher::set_default(&dispatch);
+            runtime.block_on(work(Arc::new(queue), setup, marker, stopped));
+        })?;
+        Ok(Worker { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The id this host's state folder gives its workers' processes (`CONVEYOR_STATE_ID`): the next worker on
+/// the folder finds what an earlier one left running. Not the store's id, which every engine shares.
+fn marker(state_dir: &Path) -> std::io::Result<String> {
+    crate::store::create_private_dir(state_dir)?;
+    let path = state_dir.join("worker.id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_string());
+    }
+    let id = format!("worker-{:016x}", rand::random::<u64>());
+    std::fs::write(&path, &id)?;
+    Ok(id)
+}
+
+/// An attempt running here.
+struct Running {
+    cancel: CancelHandle,
+    lines: Arc<Mutex<Shipping>>,
+    /// Its claim no longer stands: stopped, and its result is not sent.
+    lost: bool,
+}
+
+/// Lines waiting to be shipped, numbered, up to the attempt's log limit.
+#[derive(Default)]
+struct Shipping {
+    next: i64,
+    pending: Vec<(i16, String)>,
+    bytes: u64,
+    limit: u64,
+    dropped: u64,
+}
+
+impl Shipping {
+    fn push(&mut self, code: i16, line: &str) {
+        if self.bytes + line.len() as u64 > self.limit {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += line.len() as u64 + 1;
+        self.pending.push((code, line.to_string()));
+    }
+
+    fn take(&mut self, id: WorkId) -> Vec<(WorkId, i64, i16, String)> {
+        let taken: Vec<_> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .enumerate()
+            .map(|(index, (code, text))| (id, self.next + index as i64, code, text))
+            .collect();
+        self.next += taken.len() as i64;
+        taken
+    }
+
+    /// The last lines, with a note of any left out.
+    fn take_last(&mut self, id: WorkId) -> Vec<(WorkId, i64, i16, String)> {
+        if self.dropped > 0 {
+            let note = format!(
+                "[conveyor] {} line(s) past max_log_size ({}) were not sent from the engine that ran it",
+                self.dropped,
+                crate::tasks::limits::format_size(self.limit)
+            );
+            self.pending.push((0, note));
+        }
+        self.take(id)
+    }
+}
+
+async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut stopped: oneshot::Receiver<()>) {
+    stop_leftovers(&marker).await;
+    let mut offered = queue.wake_ups(OFFERS_CHANNEL);
+    let (finished, mut endings) = mpsc::unbounded_channel::<(WorkId, Ending)>();
+    let (started, mut starts) = mpsc::unbounded_channel::<(WorkId, Started)>();
+    let mut running: HashMap<WorkId, Running> = HashMap::new();
+    let mut keep = tokio::time::interval(KEEP_EVERY);
+    let mut look = true;
+    let mut told_unavailable = false;
+    let setup = Arc::new(setup);
+    loop {
+        let room = setup.capacity.saturating_sub(running.len());
+        if look && room > 0 {
+            match queue.claim(setup.engine, setup.host.clone(), setup.routes.clone(), room).await {
+                Ok(claimed) => {
+                    told_unavailable = false;
+                    // A full batch may have left more behind.
+                    look = claimed.len() == room;
+                    for claim in claimed {
+                        let id = claim.id;
+                        let lines = Arc::new(Mutex::new(Shipping::default()));
+                        let (cancel, stop) = cancel_pair();
+                        running.insert(id, Running { cancel, lines: Arc::clone(&lines), lost: false });
+                        let context = Context { setup: Arc::clone(&setup), marker: marker.clone(), lines };
+                        let (finished, started) = (finished.clone(), started.clone());
+                        let attempt = tokio::spawn(run(claim, context, stop, started));
+                        tokio::spawn(async move {
+                            let ending = attempt
+                                .await
+                                .unwrap_or_else(|_| Ending::failed("the engine that claimed it failed running it"));
+                            let _ = finished.send((id, ending));
+                        });
+                    }
+                }
+                Err(error) => {
+                    look = false;
+                    if !told_unavailable {
+                        tracing::warn!("claiming offered work failed ({error}): trying again");
+                        told_unavailable = true;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut stopped => break,
+            () = woken(&mut offered) => look = true,
+            () = tokio::time::sleep(CLAIM_EVERY) => look = true,
+            _ = keep.tick(), if !running.is_empty() => keep_claims(&queue, &setup, &mut running).await,
+            Some((id, started)) = starts.recv() => {
+                if let Some(pid) = started.pid
+                    && let Err(error) = queue.started(setup.engine, id, pid, started.pid_start).await
+                {
+                    tracing::debug!("noting the process of work {} failed: {error}", id.0);
+                }
+            }
+            Some((id, ending)) = endings.recv() => {
+                look = true;
+                let Some(done) = running.remove(&id) else { continue };
+                if done.lost {
+                    continue;
+                }
+                let lines = done.lines.lock().expect("lines").take_last(id);
+                match queue.finish(setup.engine, id, lines, Ok(ending_to_json(&ending))).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("work {}: the claim was lost before it ended; its result is discarded", id.0),
+                    Err(error) => tracing::warn!("work {}: finishing it failed ({error}); its offerer gives it up when this engine's claims lapse", id.0),
+                }
+            }
+        }
+    }
+    stop_all(&queue, &setup, running, &mut endings).await;
+}
+
+/// Ships lines and checks every claim: a claim gone stops its attempt (result discarded); one asked to stop
+/// stops it (its ending is sent).
+async fn keep_claims(queue: &WorkQueue, setup: &WorkerSetup, running: &mut HashMap<WorkId, Running>) {
+    let held: Vec<i64> = running.iter().filter(|(_, running)| !running.lost).map(|(id, _)| id.0).collect();
+    let lines: Vec<_> =
+        running.iter().flat_map(|(id, running)| running.lines.lock().expect("lines").take(*id)).collect();
+    let standing = match queue.keep(setup.engine, held.clone(), lines).await {
+        Ok(standing) => standing,
+        // Not known: nothing is stopped on a guess; the claims lapse for the offerer if this lasts.
+        Err(_) => return,
+    };
+    for id in held {
+        let Some(attempt) = running.get_mut(&WorkId(id)) else { continue };
+        match standing.iter().find(|standing| standing.id.0 == id) {
+            Some(standing) if standing.cancel => attempt.cancel.cancel(),
+            Some(_) => {}
+            None => {
+                tracing::warn!("work {id}: the claim was lost (given up, or taken over); stopping its process group");
+                attempt.lost = true;
+                attempt.cancel.cancel();
+            }
+        }
+    }
+}
+
+/// Stops every running attempt and gives its work back as lost, so its offerer retries it at once.
+async fn stop_all(
+    queue: &WorkQueue,
+    setup: &WorkerSetup,
+    mut running: HashMap<WorkId, Running>,
+    endings: &mut mpsc::UnboundedReceiver<(WorkId, Ending)>,
+) {
+    if running.is_empty() {
+        return;
+    }
+    tracing::info!("stopping {} attempt(s) this engine claimed; their offerer runs them again", running.len());
+    for attempt in running.values() {
+        attempt.cancel.cancel();
+    }
+    let why = format!("engine {} on {} stopped while it ran this attempt", setup.engine.0, setup.host);
+    let waited = tokio::time::timeout(Duration::from_secs(30), async {
+        while !running.is_empty() {
+            let Some((id, _)) = endings.recv().await else { return };
+            if let Some(done) = running.remove(&id)
+                && !done.lost
+            {
+                let lines = done.lines.lock().expect("lines").take_last(id);
+                let _ = queue.finish(setup.engine, id, lines, Err(why.clone())).await;
+            }
+        }
+    })
+    .await;
+    if waited.is_err() {
+        tracing::warn!("{} attempt(s) did not stop within 30s", running.len());
+    }
+}
+
+/// Processes an earlier worker on this state folder left (it was killed): their work was given up.
+async fn stop_leftovers(marker: &str) {
+    let marker = marker.to_string();
+    let found =
+        tokio::task::spawn_blocking(move || crate::tasks::reclaim::marked_processes(&marker)).await.unwrap_or_default();
+    if !found.is_empty() {
+        tracing::warn!("stopping {} process(es) an earlier engine on this state folder left running", found.len());
+        let pids: Vec<i32> = found.iter().map(|stray| stray.pid).collect();
+        crate::tasks::reclaim::stop_processes(&pids, Duration::from_secs(5)).await;
+    }
+}
+
+struct Context {
+    setup: Arc<WorkerSetup>,
+    marker: String,
+    lines: Arc<Mutex<Shipping>>,
+}
+
+/// Runs one claimed attempt as a process here.
+async fn run(
+    claim: Claimed,
+    context: Context,
+    stop: crate::tasks::Cancel,
+    started: mpsc::UnboundedSender<(WorkId, Started)>,
+) -> Ending {
+    let Claimed { id, offer } = claim;
+    let spec: Spec = match serde_json::from_value(offer.spec) {
+        Ok(spec) => spec,
+        Err(error) => return Ending::failed(format!("the offer could not be read by this engine: {error}")),
+    };
+    let Context { setup, marker, lines } = context;
+    lines.lock().expect("lines").limit = spec.max_log_size;
+    let shipping = Arc::clone(&lines);
+    let log = LogSink::detached(Arc::new(move |stream, line: &str, _| {
+        shipping.lock().expect("lines").push(stream_code(stream), line);
+    }));
+    log.engine_line(&format!("claimed by engine {} on {}", setup.engine.0, setup.host));
+    let workdir = setup.workflows_dir.clone();
+    let resolved = {
+        let (env, workdir) = (spec.env.clone(), workdir.clone());
+        tokio::task::spawn_blocking(move || crate::tasks::secrets::resolve(&env, &workdir, None))
+            .await
+            .unwrap_or_else(|error| Err(format!("reading the task's secrets failed: {error}")))
+    };
+    let resolved = match resolved {
+        Ok(resolved) => resolved,
+        Err(error) => {
+            log.engine_line(&error);
+            return Ending::failed(error);
+        }
+    };
+    log.set_secrets(resolved.secrets.clone());
+    for warning in &resolved.warnings {
+        log.engine_line(warning);
+    }
+    let output_file = setup.state_dir.join("work").join(format!("{}.output.json", id.0));
+    if let Some(folder) = output_file.parent() {
+        let _ = crate::store::create_private_dir(folder);
+    }
+    let clock: crate::clock::SharedClock = Arc::new(crate::clock::SystemClock);
+    let spawned: crate::tasks::Spawned = Box::new(move |process| {
+        let _ = started.send((id, process));
+    });
+    let attempt = Attempt {
+        run_id: offer.run_id,
+        workflow: spec.workflow.clone(),
+        task: offer.task,
+        action: spec.action.clone(),
+        number: offer.attempt,
+        input: spec.input.clone(),
+        params: spec.params.clone(),
+        env: resolved.env,
+        workdir,
+        output_file: output_file.clone(),
+        log: log.clone(),
+        // The offerer keeps the attempt's timeout, and asks for a stop when it falls.
+        stop: crate::tasks::Stop::new(stop, None, clock),
+        kill_grace: spec.kill_grace(),
+        state_id: marker,
+        scheduled_at: spec.scheduled_at.clone(),
+        spawned: Some(spawned),
+        limits: spec.limits(),
+        usage: None,
+    };
+    let process = ProcessExecutor { argv: spec.argv.clone(), append_action: false };
+    let ending = crate::tasks::supervise::execute(&process, attempt).await;
+    let _ = std::fs::remove_file(output_file);
+    resolved.secrets.mask_ending(ending)
+}
