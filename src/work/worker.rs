@@ -23,6 +23,8 @@ use crate::tasks::{Attempt, CancelHandle, Ending, LogSink, ProcessExecutor, Star
 const KEEP_EVERY: Duration = Duration::from_millis(500);
 /// The look for offers when no notification came.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
+/// Between tries to finish while the database does not answer.
+const FINISH_AGAIN: Duration = Duration::from_millis(500);
 
 /// What a worker is and serves.
 #[derive(Debug, Clone)]
@@ -148,6 +150,7 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
     let mut keep = tokio::time::interval(KEEP_EVERY);
     let mut look = true;
     let mut told_unavailable = false;
+    let mut unfinished: Vec<Unfinished> = Vec::new();
     let setup = Arc::new(setup);
     loop {
         let room = setup.capacity.saturating_sub(running.len());
@@ -201,15 +204,37 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
                     continue;
                 }
                 let lines = done.lines.lock().expect("lines").take_last(id);
-                match queue.finish(setup.engine, id, lines, Ok(ending_to_json(&ending))).await {
-                    Ok(true) => {}
-                    Ok(false) => tracing::warn!("work {}: the claim was lost before it ended; its result is discarded", id.0),
-                    Err(error) => tracing::warn!("work {}: finishing it failed ({error}); its offerer gives it up when this engine's claims lapse", id.0),
-                }
+                unfinished.push(Unfinished { id, lines, ending: ending_to_json(&ending) });
             }
+            () = tokio::time::sleep(FINISH_AGAIN), if !unfinished.is_empty() => {}
         }
+        finish_all(&queue, &setup, &mut unfinished).await;
     }
     stop_all(&queue, &setup, running, &mut endings).await;
+}
+
+/// An attempt that ended here, whose ending the database has not taken yet.
+struct Unfinished {
+    id: WorkId,
+    lines: Vec<(WorkId, i64, i16, String)>,
+    ending: serde_json::Value,
+}
+
+/// Finishes what ended; what the database does not take now (it is down) is kept and sent again, as an
+/// engine holds its writes: an outage shorter than the claims' life loses no result.
+async fn finish_all(queue: &WorkQueue, setup: &WorkerSetup, unfinished: &mut Vec<Unfinished>) {
+    while let Some(done) = unfinished.first() {
+        let (id, lines, ending) = (done.id, done.lines.clone(), done.ending.clone());
+        match queue.finish(setup.engine, id, lines, Ok(ending)).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("work {}: the claim was lost before it ended; its result is discarded", id.0),
+            Err(error) => {
+                tracing::debug!("work {}: finishing it failed ({error}); trying again", id.0);
+                return;
+            }
+        }
+        unfinished.remove(0);
+    }
 }
 
 /// Ships lines and checks every claim: a claim gone stops its attempt (result discarded); one asked to stop
