@@ -135,6 +135,29 @@ pub fn marked_processes(state_id: &str) -> Vec<Stray> {
         .collect()
 }
 
+/// Every process on the machine (this one aside) running one of `attempts` (run, task, number), whichever
+/// state folder's marker it carries: on a shared store another engine's worker on this host may have run an
+/// attempt that is now recovered as cut short.
+pub fn processes_running(attempts: &[(String, String, u32)]) -> Vec<Stray> {
+    if attempts.is_empty() {
+        return Vec::new();
+    }
+    let own = std::process::id() as i32;
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid != own)
+        .filter_map(|pid| {
+            let marker = marker_of(pid)?;
+            let running = attempts
+                .iter()
+                .any(|(run, task, attempt)| marker.run == *run && marker.task == *task && marker.attempt == *attempt);
+            running.then_some(Stray { pid, marker })
+        })
+        .collect()
+}
+
 /// Field 22 of `/proc/PID/stat`: when the process started, in clock ticks since boot.
 pub fn start_time(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -21,6 +21,8 @@ use crate::tasks::{
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// How often claims are checked for engines gone silent.
 const RESCUE_EVERY: Duration = Duration::from_secs(1);
+/// How often work of earlier terms that settled unread is removed.
+const CLEAR_EVERY: Duration = Duration::from_secs(30);
 /// Between offers while the database does not answer.
 const OFFER_AGAIN: Duration = Duration::from_secs(1);
 /// How long past its kill grace an attempt asked to stop waits for its worker's answer.
@@ -52,7 +54,7 @@ impl Offers {
     pub fn start(queue: WorkQueue, engine: EngineId, term: Term, silent: Duration) -> Offers {
         let queue = Arc::new(queue);
         let (watch, watched) = mpsc::unbounded_channel();
-        tokio::spawn(poll(Arc::clone(&queue), watched, silent));
+        tokio::spawn(poll(Arc::clone(&queue), watched, term, silent));
         Offers(Arc::new(Hub { queue, engine, term, watch }))
     }
 }
@@ -159,12 +161,13 @@ async fn ending_of(settled: Settled, holder: Option<Holder>, log: &LogSink, grac
 }
 
 /// The poller: ends once every `Offers` and every executor holding one is gone.
-async fn poll(queue: Arc<WorkQueue>, mut watched: mpsc::UnboundedReceiver<Watch>, silent: Duration) {
+async fn poll(queue: Arc<WorkQueue>, mut watched: mpsc::UnboundedReceiver<Watch>, term: Term, silent: Duration) {
     let mut watching: HashMap<WorkId, Watch> = HashMap::new();
     let mut endings = queue.wake_ups(crate::store::work::ENDINGS_CHANNEL);
     // Since when the database has answered every look without a break.
     let mut answering_since = Some(Instant::now());
     let mut last_rescue = Instant::now();
+    let mut last_clear = Instant::now();
     let mut told_unavailable = false;
     loop {
         tokio::select! {
@@ -209,6 +212,10 @@ async fn poll(queue: Arc<WorkQueue>, mut watched: mpsc::UnboundedReceiver<Watch>
                     Err(_) => answering_since = None,
                 }
             }
+        }
+        if last_clear.elapsed() >= CLEAR_EVERY {
+            last_clear = Instant::now();
+            let _ = queue.clear_earlier(term).await;
         }
     }
 }

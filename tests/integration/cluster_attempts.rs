@@ -25,15 +25,18 @@ fn states(attempts: &[(i64, String)]) -> Vec<(i64, &str)> {
 }
 
 /// Two engines, the `Slow` workflow triggered, and its first attempt running on the leader: the engines,
-/// the leader, the run and the first attempt's task process.
+/// the leader, the run and the first attempt's task process. The standby starts once the attempt runs, so the
+/// leader's own worker is the one that claimed it.
 fn first_attempt_running(later: &str) -> (Engines, Leader, String, i32) {
     let mut engines = Engines::new();
     engines.workflow("slow.toml", &slow_first_attempt(&engines, later));
-    engines.start_many(2);
+    engines.start();
     let leader = engines.wait_for_leader();
     let run = engines.trigger("Slow");
     engines.wait_until("the task's first attempt runs", || engines.marked("pids").len() == 1);
     let first_task = engines.marked("pids")[0][0];
+    let standby = engines.start();
+    engines.wait_for_line(standby, 0, "standby");
     (engines, leader, run, first_task)
 }
 

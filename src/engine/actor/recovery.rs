@@ -39,8 +39,9 @@ impl Actor {
     }
 
     /// Every process of this state folder still running belongs to an engine that is gone: the groups
-    /// recorded for its attempts (if the leader is the same process, by its start time) and any process
-    /// carrying the folder's id.
+    /// recorded for its attempts (if the leader is the same process, by its start time), any process
+    /// carrying the folder's id, and any process on this host running an attempt cut short (on a shared
+    /// store, a worker here may have claimed it).
     fn left_running(&self, runs: &[(RunRecord, Vec<AttemptRecord>)]) -> Vec<i32> {
         let mut pids = Vec::new();
         let mut notes: Vec<(std::path::PathBuf, String)> = Vec::new();
@@ -55,7 +56,14 @@ impl Actor {
                 }
             }
         }
-        for stray in reclaim::marked_processes(&self.state_id) {
+        let cut_short: Vec<(String, String, u32)> = runs
+            .iter()
+            .flat_map(|(_, running)| running.iter())
+            .map(|attempt| (attempt.run_id.clone(), attempt.task.clone(), attempt.attempt))
+            .collect();
+        let mut strays = reclaim::marked_processes(&self.state_id);
+        strays.extend(reclaim::processes_running(&cut_short));
+        for stray in strays {
             if pids.contains(&stray.pid) {
                 continue;
             }

@@ -168,6 +168,22 @@ impl WorkQueue {
             .await
     }
 
+    /// Removes work earlier leaders offered that settled after they stopped looking (a worker finished an
+    /// attempt it was asked to stop), with its lines.
+    pub async fn clear_earlier(&self, term: Term) -> Result<u64> {
+        let term = term.0 as i64;
+        self.worker
+            .ask(move |conn| {
+                let cleared =
+                    conn.execute("DELETE FROM work WHERE term < $1 AND state IN ('done', 'lost')", &[&term])?;
+                if cleared > 0 {
+                    conn.execute("DELETE FROM work_lines WHERE work NOT IN (SELECT id FROM work)", &[])?;
+                }
+                Ok(cleared)
+            })
+            .await
+    }
+
     /// For a new leader at `term`: work offered at earlier terms is withdrawn (not claimed yet) or asked to
     /// stop (claimed), as the runs it belongs to are recovered and run again under this term. Also clears
     /// what earlier leaders left settled and never took.
