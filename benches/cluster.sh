@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Engines sharing one PostgreSQL (a throwaway cluster in a temp folder, run as the `postgres` user):
-#  1. a 2,000-task wide DAG of /bin/true (cap 16) triggered on a cluster of 1, 2 and 3 engines, alternating the
-#     cluster sizes over ROUNDS rounds (default 12): whole run, trigger to end, as `conveyor run` sees it;
+#  1. a 2,000-task wide DAG of /bin/true (cap 16 per engine) triggered on a cluster of 1, 2 and 3 engines,
+#     alternating the cluster sizes over ROUNDS rounds (default 12): whole run, trigger to end, as `conveyor run`
+#     sees it; and claim latency (an attempt's offer to its claim, both on the database's clock, recorded by a
+#     trigger this script adds to the bench's database only), p50/p99 per cluster size;
 #  2. fire lateness with 3 engines: 50 every-second workflows for SECONDS (default 60), then fired_at minus
 #     scheduled_at over every fire, p50/p99/max, and the count of missed and doubled instants.
 # Needs PostgreSQL's server binaries (`pg_config --bindir`) and root (to run them as `postgres`).
@@ -64,10 +66,20 @@ for ((round = 1; round <= rounds; round++)); do
     su postgres -s /bin/sh -c "$bindir/createdb -h $work/pg -p 55499 $db"
     rm -rf "$wide"/state* "$wide"/engine*.log
     start_engines "$size" "$db" "$wide"
+    # The work rows are deleted once settled: a trigger keeps each claim's wait (the schema exists by now).
+    "$bindir/psql" -h "$work/pg" -p 55499 -U postgres "$db" -q -c "
+      CREATE TABLE claims_seen (ms double precision);
+      CREATE FUNCTION claim_seen() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+        INSERT INTO claims_seen VALUES (extract(epoch FROM NEW.claimed_at - NEW.offered_at) * 1000); RETURN NEW; END \$\$;
+      CREATE TRIGGER claim_seen AFTER UPDATE OF state ON work FOR EACH ROW
+        WHEN (OLD.state = 'ready' AND NEW.state = 'running') EXECUTE FUNCTION claim_seen();"
     begin=$(date +%s%N)
     "$binary" run Wide --workflows "$wide/workflows" --state "$wide/cli" --store "postgres://postgres@$socket:55499/$db" >/dev/null
     end=$(date +%s%N)
     stop_engines
+    "$bindir/psql" -h "$work/pg" -p 55499 -U postgres "$db" -Atc "SELECT ms FROM claims_seen" >>"$work/claims_$size"
+    echo "  engines that ran its attempts: $("$bindir/psql" -h "$work/pg" -p 55499 -U postgres "$db" -Atc \
+      "SELECT string_agg(n::text, ' ') FROM (SELECT count(*) AS n FROM attempts GROUP BY engine ORDER BY engine) per")"
     took[$size]+="$(((end - begin) / 1000000)) "
     echo "round $round, $size engine(s): $(((end - begin) / 1000000)) ms"
   done
@@ -77,6 +89,12 @@ for size in 1 2 3; do
     m = v[int((NR + 1) / 2)]
     printf "%d engine(s): median %d ms (%.0f tasks/s), quartiles %d-%d ms, min %d, max %d\n", size, m, tasks * 1000 / m,
       v[int(NR / 4) + 1], v[int((3 * NR + 3) / 4)], v[1], v[NR] }'
+done
+
+for size in 1 2 3; do
+  sort -g "$work/claims_$size" | awk -v size="$size" '{ v[NR] = $1 } END {
+    printf "%d engine(s): claim latency over %d claims: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", size, NR,
+      v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[NR] }'
 done
 
 # --- 2. fire lateness with 3 engines

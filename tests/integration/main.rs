@@ -31,3 +31,4 @@ mod scheduling;
 mod secrets;
 mod store_postgres;
 mod validate_and_list;
+mod work_queue;
