@@ -83,7 +83,7 @@ pub fn open_queue(location: &StoreLocation, state_dir: &std::path::Path) -> Resu
     }
 }
 
-pub use super::postgres::work::{ENDINGS_CHANNEL, OFFERS_CHANNEL, WorkQueue};
+pub use super::postgres::work::{ENDINGS_CHANNEL, Finish, OFFERS_CHANNEL, WorkQueue};
 
 /// How long a claim stands after its engine's last heartbeat: two lives of the scheduler's lease.
 pub fn silent_after(lease_ttl: Duration) -> Duration {

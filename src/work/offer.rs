@@ -34,10 +34,13 @@ pub struct Offers(Arc<Hub>);
 
 struct Hub {
     queue: Arc<WorkQueue>,
-    engine: EngineId,
     term: Term,
+    offers: mpsc::UnboundedSender<Pending>,
     watch: mpsc::UnboundedSender<Watch>,
 }
+
+/// An offer on its way to the database, and who waits to hear its id.
+type Pending = (Offer, oneshot::Sender<Result<Option<WorkId>, String>>);
 
 /// An offer the poller watches for its offerer.
 struct Watch {
@@ -54,8 +57,10 @@ impl Offers {
     pub fn start(queue: WorkQueue, engine: EngineId, term: Term, silent: Duration) -> Offers {
         let queue = Arc::new(queue);
         let (watch, watched) = mpsc::unbounded_channel();
+        let (offers, offered) = mpsc::unbounded_channel();
         tokio::spawn(poll(Arc::clone(&queue), watched, term, silent));
-        Offers(Arc::new(Hub { queue, engine, term, watch }))
+        tokio::spawn(offer_in_batches(Arc::clone(&queue), engine, term, offered));
+        Offers(Arc::new(Hub { queue, term, offers, watch }))
     }
 }
 
@@ -89,8 +94,12 @@ async fn offer_and_wait(hub: Arc<Hub>, offer: Offer, mut attempt: Attempt) -> En
     let log = attempt.log.clone();
     let mut told_unavailable = false;
     let id = loop {
+        let (reply, offered) = oneshot::channel();
+        if hub.offers.send((offer.clone(), reply)).is_err() {
+            return Ending::failed("the engine's offerer of work is gone");
+        }
         tokio::select! {
-            offered = hub.queue.offer(hub.engine, hub.term, offer.clone()) => match offered {
+            offered = offered => match offered.unwrap_or_else(|_| Ok(None)) {
                 Ok(Some(id)) => break id,
                 Ok(None) => {
                     log.engine_line(&fenced(hub.term));
@@ -156,6 +165,38 @@ async fn ending_of(settled: Settled, holder: Option<Holder>, log: &LogSink, grac
                 crate::tasks::reclaim::stop_processes(&[*pid as i32], grace).await;
             }
             Ending::failed(error)
+        }
+    }
+}
+
+/// Offers what executors hand over, every offer waiting at that moment in one statement: attempts that become
+/// ready together (a wide fan-out) cost the database one round trip, not one each.
+async fn offer_in_batches(
+    queue: Arc<WorkQueue>,
+    engine: EngineId,
+    term: Term,
+    mut offered: mpsc::UnboundedReceiver<Pending>,
+) {
+    const MOST: usize = 500;
+    while let Some(first) = offered.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MOST
+            && let Ok(next) = offered.try_recv()
+        {
+            batch.push(next);
+        }
+        let (offers, replies): (Vec<Offer>, Vec<_>) = batch.into_iter().unzip();
+        match queue.offer_many(engine, term, offers).await {
+            Ok(ids) => {
+                for (reply, id) in replies.into_iter().zip(ids) {
+                    let _ = reply.send(Ok(id));
+                }
+            }
+            Err(error) => {
+                for reply in replies {
+                    let _ = reply.send(Err(error.to_string()));
+                }
+            }
         }
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::offer::woken;
 use super::spec::{Spec, ending_to_json, stream_code};
 use crate::store::EngineId;
-use crate::store::work::{Claimed, OFFERS_CHANNEL, WorkId, WorkQueue};
+use crate::store::work::{Claimed, Finish, OFFERS_CHANNEL, WorkId, WorkQueue};
 use crate::tasks::{Attempt, CancelHandle, Ending, LogSink, ProcessExecutor, Started, cancel_pair};
 
 /// How often held claims are checked (and lines shipped): the longest a process outlives a lost claim.
@@ -95,6 +95,8 @@ struct Running {
     lines: Arc<Mutex<Shipping>>,
     /// Its claim no longer stands: stopped, and its result is not sent.
     lost: bool,
+    /// Its process and that process's start time, until the next check of the claims tells them.
+    pid: Option<(u32, Option<u64>)>,
 }
 
 /// Lines waiting to be shipped, numbered, up to the attempt's log limit.
@@ -150,7 +152,7 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
     let mut keep = tokio::time::interval(KEEP_EVERY);
     let mut look = true;
     let mut told_unavailable = false;
-    let mut unfinished: Vec<Unfinished> = Vec::new();
+    let mut unfinished: Vec<Finish> = Vec::new();
     let setup = Arc::new(setup);
     loop {
         let room = setup.capacity.saturating_sub(running.len());
@@ -164,7 +166,7 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
                         let id = claim.id;
                         let lines = Arc::new(Mutex::new(Shipping::default()));
                         let (cancel, stop) = cancel_pair();
-                        running.insert(id, Running { cancel, lines: Arc::clone(&lines), lost: false });
+                        running.insert(id, Running { cancel, lines: Arc::clone(&lines), lost: false, pid: None });
                         let context = Context { setup: Arc::clone(&setup), marker: marker.clone(), lines };
                         let (finished, started) = (finished.clone(), started.clone());
                         let attempt = tokio::spawn(run(claim, context, stop, started));
@@ -191,49 +193,47 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
             () = tokio::time::sleep(CLAIM_EVERY) => look = true,
             _ = keep.tick(), if !running.is_empty() => keep_claims(&queue, &setup, &mut running).await,
             Some((id, started)) = starts.recv() => {
-                if let Some(pid) = started.pid
-                    && let Err(error) = queue.started(setup.engine, id, pid, started.pid_start).await
-                {
-                    tracing::debug!("noting the process of work {} failed: {error}", id.0);
+                // Told with the next check of the claims: an attempt that ends before it needs no note.
+                if let (Some(pid), Some(attempt)) = (started.pid, running.get_mut(&id)) {
+                    attempt.pid = Some((pid, started.pid_start));
                 }
             }
-            Some((id, ending)) = endings.recv() => {
+            Some(ended) = endings.recv() => {
                 look = true;
-                let Some(done) = running.remove(&id) else { continue };
-                if done.lost {
-                    continue;
+                // Every ending already there goes in the same transaction.
+                let mut ended = Some(ended);
+                while let Some((id, ending)) = ended.take().or_else(|| endings.try_recv().ok()) {
+                    let Some(done) = running.remove(&id) else { continue };
+                    if done.lost {
+                        continue;
+                    }
+                    let lines = done.lines.lock().expect("lines").take_last(id);
+                    unfinished.push(Finish { id, lines, ending: Ok(ending_to_json(&ending)) });
                 }
-                let lines = done.lines.lock().expect("lines").take_last(id);
-                unfinished.push(Unfinished { id, lines, ending: ending_to_json(&ending) });
             }
             () = tokio::time::sleep(FINISH_AGAIN), if !unfinished.is_empty() => {}
         }
         finish_all(&queue, &setup, &mut unfinished).await;
     }
+    finish_all(&queue, &setup, &mut unfinished).await;
     stop_all(&queue, &setup, running, &mut endings).await;
 }
 
-/// An attempt that ended here, whose ending the database has not taken yet.
-struct Unfinished {
-    id: WorkId,
-    lines: Vec<(WorkId, i64, i16, String)>,
-    ending: serde_json::Value,
-}
-
-/// Finishes what ended; what the database does not take now (it is down) is kept and sent again, as an
-/// engine holds its writes: an outage shorter than the claims' life loses no result.
-async fn finish_all(queue: &WorkQueue, setup: &WorkerSetup, unfinished: &mut Vec<Unfinished>) {
-    while let Some(done) = unfinished.first() {
-        let (id, lines, ending) = (done.id, done.lines.clone(), done.ending.clone());
-        match queue.finish(setup.engine, id, lines, Ok(ending)).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!("work {}: the claim was lost before it ended; its result is discarded", id.0),
-            Err(error) => {
-                tracing::debug!("work {}: finishing it failed ({error}); trying again", id.0);
-                return;
+/// Finishes what ended (`unfinished`, emptied once the database takes it), in one transaction; what the
+/// database does not take now (it is down) is kept and sent again, as an engine holds its writes: an outage
+/// shorter than the claims' life loses no result.
+async fn finish_all(queue: &WorkQueue, setup: &WorkerSetup, unfinished: &mut Vec<Finish>) {
+    if unfinished.is_empty() {
+        return;
+    }
+    match queue.finish_many(setup.engine, unfinished.clone()).await {
+        Ok(stood) => {
+            for finish in unfinished.iter().filter(|finish| !stood.contains(&finish.id)) {
+                tracing::warn!("work {}: the claim was lost before it ended; its result is discarded", finish.id.0);
             }
+            unfinished.clear();
         }
-        unfinished.remove(0);
+        Err(error) => tracing::debug!("finishing {} attempt(s) failed ({error}); trying again", unfinished.len()),
     }
 }
 
@@ -243,7 +243,11 @@ async fn keep_claims(queue: &WorkQueue, setup: &WorkerSetup, running: &mut HashM
     let held: Vec<i64> = running.iter().filter(|(_, running)| !running.lost).map(|(id, _)| id.0).collect();
     let lines: Vec<_> =
         running.iter().flat_map(|(id, running)| running.lines.lock().expect("lines").take(*id)).collect();
-    let standing = match queue.keep(setup.engine, held.clone(), lines).await {
+    let pids: Vec<_> = running
+        .iter_mut()
+        .filter_map(|(id, running)| running.pid.take().map(|(pid, start)| (*id, pid, start)))
+        .collect();
+    let standing = match queue.keep(setup.engine, held.clone(), lines, pids).await {
         Ok(standing) => standing,
         // Not known: nothing is stopped on a guess; the claims lapse for the offerer if this lasts.
         Err(_) => return,
@@ -382,4 +386,24 @@ async fn run(
     let ending = crate::tasks::supervise::execute(&process, attempt).await;
     let _ = std::fs::remove_file(output_file);
     resolved.secrets.mask_ending(ending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_numbered_across_shipments_and_those_past_the_log_limit_are_counted_not_kept() {
+        let mut shipping = Shipping { limit: 12, ..Default::default() };
+        shipping.push(1, "hello");
+        let first = shipping.take(WorkId(7));
+        assert_eq!(first, vec![(WorkId(7), 0, 1, "hello".to_string())]);
+        shipping.push(2, "world");
+        shipping.push(1, "too much");
+        let last = shipping.take_last(WorkId(7));
+        assert_eq!(last.len(), 2, "{last:?}");
+        assert_eq!(last[0], (WorkId(7), 1, 2, "world".to_string()));
+        assert_eq!((last[1].1, last[1].2), (2, 0));
+        assert!(last[1].3.contains("1 line(s) past max_log_size (12 B)"), "{}", last[1].3);
+    }
 }

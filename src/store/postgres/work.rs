@@ -57,31 +57,42 @@ impl WorkQueue {
     /// Offers an attempt, as `engine` leading at `term`: `None` when the lease is no longer that holding
     /// (the offer is not made, as no write of a former leader lands).
     pub async fn offer(&self, engine: EngineId, term: Term, offer: Offer) -> Result<Option<WorkId>> {
+        Ok(self.offer_many(engine, term, vec![offer]).await?.pop().flatten())
+    }
+
+    /// Offers attempts in one statement, ids in their order; all `None` when the lease is no longer that
+    /// holding.
+    pub async fn offer_many(&self, engine: EngineId, term: Term, offers: Vec<Offer>) -> Result<Vec<Option<WorkId>>> {
         let (engine, term) = (engine.0 as i64, term.0 as i64);
-        let row = self
+        let keys: Vec<(String, String, i64)> =
+            offers.iter().map(|offer| (offer.run_id.clone(), offer.task.clone(), i64::from(offer.attempt))).collect();
+        let runs: Vec<String> = offers.iter().map(|offer| offer.run_id.clone()).collect();
+        let tasks: Vec<String> = offers.iter().map(|offer| offer.task.clone()).collect();
+        let attempts: Vec<i64> = offers.iter().map(|offer| i64::from(offer.attempt)).collect();
+        let routes: Vec<String> = offers.iter().map(|offer| offer.route.clone()).collect();
+        let specs: Vec<Value> = offers.into_iter().map(|offer| offer.spec).collect();
+        let rows = self
             .worker
             .ask(move |conn| {
-                conn.query_opt(
+                conn.query(
                     "WITH offered AS (
                         INSERT INTO work (run_id, task, attempt, route, term, spec)
-                        SELECT $1, $2, $3, $4, $5, $6
+                        SELECT o.run_id, o.task, o.attempt, o.route, $5, o.spec
+                        FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $6::json[])
+                            AS o(run_id, task, attempt, route, spec)
                         WHERE EXISTS (SELECT 1 FROM leases WHERE name = $7 AND holder = $8 AND term = $5)
-                        RETURNING id)
-                     SELECT id, pg_notify('conveyor_offers', '') FROM offered",
-                    &[
-                        &offer.run_id,
-                        &offer.task,
-                        &i64::from(offer.attempt),
-                        &offer.route,
-                        &term,
-                        &offer.spec,
-                        &SCHEDULER_LEASE,
-                        &engine,
-                    ],
+                        RETURNING id, run_id, task, attempt)
+                     SELECT id, run_id, task, attempt, pg_notify('conveyor_offers', '') FROM offered",
+                    &[&runs, &tasks, &attempts, &routes, &term, &specs, &SCHEDULER_LEASE, &engine],
                 )
             })
             .await?;
-        row.map(|row| Ok(WorkId(get(&row, "id")?))).transpose()
+        let mut ids = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: (String, String, i64) = (get(row, "run_id")?, get(row, "task")?, get(row, "attempt")?);
+            ids.insert(key, WorkId(get(row, "id")?));
+        }
+        Ok(keys.iter().map(|key| ids.get(key).copied()).collect())
     }
 
     /// Takes back an offer nobody claimed yet (`true`); a claimed one is asked to stop instead, and its
@@ -246,31 +257,30 @@ impl WorkQueue {
         Ok(claimed)
     }
 
-    /// Notes the claimed attempt's process, so its offerer can record (and, on the same host, stop) it.
-    pub async fn started(&self, engine: EngineId, id: WorkId, pid: u32, pid_start: Option<u64>) -> Result<()> {
-        let (engine, pid, pid_start) = (engine.0 as i64, i64::from(pid), pid_start.map(|start| start as i64));
-        self.worker
-            .ask(move |conn| {
-                conn.execute(
-                    "UPDATE work SET pid = $3, pid_start = $4 WHERE id = $1 AND claimed_by = $2 AND state = 'running'",
-                    &[&id.0, &engine, &pid, &pid_start],
-                )
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Ships lines, and says which of `held` this engine still holds (and whether each is to stop).
+    /// Ships lines, notes the processes of attempts that started (`pids`: work, pid, its start time), and
+    /// says which of `held` this engine still holds (and whether each is to stop).
     pub async fn keep(
         &self,
         engine: EngineId,
         held: Vec<i64>,
         lines: Vec<(WorkId, i64, i16, String)>,
+        pids: Vec<(WorkId, u32, Option<u64>)>,
     ) -> Result<Vec<Standing>> {
         let engine = engine.0 as i64;
         self.worker
             .ask(move |conn| {
                 ship(conn, &lines)?;
+                if !pids.is_empty() {
+                    let ids: Vec<i64> = pids.iter().map(|pid| pid.0.0).collect();
+                    let numbers: Vec<i64> = pids.iter().map(|pid| i64::from(pid.1)).collect();
+                    let starts: Vec<Option<i64>> = pids.iter().map(|pid| pid.2.map(|start| start as i64)).collect();
+                    conn.execute(
+                        "UPDATE work SET pid = p.pid, pid_start = p.start
+                         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS p(id, pid, start)
+                         WHERE work.id = p.id AND claimed_by = $4 AND state = 'running'",
+                        &[&ids, &numbers, &starts, &engine],
+                    )?;
+                }
                 let rows = conn.query(
                     "SELECT id, cancel FROM work WHERE id = ANY($1) AND claimed_by = $2 AND state = 'running'",
                     &[&held, &engine],
@@ -282,8 +292,8 @@ impl WorkQueue {
             .await
     }
 
-    /// Finishes a claimed attempt with its last lines and its ending (`Ok(Some)`: a JSON ending; `Err`: lost,
-    /// with why). `false`: the claim no longer stands, and nothing was written.
+    /// Finishes a claimed attempt with its last lines and its ending (`Ok`: a JSON ending; `Err`: lost, with
+    /// why). `false`: the claim no longer stands, and nothing was written.
     pub async fn finish(
         &self,
         engine: EngineId,
@@ -291,31 +301,58 @@ impl WorkQueue {
         lines: Vec<(WorkId, i64, i16, String)>,
         ending: std::result::Result<Value, String>,
     ) -> Result<bool> {
+        let finished = self.finish_many(engine, vec![Finish { id, lines, ending }]).await?;
+        Ok(finished.contains(&id))
+    }
+
+    /// Finishes several claimed attempts in one transaction; returns those whose claim stood (the others'
+    /// endings and lines are not written).
+    pub async fn finish_many(&self, engine: EngineId, finishes: Vec<Finish>) -> Result<Vec<WorkId>> {
         let engine = engine.0 as i64;
-        let (state, ending) = match ending {
-            Ok(ending) => ("done", ending),
-            Err(why) => ("lost", Value::String(why)),
-        };
+        let ids: Vec<i64> = finishes.iter().map(|finish| finish.id.0).collect();
+        let states: Vec<&'static str> =
+            finishes.iter().map(|finish| if finish.ending.is_ok() { "done" } else { "lost" }).collect();
+        let states: Vec<String> = states.into_iter().map(String::from).collect();
+        let endings: Vec<Value> = finishes
+            .iter()
+            .map(|finish| match &finish.ending {
+                Ok(ending) => ending.clone(),
+                Err(why) => Value::String(why.clone()),
+            })
+            .collect();
         self.worker
             .ask(move |conn| {
                 conn.atomically(|conn| {
-                    let finished = conn.query(
+                    let rows = conn.query(
                         "WITH finished AS (
-                            UPDATE work SET state = $3, ending = $4, finished_at = now()
-                            WHERE id = $1 AND claimed_by = $2 AND state = 'running'
-                            RETURNING id)
+                            UPDATE work SET state = f.state, ending = f.ending, finished_at = now()
+                            FROM unnest($1::bigint[], $2::text[], $3::json[]) AS f(id, state, ending)
+                            WHERE work.id = f.id AND claimed_by = $4 AND work.state = 'running'
+                            RETURNING work.id)
                          SELECT id, pg_notify('conveyor_endings', '') FROM finished",
-                        &[&id.0, &engine, &state, &ending],
+                        &[&ids, &states, &endings, &engine],
                     )?;
-                    if finished.is_empty() {
-                        return Ok(false);
-                    }
+                    let stood: Vec<WorkId> =
+                        rows.iter().map(|row| get(row, "id").map(WorkId)).collect::<Result<_>>()?;
+                    let lines: Vec<_> = finishes
+                        .into_iter()
+                        .filter(|finish| stood.contains(&finish.id))
+                        .flat_map(|finish| finish.lines)
+                        .collect();
                     ship(conn, &lines)?;
-                    Ok(true)
+                    Ok(stood)
                 })
             })
             .await
     }
+}
+
+/// An attempt a worker finishes: its last lines and its ending (`Err`: given back as lost, with why).
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: WorkId,
+    pub lines: Vec<(WorkId, i64, i16, String)>,
+    pub ending: std::result::Result<Value, String>,
 }
 
 /// Lines shipped from a worker: (work, seq, stream, text), in one statement.
