@@ -97,6 +97,30 @@ for size in 1 2 3; do
       v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[NR] }'
 done
 
+# --- 1b. claim latency of an idle cluster: a chain of CHAIN tasks (one ready at a time) on 2 engines
+chain="$work/chain"
+mkdir -p "$chain/workflows"
+awk -v count="${CHAIN:-300}" 'BEGIN {
+  print "id = \"Chain\"\n[[tasks]]\nname = \"T0\"\ncommand = [\"/bin/true\"]"
+  for (i = 1; i < count; i++) printf "[[tasks]]\nname = \"T%d\"\ncommand = [\"/bin/true\"]\ndepends_on = [\"T%d\"]\n", i, i - 1
+}' >"$chain/workflows/chain.toml"
+su postgres -s /bin/sh -c "$bindir/createdb -h $work/pg -p 55499 chain"
+start_engines 2 chain "$chain"
+"$bindir/psql" -h "$work/pg" -p 55499 -U postgres chain -q -c "
+  CREATE TABLE claims_seen (ms double precision);
+  CREATE FUNCTION claim_seen() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+    INSERT INTO claims_seen VALUES (extract(epoch FROM clock_timestamp() - NEW.offered_at) * 1000); RETURN NEW; END \$\$;
+  CREATE TRIGGER claim_seen AFTER UPDATE OF state ON work FOR EACH ROW
+    WHEN (OLD.state = 'ready' AND NEW.state = 'running') EXECUTE FUNCTION claim_seen();"
+begin=$(date +%s%N)
+"$binary" run Chain --workflows "$chain/workflows" --state "$chain/cli" --store "postgres://postgres@$socket:55499/chain" >/dev/null
+end=$(date +%s%N)
+stop_engines
+echo "chain of ${CHAIN:-300} on 2 engines: $(((end - begin) / 1000000)) ms"
+"$bindir/psql" -h "$work/pg" -p 55499 -U postgres chain -Atc "SELECT ms FROM claims_seen" | sort -g | awk '{ v[NR] = $1 } END {
+  printf "idle claim latency (offer committed to claimed) over %d claims: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n", NR,
+    v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[NR] }'
+
 # --- 2. fire lateness with 3 engines
 fires="$work/fires"
 mkdir -p "$fires/workflows"

@@ -99,7 +99,7 @@ async fn offer_and_wait(hub: Arc<Hub>, offer: Offer, mut attempt: Attempt) -> En
             return Ending::failed("the engine's offerer of work is gone");
         }
         tokio::select! {
-            offered = offered => match offered.unwrap_or_else(|_| Ok(None)) {
+            offered = offered => match offered.unwrap_or(Ok(None)) {
                 Ok(Some(id)) => break id,
                 Ok(None) => {
                     log.engine_line(&fenced(hub.term));
