@@ -43,6 +43,8 @@ pub struct Engines {
     /// Each engine's process while it runs, by index (an engine keeps its index, and state folder, across
     /// restarts).
     daemons: Vec<Option<Child>>,
+    /// Each engine's own arguments (`--serves …`), kept across restarts.
+    arguments: Vec<Vec<String>>,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -82,6 +84,7 @@ impl Engines {
             marker: format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)),
             root,
             daemons: Vec::new(),
+            arguments: Vec::new(),
             runtime,
         }
     }
@@ -106,10 +109,28 @@ impl Engines {
 
     /// Starts one more engine; returns its index.
     pub fn start(&mut self) -> usize {
+        self.start_with(&[])
+    }
+
+    /// Starts one more engine with arguments of its own (`--serves …`), kept for its restarts.
+    pub fn start_with(&mut self, arguments: &[&str]) -> usize {
         self.daemons.push(None);
+        self.arguments.push(arguments.iter().map(|argument| argument.to_string()).collect());
         let index = self.daemons.len() - 1;
         self.restart(index);
         index
+    }
+
+    /// The id engine `index` (running) registered with in `engines`, once it has.
+    pub fn engine_id(&self, index: usize) -> i64 {
+        let pid = i64::from(self.pid(index));
+        let mut found = None;
+        self.wait_until("the engine has registered", || {
+            let rows = self.query("SELECT id FROM engines WHERE pid = $1 ORDER BY id DESC", &[&pid]);
+            found = rows.first().map(|row| row.get("id"));
+            found.is_some()
+        });
+        found.unwrap()
     }
 
     /// Starts `count` more engines at once; returns their indexes.
@@ -128,6 +149,7 @@ impl Engines {
             .arg("--state")
             .arg(self.state(index))
             .args(["--store", &self.db.url])
+            .args(&self.arguments[index])
             .env("CONVEYOR_CLUSTER_TIMING", TIMING)
             .env(MARKER_VARIABLE, &self.marker)
             .current_dir(self.root.path())

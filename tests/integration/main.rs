@@ -8,6 +8,7 @@ mod cli_runs;
 mod cluster;
 mod cluster_attempts;
 mod cluster_fires;
+mod cluster_workers;
 mod common;
 mod completion;
 mod console_e2e;
