@@ -153,6 +153,10 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
     let mut look = true;
     let mut told_unavailable = false;
     let mut unfinished: Vec<Finish> = Vec::new();
+    // A claim failed: its statement may have committed all the same.
+    let mut orphans_possible = false;
+    // Lines a check of the claims could not ship (the database did not answer).
+    let mut backlog: Vec<(WorkId, i64, i16, String)> = Vec::new();
     let setup = Arc::new(setup);
     loop {
         let room = setup.capacity.saturating_sub(running.len());
@@ -180,6 +184,7 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
                 }
                 Err(error) => {
                     look = false;
+                    orphans_possible = true;
                     if !told_unavailable {
                         tracing::warn!("claiming offered work failed ({error}): trying again");
                         told_unavailable = true;
@@ -191,7 +196,14 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
             _ = &mut stopped => break,
             () = woken(&mut offered) => look = true,
             () = tokio::time::sleep(CLAIM_EVERY) => look = true,
-            _ = keep.tick(), if !running.is_empty() => keep_claims(&queue, &setup, &mut running).await,
+            // Idle, it still looks once in a while: a claim whose answer was lost is held by no one else.
+            _ = keep.tick(), if !running.is_empty() || orphans_possible => {
+                let mut known: Vec<i64> = running.keys().map(|id| id.0).collect();
+                known.extend(unfinished.iter().map(|finish| finish.id.0));
+                if keep_claims(&queue, &setup, &mut running, known, &mut backlog).await {
+                    orphans_possible = false;
+                }
+            }
             Some((id, started)) = starts.recv() => {
                 // Told with the next check of the claims: an attempt that ends before it needs no note.
                 if let (Some(pid), Some(attempt)) = (started.pid, running.get_mut(&id)) {
@@ -207,7 +219,9 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
                     if done.lost {
                         continue;
                     }
-                    let lines = done.lines.lock().expect("lines").take_last(id);
+                    let (mut lines, rest): (Vec<_>, Vec<_>) = backlog.drain(..).partition(|line| line.0 == id);
+                    backlog = rest;
+                    lines.extend(done.lines.lock().expect("lines").take_last(id));
                     unfinished.push(Finish { id, lines, ending: Ok(ending_to_json(&ending)) });
                 }
             }
@@ -238,19 +252,30 @@ async fn finish_all(queue: &WorkQueue, setup: &WorkerSetup, unfinished: &mut Vec
 }
 
 /// Ships lines and checks every claim: a claim gone stops its attempt (result discarded); one asked to stop
-/// stops it (its ending is sent).
-async fn keep_claims(queue: &WorkQueue, setup: &WorkerSetup, running: &mut HashMap<WorkId, Running>) {
+/// stops it (its ending is sent). `known`: every claim this worker knows of; any other it holds is given
+/// back. Whether the database answered.
+async fn keep_claims(
+    queue: &WorkQueue,
+    setup: &WorkerSetup,
+    running: &mut HashMap<WorkId, Running>,
+    known: Vec<i64>,
+    backlog: &mut Vec<(WorkId, i64, i16, String)>,
+) -> bool {
     let held: Vec<i64> = running.iter().filter(|(_, running)| !running.lost).map(|(id, _)| id.0).collect();
-    let lines: Vec<_> =
-        running.iter().flat_map(|(id, running)| running.lines.lock().expect("lines").take(*id)).collect();
+    let mut lines = std::mem::take(backlog);
+    lines.extend(running.iter().flat_map(|(id, running)| running.lines.lock().expect("lines").take(*id)));
     let pids: Vec<_> = running
         .iter_mut()
         .filter_map(|(id, running)| running.pid.take().map(|(pid, start)| (*id, pid, start)))
         .collect();
-    let standing = match queue.keep(setup.engine, held.clone(), lines, pids).await {
+    let standing = match queue.keep(setup.engine, known, held.clone(), lines.clone(), pids).await {
         Ok(standing) => standing,
-        // Not known: nothing is stopped on a guess; the claims lapse for the offerer if this lasts.
-        Err(_) => return,
+        // Not known: nothing is stopped on a guess (the claims lapse for the offerer if this lasts), and the
+        // lines go with the next check or the attempt's ending.
+        Err(_) => {
+            *backlog = lines;
+            return false;
+        }
     };
     for id in held {
         let Some(attempt) = running.get_mut(&WorkId(id)) else { continue };
@@ -264,6 +289,7 @@ async fn keep_claims(queue: &WorkQueue, setup: &WorkerSetup, running: &mut HashM
             }
         }
     }
+    true
 }
 
 /// Stops every running attempt and gives its work back as lost, so its offerer retries it at once.

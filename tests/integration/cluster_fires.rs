@@ -168,6 +168,18 @@ fn sessions_terminated_again_and_again_neither_double_nor_lose_a_fire_and_work_s
     engines.wait_until("the schedule fires after the storm", || {
         engines.decisions("Tick").keys().any(|at| *at > calm + seconds(2))
     });
+    // Every run of the storm ends: no attempt is left offered and unclaimed, or claimed by a worker that never
+    // heard its claim's answer; and none ran twice.
+    engines.wait_until("every run started before the calm has finished", || {
+        let active = engines.query(
+            "SELECT 1 FROM runs WHERE workflow = 'Tick' AND state IN ('running', 'queued') AND created_at < $1",
+            &[&calm],
+        );
+        active.is_empty()
+    });
+    let twice = engines
+        .query("SELECT run_id FROM attempts WHERE state = 'succeeded' GROUP BY run_id, task HAVING count(*) > 1", &[]);
+    assert!(twice.is_empty(), "a task succeeded twice in {} run(s)\n{}", twice.len(), engines.logs());
     for index in 0..2 {
         assert!(engines.is_running(index), "engine {index} survived its sessions' ending:\n{}", engines.logs());
     }

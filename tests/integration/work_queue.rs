@@ -64,8 +64,10 @@ async fn one_claimer_gets_an_offer_only_it_finishes_it_and_its_lines_come_before
     );
 
     let queue = if holder == leader { a } else { b };
-    let standing =
-        queue.keep(holder, vec![id.0], vec![(id, 0, 1, "one".into())], vec![(id, 4242, Some(7))]).await.unwrap();
+    let standing = queue
+        .keep(holder, vec![id.0], vec![id.0], vec![(id, 0, 1, "one".into())], vec![(id, 4242, Some(7))])
+        .await
+        .unwrap();
     assert_eq!(standing.len(), 1, "the claim stands");
     assert!(!standing[0].cancel);
     assert!(!queue.finish(loser, id, Vec::new(), Ok(json!({"ended": "cancelled"}))).await.unwrap(), "not its claim");
@@ -109,7 +111,7 @@ async fn a_withdrawn_offer_is_gone_a_claimed_one_is_asked_to_stop_and_a_rescue_g
     let id = queue.offer(leader, two.term, offer("B", "inline")).await.unwrap().unwrap();
     assert_eq!(worker.0.claim(worker.1, "host-b".into(), vec!["*".into()], 4).await.unwrap().len(), 1);
     assert!(!queue.withdraw(id).await.unwrap(), "claimed: asked to stop instead");
-    let standing = worker.0.keep(worker.1, vec![id.0], Vec::new(), Vec::new()).await.unwrap();
+    let standing = worker.0.keep(worker.1, vec![id.0], vec![id.0], Vec::new(), Vec::new()).await.unwrap();
     assert!(standing[0].cancel, "the worker hears it is to stop");
 
     // A silence of no time at all: every engine's heartbeat is older than that.
@@ -118,7 +120,10 @@ async fn a_withdrawn_offer_is_gone_a_claimed_one_is_asked_to_stop_and_a_rescue_g
     assert_eq!(look.settled.len(), 1);
     assert_eq!(look.settled[0].1, Settled::Lost(None));
     assert_eq!(look.settled[0].2.as_ref().map(|holder| holder.engine), Some(worker.1));
-    assert!(worker.0.keep(worker.1, vec![id.0], Vec::new(), Vec::new()).await.unwrap().is_empty(), "the claim is gone");
+    assert!(
+        worker.0.keep(worker.1, vec![id.0], vec![id.0], Vec::new(), Vec::new()).await.unwrap().is_empty(),
+        "the claim is gone"
+    );
     let late = worker.0.finish(worker.1, id, Vec::new(), Ok(json!({"ended": "cancelled"}))).await.unwrap();
     assert!(!late, "the late finisher finds its claim lost");
 }
@@ -136,8 +141,24 @@ async fn a_new_leader_withdraws_unclaimed_work_of_earlier_terms_and_asks_claimed
     let newer = two.stores[1].hold_lease("scheduler", TTL).unwrap().expect("the second engine takes over");
     assert!(newer > two.term);
     assert_eq!(worker.0.take_over(newer).unwrap(), 1, "one claimed attempt asked to stop");
-    let standing = worker.0.keep(worker.1, vec![claimed.0], Vec::new(), Vec::new()).await.unwrap();
+    let standing = worker.0.keep(worker.1, vec![claimed.0], vec![claimed.0], Vec::new(), Vec::new()).await.unwrap();
     assert!(standing[0].cancel);
     assert!(!queue.withdraw(waiting).await.unwrap(), "the unclaimed offer was already withdrawn");
     assert!(worker.0.claim(worker.1, "host-b".into(), vec!["*".into()], 4).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn an_offer_sent_again_finds_the_first_and_a_claim_its_worker_never_heard_of_is_given_back() {
+    let two = two();
+    let (queue, leader) = (&two.queues[0], two.engines[0]);
+    let worker = (&two.queues[1], two.engines[1]);
+    let first = queue.offer(leader, two.term, offer("A", "inline")).await.unwrap().unwrap();
+    let again = queue.offer(leader, two.term, offer("A", "inline")).await.unwrap().unwrap();
+    assert_eq!(again, first, "one row per attempt");
+
+    // The claim commits, but (as if its answer were lost with the connection) the worker does not know it.
+    assert_eq!(worker.0.claim(worker.1, "host-b".into(), vec!["*".into()], 4).await.unwrap().len(), 1);
+    assert!(worker.0.keep(worker.1, Vec::new(), Vec::new(), Vec::new(), Vec::new()).await.unwrap().is_empty());
+    let claimed = queue.claim(leader, "host-a".into(), vec!["*".into()], 4).await.unwrap();
+    assert_eq!(claimed.iter().map(|claimed| claimed.id).collect::<Vec<_>>(), [first], "given back, claimed again");
 }

@@ -203,6 +203,8 @@ CREATE TABLE work (
     offered_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
+-- One row per attempt: an offer sent again (its answer lost with a connection) finds the first.
+CREATE UNIQUE INDEX work_attempt ON work (run_id, task, attempt);
 CREATE INDEX work_ready ON work (id) WHERE state = 'ready';
 CREATE INDEX work_claimed ON work (claimed_by) WHERE state = 'running';
 -- Lines an attempt printed on its worker, until its offerer takes them into the attempt's log.

@@ -61,7 +61,7 @@ impl WorkQueue {
     }
 
     /// Offers attempts in one statement, ids in their order; all `None` when the lease is no longer that
-    /// holding.
+    /// holding. Offering an attempt again (the answer to the first offer was lost) gives the first offer's id.
     pub async fn offer_many(&self, engine: EngineId, term: Term, offers: Vec<Offer>) -> Result<Vec<Option<WorkId>>> {
         let (engine, term) = (engine.0 as i64, term.0 as i64);
         let keys: Vec<(String, String, i64)> =
@@ -81,6 +81,7 @@ impl WorkQueue {
                         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $6::json[])
                             AS o(run_id, task, attempt, route, spec)
                         WHERE EXISTS (SELECT 1 FROM leases WHERE name = $7 AND holder = $8 AND term = $5)
+                        ON CONFLICT (run_id, task, attempt) DO UPDATE SET run_id = excluded.run_id
                         RETURNING id, run_id, task, attempt)
                      SELECT id, run_id, task, attempt, pg_notify('conveyor_offers', '') FROM offered",
                     &[&runs, &tasks, &attempts, &routes, &term, &specs, &SCHEDULER_LEASE, &engine],
@@ -257,11 +258,13 @@ impl WorkQueue {
         Ok(claimed)
     }
 
-    /// Ships lines, notes the processes of attempts that started (`pids`: work, pid, its start time), and
-    /// says which of `held` this engine still holds (and whether each is to stop).
+    /// Ships lines, notes the processes of attempts that started (`pids`: work, pid, its start time), gives
+    /// back claims this engine holds but does not know of (`known`: every claim it knows, `held` among them),
+    /// and says which of `held` it still holds (and whether each is to stop).
     pub async fn keep(
         &self,
         engine: EngineId,
+        known: Vec<i64>,
         held: Vec<i64>,
         lines: Vec<(WorkId, i64, i16, String)>,
         pids: Vec<(WorkId, u32, Option<u64>)>,
@@ -281,6 +284,14 @@ impl WorkQueue {
                         &[&ids, &numbers, &starts, &engine],
                     )?;
                 }
+                // A claim whose answer was lost (the connection cut after its commit) is held by this engine
+                // without its knowing: nothing of it ran here, so it is given back to be claimed again.
+                conn.execute(
+                    "UPDATE work SET state = 'ready', claimed_by = NULL, claimed_at = NULL, host = NULL, pid = NULL,
+                        pid_start = NULL
+                     WHERE claimed_by = $2 AND state = 'running' AND NOT (id = ANY($1))",
+                    &[&known, &engine],
+                )?;
                 let rows = conn.query(
                     "SELECT id, cancel FROM work WHERE id = ANY($1) AND claimed_by = $2 AND state = 'running'",
                     &[&held, &engine],
