@@ -55,6 +55,8 @@ pub enum Settled {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShippedLine {
     pub work: WorkId,
+    /// Its number among the attempt's lines, from 0.
+    pub seq: i64,
     pub stream: i16,
     pub text: String,
 }

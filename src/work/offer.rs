@@ -46,6 +46,8 @@ type Pending = (Offer, oneshot::Sender<Result<Option<WorkId>, String>>);
 struct Watch {
     id: WorkId,
     log: LogSink,
+    /// The number of the next line to read.
+    next_line: i64,
     spawned: Option<Spawned>,
     settled: oneshot::Sender<(Settled, Option<Holder>)>,
 }
@@ -120,7 +122,7 @@ async fn offer_and_wait(hub: Arc<Hub>, offer: Offer, mut attempt: Attempt) -> En
         }
     };
     let (settled, mut answer) = oneshot::channel();
-    let watch = Watch { id, log: log.clone(), spawned: attempt.spawned.take(), settled };
+    let watch = Watch { id, log: log.clone(), next_line: 0, spawned: attempt.spawned.take(), settled };
     if hub.watch.send(watch).is_err() {
         return Ending::failed("the engine's poller of offered work is gone");
     }
@@ -226,7 +228,7 @@ async fn poll(queue: Arc<WorkQueue>, mut watched: mpsc::UnboundedReceiver<Watch>
         // An offerer that stopped waiting (its offer withdrawn) is not watched for.
         watching.retain(|_, watch| !watch.settled.is_closed());
         if !watching.is_empty() {
-            let outstanding: Vec<i64> = watching.keys().map(|id| id.0).collect();
+            let outstanding: Vec<(i64, i64)> = watching.values().map(|watch| (watch.id.0, watch.next_line)).collect();
             let unstarted: Vec<i64> =
                 watching.values().filter(|watch| watch.spawned.is_some()).map(|watch| watch.id.0).collect();
             match queue.look(outstanding, unstarted).await {
@@ -268,7 +270,10 @@ fn apply(look: Look, watching: &mut HashMap<WorkId, Watch>) {
         }
     }
     for line in look.lines {
-        if let Some(watch) = watching.get(&line.work) {
+        if let Some(watch) = watching.get_mut(&line.work)
+            && line.seq >= watch.next_line
+        {
+            watch.next_line = line.seq + 1;
             watch.log.line(stream_of(line.stream), line.text);
         }
     }

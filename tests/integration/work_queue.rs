@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use conveyor::store::work::{Offer, Settled, WorkQueue, open_queue};
-use conveyor::store::{EngineId, Store, StoreLocation, Term};
+use conveyor::store::{AttemptRecord, EngineId, Store, StoreLocation, Term};
 use serde_json::json;
 
 use crate::postgres::{TestDatabase, database};
@@ -76,7 +76,7 @@ async fn one_claimer_gets_an_offer_only_it_finishes_it_and_its_lines_come_before
     assert!(queue.finish(holder, id, lines, Ok(ending.clone())).await.unwrap());
     assert!(!queue.finish(holder, id, Vec::new(), Ok(ending.clone())).await.unwrap(), "finished once");
 
-    let look = a.look(vec![id.0], vec![id.0]).await.unwrap();
+    let look = a.look(vec![(id.0, 0)], vec![id.0]).await.unwrap();
     assert_eq!(look.holders.len(), 1);
     let found = &look.holders[0].1;
     assert_eq!((found.engine, found.host.as_str(), found.pid, found.pid_start), (holder, host, Some(4242), Some(7)));
@@ -84,7 +84,7 @@ async fn one_claimer_gets_an_offer_only_it_finishes_it_and_its_lines_come_before
     assert_eq!(lines, [(1, "one"), (2, "two\u{fffd}")], "in order, a NUL kept as a replacement character");
     assert_eq!(look.settled.len(), 1);
     assert_eq!(look.settled[0].1, Settled::Done(ending));
-    let again = a.look(vec![id.0], Vec::new()).await.unwrap();
+    let again = a.look(vec![(id.0, 0)], Vec::new()).await.unwrap();
     assert!(again.settled.is_empty() && again.lines.is_empty(), "taken as read: {again:?}");
 }
 
@@ -116,7 +116,7 @@ async fn a_withdrawn_offer_is_gone_a_claimed_one_is_asked_to_stop_and_a_rescue_g
 
     // A silence of no time at all: every engine's heartbeat is older than that.
     assert_eq!(queue.rescue(Duration::ZERO).await.unwrap(), 1);
-    let look = queue.look(vec![id.0], Vec::new()).await.unwrap();
+    let look = queue.look(vec![(id.0, 0)], Vec::new()).await.unwrap();
     assert_eq!(look.settled.len(), 1);
     assert_eq!(look.settled[0].1, Settled::Lost(None));
     assert_eq!(look.settled[0].2.as_ref().map(|holder| holder.engine), Some(worker.1));
@@ -161,4 +161,32 @@ async fn an_offer_sent_again_finds_the_first_and_a_claim_its_worker_never_heard_
     assert!(worker.0.keep(worker.1, Vec::new(), Vec::new(), Vec::new(), Vec::new()).await.unwrap().is_empty());
     let claimed = queue.claim(leader, "host-a".into(), vec!["*".into()], 4).await.unwrap();
     assert_eq!(claimed.iter().map(|claimed| claimed.id).collect::<Vec<_>>(), [first], "given back, claimed again");
+}
+
+#[tokio::test]
+async fn a_running_offered_attempts_lines_are_read_from_any_host_and_each_line_reaches_its_offerer_once() {
+    let two = two();
+    let (queue, leader) = (&two.queues[0], two.engines[0]);
+    let worker = (&two.queues[1], two.engines[1]);
+    let id = queue.offer(leader, two.term, offer("T", "inline")).await.unwrap().unwrap();
+    assert_eq!(worker.0.claim(worker.1, "host-b".into(), vec!["*".into()], 1).await.unwrap().len(), 1);
+    let lines = vec![(id, 0, 1, "first".to_string()), (id, 1, 2, "second".to_string())];
+    worker.0.keep(worker.1, vec![id.0], vec![id.0], lines, Vec::new()).await.unwrap();
+
+    let look = queue.look(vec![(id.0, 0)], Vec::new()).await.unwrap();
+    assert_eq!(look.lines.iter().map(|line| line.seq).collect::<Vec<_>>(), [0, 1]);
+    let look = queue.look(vec![(id.0, 2)], Vec::new()).await.unwrap();
+    assert!(look.lines.is_empty(), "lines already read are not read again: {look:?}");
+
+    // A console on a host without the attempt's log file (it runs elsewhere) reads what was shipped so far.
+    let record = AttemptRecord::started("r1", "T", 1, "inline", chrono::Utc::now(), "/nowhere/T.1.log".into());
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut two.stores[0].logs().open(&record).unwrap(), &mut text).unwrap();
+    assert_eq!(text, "first\nsecond\n");
+
+    assert!(worker.0.finish(worker.1, id, Vec::new(), Ok(json!({"ended": "cancelled"}))).await.unwrap());
+    let look = queue.look(vec![(id.0, 2)], Vec::new()).await.unwrap();
+    assert_eq!(look.settled.len(), 1);
+    let left = queue.look(vec![(id.0, 0)], Vec::new()).await.unwrap();
+    assert!(left.lines.is_empty(), "a settled attempt's lines go with it");
 }

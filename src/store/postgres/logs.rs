@@ -1,6 +1,7 @@
 //! Logs readable from any host: when an attempt ends, the tail of its log is kept in `log_chunks` beside
-//! its record, and a reader on a host without the file reads the chunks instead. A running attempt's log is
-//! only on its engine's host until it ends.
+//! its record, and a reader on a host without the file reads the chunks instead. A running attempt offered
+//! to the engines is read from the lines its worker has shipped so far; one the leader runs itself (an HTTP
+//! call, an agent) is only on the leader's host until it ends.
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -88,6 +89,28 @@ fn tail(end: &[u8], length: u64, path: &Path) -> Vec<u8> {
 /// else the chunks the database keeps, else the text its record carries.
 pub(super) struct ClusterLogs(pub(super) Reader);
 
+impl ClusterLogs {
+    /// The lines a worker has shipped so far of an attempt it runs (offered work), as its log's text.
+    fn shipped(&self, attempt: &AttemptRecord) -> Result<Option<String>> {
+        let (run, task, number) = (attempt.run_id.clone(), attempt.task.clone(), i64::from(attempt.attempt));
+        self.0.run(move |conn| {
+            let work = conn.query_opt(
+                "SELECT id FROM work WHERE run_id = $1 AND task = $2 AND attempt = $3",
+                &[&run, &task, &number],
+            )?;
+            let Some(work) = work else { return Ok(None) };
+            let id: i64 = get(&work, "id")?;
+            let lines = conn.query("SELECT line FROM work_lines WHERE work = $1 ORDER BY seq", &[&id])?;
+            let mut text = String::new();
+            for row in lines {
+                text.push_str(&get::<String>(&row, "line")?);
+                text.push('\n');
+            }
+            Ok(Some(text))
+        })
+    }
+}
+
 impl LogReader for ClusterLogs {
     fn open(&self, attempt: &AttemptRecord) -> io::Result<Box<dyn Read + Send>> {
         let file_error = match std::fs::File::open(&attempt.log_path) {
@@ -107,6 +130,11 @@ impl LogReader for ClusterLogs {
             .map_err(io::Error::other)?;
         if !chunks.is_empty() {
             return Ok(Box::new(io::Cursor::new(chunks.concat())));
+        }
+        if attempt.state == AttemptState::Running
+            && let Some(shipped) = self.shipped(attempt).map_err(io::Error::other)?
+        {
+            return Ok(Box::new(io::Cursor::new(shipped.into_bytes())));
         }
         match &attempt.log_text {
             Some(text) => Ok(Box::new(io::Cursor::new(text.clone().into_bytes()))),

@@ -110,10 +110,12 @@ impl WorkQueue {
             .await
     }
 
-    /// What became of the offerer's outstanding work: who holds what (for `started`, the ids whose holder
-    /// is not yet known), the lines shipped, and what settled. Settled rows and shipped lines are taken
-    /// (deleted) as they are read, so a late finisher finds its claim gone.
-    pub async fn look(&self, outstanding: Vec<i64>, started: Vec<i64>) -> Result<Look> {
+    /// What became of the offerer's outstanding work (`outstanding`: each id with the number of its next line
+    /// not yet read): who holds what (for `started`, the ids whose holder is not yet known), the lines shipped
+    /// since, and what settled. Settled rows are taken (deleted, with their lines) as they are read, so a late
+    /// finisher finds its claim gone; the lines of running work stay, for a reader on another host.
+    pub async fn look(&self, outstanding: Vec<(i64, i64)>, started: Vec<i64>) -> Result<Look> {
+        let (ids, next): (Vec<i64>, Vec<i64>) = outstanding.into_iter().unzip();
         self.worker
             .ask(move |conn| {
                 conn.atomically(|conn| {
@@ -132,7 +134,7 @@ impl WorkQueue {
                     for row in conn.query(
                         "DELETE FROM work WHERE id = ANY($1) AND state IN ('done', 'lost')
                          RETURNING id, state, ending, claimed_by, host, pid, pid_start",
-                        &[&outstanding],
+                        &[&ids],
                     )? {
                         let state: String = get(&row, "state")?;
                         let ending: Option<Value> = get(&row, "ending")?;
@@ -144,16 +146,22 @@ impl WorkQueue {
                         look.settled.push((WorkId(get(&row, "id")?), settled, holder(&row)?));
                     }
                     let mut lines = conn.query(
-                        "DELETE FROM work_lines WHERE work = ANY($1) RETURNING work, seq, stream, line",
-                        &[&outstanding],
+                        "SELECT l.work, l.seq, l.stream, l.line FROM work_lines l
+                         JOIN unnest($1::bigint[], $2::bigint[]) AS w(id, next) ON l.work = w.id AND l.seq >= w.next",
+                        &[&ids, &next],
                     )?;
                     lines.sort_by_key(|row| (row.get::<_, i64>("work"), row.get::<_, i64>("seq")));
                     for row in lines {
                         look.lines.push(ShippedLine {
                             work: WorkId(get(&row, "work")?),
+                            seq: get(&row, "seq")?,
                             stream: get(&row, "stream")?,
                             text: get(&row, "line")?,
                         });
+                    }
+                    let settled: Vec<i64> = look.settled.iter().map(|(id, _, _)| id.0).collect();
+                    if !settled.is_empty() {
+                        conn.execute("DELETE FROM work_lines WHERE work = ANY($1)", &[&settled])?;
                     }
                     Ok(look)
                 })
