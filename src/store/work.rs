@@ -61,6 +61,16 @@ pub struct ShippedLine {
     pub text: String,
 }
 
+/// Lines a worker ships at once, numbered from `first`: one row, so the same shipment sent again (its answer
+/// lost with a connection) is the same row, not a second copy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shipment {
+    pub work: WorkId,
+    pub first: i64,
+    /// (stream, text) each.
+    pub lines: Vec<(i16, String)>,
+}
+
 /// What one look at the offerer's outstanding work found, in the order to apply it: holders first, then
 /// lines, then endings (an attempt's last lines always come before its ending).
 #[derive(Debug, Default)]

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::offer::woken;
 use super::spec::{Spec, ending_to_json, stream_code};
 use crate::store::EngineId;
-use crate::store::work::{Claimed, Finish, OFFERS_CHANNEL, WorkId, WorkQueue};
+use crate::store::work::{Claimed, Finish, OFFERS_CHANNEL, Shipment, WorkId, WorkQueue};
 use crate::tasks::{Attempt, CancelHandle, Ending, LogSink, ProcessExecutor, Started, cancel_pair};
 
 /// How often held claims are checked (and lines shipped): the longest a process outlives a lost claim.
@@ -119,18 +119,19 @@ impl Shipping {
         self.pending.push((code, line.to_string()));
     }
 
-    fn take(&mut self, id: WorkId) -> Vec<(WorkId, i64, i16, String)> {
-        let taken: Vec<_> = std::mem::take(&mut self.pending)
-            .into_iter()
-            .enumerate()
-            .map(|(index, (code, text))| (id, self.next + index as i64, code, text))
-            .collect();
-        self.next += taken.len() as i64;
-        taken
+    /// The lines waiting, as one shipment (`None`: none are).
+    fn take(&mut self, id: WorkId) -> Option<Shipment> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let lines = std::mem::take(&mut self.pending);
+        let first = self.next;
+        self.next += lines.len() as i64;
+        Some(Shipment { work: id, first, lines })
     }
 
     /// The last lines, with a note of any left out.
-    fn take_last(&mut self, id: WorkId) -> Vec<(WorkId, i64, i16, String)> {
+    fn take_last(&mut self, id: WorkId) -> Option<Shipment> {
         if self.dropped > 0 {
             let note = format!(
                 "[conveyor] {} line(s) past max_log_size ({}) were not sent from the engine that ran it",
@@ -156,7 +157,7 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
     // A claim failed: its statement may have committed all the same.
     let mut orphans_possible = false;
     // Lines a check of the claims could not ship (the database did not answer).
-    let mut backlog: Vec<(WorkId, i64, i16, String)> = Vec::new();
+    let mut backlog: Vec<Shipment> = Vec::new();
     let setup = Arc::new(setup);
     loop {
         let room = setup.capacity.saturating_sub(running.len());
@@ -219,7 +220,7 @@ async fn work(queue: Arc<WorkQueue>, setup: WorkerSetup, marker: String, mut sto
                     if done.lost {
                         continue;
                     }
-                    let (mut lines, rest): (Vec<_>, Vec<_>) = backlog.drain(..).partition(|line| line.0 == id);
+                    let (mut lines, rest): (Vec<_>, Vec<_>) = backlog.drain(..).partition(|shipment| shipment.work == id);
                     backlog = rest;
                     lines.extend(done.lines.lock().expect("lines").take_last(id));
                     unfinished.push(Finish { id, lines, ending: Ok(ending_to_json(&ending)) });
@@ -259,7 +260,7 @@ async fn keep_claims(
     setup: &WorkerSetup,
     running: &mut HashMap<WorkId, Running>,
     known: Vec<i64>,
-    backlog: &mut Vec<(WorkId, i64, i16, String)>,
+    backlog: &mut Vec<Shipment>,
 ) -> bool {
     let held: Vec<i64> = running.iter().filter(|(_, running)| !running.lost).map(|(id, _)| id.0).collect();
     let mut lines = std::mem::take(backlog);
@@ -313,7 +314,7 @@ async fn stop_all(
             if let Some(done) = running.remove(&id)
                 && !done.lost
             {
-                let lines = done.lines.lock().expect("lines").take_last(id);
+                let lines = done.lines.lock().expect("lines").take_last(id).into_iter().collect();
                 let _ = queue.finish(setup.engine, id, lines, Err(why.clone())).await;
             }
         }
@@ -421,15 +422,16 @@ mod tests {
     #[test]
     fn lines_are_numbered_across_shipments_and_those_past_the_log_limit_are_counted_not_kept() {
         let mut shipping = Shipping { limit: 12, ..Default::default() };
+        assert_eq!(shipping.take(WorkId(7)), None, "nothing waits: no shipment");
         shipping.push(1, "hello");
-        let first = shipping.take(WorkId(7));
-        assert_eq!(first, vec![(WorkId(7), 0, 1, "hello".to_string())]);
+        let first = shipping.take(WorkId(7)).unwrap();
+        assert_eq!(first, Shipment { work: WorkId(7), first: 0, lines: vec![(1, "hello".to_string())] });
         shipping.push(2, "world");
         shipping.push(1, "too much");
-        let last = shipping.take_last(WorkId(7));
-        assert_eq!(last.len(), 2, "{last:?}");
-        assert_eq!(last[0], (WorkId(7), 1, 2, "world".to_string()));
-        assert_eq!((last[1].1, last[1].2), (2, 0));
-        assert!(last[1].3.contains("1 line(s) past max_log_size (12 B)"), "{}", last[1].3);
+        let last = shipping.take_last(WorkId(7)).unwrap();
+        assert_eq!((last.first, last.lines.len()), (1, 2), "{last:?}");
+        assert_eq!(last.lines[0], (2, "world".to_string()));
+        assert_eq!(last.lines[1].0, 0);
+        assert!(last.lines[1].1.contains("1 line(s) past max_log_size (12 B)"), "{}", last.lines[1].1);
     }
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use conveyor::store::work::{Offer, Settled, WorkQueue, open_queue};
+use conveyor::store::work::{Offer, Settled, Shipment, WorkQueue, open_queue};
 use conveyor::store::{AttemptRecord, EngineId, Store, StoreLocation, Term};
 use serde_json::json;
 
@@ -65,14 +65,20 @@ async fn one_claimer_gets_an_offer_only_it_finishes_it_and_its_lines_come_before
 
     let queue = if holder == leader { a } else { b };
     let standing = queue
-        .keep(holder, vec![id.0], vec![id.0], vec![(id, 0, 1, "one".into())], vec![(id, 4242, Some(7))])
+        .keep(
+            holder,
+            vec![id.0],
+            vec![id.0],
+            vec![Shipment { work: id, first: 0, lines: vec![(1, "one".into())] }],
+            vec![(id, 4242, Some(7))],
+        )
         .await
         .unwrap();
     assert_eq!(standing.len(), 1, "the claim stands");
     assert!(!standing[0].cancel);
     assert!(!queue.finish(loser, id, Vec::new(), Ok(json!({"ended": "cancelled"}))).await.unwrap(), "not its claim");
     let ending = json!({"ended": "succeeded", "output": {"n": 1}});
-    let lines = vec![(id, 1, 2, "two\0".to_string())];
+    let lines = vec![Shipment { work: id, first: 1, lines: vec![(2, "two\0".to_string())] }];
     assert!(queue.finish(holder, id, lines, Ok(ending.clone())).await.unwrap());
     assert!(!queue.finish(holder, id, Vec::new(), Ok(ending.clone())).await.unwrap(), "finished once");
 
@@ -170,7 +176,9 @@ async fn a_running_offered_attempts_lines_are_read_from_any_host_and_each_line_r
     let worker = (&two.queues[1], two.engines[1]);
     let id = queue.offer(leader, two.term, offer("T", "inline")).await.unwrap().unwrap();
     assert_eq!(worker.0.claim(worker.1, "host-b".into(), vec!["*".into()], 1).await.unwrap().len(), 1);
-    let lines = vec![(id, 0, 1, "first".to_string()), (id, 1, 2, "second".to_string())];
+    let lines = vec![Shipment { work: id, first: 0, lines: vec![(1, "first".into()), (2, "second".into())] }];
+    worker.0.keep(worker.1, vec![id.0], vec![id.0], lines.clone(), Vec::new()).await.unwrap();
+    // Sent again (as after a lost answer): the same row, not a second copy.
     worker.0.keep(worker.1, vec![id.0], vec![id.0], lines, Vec::new()).await.unwrap();
 
     let look = queue.look(vec![(id.0, 0)], Vec::new()).await.unwrap();

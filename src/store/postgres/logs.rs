@@ -100,11 +100,13 @@ impl ClusterLogs {
             )?;
             let Some(work) = work else { return Ok(None) };
             let id: i64 = get(&work, "id")?;
-            let lines = conn.query("SELECT line FROM work_lines WHERE work = $1 ORDER BY seq", &[&id])?;
+            let shipments = conn.query("SELECT lines FROM work_lines WHERE work = $1 ORDER BY seq", &[&id])?;
             let mut text = String::new();
-            for row in lines {
-                text.push_str(&get::<String>(&row, "line")?);
-                text.push('\n');
+            for row in shipments {
+                for (_, line) in super::work::unpack(get(&row, "lines")?)? {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
             }
             Ok(Some(text))
         })

@@ -207,12 +207,12 @@ CREATE TABLE work (
 CREATE UNIQUE INDEX work_attempt ON work (run_id, task, attempt);
 CREATE INDEX work_ready ON work (id) WHERE state = 'ready';
 CREATE INDEX work_claimed ON work (claimed_by) WHERE state = 'running';
--- Lines an attempt printed on its worker, until its offerer takes them into the attempt's log.
+-- Lines an attempt printed on its worker, one row per shipment (`seq`: the number of its first line;
+-- `lines`: [[stream, text], …]), kept while the attempt runs.
 CREATE TABLE work_lines (
     work bigint NOT NULL,
     seq bigint NOT NULL,
-    stream smallint NOT NULL,
-    line text NOT NULL,
+    lines json NOT NULL,
     PRIMARY KEY (work, seq)
 );
 "#,

@@ -11,7 +11,7 @@ use tokio_postgres::Config;
 
 use super::connection::{Conn, Worker};
 use super::rows::{self, get};
-use crate::store::work::{Claimed, Holder, Look, Offer, Settled, ShippedLine, Standing, WorkId};
+use crate::store::work::{Claimed, Holder, Look, Offer, Settled, Shipment, ShippedLine, Standing, WorkId};
 use crate::store::{EngineId, Result, SCHEDULER_LEASE, StoreError, Term};
 
 /// Workers are woken on it when work is offered.
@@ -145,19 +145,18 @@ impl WorkQueue {
                         };
                         look.settled.push((WorkId(get(&row, "id")?), settled, holder(&row)?));
                     }
-                    let mut lines = conn.query(
-                        "SELECT l.work, l.seq, l.stream, l.line FROM work_lines l
+                    let mut shipments = conn.query(
+                        "SELECT l.work, l.seq, l.lines FROM work_lines l
                          JOIN unnest($1::bigint[], $2::bigint[]) AS w(id, next) ON l.work = w.id AND l.seq >= w.next",
                         &[&ids, &next],
                     )?;
-                    lines.sort_by_key(|row| (row.get::<_, i64>("work"), row.get::<_, i64>("seq")));
-                    for row in lines {
-                        look.lines.push(ShippedLine {
-                            work: WorkId(get(&row, "work")?),
-                            seq: get(&row, "seq")?,
-                            stream: get(&row, "stream")?,
-                            text: get(&row, "line")?,
-                        });
+                    shipments.sort_by_key(|row| (row.get::<_, i64>("work"), row.get::<_, i64>("seq")));
+                    for row in shipments {
+                        let work = WorkId(get(&row, "work")?);
+                        let first: i64 = get(&row, "seq")?;
+                        for (index, (stream, text)) in unpack(get(&row, "lines")?)?.into_iter().enumerate() {
+                            look.lines.push(ShippedLine { work, seq: first + index as i64, stream, text });
+                        }
                     }
                     let settled: Vec<i64> = look.settled.iter().map(|(id, _, _)| id.0).collect();
                     if !settled.is_empty() {
@@ -274,7 +273,7 @@ impl WorkQueue {
         engine: EngineId,
         known: Vec<i64>,
         held: Vec<i64>,
-        lines: Vec<(WorkId, i64, i16, String)>,
+        lines: Vec<Shipment>,
         pids: Vec<(WorkId, u32, Option<u64>)>,
     ) -> Result<Vec<Standing>> {
         let engine = engine.0 as i64;
@@ -317,7 +316,7 @@ impl WorkQueue {
         &self,
         engine: EngineId,
         id: WorkId,
-        lines: Vec<(WorkId, i64, i16, String)>,
+        lines: Vec<Shipment>,
         ending: std::result::Result<Value, String>,
     ) -> Result<bool> {
         let finished = self.finish_many(engine, vec![Finish { id, lines, ending }]).await?;
@@ -370,26 +369,52 @@ impl WorkQueue {
 #[derive(Debug, Clone)]
 pub struct Finish {
     pub id: WorkId,
-    pub lines: Vec<(WorkId, i64, i16, String)>,
+    pub lines: Vec<Shipment>,
     pub ending: std::result::Result<Value, String>,
 }
 
-/// Lines shipped from a worker: (work, seq, stream, text), in one statement.
-fn ship(conn: &mut Conn, lines: &[(WorkId, i64, i16, String)]) -> Result<()> {
-    if lines.is_empty() {
+/// Shipments of lines from a worker, each one row, all in one statement; one already there is left as it is.
+fn ship(conn: &mut Conn, shipments: &[Shipment]) -> Result<()> {
+    let shipments: Vec<&Shipment> = shipments.iter().filter(|shipment| !shipment.lines.is_empty()).collect();
+    if shipments.is_empty() {
         return Ok(());
     }
-    let works: Vec<i64> = lines.iter().map(|line| line.0.0).collect();
-    let seqs: Vec<i64> = lines.iter().map(|line| line.1).collect();
-    let streams: Vec<i16> = lines.iter().map(|line| line.2).collect();
-    let texts: Vec<String> = lines.iter().map(|line| rows::text(&line.3).into_owned()).collect();
+    let works: Vec<i64> = shipments.iter().map(|shipment| shipment.work.0).collect();
+    let firsts: Vec<i64> = shipments.iter().map(|shipment| shipment.first).collect();
+    let bodies: Vec<Value> = shipments
+        .iter()
+        .map(|shipment| {
+            let lines = shipment.lines.iter().map(|(stream, text)| {
+                Value::from(vec![Value::from(*stream), Value::from(rows::text(text).into_owned())])
+            });
+            Value::Array(lines.collect())
+        })
+        .collect();
     conn.execute(
-        "INSERT INTO work_lines (work, seq, stream, line)
-         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[])
+        "INSERT INTO work_lines (work, seq, lines)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::json[])
          ON CONFLICT DO NOTHING",
-        &[&works, &seqs, &streams, &texts],
+        &[&works, &firsts, &bodies],
     )?;
     Ok(())
+}
+
+/// A shipment's lines: (stream, text) each.
+pub(super) fn unpack(lines: Value) -> Result<Vec<(i16, String)>> {
+    let corrupt = || StoreError::Corrupt("column `lines`: not a list of [stream, text] pairs".into());
+    let Value::Array(lines) = lines else { return Err(corrupt()) };
+    lines
+        .into_iter()
+        .map(|line| match line {
+            Value::Array(pair) => match pair.as_slice() {
+                [Value::Number(stream), Value::String(text)] => {
+                    Ok((stream.as_i64().ok_or_else(corrupt)? as i16, text.clone()))
+                }
+                _ => Err(corrupt()),
+            },
+            _ => Err(corrupt()),
+        })
+        .collect()
 }
 
 fn holder(row: &tokio_postgres::Row) -> Result<Option<Holder>> {
