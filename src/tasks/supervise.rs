@@ -87,6 +87,13 @@ impl Stop {
         self.timeout
     }
 
+    /// Hands the deadline to whoever keeps it instead (the engine that runs an offered attempt, from when
+    /// its process starts): from now on only a cancel stops this one. Returns the timeout handed over.
+    pub fn hand_over_timeout(&mut self) -> Option<Duration> {
+        self.timer = None;
+        self.timeout.take()
+    }
+
     fn deadline_from(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.timeout.map(|timeout| crate::clock::later(now, timeout))
     }

@@ -79,14 +79,15 @@ struct Offered {
 }
 
 impl Executor for Offered {
-    fn execute(&self, attempt: Attempt) -> Execution {
+    fn execute(&self, mut attempt: Attempt) -> Execution {
         let argv = self.process.argv_for(attempt.action.as_deref());
+        let timeout = attempt.stop.hand_over_timeout();
         let offer = Offer {
             run_id: attempt.run_id.clone(),
             task: attempt.task.clone(),
             attempt: attempt.number,
             route: self.route.clone(),
-            spec: serde_json::to_value(Spec::of(&attempt, argv)).expect("a spec serialises"),
+            spec: serde_json::to_value(Spec::of(&attempt, argv, timeout)).expect("a spec serialises"),
         };
         Box::pin(offer_and_wait(Arc::clone(&self.hub), offer, attempt))
     }

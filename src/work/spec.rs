@@ -25,10 +25,14 @@ pub struct Spec {
     pub max_output_size: u64,
     pub max_log_size: u64,
     pub kill_grace_ms: u64,
+    /// The attempt's timeout, counted by the engine that runs it from when its process starts (waiting for a
+    /// free engine does not use it up).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
 }
 
 impl Spec {
-    pub fn of(attempt: &Attempt, argv: Vec<String>) -> Spec {
+    pub fn of(attempt: &Attempt, argv: Vec<String>, timeout: Option<Duration>) -> Spec {
         Spec {
             argv,
             env: attempt.env.clone(),
@@ -40,7 +44,8 @@ impl Spec {
             max_line: attempt.limits.max_line,
             max_output_size: attempt.limits.max_output_size,
             max_log_size: attempt.limits.max_log_size,
-            kill_grace_ms: u64::try_from(attempt.kill_grace.as_millis()).unwrap_or(u64::MAX),
+            kill_grace_ms: millis(attempt.kill_grace),
+            timeout_ms: timeout.map(millis),
         }
     }
 
@@ -51,6 +56,14 @@ impl Spec {
     pub fn kill_grace(&self) -> Duration {
         Duration::from_millis(self.kill_grace_ms)
     }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout_ms.map(Duration::from_millis)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[derive(Serialize, Deserialize)]

@@ -400,8 +400,8 @@ async fn run(
         workdir,
         output_file: output_file.clone(),
         log: log.clone(),
-        // The offerer keeps the attempt's timeout, and asks for a stop when it falls.
-        stop: crate::tasks::Stop::new(stop, None, clock),
+        // The timeout counts from here, where the process starts; the offerer asks for a stop on a cancel.
+        stop: crate::tasks::Stop::new(stop, spec.timeout(), clock),
         kill_grace: spec.kill_grace(),
         state_id: marker,
         scheduled_at: spec.scheduled_at.clone(),

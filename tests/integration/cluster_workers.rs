@@ -160,3 +160,36 @@ fn a_worker_paused_past_the_rescue_finds_its_claim_lost_once_resumed_and_discard
     assert_eq!(finished(&engines), "2\n", "the first attempt never ran to its end");
     engines.terminate_all();
 }
+
+#[test]
+fn a_timeout_counts_from_when_an_engine_runs_the_attempt_not_while_it_waits_for_one() {
+    let mut engines = Engines::new();
+    engines.workflow("conveyor.toml", &registry(&engines));
+    let marks = engines.marks().display().to_string();
+    engines.workflow(
+        "timed.toml",
+        &format!(
+            "id = \"Timed\"\n[trigger]\ntype = \"manual\"\n[[tasks]]\nname = \"Quick\"\ntimeout = \"2s\"\n\
+             run = 'sleep 1; echo done >> {marks}/quick'\n\
+             [[tasks]]\nname = \"Slow\"\ntimeout = \"2s\"\ndepends_on = [\"Quick\"]\nrun = 'sleep 30; echo done >> {marks}/slow'\n"
+        ),
+    );
+    // Nobody serves inline tasks at first: the attempt waits, offered, longer than its timeout.
+    engines.start_with(&["--serves", "Other"]);
+    engines.wait_for_leader();
+    let run = engines.trigger("Timed");
+    engines.wait_until("the first task is offered", || {
+        !engines.query("SELECT 1 FROM work WHERE task = 'Quick' AND state = 'ready'", &[]).is_empty()
+    });
+    // Nothing to wait on but time: the wait must outlast the timeout.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    engines.start();
+    engines.wait_until("the run has ended", || engines.run_state(&run).is_some_and(|state| state != "running"));
+    let quick = engines.query("SELECT state FROM attempts WHERE run_id = $1 AND task = 'Quick'", &[&run]);
+    assert_eq!(quick[0].get::<_, String>("state"), "succeeded", "the wait did not count\n{}", engines.logs());
+    let slow = engines.query("SELECT state, error FROM attempts WHERE run_id = $1 AND task = 'Slow'", &[&run]);
+    assert_eq!(slow[0].get::<_, String>("state"), "failed");
+    assert_eq!(slow[0].get::<_, Option<String>>("error").as_deref(), Some("timed out after 2s"));
+    assert!(!engines.marks().join("slow").exists(), "the process that ran too long was stopped");
+    engines.terminate_all();
+}
