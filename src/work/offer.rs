@@ -25,6 +25,8 @@ const RESCUE_EVERY: Duration = Duration::from_secs(1);
 const CLEAR_EVERY: Duration = Duration::from_secs(30);
 /// Between offers while the database does not answer.
 const OFFER_AGAIN: Duration = Duration::from_secs(1);
+/// How long an offer waits unclaimed before its log says so.
+const UNCLAIMED_NOTE: Duration = Duration::from_secs(5);
 /// How long past its kill grace an attempt asked to stop waits for its worker's answer.
 const STOP_MARGIN: Duration = Duration::from_secs(5);
 
@@ -95,6 +97,7 @@ impl Executor for Offered {
 
 async fn offer_and_wait(hub: Arc<Hub>, offer: Offer, mut attempt: Attempt) -> Ending {
     let log = attempt.log.clone();
+    let route = offer.route.clone();
     let mut told_unavailable = false;
     let id = loop {
         let (reply, offered) = oneshot::channel();
@@ -127,7 +130,20 @@ async fn offer_and_wait(hub: Arc<Hub>, offer: Offer, mut attempt: Attempt) -> En
     if hub.watch.send(watch).is_err() {
         return Ending::failed("the engine's poller of offered work is gone");
     }
+    let unclaimed_note = async {
+        tokio::time::sleep(UNCLAIMED_NOTE).await;
+        if hub.queue.unclaimed(id).await.unwrap_or(false) {
+            log.engine_line(&format!(
+                "no engine has claimed it for {}s: none that serves `{}` has room (`conveyor engines` shows what each serves)",
+                UNCLAIMED_NOTE.as_secs(),
+                route
+            ));
+        }
+        std::future::pending::<Ending>().await
+    };
     tokio::select! {
+        // Never ends: the note is all it does.
+        ending = unclaimed_note => ending,
         answered = &mut answer => match answered {
             Ok((settled, holder)) => ending_of(settled, holder, &log, attempt.kill_grace).await,
             Err(_) => Ending::failed("the engine's poller of offered work is gone"),

@@ -109,7 +109,11 @@ fn a_worker_killed_mid_attempt_loses_its_claim_and_the_retry_runs_on_an_engine_s
     let error = error.unwrap_or_default();
     assert!(error.starts_with("lost: engine") && error.contains("went silent"), "{error}");
     engines.wait_until("the killed worker's task process is stopped", || !is_alive(first[0]));
-    // The retry waits: the only engine left does not serve inline tasks.
+    // The retry waits: the only engine left does not serve inline tasks, and the attempt's log says so.
+    let retry_log = engines.state(leader).join("logs").join(&run).join("Work.2.log");
+    engines.wait_until("the retry's log says no engine claimed it", || {
+        std::fs::read_to_string(&retry_log).is_ok_and(|log| log.contains("no engine has claimed it for 5s"))
+    });
     assert_eq!(engines.marked("pids").len(), 1, "{}", engines.logs());
 
     engines.restart(worker);

@@ -96,6 +96,17 @@ impl WorkQueue {
         Ok(keys.iter().map(|key| ids.get(key).copied()).collect())
     }
 
+    /// Whether an offer is still waiting for an engine to claim it.
+    pub async fn unclaimed(&self, id: WorkId) -> Result<bool> {
+        let row = self
+            .worker
+            .ask(move |conn| {
+                conn.query_opt("SELECT 1 AS waiting FROM work WHERE id = $1 AND state = 'ready'", &[&id.0])
+            })
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Takes back an offer nobody claimed yet (`true`); a claimed one is asked to stop instead, and its
     /// worker settles it (`false`).
     pub async fn withdraw(&self, id: WorkId) -> Result<bool> {
