@@ -1,6 +1,8 @@
 //! Attempts claimed by every engine: the leader offers them, each engine's worker claims what its routes
 //! serve, and a worker that dies or goes silent loses its claims to the others.
 
+use std::collections::BTreeSet;
+
 use crate::cluster::{Engines, PATIENCE, is_alive};
 
 /// The registry: a service only some engines serve, and a service nobody serves in these tests (what an
@@ -195,5 +197,47 @@ fn a_timeout_counts_from_when_an_engine_runs_the_attempt_not_while_it_waits_for_
     assert_eq!(slow[0].get::<_, String>("state"), "failed");
     assert_eq!(slow[0].get::<_, Option<String>>("error").as_deref(), Some("timed out after 2s"));
     assert!(!engines.marks().join("slow").exists(), "the process that ran too long was stopped");
+    engines.terminate_all();
+}
+
+#[test]
+fn parallel_tasks_spread_over_engines_that_each_have_room_for_one_and_each_is_recorded_as_its_runners() {
+    let mut engines = Engines::new();
+    let marks = engines.marks().display().to_string();
+    // One attempt at a time per engine, and every task holds its place until two run at once: two engines
+    // had to claim them.
+    engines.workflow("conveyor.toml", "max_parallel_tasks = 1\n");
+    let mut wide =
+        "id = \"Wide\"\n[trigger]\ntype = \"manual\"\n[[tasks]]\nname = \"Start\"\nrun = 'true'\n".to_string();
+    let tasks: Vec<String> = (1..=4).map(|number| format!("T{number}")).collect();
+    for task in &tasks {
+        wide += &format!(
+            "[[tasks]]\nname = \"{task}\"\ndepends_on = [\"Start\"]\nrun = 'echo $PPID {task} >> {marks}/ran; n=0; \
+             while [ $(wc -l < {marks}/ran) -lt 2 ] && [ $n -lt 600 ]; do sleep 0.1; n=$((n+1)); done'\n"
+        );
+    }
+    engines.workflow("wide.toml", &wide);
+    engines.start_many(2);
+    engines.wait_for_leader();
+    let ids = [engines.engine_id(0), engines.engine_id(1)];
+    let run = engines.trigger("Wide");
+    engines.wait_until("the run has succeeded", || engines.run_state(&run).as_deref() == Some("succeeded"));
+
+    let ran = engines.marked_words("ran");
+    assert_eq!(ran.len(), tasks.len(), "each task ran once: {ran:?}");
+    let pids = [engines.pid(0), engines.pid(1)];
+    let mut runners = BTreeSet::new();
+    for line in &ran {
+        let (pid, task): (u32, &str) = (line[0].parse().unwrap(), &line[1]);
+        let index = pids.iter().position(|engine| *engine == pid);
+        let index = index.unwrap_or_else(|| panic!("{task} ran on {pid}, not one of the engines {pids:?}"));
+        runners.insert(pid);
+        assert_eq!(
+            engines.attempt_engine(&run, task, 1),
+            Some(ids[index]),
+            "{task} is recorded as run by the engine whose process ran it"
+        );
+    }
+    assert_eq!(runners.len(), 2, "both engines ran tasks: {ran:?}\n{}", engines.logs());
     engines.terminate_all();
 }
