@@ -51,6 +51,17 @@ stop_engines() {
   engines=()
 }
 
+# The work rows are deleted once settled: a trigger keeps each claim's wait, from the offer's commit to the
+# claiming statement, on the database's clock (call once the engines have made the schema).
+record_claims() { # DATABASE
+  "$bindir/psql" -h "$work/pg" -p 55499 -U postgres "$1" -q -c "
+    CREATE TABLE claims_seen (ms double precision);
+    CREATE FUNCTION claim_seen() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
+      INSERT INTO claims_seen VALUES (extract(epoch FROM NEW.claimed_at - NEW.offered_at) * 1000); RETURN NEW; END \$\$;
+    CREATE TRIGGER claim_seen AFTER UPDATE OF state ON work FOR EACH ROW
+      WHEN (OLD.state = 'ready' AND NEW.state = 'running') EXECUTE FUNCTION claim_seen();"
+}
+
 # --- 1. the wide DAG on 1, 2 and 3 engines
 wide="$work/wide"
 mkdir -p "$wide/workflows"
@@ -66,13 +77,7 @@ for ((round = 1; round <= rounds; round++)); do
     su postgres -s /bin/sh -c "$bindir/createdb -h $work/pg -p 55499 $db"
     rm -rf "$wide"/state* "$wide"/engine*.log
     start_engines "$size" "$db" "$wide"
-    # The work rows are deleted once settled: a trigger keeps each claim's wait (the schema exists by now).
-    "$bindir/psql" -h "$work/pg" -p 55499 -U postgres "$db" -q -c "
-      CREATE TABLE claims_seen (ms double precision);
-      CREATE FUNCTION claim_seen() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
-        INSERT INTO claims_seen VALUES (extract(epoch FROM NEW.claimed_at - NEW.offered_at) * 1000); RETURN NEW; END \$\$;
-      CREATE TRIGGER claim_seen AFTER UPDATE OF state ON work FOR EACH ROW
-        WHEN (OLD.state = 'ready' AND NEW.state = 'running') EXECUTE FUNCTION claim_seen();"
+    record_claims "$db"
     begin=$(date +%s%N)
     "$binary" run Wide --workflows "$wide/workflows" --state "$wide/cli" --store "postgres://postgres@$socket:55499/$db" >/dev/null
     end=$(date +%s%N)
@@ -106,12 +111,7 @@ awk -v count="${CHAIN:-300}" 'BEGIN {
 }' >"$chain/workflows/chain.toml"
 su postgres -s /bin/sh -c "$bindir/createdb -h $work/pg -p 55499 chain"
 start_engines 2 chain "$chain"
-"$bindir/psql" -h "$work/pg" -p 55499 -U postgres chain -q -c "
-  CREATE TABLE claims_seen (ms double precision);
-  CREATE FUNCTION claim_seen() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN
-    INSERT INTO claims_seen VALUES (extract(epoch FROM clock_timestamp() - NEW.offered_at) * 1000); RETURN NEW; END \$\$;
-  CREATE TRIGGER claim_seen AFTER UPDATE OF state ON work FOR EACH ROW
-    WHEN (OLD.state = 'ready' AND NEW.state = 'running') EXECUTE FUNCTION claim_seen();"
+record_claims chain
 begin=$(date +%s%N)
 "$binary" run Chain --workflows "$chain/workflows" --state "$chain/cli" --store "postgres://postgres@$socket:55499/chain" >/dev/null
 end=$(date +%s%N)

@@ -131,26 +131,14 @@ fn start_worker(
     routes: Vec<String>,
     catalog: &Catalog,
 ) -> Result<crate::work::Worker, String> {
-    let queue = crate::store::work::open_queue(location, state)
-        .map_err(|error| error.to_string())?
-        .ok_or("the store is shared, yet it has no work queue")?;
-    let capacity = catalog
-        .registry
-        .max_parallel_tasks
-        .map_or_else(crate::engine::default_max_parallel, |bound| bound as usize)
-        .max(1);
-    let setup = crate::work::WorkerSetup {
-        engine: membership.engine(),
-        host: crate::engine::hostname(),
-        routes,
-        capacity,
-        workflows_dir: std::path::absolute(workflows).map_err(|error| error.to_string())?,
-        state_dir: std::path::absolute(state).map_err(|error| error.to_string())?,
-    };
+    let capacity = crate::engine::max_parallel_tasks(&catalog.registry, crate::engine::default_max_parallel());
+    let (workflows, state) = (std::path::absolute(workflows), std::path::absolute(state));
+    let (workflows, state) = (workflows.map_err(|error| error.to_string())?, state.map_err(|error| error.to_string())?);
+    let setup = crate::work::WorkerSetup::here(membership.engine(), routes, capacity, &workflows, &state);
     tracing::info!("serving {} with up to {capacity} attempt(s) at once", setup.routes.join(", "));
     // Strays of a task (a double fork) come back to this process, as they do to a leading engine's.
     crate::tasks::reclaim::become_subreaper();
-    crate::work::Worker::start(queue, setup).map_err(|error| format!("cannot start the worker: {error}"))
+    crate::work::Worker::serve(location, setup).map_err(|error| format!("cannot start the worker: {error}"))
 }
 
 /// How an engine's service ended.

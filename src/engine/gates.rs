@@ -17,6 +17,12 @@ pub fn default_max_parallel() -> usize {
     (4 * cores).max(16)
 }
 
+/// Task attempts at once in one engine: the registry's `max_parallel_tasks`, else `default` (the
+/// engine's configured bound); never fewer than one.
+pub fn max_parallel_tasks(registry: &crate::definition::Registry, default: usize) -> usize {
+    registry.max_parallel_tasks.map_or(default, |bound| bound as usize).max(1)
+}
+
 #[derive(Default)]
 pub struct Gates {
     shared: Mutex<HashMap<String, (usize, Arc<Semaphore>)>>,

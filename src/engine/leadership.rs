@@ -76,11 +76,8 @@ pub(crate) fn take_lead(
         return Err(EngineError::Standby(membership.standing().to_string()));
     };
     store.fence(membership.engine(), SCHEDULER_LEASE, term);
-    let queue = || {
-        crate::store::work::open_queue(&config.store, &config.state_dir)?
-            .ok_or_else(|| StoreError::Database("the store is shared, yet it has no work queue".into()))
-    };
-    let offered = queue()?;
+    let offered = crate::store::work::open_queue(&config.store, &config.state_dir)?
+        .ok_or_else(|| StoreError::Database("the store is shared, yet it has no work queue".into()))?;
     let stopping = offered.take_over(term)?;
     if stopping > 0 {
         tracing::warn!("asked {stopping} attempt(s) offered by an earlier leader to stop: their runs are recovered");
@@ -88,15 +85,15 @@ pub(crate) fn take_lead(
     let silent = crate::store::work::silent_after(membership.lease_ttl());
     let offers = crate::work::Offers::start(offered, membership.engine(), term, silent);
     let worker = if config.own_worker {
-        let setup = crate::work::WorkerSetup {
-            engine: membership.engine(),
-            host: super::hostname(),
-            routes: vec![crate::work::ALL_ROUTES.to_string()],
+        let routes = vec![crate::work::ALL_ROUTES.to_string()];
+        let setup = crate::work::WorkerSetup::here(
+            membership.engine(),
+            routes,
             capacity,
-            workflows_dir: config.workflows_dir.clone(),
-            state_dir: config.state_dir.clone(),
-        };
-        Some(crate::work::Worker::start(queue()?, setup).map_err(StoreError::Io)?)
+            &config.workflows_dir,
+            &config.state_dir,
+        );
+        Some(crate::work::Worker::serve(&config.store, setup)?)
     } else {
         None
     };

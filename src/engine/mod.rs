@@ -7,7 +7,7 @@ pub mod client;
 mod command;
 mod event;
 mod gates;
-pub use gates::default_max_parallel;
+pub use gates::{default_max_parallel, max_parallel_tasks};
 mod leadership;
 pub mod membership;
 pub use membership::Membership;
@@ -144,7 +144,7 @@ impl Engine {
         config.state_dir = std::path::absolute(&config.state_dir).map_err(StoreError::Io)?;
         let lock = StateLock::acquire(&config.state_dir)?;
         let store = crate::store::open(&config.state_dir, &config.store)?;
-        let capacity = registry.max_parallel_tasks.map_or(config.max_parallel, |bound| bound as usize).max(1);
+        let capacity = gates::max_parallel_tasks(&registry, config.max_parallel);
         let leadership = leadership::take_lead(&config, &store, capacity)?;
         if config.subreaper && !crate::tasks::reclaim::become_subreaper() {
             tracing::warn!(

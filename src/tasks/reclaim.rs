@@ -122,26 +122,11 @@ fn parse_marker(environ: &[u8]) -> Option<Marker> {
 /// Every process on the machine (this one aside) carrying `state_id`: what a dead engine of this state
 /// folder left running.
 pub fn marked_processes(state_id: &str) -> Vec<Stray> {
-    let own = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| *pid != own)
-        .filter_map(|pid| {
-            let marker = marker_of(pid)?;
-            (marker.state_id == state_id).then_some(Stray { pid, marker })
-        })
-        .collect()
+    marked_where(|marker| marker.state_id == state_id)
 }
 
-/// Every process on the machine (this one aside) running one of `attempts` (run, task, number), whichever
-/// state folder's marker it carries: on a shared store another engine's worker on this host may have run an
-/// attempt that is now recovered as cut short.
-pub fn processes_running(attempts: &[(String, String, u32)]) -> Vec<Stray> {
-    if attempts.is_empty() {
-        return Vec::new();
-    }
+/// Every task process on the machine (this one aside) whose marker `keep` accepts.
+pub fn marked_where(keep: impl Fn(&Marker) -> bool) -> Vec<Stray> {
     let own = std::process::id() as i32;
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
@@ -150,10 +135,7 @@ pub fn processes_running(attempts: &[(String, String, u32)]) -> Vec<Stray> {
         .filter(|pid| *pid != own)
         .filter_map(|pid| {
             let marker = marker_of(pid)?;
-            let running = attempts
-                .iter()
-                .any(|(run, task, attempt)| marker.run == *run && marker.task == *task && marker.attempt == *attempt);
-            running.then_some(Stray { pid, marker })
+            keep(&marker).then_some(Stray { pid, marker })
         })
         .collect()
 }

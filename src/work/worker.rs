@@ -26,7 +26,7 @@ const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// Between tries to finish while the database does not answer.
 const FINISH_AGAIN: Duration = Duration::from_millis(500);
 
-/// What a worker is and serves.
+/// What a worker is and serves (`host` is this machine's name, as `WorkerSetup::here` fills it).
 #[derive(Debug, Clone)]
 pub struct WorkerSetup {
     /// Its engine's registration: claims are held in its name, and stand while its heartbeat does.
@@ -42,6 +42,26 @@ pub struct WorkerSetup {
     pub state_dir: PathBuf,
 }
 
+impl WorkerSetup {
+    /// A worker of `engine` on this host.
+    pub fn here(
+        engine: EngineId,
+        routes: Vec<String>,
+        capacity: usize,
+        workflows_dir: &Path,
+        state_dir: &Path,
+    ) -> Self {
+        WorkerSetup {
+            engine,
+            host: crate::engine::hostname(),
+            routes,
+            capacity,
+            workflows_dir: workflows_dir.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+}
+
 /// A running worker; dropping it stops it: no more claims, running attempts stopped and given back as
 /// lost, so their offerer retries them elsewhere at once.
 pub struct Worker {
@@ -50,6 +70,14 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Opens a work queue of its own on the shared store at `location` and starts working with it.
+    pub fn serve(location: &crate::store::StoreLocation, setup: WorkerSetup) -> crate::store::Result<Worker> {
+        let queue = crate::store::work::open_queue(location, &setup.state_dir)?.ok_or_else(|| {
+            crate::store::StoreError::Database("the store is shared by no engines: there is no work to claim".into())
+        })?;
+        Worker::start(queue, setup).map_err(crate::store::StoreError::Io)
+    }
+
     pub fn start(queue: WorkQueue, setup: WorkerSetup) -> std::io::Result<Worker> {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let marker = marker(&setup.state_dir)?;

@@ -301,8 +301,7 @@ impl Actor {
             gates.push(self.gates.gate(&format!("workflow:{}", workflow.id), bound as usize, what));
         }
         if !offered {
-            let bound =
-                self.registry.max_parallel_tasks.map_or(self.config.max_parallel, |bound| bound as usize).max(1);
+            let bound = crate::engine::gates::max_parallel_tasks(&self.registry, self.config.max_parallel);
             gates.push(self.gates.gate("engine", bound, format!("max_parallel_tasks {bound} of the engine")));
         }
         gates

@@ -56,14 +56,13 @@ impl Actor {
                 }
             }
         }
-        let cut_short: Vec<(String, String, u32)> = runs
-            .iter()
-            .flat_map(|(_, running)| running.iter())
-            .map(|attempt| (attempt.run_id.clone(), attempt.task.clone(), attempt.attempt))
-            .collect();
-        let mut strays = reclaim::marked_processes(&self.state_id);
-        strays.extend(reclaim::processes_running(&cut_short));
-        for stray in strays {
+        let cut_short = |marker: &reclaim::Marker| {
+            runs.iter().flat_map(|(_, running)| running).any(|attempt| {
+                marker.run == attempt.run_id && marker.task == attempt.task && marker.attempt == attempt.attempt
+            })
+        };
+        // One look at every process: this folder's, and any running an attempt cut short.
+        for stray in reclaim::marked_where(|marker| marker.state_id == self.state_id || cut_short(marker)) {
             if pids.contains(&stray.pid) {
                 continue;
             }

@@ -339,9 +339,8 @@ impl WorkQueue {
     pub async fn finish_many(&self, engine: EngineId, finishes: Vec<Finish>) -> Result<Vec<WorkId>> {
         let engine = engine.0 as i64;
         let ids: Vec<i64> = finishes.iter().map(|finish| finish.id.0).collect();
-        let states: Vec<&'static str> =
-            finishes.iter().map(|finish| if finish.ending.is_ok() { "done" } else { "lost" }).collect();
-        let states: Vec<String> = states.into_iter().map(String::from).collect();
+        let states: Vec<String> =
+            finishes.iter().map(|finish| if finish.ending.is_ok() { "done" } else { "lost" }.to_string()).collect();
         let endings: Vec<Value> = finishes
             .iter()
             .map(|finish| match &finish.ending {
